@@ -1,0 +1,2 @@
+import NsyncServer
+print("nsyncd: not yet wired")
