@@ -122,7 +122,8 @@ public enum FileSystem {
 
     /// The entries of a directory with each one's `lstat`, without `.` and
     /// `..`, in readdir order. Opening uses O_NOFOLLOW, so a directory that
-    /// was swapped for a symlink since it was examined is refused, not followed.
+    /// was swapped for a symlink since it was examined is refused (ENOTDIR),
+    /// not followed.
     /// `followLinks` is for the root of the synced tree only.
     public static func listDirectoryEntries(_ path: String, followLinks: Bool = false) throws -> [DirectoryEntry] {
         try readDirectory(path, withStatus: true, followLinks: followLinks)
@@ -200,17 +201,15 @@ public enum FileSystem {
         _ = try valueOrErrno("chmod", path: path) { chmod(path, mode_t(mode & 0o7777)) }
     }
 
-    /// UTIME_OMIT from <sys/stat.h>, a macro Swift cannot import: "leave this time as it is".
-    private static let timeOmitted = (1 << 30) - 2
-
-    /// Sets mtime (nanoseconds since the epoch), leaving atime alone. With
+    /// Sets mtime (nanoseconds since the epoch), and atime to the same, as
+    /// `cp -p` does. Setting both is deliberate: the kernel reports a change
+    /// of both times as IN_ATTRIB (metadata), but of mtime alone as
+    /// IN_MODIFY, which watchers would take for a write in progress. With
     /// `noFollow` the link itself is stamped, which is how symlinks are synced.
     public static func setModificationTime(_ path: String, _ nanoseconds: Int64, noFollow: Bool = false) throws {
-        var times = [
-            timespec(tv_sec: 0, tv_nsec: FileSystem.timeOmitted),
-            timespec(tv_sec: Int(nanoseconds.floorDiv(1_000_000_000)),
-                     tv_nsec: Int(nanoseconds.floorMod(1_000_000_000))),
-        ]
+        let time = timespec(tv_sec: Int(nanoseconds.floorDiv(1_000_000_000)),
+                            tv_nsec: Int(nanoseconds.floorMod(1_000_000_000)))
+        var times = [time, time]
         let flags = noFollow ? AT_SYMLINK_NOFOLLOW : 0
         _ = try valueOrErrno("utimensat", path: path) { utimensat(AT_FDCWD, path, &times, flags) }
     }
@@ -229,8 +228,10 @@ public enum FileSystem {
 
     /// Hashes a regular file with plain read(2) in `chunkSize` pieces and
     /// returns its status before and after, so a file written meanwhile is
-    /// detected (`FileHash.isStable`). The hasher is reset first.
-    public static func hashFile(_ path: String, into hasher: SHA256, chunkSize: Int = 1 << 20) throws -> FileHash {
+    /// detected (`FileHash.isStable`). The hasher is reset first. `progress`
+    /// is told the bytes hashed so far after each chunk.
+    public static func hashFile(_ path: String, into hasher: SHA256, chunkSize: Int = 1 << 20,
+                                progress: ((Int64) -> Void)? = nil) throws -> FileHash {
         // O_NONBLOCK: opening a FIFO that replaced the file must not hang a
         // pool thread; it is a no-op for reads of a regular file.
         let fd = try valueOrErrno("open", path: path) {
@@ -251,6 +252,7 @@ public enum FileSystem {
             if count == 0 { break }
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             total += Int64(count)
+            progress?(total)
         }
         let after = try status(descriptor: fd, path: path)
         return FileHash(digest: hasher.finalize(), before: before, after: after, bytesRead: total)
@@ -260,11 +262,12 @@ public enum FileSystem {
     /// passes; the last result is returned either way and the caller treats
     /// an unstable one as "still being written" and tries again later.
     public static func hashStableFile(_ path: String, into hasher: SHA256, attempts: Int = 3,
-                                      chunkSize: Int = 1 << 20) throws -> FileHash {
-        var result = try hashFile(path, into: hasher, chunkSize: chunkSize)
+                                      chunkSize: Int = 1 << 20,
+                                      progress: ((Int64) -> Void)? = nil) throws -> FileHash {
+        var result = try hashFile(path, into: hasher, chunkSize: chunkSize, progress: progress)
         var attempt = 1
         while !result.isStable && attempt < attempts {
-            result = try hashFile(path, into: hasher, chunkSize: chunkSize)
+            result = try hashFile(path, into: hasher, chunkSize: chunkSize, progress: progress)
             attempt += 1
         }
         return result
@@ -274,7 +277,8 @@ public enum FileSystem {
 extension SystemError {
     /// ENOTDIR: a path component (or the path itself) is not a directory.
     public var isNotDirectory: Bool { errno == ENOTDIR }
-    /// ELOOP: O_NOFOLLOW met a symlink where a file or directory was expected.
+    /// ELOOP: O_NOFOLLOW met a symlink where a file was expected (for a
+    /// directory, O_DIRECTORY|O_NOFOLLOW reports ENOTDIR instead).
     public var isSymlink: Bool { errno == ELOOP }
 
     static func notDirectory(_ operation: String, path: String) -> SystemError {

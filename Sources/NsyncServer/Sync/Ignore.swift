@@ -33,9 +33,8 @@ public struct IgnoreRules: Sendable {
 
     public init(text: String) {
         var rules = IgnoreRules.editorDefaults.compactMap { IgnorePattern(line: Substring($0)) }
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            var line = Substring(line)
-            if line.hasSuffix("\r") { line = line.dropLast() }
+        // "\r\n" is one Character in Swift, so Windows line ends need naming.
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             if let pattern = IgnorePattern(line: line) { rules.append(pattern) }
         }
         self.rules = rules

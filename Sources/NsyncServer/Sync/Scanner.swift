@@ -72,12 +72,12 @@ public enum DirectoryScanner {
     /// Called every `progressInterval` entries with (entries so far, bytes of
     /// files so far), on the scanning thread.
     public typealias Progress = (_ entries: Int, _ bytes: Int64) -> Void
-    public static let progressInterval = 10_000
 
     /// Scans `root`. Throws only when `root` itself cannot be listed; every
     /// other problem becomes a `SkippedEntry`.
-    public static func scan(root: String, ignore: IgnoreRules, progress: Progress? = nil) throws -> ScanResult {
-        var walk = Walk(root: root, ignore: ignore, progress: progress)
+    public static func scan(root: String, ignore: IgnoreRules, progressInterval: Int = 10_000,
+                            progress: Progress? = nil) throws -> ScanResult {
+        var walk = Walk(root: root, ignore: ignore, progressInterval: max(1, progressInterval), progress: progress)
         let top = try FileSystem.statusFollowingLinks(walk.root)
         guard top.kind == .directory else { throw SystemError.notDirectory("scan", path: walk.root) }
         let topEntries = try FileSystem.listDirectoryEntries(walk.root, followLinks: true)
@@ -90,12 +90,14 @@ public enum DirectoryScanner {
     private struct Walk {
         let root: String
         let ignore: IgnoreRules
+        let progressInterval: Int
         let progress: Progress?
         var entries: [ScannedEntry] = []
         var skipped: [SkippedEntry] = []
         var bytes: Int64 = 0
 
-        init(root: String, ignore: IgnoreRules, progress: Progress?) {
+        init(root: String, ignore: IgnoreRules, progressInterval: Int, progress: Progress?) {
+            self.progressInterval = progressInterval
             self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root
             self.ignore = ignore
             self.progress = progress
@@ -122,9 +124,9 @@ public enum DirectoryScanner {
                     if ignore.isIgnoredEntry(path: path, isDirectory: isDirectory) { continue }
                     switch status.kind {
                     case .regular:
+                        bytes += status.size
                         record(ScannedEntry(path: path, kind: .file, size: status.size, mode: status.mode,
                                             modificationTime: status.modificationTime))
-                        bytes += status.size
                     case .symlink:
                         do {
                             let target = try FileSystem.readLink(root + "/" + path)
@@ -156,7 +158,7 @@ public enum DirectoryScanner {
 
         private mutating func record(_ entry: ScannedEntry) {
             entries.append(entry)
-            if let progress, entries.count % DirectoryScanner.progressInterval == 0 {
+            if let progress, entries.count % progressInterval == 0 {
                 progress(entries.count, bytes)
             }
         }

@@ -1,12 +1,13 @@
 /// A change the watcher saw under PATH; paths are relative, `/`-separated.
-public enum WatchEvent: Equatable, Sendable {
+public enum WatchEvent: Hashable, Sendable {
     /// Content or metadata is settled and worth a look: a writer closed the
     /// file, its mode or mtime was set, a directory or symlink appeared, or
     /// something was moved into the tree. The reconciler hashes and compares.
     case changed(String)
     /// Written to and not closed yet. The reconciler waits for `.changed`
     /// (close-after-write), or announces once size and mtime stay stable for
-    /// a short while, for writers that keep files open.
+    /// a short while, for writers that keep files open. An mtime-only change
+    /// (`touch -m`) also arrives this way: the kernel reports it as a write.
     case modified(String)
     case removed(String)
     /// A rename with both names inside the tree (and not ignored).
@@ -57,9 +58,14 @@ public final class Watcher {
         .closeWrite, .create, .delete, .movedFrom, .movedTo, .attrib, .modify, .deleteSelf, .moveSelf,
     ]
 
-    public init(root: String, ignore: IgnoreRules) throws {
+    /// At most this many directories are watched (nil: as many as the kernel
+    /// allows), to leave inotify watches for other programs of the same user.
+    public let maximumWatches: Int?
+
+    public init(root: String, ignore: IgnoreRules, maximumWatches: Int? = nil) throws {
         self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
         self.ignore = ignore
+        self.maximumWatches = maximumWatches
         inotify = try Inotify()
         // The root may be a symlink an operator chose; below it nothing is followed.
         let rootWatch = try inotify.addWatch(self.root, mask: Watcher.fileEvents.union([.onlyDirectory, .excludeUnlinked]))
@@ -281,24 +287,32 @@ public final class Watcher {
     /// (gone, not a directory any more, or out of watches).
     private func addWatch(_ path: String, into events: inout [WatchEvent]) -> Bool {
         if isWatchLimitReached { return false }
+        if let cap = maximumWatches, pathsByWatch.count >= cap {
+            reportWatchLimit(at: path, limit: "nsyncd's own cap of \(cap) watches", into: &events)
+            return false
+        }
         do {
             let watch = try inotify.addWatch(absolute(path), mask: Watcher.fileEvents.union([.onlyDirectory, .dontFollow, .excludeUnlinked]))
             remember(watch, path)
             return true
         } catch let error as SystemError where error.isNoSpace {
-            isWatchLimitReached = true
             let limit = Inotify.kernelLimit("max_user_watches").map(String.init) ?? "unknown"
-            events.append(.watchLimitReached(
-                "inotify watch limit reached (fs.inotify.max_user_watches = \(limit)) after watching "
-                + "\(watchedDirectoryCount) directories of \(root); \(absolute(path)) and others are not watched, "
-                + "so their changes are found by periodic rescans, not immediately. Raise the limit "
-                + "(sysctl -w fs.inotify.max_user_watches=524288, and persist it in /etc/sysctl.d/)."))
+            reportWatchLimit(at: path, limit: "fs.inotify.max_user_watches = \(limit)", into: &events)
             return false
         } catch {
             // Removed or replaced meanwhile, or unreadable: the scanner
             // reports unreadable directories; the rest reports itself.
             return false
         }
+    }
+
+    private func reportWatchLimit(at path: String, limit: String, into events: inout [WatchEvent]) {
+        isWatchLimitReached = true
+        events.append(.watchLimitReached(
+            "inotify watch limit reached (\(limit)) after watching \(watchedDirectoryCount) directories of "
+            + "\(root); \(absolute(path)) and others are not watched, so their changes are found by periodic "
+            + "rescans instead of at once. Raise fs.inotify.max_user_watches (sysctl -w "
+            + "fs.inotify.max_user_watches=524288, persisted in /etc/sysctl.d/) and restart nsyncd."))
     }
 
     private func unwatchTree(_ path: String) {
