@@ -35,6 +35,24 @@ final class WatcherTests: XCTestCase {
         XCTAssertEqual(events, [.modified("open")])
     }
 
+    func testADirectoryModeChangeIsReportedOnceByItsParent() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("sub")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        chmod(dir.url("sub"), 0o750)
+        let events = collectEvents(from: watcher) { !$0.isEmpty } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertEqual(events, [.changed("sub")], "the directory's own IN_ATTRIB is not a second report")
+    }
+
+    func testTheIgnoreFileIsReportedEvenWhenItsRulesWouldIgnoreIt() throws {
+        let dir = try SyncScratchDirectory("watch")
+        let watcher = try Watcher(root: dir.path, ignore: IgnoreRules(text: ".*\n"))
+        try dir.write(".nsyncignore", ".*\n")
+        try dir.write(".hidden", "h")
+        let events = collectEvents(from: watcher) { $0.contains(.changed(".nsyncignore")) } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertEqual(Set(events), [.modified(".nsyncignore"), .changed(".nsyncignore")])
+    }
+
     func testSymlinksAndEmptyDirectoriesAreChangedAtOnceAndHardLinksAwaitStability() throws {
         let dir = try SyncScratchDirectory("watch")
         try dir.write("f", "x")
