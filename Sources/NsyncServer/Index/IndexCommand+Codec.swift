@@ -13,6 +13,7 @@
 extension IndexCommand {
     static let formatVersion: UInt8 = 1
 
+    /// The first byte of an encoded change.
     private enum Tag: UInt8 {
         case put = 1
         case hold = 2

@@ -17,6 +17,10 @@ final class FileIndexDeterminismTests: XCTestCase {
             // Every 10th entry is a big batch (past the in-place ordering threshold).
             let command = scenario.command(in: nodeA, maxChanges: entry % 10 == 0 ? 200 : 20)
             let outcomesA = nodeA.apply(command, at: entry)
+            for outcome in outcomesA {
+                let name = "\(outcome)".prefix { $0 != "(" }
+                outcomeCounts[String(name), default: 0] += 1
+            }
             let decoded: IndexCommand
             do {
                 decoded = try IndexCommand(decoding: command.encoded())
@@ -30,10 +34,6 @@ final class FileIndexDeterminismTests: XCTestCase {
             XCTAssertEqual(decoded, command)
             let outcomesB = nodeB.apply(decoded, at: entry)
             XCTAssertEqual(outcomesA, outcomesB, "entry \(entry), seed \(seed)")
-            for outcome in outcomesA {
-                let name = "\(outcome)".prefix { $0 != "(" }
-                outcomeCounts[String(name), default: 0] += 1
-            }
             if entry == 400 { nodeB = try FileIndex(snapshotData: nodeB.snapshotData()) }
             if testRun?.failureCount ?? 0 > 0 { return XCTFail("stopped at entry \(entry); replay with NSYNC_FUZZ_SEED=\(seed)") }
         }
