@@ -174,3 +174,16 @@ final class EventLoopTests: XCTestCase {
         XCTAssertEqual(try uvCheck(3, "read"), 3)
     }
 }
+
+final class EventLoopLifetimeTests: XCTestCase {
+    func testALoopDroppedWithoutCloseIsReleased() throws {
+        var weak: WeakBox<EventLoop>?
+        do {
+            let loop = try EventLoop()
+            loop.execute {}
+            XCTAssertTrue(loop.run(until: { true }, timeout: 10))
+            weak = WeakBox(loop)
+        }
+        XCTAssertNil(weak?.value)
+    }
+}
