@@ -101,6 +101,7 @@ public class StreamHandle: Handle {
         var bufs = request.slices.map { slice in
             slice.withUnsafeBytes { uv_buf_init(Self.base($0), UInt32($0.count)) }
         }
+        if bufs.isEmpty { bufs.append(uv_buf_init(nil, 0)) }   // uv_write wants at least one
         submit(request, &bufs, UInt32(bufs.count))
     }
 
