@@ -58,6 +58,10 @@ final class EventLoopTests: XCTestCase {
             finished.signal()
         }
         loopThread.start()
+        let running = DispatchSemaphore(value: 0)
+        loop.execute { running.signal() }
+        XCTAssertEqual(running.wait(timeout: .now() + 10), .success, "loop thread did not start")
+        XCTAssertFalse(loop.isOnLoopThread, "the running thread is the loop thread now")
         DispatchQueue.concurrentPerform(iterations: 2) { producer in
             for i in 0..<perThread {
                 XCTAssertTrue(loop.execute {
@@ -66,7 +70,6 @@ final class EventLoopTests: XCTestCase {
                 })
             }
         }
-        XCTAssertFalse(loop.isOnLoopThread)
         loop.execute { loop.stop() }
         XCTAssertEqual(finished.wait(timeout: .now() + 10), .success, "loop thread did not stop")
         XCTAssertEqual(offLoop, 0)
