@@ -138,8 +138,10 @@ struct HardStateFiles {
         }
     }
 
-    func close() {
+    /// Closes both files; idempotent.
+    mutating func close() {
         for fd in descriptors { try? fd.close() }
+        descriptors = []
     }
 
     // MARK: format

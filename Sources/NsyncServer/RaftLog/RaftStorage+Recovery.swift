@@ -53,6 +53,15 @@ extension RaftStorage {
         let loaded = try HardStateFiles.open(directory: directory, mayCreate: segmentStarts.isEmpty && snapshot == nil)
         notes += loaded.notes
         var hardState = loaded.state
+        var hardStateFiles = loaded.files
+        var openFile: FileDescriptor?
+        var succeeded = false
+        defer {
+            if !succeeded {
+                hardStateFiles.close()
+                try? openFile?.close()
+            }
+        }
         // Entries up to here were durable before the crash: committed ones were
         // synced before the commit index was written, and a snapshot covers only
         // committed entries. Damage at or below it is never a torn write.
@@ -159,7 +168,6 @@ extension RaftStorage {
             directoryChanged = directoryChanged || !doomed.isEmpty
         }
 
-        var openFile: FileDescriptor?
         if let last = segments.last {
             let fd = try FileDescriptor.open(directory + "/" + last.fileName, .readWrite)
             // What survived a process crash may still be only in the page cache;
@@ -177,7 +185,8 @@ extension RaftStorage {
             hardState.commit = logEnd
         }
         let state = RecoveredState(hardState: hardState, snapshot: snapshot, entries: entries, notes: notes)
-        return Recovery(segments: segments, openFile: openFile, hardStateFiles: loaded.files, state: state)
+        succeeded = true
+        return Recovery(segments: segments, openFile: openFile, hardStateFiles: hardStateFiles, state: state)
     }
 
     private static func readFile(_ path: String) throws -> [UInt8] {

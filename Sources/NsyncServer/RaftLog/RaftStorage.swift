@@ -110,12 +110,15 @@ public final class RaftStorage {
     /// Closes the files and releases the directory lock; later calls fail.
     /// Staged but unsynced appends are dropped, as a crash would drop them.
     public func close() {
+        // Idempotent: deinit calls it again, and closing a descriptor number
+        // twice could close a file someone opened since under the same number.
+        if case .closed = failure as? RaftStorageError { return }
         try? openFile?.close()
         openFile = nil
         hardStateFiles.close()
         lock?.release()
         lock = nil
-        if failure == nil { failure = RaftStorageError.closed(directory: directory) }
+        failure = RaftStorageError.closed(directory: directory)
     }
 
     /// Runs `body`, poisoning the instance if it throws an I/O error.
