@@ -39,11 +39,9 @@ extension RaftStorage {
 
     static func recover(directory: String) throws -> Recovery {
         var notes: [String] = []
-        var directoryChanged = false
         let names = try FileDescriptor.listDirectory(directory)
         if names.contains(SnapshotFile.temporaryName) {
             try FileDescriptor.unlink(directory + "/" + SnapshotFile.temporaryName)
-            directoryChanged = true
             notes.append("removed \(SnapshotFile.temporaryName) left by a crash during a snapshot save; "
                 + "the previous snapshot stands")
         }
@@ -91,8 +89,7 @@ extension RaftStorage {
                     throw corrupt(name, 0, "segment header: \(reason)")
                 }
                 try FileDescriptor.unlink(path)
-                directoryChanged = true
-                notes.append("removed torn segment \(name) (\(reason)): it was being created when the node stopped")
+                    notes.append("removed torn segment \(name) (\(reason)): it was being created when the node stopped")
                 continue
             case let .valid(headerFirst):
                 guard headerFirst == first else {
@@ -165,7 +162,6 @@ extension RaftStorage {
                     + "(an interrupted compaction)")
                 segments.removeFirst(doomed.count)
             }
-            directoryChanged = directoryChanged || !doomed.isEmpty
         }
 
         if let last = segments.last {
@@ -175,7 +171,9 @@ extension RaftStorage {
             try fd.syncData()
             openFile = fd
         }
-        if directoryChanged { try FileDescriptor.syncDirectory(directory) }
+        // Always: a segment created just before a process crash may exist
+        // only in the cache, and its entries now count as synced.
+        try FileDescriptor.syncDirectory(directory)
 
         let logEnd = max(snapshotIndex, segments.last?.lastIndex ?? 0)
         hardState.commit = max(hardState.commit, snapshotIndex)

@@ -59,6 +59,9 @@ public final class RaftStorage {
         var lastIndex: UInt64 { firstIndex + UInt64(offsets.count) - 1 }
     }
 
+    /// The most data one entry may carry (about 1 GiB): batch commands below it.
+    public static let maxEntryDataBytes = LogSegmentFormat.maxPayloadSize - LogSegmentFormat.payloadFixedSize
+
     public let directory: String
     let options: Options
     private var lock: LockFile?
@@ -108,7 +111,7 @@ public final class RaftStorage {
     deinit { close() }
 
     /// Closes the files and releases the directory lock; later calls fail.
-    /// Staged but unsynced appends are dropped, as a crash would drop them.
+    /// Appends not yet synced may or may not survive, as in a crash.
     public func close() {
         // Idempotent: deinit calls it again, and closing a descriptor number
         // twice could close a file someone opened since under the same number.
@@ -144,9 +147,16 @@ public final class RaftStorage {
     /// removed first, durably: a new leader overwriting a follower's suffix.
     public func append(_ entries: [RaftEntry]) throws {
         guard let first = entries.first else { return }
-        for (offset, entry) in entries.enumerated() where entry.index != first.index + UInt64(offset) {
-            throw RaftStorageError.invalidAppend(
-                "entries not contiguous: index \(entry.index) at position \(offset) after \(first.index)")
+        for (offset, entry) in entries.enumerated() {
+            guard entry.index == first.index + UInt64(offset) else {
+                throw RaftStorageError.invalidAppend(
+                    "entries not contiguous: index \(entry.index) at position \(offset) after \(first.index)")
+            }
+            // Recovery reads a longer record as damage, so it must never be written.
+            guard entry.data.count <= Self.maxEntryDataBytes else {
+                throw RaftStorageError.invalidAppend(
+                    "entry \(entry.index) carries \(entry.data.count) bytes, over the \(Self.maxEntryDataBytes)-byte limit")
+            }
         }
         guard first.index >= firstIndex, first.index <= lastIndex + 1 else {
             throw RaftStorageError.invalidAppend(
