@@ -39,9 +39,13 @@ extension RaftStorage {
 
     static func recover(directory: String) throws -> Recovery {
         var notes: [String] = []
+        // Repairs are only planned while reading and carried out once every
+        // check has passed, so a refusal leaves the evidence untouched.
+        var removals: [String] = []
+        var cut: (path: String, size: Int64)?
         let names = try FileDescriptor.listDirectory(directory)
         if names.contains(SnapshotFile.temporaryName) {
-            try FileDescriptor.unlink(directory + "/" + SnapshotFile.temporaryName)
+            removals.append(SnapshotFile.temporaryName)
             notes.append("removed \(SnapshotFile.temporaryName) left by a crash during a snapshot save; "
                 + "the previous snapshot stands")
         }
@@ -88,8 +92,8 @@ extension RaftStorage {
                       LogSegmentFormat.recordVouchingFor(first, in: bytes, after: 0) == nil else {
                     throw corrupt(name, 0, "segment header: \(reason)")
                 }
-                try FileDescriptor.unlink(path)
-                    notes.append("removed torn segment \(name) (\(reason)): it was being created when the node stopped")
+                removals.append(name)
+                notes.append("removed torn segment \(name) (\(reason)): it was being created when the node stopped")
                 continue
             case let .valid(headerFirst):
                 guard headerFirst == first else {
@@ -112,11 +116,7 @@ extension RaftStorage {
                     throw corrupt(name, damage.offset, "\(damage.reason) at entry \(damagedIndex), "
                         + "yet the valid record at offset \(proof) was written after entry \(damagedIndex) was synced")
                 }
-                let fd = try FileDescriptor.open(path, .readWrite)
-                try fd.closeAfter {
-                    try fd.truncate(to: Int64(damage.offset))
-                    try fd.syncData()
-                }
+                cut = (path, Int64(damage.offset))
                 notes.append("cut torn tail of \(name) at offset \(damage.offset) (\(damage.reason)): "
                     + "dropped \(bytes.count - damage.offset) bytes never synced; the log now ends at index \(scan.lastIndex)")
             }
@@ -152,7 +152,7 @@ extension RaftStorage {
             }
             // Finish what an interrupted `saveSnapshot` started.
             let doomed = discard != nil ? segments[...] : segments.dropLast().filter { $0.lastIndex <= snapshotIndex }[...]
-            for segment in doomed { try FileDescriptor.unlink(directory + "/" + segment.fileName) }
+            removals += doomed.map(\.fileName)
             if let discard {
                 notes.append("discarded the log after an interrupted snapshot install (\(discard))")
                 segments = []
@@ -164,6 +164,11 @@ extension RaftStorage {
             }
         }
 
+        if let cut {
+            let fd = try FileDescriptor.open(cut.path, .readWrite)
+            try fd.closeAfter { try fd.truncate(to: cut.size) }
+        }
+        for name in removals { try FileDescriptor.unlink(directory + "/" + name) }
         if let last = segments.last {
             let fd = try FileDescriptor.open(directory + "/" + last.fileName, .readWrite)
             // What survived a process crash may still be only in the page cache;

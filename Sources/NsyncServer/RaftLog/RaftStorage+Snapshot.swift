@@ -35,7 +35,12 @@ extension RaftStorage {
                 writtenSize = 0
                 segmentNeedsSync = false
             }
-            for segment in segments.prefix(doomed) {
+            // Order matters if a crash stops this loop: compaction removes the
+            // oldest first, so what remains is contiguous; a discard removes
+            // the newest first, so what remains still holds (or ends before)
+            // the snapshot's index and recovery recognises it as discarded.
+            let victims = segments.prefix(doomed)
+            for segment in keepsLog ? Array(victims) : victims.reversed() {
                 try FileDescriptor.unlink(directory + "/" + segment.fileName)
             }
             segments.removeFirst(doomed)

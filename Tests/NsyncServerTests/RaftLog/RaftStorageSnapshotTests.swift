@@ -115,6 +115,26 @@ final class RaftStorageSnapshotTests: XCTestCase {
         XCTAssertEqual(try dir.segmentNames(), [])
     }
 
+    func testDiscardStoppedHalfwayIsFinishedOnRestart() throws {
+        let dir = try StorageScratchDirectory("interrupted-discard")
+        do {
+            let (storage, _) = try dir.open(options)
+            try storage.append(StorageFixture.entries(from: 1, count: 25, term: 1))
+            try storage.sync()
+            storage.close()
+        }
+        // A leader's snapshot at 5 with term 2: the discard removes the newest
+        // segments first and the node died after two of the three.
+        try SnapshotFile.write(snapshot(5, term: 2), directory: dir.raft)
+        try FileDescriptor.unlink(dir.file("log-00000000000000000021"))
+        try FileDescriptor.unlink(dir.file("log-00000000000000000011"))
+        let (storage, recovered) = try dir.open(options)
+        XCTAssertEqual(recovered.entries, [])
+        XCTAssertTrue(recovered.notes.first?.contains("term 1 at index 5") ?? false, "\(recovered.notes)")
+        XCTAssertEqual(try dir.segmentNames(), [])
+        XCTAssertEqual(storage.lastIndex, 5)
+    }
+
     func testCorruptSnapshotRefusesToOpen() throws {
         let dir = try StorageScratchDirectory("snapshot-corrupt")
         do {
