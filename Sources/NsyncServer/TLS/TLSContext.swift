@@ -139,13 +139,16 @@ public final class TLSContext {
         let keyOperation = "loading private key \(keyPath)"
         try Self.checkReadable(keyPath, keyOperation)
         ERR_clear_error()
+        let mismatch = "private key \(keyPath) does not belong to certificate \(certificatePath)"
         guard SSL_CTX_use_PrivateKey_file(ctx, keyPath, SSL_FILETYPE_PEM) == 1 else {
-            throw TLSError.fromErrorQueue(.configuration, keyOperation)
+            var error = TLSError.fromErrorQueue(.configuration, keyOperation)
+            // OpenSSL checks the pair here already; its "key values mismatch" names neither file.
+            if error.reasons.contains(where: { $0.contains("key values mismatch") }) { error.operation = mismatch }
+            throw error
         }
         ERR_clear_error()
         guard SSL_CTX_check_private_key(ctx) == 1 else {
-            throw TLSError.fromErrorQueue(.configuration,
-                                          "private key \(keyPath) does not belong to certificate \(certificatePath)")
+            throw TLSError.fromErrorQueue(.configuration, mismatch)
         }
     }
 
