@@ -37,9 +37,9 @@ final class EnginePair {
     /// The bytes `from` has for the network, without delivering them.
     func takeOutput(of engine: TLSEngine) -> [UInt8] {
         var bytes: [UInt8] = []
-        engine.output.take { chunk in
-            bytes.append(contentsOf: chunk.bytes)
-            engine.output.release(chunk)
+        engine.output.take { buffer in
+            bytes.append(contentsOf: buffer.bytes)
+            engine.output.recycle(buffer)
         }
         return bytes
     }
@@ -262,7 +262,7 @@ final class TLSEngineTests: XCTestCase {
                 }
             }
             var output: [UInt8] = []
-            server.output.take { output += $0.bytes; server.output.release($0) }
+            server.output.take { output += $0.bytes; server.output.recycle($0) }
             XCTAssertEqual(failure?.kind, .handshake, text.debugDescription)
             XCTAssertEqual(output.first == 0x15, alert, "\(text.debugDescription): output \(output.prefix(7))")
         }
