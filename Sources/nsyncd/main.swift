@@ -1,2 +1,1 @@
-import NsyncServer
-print("nsyncd: not yet wired")
+print("nsyncd: wiring in progress")

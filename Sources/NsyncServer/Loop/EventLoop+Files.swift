@@ -66,8 +66,10 @@ extension EventLoop {
     public func writeFile(_ fd: Int32, bytes: [UInt8], at offset: Int64,
                           completion: @escaping (UVError?) -> Void) {
         // The array kept alive in the request keeps its storage (see StreamHandle.write).
-        let base = bytes.withUnsafeBytes { $0.baseAddress }
-        guard let base else { return writeAll(fd, UnsafeRawPointer(bitPattern: 1)!, 0, offset, keepAlive: nil, completion: completion) }
+        guard let base = bytes.withUnsafeBytes({ $0.baseAddress }), !bytes.isEmpty else {
+            execute { completion(nil) }
+            return
+        }
         writeAll(fd, base, bytes.count, offset, keepAlive: bytes, completion: completion)
     }
 
@@ -84,6 +86,8 @@ extension EventLoop {
             case .success(let request):
                 let written = request.pointee.result
                 if written == count { return completion(nil) }
+                // pwrite returning 0 for a non-empty buffer would loop forever.
+                if written == 0 { return completion(UVError(code: UV_EIO.rawValue, operation: "write", target: "fd \(fd)")) }
                 self.writeAll(fd, base + written, count - written, offset + Int64(written), keepAlive: keepAlive, completion: completion)
             }
         }

@@ -10,7 +10,11 @@ import Glibc
 /// first `run()`, the thread that created it) — except `execute(_:)`, the one
 /// entry that is safe from any thread. Handles keep their loop alive; the loop
 /// does not keep handles alive (an open handle keeps itself alive until its
-/// close callback).
+/// close callback), so a loop with open handles lives until `close()`.
+///
+/// Every libuv handle on this loop must be one of the `Handle` wrappers:
+/// `close()` finds the open ones through libuv and closes them through their
+/// Swift owner.
 public final class EventLoop {
     /// Bytes of the read buffer all streams of this loop share: a read is
     /// handed to its callback as a view into it and the next read overwrites
@@ -86,11 +90,12 @@ public final class EventLoop {
     }
 
     /// The loop's cached clock in milliseconds (monotonic, updated once per
-    /// loop iteration).
+    /// loop iteration). Loop thread.
     public var now: UInt64 { uv_now(pointer) }
 
-    /// Runs callbacks until `stop()` (or until `close()` from the same
-    /// thread after it returns). The calling thread becomes the loop thread.
+    /// Runs callbacks until `stop()`; it does not return just because no
+    /// handle is active (the `execute` wake-up stays armed, as a daemon wants).
+    /// The calling thread becomes the loop thread. Then call `close()`.
     public func run() {
         beginRun()
         uv_run(pointer, UV_RUN_DEFAULT)

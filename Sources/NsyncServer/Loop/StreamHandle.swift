@@ -101,6 +101,7 @@ public class StreamHandle: Handle {
         var bufs = request.slices.map { slice in
             slice.withUnsafeBytes { uv_buf_init(Self.base($0), UInt32($0.count)) }
         }
+        if bufs.isEmpty { bufs.append(uv_buf_init(nil, 0)) }   // uv_write wants at least one
         submit(request, &bufs, UInt32(bufs.count))
     }
 
@@ -129,17 +130,7 @@ public class StreamHandle: Handle {
             : uv_write(request.pointer(as: uv_write_t.self), stream, bufs, count) { req, status in
                 StreamRequest.complete(req, status: status)
             }
-        if rc < 0 { failLater(request, rc) }
-    }
-
-    /// Reports a synchronous submission failure through the completion, but
-    /// from a later loop iteration, so completions never run inside the call
-    /// that submitted them.
-    private func failLater(_ request: StreamRequest, _ rc: Int32) {
-        let memory = request.memory
-        if !loop.execute({ StreamRequest.complete(memory, status: rc) }) {
-            StreamRequest.complete(memory, status: rc) // the loop is closing: no later iteration
-        }
+        if rc < 0 { request.failLater(rc, on: loop) }
     }
 
     // MARK: Ending
@@ -154,7 +145,7 @@ public class StreamHandle: Handle {
             : uv_shutdown(request.pointer(as: uv_shutdown_t.self), stream) { req, status in
                 StreamRequest.complete(req, status: status)
             }
-        if rc < 0 { failLater(request, rc) }
+        if rc < 0 { request.failLater(rc, on: loop) }
     }
 
     /// Takes the next pending connection of `listener` into this (fresh) stream.

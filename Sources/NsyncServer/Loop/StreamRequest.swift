@@ -33,4 +33,14 @@ final class StreamRequest {
         owner.completion = nil
         completion?(status)
     }
+
+    /// The submission failed synchronously: report it through the completion
+    /// from a later loop iteration, so a completion never runs inside the
+    /// call that submitted it.
+    func failLater(_ status: Int32, on loop: EventLoop) {
+        let memory = self.memory
+        if !loop.execute({ StreamRequest.complete(memory, status: status) }) {
+            StreamRequest.complete(memory, status: status) // the loop is closing: no later iteration
+        }
+    }
 }

@@ -21,12 +21,16 @@ public final class TCPStream: StreamHandle {
 
     /// Connects to `host` (numeric IPv4/IPv6, "localhost" = 127.0.0.1, or a
     /// name looked up on the thread pool) and `port`. `completion` runs once,
-    /// on the loop thread: nil when connected, else the error
+    /// on the loop thread and never inside this call: nil when connected
+    /// (start reading and writing from there), else the error
     /// (`isConnectionRefused` when nothing listens; canceled if the stream
     /// was closed first — close it from a timer to bound the wait).
     public func connect(host: String, port: Int, completion: @escaping (UVError?) -> Void) {
         let target = "\(host):\(port)"
         connectTarget = target
+        if let address = SocketAddress(numericHost: host, port: port) {
+            return connect(to: address, target: target, completion: completion)
+        }
         SocketAddress.resolve(host: host, port: port, on: loop) { result in
             switch result {
             case .failure(let error):
@@ -38,18 +42,17 @@ public final class TCPStream: StreamHandle {
     }
 
     private func connect(to address: SocketAddress, target: String, completion: @escaping (UVError?) -> Void) {
-        guard !isClosing else { return completion(.canceled("connect", target)) }
         let request = StreamRequest(type: UV_CONNECT) { status in
             if status < 0 { return completion(UVError(code: status, operation: "connect", target: target)) }
             self.didConnect()
             completion(nil)
         }
-        let rc = address.withSockAddr { sockaddr in
+        let rc = isClosing ? UV_ECANCELED.rawValue : address.withSockAddr { sockaddr in
             uv_tcp_connect(request.pointer(as: uv_connect_t.self), tcp, sockaddr) { req, status in
                 StreamRequest.complete(req, status: status)
             }
         }
-        if rc < 0 { StreamRequest.complete(request.memory, status: rc) }
+        if rc < 0 { request.failLater(rc, on: loop) }
     }
 
     func didConnect() {

@@ -15,7 +15,7 @@ public final class UnixStream: StreamHandle {
     override var errorTarget: String? { path }
 
     /// Connects to the socket at `path`; `completion` runs once on the loop
-    /// thread, nil when connected (`isNotFound` / `isConnectionRefused` when
+    /// thread (never inside this call), nil when connected (`isNotFound` / `isConnectionRefused` when
     /// no daemon listens there).
     public func connect(path: String, completion: @escaping (UVError?) -> Void) {
         self.path = path
@@ -23,10 +23,7 @@ public final class UnixStream: StreamHandle {
             completion(status < 0 ? UVError(code: status, operation: "connect", target: path) : nil)
         }
         if let error = UnixListener.checkLength(path, "connect") ?? (isClosing ? .canceled("connect", path) : nil) {
-            if !loop.execute({ StreamRequest.complete(request.memory, status: error.code) }) {
-                StreamRequest.complete(request.memory, status: error.code)
-            }
-            return
+            return request.failLater(error.code, on: loop)
         }
         uv_pipe_connect(request.pointer(as: uv_connect_t.self), memory.assumingMemoryBound(to: uv_pipe_t.self), path) { req, status in
             StreamRequest.complete(req, status: status)
