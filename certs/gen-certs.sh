@@ -67,9 +67,10 @@ fi
 command -v openssl >/dev/null || { echo "gen-certs.sh: the openssl command is not installed" >&2; exit 1; }
 
 for name in "${names[@]}"; do
-    # The name becomes a file name and a CN: keep it to what a host name allows.
-    if ! [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._:-]*$ ]] || [ "$name" = "ca" ]; then
-        echo "gen-certs.sh: '$name' is not a valid node name (letters, digits, . _ - :, and not 'ca')" >&2
+    # The name becomes a file name and the CN nsyncd compares with the node
+    # name a peer claims: nsyncd's node-name rule, starting with a letter or digit.
+    if ! [[ "$name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ${#name} -gt 64 ] || [ "$name" = "ca" ]; then
+        echo "gen-certs.sh: '$name' is not a valid node name (up to 64 letters, digits, '.', '_', '-'; starts with a letter or digit; not 'ca')" >&2
         exit 2
     fi
 done

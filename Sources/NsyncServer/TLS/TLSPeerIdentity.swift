@@ -14,10 +14,10 @@ public struct TLSPeerIdentity: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// True when `nodeName` is the certificate's CN or one of its SAN DNS
-    /// names. gen-certs.sh adds "localhost" to every certificate, so upper
-    /// layers must not accept "localhost" as a node name.
+    /// names. gen-certs.sh puts "localhost" in every certificate's SAN, so a
+    /// SAN "localhost" proves nothing: a node called that must have it as CN.
     public func matches(_ nodeName: String) -> Bool {
-        commonName == nodeName || dnsNames.contains(nodeName)
+        commonName == nodeName || (nodeName != "localhost" && dnsNames.contains(nodeName))
     }
 
     public var description: String {

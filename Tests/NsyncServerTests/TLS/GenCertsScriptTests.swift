@@ -67,7 +67,8 @@ final class GenCertsScriptTests: XCTestCase {
     }
 
     func testBadArgumentsAreRefusedWithAReason() {
-        for arguments in [["--out", directory], ["--out", directory, "../evil"], ["--out", directory, "ca"],
+        for arguments in [["--out", directory], ["--out", directory, "../evil"], ["--out", directory, "ca"], ["--out", directory, "a:b"],
+                          ["--out", directory, String(repeating: "n", count: 65)],
                           ["--out", directory, "--days", "soon", "alpha"], ["--bogus", "alpha"]] {
             XCTAssertThrowsError(try TestCertificates.run(arguments), "\(arguments)") { error in
                 XCTAssertTrue("\(error)".contains("gen-certs.sh"), "\(error)")

@@ -127,6 +127,8 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(pair.serverPeer?.dnsNames, ["node2", "localhost"])
         XCTAssertTrue(pair.serverPeer?.matches("node2") ?? false)
         XCTAssertFalse(pair.serverPeer?.matches("node1") ?? true)
+        XCTAssertFalse(pair.serverPeer?.matches("localhost") ?? true, "every certificate has SAN localhost")
+        XCTAssertTrue(TLSPeerIdentity(commonName: "n", dnsNames: ["n", "n.lan"]).matches("n.lan"))
     }
 
     func testDataFlowsBothWaysAndMatches() throws {
