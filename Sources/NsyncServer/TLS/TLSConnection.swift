@@ -51,6 +51,7 @@ public final class TLSConnection {
     private var closeError: Error?
     /// The stream reported EOF or a read error: nothing more will arrive.
     private var readEnded = false
+    private var readingPaused = false
     private var logger: Logger
 
     /// Wraps a connected (or accepted) `stream`. The context's role says
@@ -75,12 +76,8 @@ public final class TLSConnection {
         let timer = LoopTimer(loop: loop)
         self.timer = timer
         timer.start(after: handshakeTimeout) { [weak self] in self?.handshakeTimedOut() }
-        do {
-            try stream.startReading(onRead: { [self] in didRead($0) },
-                                    onEnd: { [self] in didEnd($0) })
-        } catch {
-            return fail(error)
-        }
+        startReading()
+        guard case .handshaking = phase else { return }
         engine.startHandshake()
         flush()
     }
@@ -139,17 +136,33 @@ public final class TLSConnection {
 
     /// Stops delivering `onData` (TCP flow control then slows the peer).
     public func pauseReading() {
-        stream.stopReading()
+        guard !readingPaused, !readEnded else { return }
+        switch phase {
+        case .handshaking, .established:
+            readingPaused = true
+            stream.stopReading()
+        case .idle, .closing, .closed:
+            break
+        }
     }
 
     /// Resumes `onData` after `pauseReading`.
     public func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
         switch phase {
         case .handshaking, .established, .closing:
-            try? stream.startReading(onRead: { [self] in didRead($0) },
-                                     onEnd: { [self] in didEnd($0) })
+            startReading()
         case .idle, .closed:
             break
+        }
+    }
+
+    private func startReading() {
+        do {
+            try stream.startReading(onRead: { [self] in didRead($0) }, onEnd: { [self] in didEnd($0) })
+        } catch {
+            fail(error)
         }
     }
 
@@ -271,6 +284,12 @@ public final class TLSConnection {
         closeError = error
         phase = .closing
         wantsWritable = false
+        if readingPaused {
+            // Drain (and ignore) input until the peer's end, so the close is
+            // not a reset that could destroy our last bytes.
+            readingPaused = false
+            startReading()
+        }
         engine.close()
         flush()
         timer?.close()
