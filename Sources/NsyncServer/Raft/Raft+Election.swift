@@ -144,7 +144,7 @@ extension Raft {
         // Forwarding is not part of the consensus protocol: its answers stay
         // valid across terms, so they bypass the term rules.
         case let .propose(id, data):
-            receiveForwardedProposal(id: id, data: data, from: message.from)
+            receiveForwardedProposal(id: id, data: data, from: message.from, slot: slot)
             return
         case let .proposeResponse(id, result):
             receiveProposalAnswer(id: id, result: result)

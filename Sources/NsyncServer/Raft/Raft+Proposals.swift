@@ -26,17 +26,23 @@ extension Raft {
         return entry.index
     }
 
-    mutating func receiveForwardedProposal(id: ProposalID, data: [UInt8], from peer: NodeName) {
-        guard role == .leader else {
-            send(.proposeResponse(id: id, result: .failed(.noLeader)), to: peer)
+    mutating func receiveForwardedProposal(id: ProposalID, data: [UInt8], from peer: NodeName, slot: Int) {
+        // A duplicated forward must not be appended twice, nor appended after
+        // a copy of it was refused (the proposer then reported a definite failure).
+        if let earlier = forwards.answer(for: slot, id) {
+            send(.proposeResponse(id: id, result: earlier), to: peer)
             return
         }
-        guard data.count <= config.maxAppendBytes else {
-            send(.proposeResponse(id: id, result: .failed(.tooLarge)), to: peer)
-            return
+        let result: ForwardResult
+        if role != .leader {
+            result = .failed(.noLeader)
+        } else if data.count > config.maxAppendBytes {
+            result = .failed(.tooLarge)
+        } else {
+            result = .appended(index: appendCommand(data), term: term)
         }
-        let index = appendCommand(data)
-        send(.proposeResponse(id: id, result: .appended(index: index, term: term)), to: peer)
+        forwards.remember(slot, id, result)
+        send(.proposeResponse(id: id, result: result), to: peer)
     }
 
     mutating func receiveProposalAnswer(id: ProposalID, result: ForwardResult) {

@@ -53,6 +53,8 @@ public struct Raft: Sendable {
     /// Leader only: replication state per peer.
     var progress: [RaftProgress]
     var proposals = RaftProposalTracker()
+    /// Answers given to recently forwarded proposals, to answer duplicates alike.
+    var forwards = RaftForwardedProposals()
     var random: RaftRandom
     /// Follower: the snapshot being received in chunks.
     var incomingSnapshot: (metadata: SnapshotMetadata, data: [UInt8])?
@@ -87,9 +89,12 @@ public struct Raft: Sendable {
             previousTerm = entry.term
             log.append(entry)
         }
-        let hardState = recovered.hardState
+        var hardState = recovered.hardState
+        // Entries (or a snapshot) can be durable while the hard state written
+        // with them was lost in a torn tail. Their term was never voted in by a
+        // message that left this node, so adopting it without a vote is safe.
         if hardState.term < log.lastTerm {
-            throw RaftRecoveryError.termBelowLog(hardStateTerm: hardState.term, lastLogTerm: log.lastTerm)
+            hardState = HardState(term: log.lastTerm, vote: nil, commit: hardState.commit)
         }
         if hardState.commit > log.lastIndex {
             throw RaftRecoveryError.commitBeyondLog(commit: hardState.commit, lastIndex: log.lastIndex)

@@ -86,3 +86,31 @@ struct RaftProposalTracker: Sendable {
         return result
     }
 }
+
+/// The answers this node gave to the last few thousand proposals forwarded to
+/// it, by sender and id, so a duplicated forward (a resend after a reconnect,
+/// a duplicating network) gets the same answer instead of a second log entry.
+/// Part of the `Raft` value (loop thread).
+struct RaftForwardedProposals: Sendable {
+    private struct Key: Hashable, Sendable {
+        let peer: Int
+        let id: ProposalID
+    }
+
+    /// Enough to cover any duplicate a network delivers within seconds at
+    /// nsyncd's proposal rates; older ones are forgotten first.
+    static let capacity = 16_384
+
+    private var answers: [Key: ForwardResult] = [:]
+    private var order: Deque<Key> = []
+
+    func answer(for peer: Int, _ id: ProposalID) -> ForwardResult? {
+        answers[Key(peer: peer, id: id)]
+    }
+
+    mutating func remember(_ peer: Int, _ id: ProposalID, _ result: ForwardResult) {
+        let key = Key(peer: peer, id: id)
+        if answers.updateValue(result, forKey: key) == nil { order.append(key) }
+        while order.count > Self.capacity { answers[order.removeFirst()] = nil }
+    }
+}

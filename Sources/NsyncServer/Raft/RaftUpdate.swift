@@ -5,9 +5,10 @@
 /// 1. Persist: if `snapshot` is set, store it and drop the whole stored log
 ///    (the snapshot replaces it); then delete stored entries with index
 ///    `>= entries.first.index` and append `entries`; then store `hardState`.
-///    Updates are persisted in the order they were returned (FIFO).
-///    `compactedThrough` may be applied at any time after: stored entries up to
-///    it are no longer needed (a durable snapshot covers them).
+///    Then drop stored entries up to `compactedThrough` (a durable snapshot
+///    covers them). Updates are persisted in the order they were returned
+///    (FIFO), compaction included: an earlier write may still be storing
+///    entries that a later compaction point covers.
 /// 2. Send `messages` only once this update's persistence, and that of every
 ///    earlier update, is durable: they promise votes and log contents that
 ///    must survive a crash. An update with nothing to persist still waits
@@ -90,7 +91,6 @@ public enum RaftRecoveryError: Error, Equatable, CustomStringConvertible, Sendab
     case entriesNotContiguous(after: UInt64, found: UInt64)
     case termsDecrease(at: UInt64)
     case commitBeyondLog(commit: UInt64, lastIndex: UInt64)
-    case termBelowLog(hardStateTerm: UInt64, lastLogTerm: UInt64)
 
     public var description: String {
         let fix = "the raft state in .nsync/ is inconsistent; move it aside and restart to resync from the cluster"
@@ -99,7 +99,6 @@ public enum RaftRecoveryError: Error, Equatable, CustomStringConvertible, Sendab
         case let .entriesNotContiguous(a, f): return "log entry \(f) follows entry \(a): \(fix)"
         case let .termsDecrease(i): return "log terms decrease at index \(i): \(fix)"
         case let .commitBeyondLog(c, l): return "commit index \(c) is past the last log entry \(l): \(fix)"
-        case let .termBelowLog(t, l): return "stored term \(t) is below the last log entry's term \(l): \(fix)"
         }
     }
 }

@@ -123,8 +123,11 @@ final class RaftSnapshotTests: XCTestCase {
         XCTAssertThrowsError(try makeRaft(recovered: RaftRecoveredState(hardState: HardState(term: 1), entries: broken))) {
             XCTAssertEqual($0 as? RaftRecoveryError, .entriesNotContiguous(after: 2, found: 9))
         }
-        XCTAssertThrowsError(try makeRaft(recovered: RaftRecoveredState(hardState: HardState(term: 1), entries: entries([1, 2])))) {
-            XCTAssertEqual($0 as? RaftRecoveryError, .termBelowLog(hardStateTerm: 1, lastLogTerm: 2))
-        }
+    }
+
+    func testRecoveryAdoptsTheLogTermWhenTheHardStateWasLostInATornTail() throws {
+        let raft = try makeRaft(recovered: RaftRecoveredState(hardState: HardState(term: 1, vote: "b"), entries: entries([1, 2])))
+        XCTAssertEqual(raft.term, 2)
+        XCTAssertNil(raft.vote, "no vote of term 2 ever left this node")
     }
 }
