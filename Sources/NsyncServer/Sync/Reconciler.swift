@@ -119,6 +119,8 @@ public struct Reconciler {
 
     public var hasOutbox: Bool { !outbox.isEmpty }
     public var pendingPutCount: Int { pendingPuts.count }
+    /// Whether a put of ours for `path` awaits its outcome.
+    public func isAnnouncing(_ path: String) -> Bool { pendingPuts[path] != nil }
     public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty }
 
     public mutating func markManifestSaved() { manifestDirty = false }
