@@ -168,6 +168,21 @@ final class TLSEngineTests: XCTestCase {
         XCTAssertEqual(pair.serverReceived, message)
     }
 
+    func testAPreferredSizeWriteLeavesAsOneBuffer() throws {
+        let pair = try EnginePair(client: certs.clientContext(), server: certs.serverContext())
+        pair.client.startHandshake()
+        pair.pump()
+        let plaintext = [UInt8](repeating: 0x5a, count: TLSConnection.preferredWriteSize)
+        try plaintext.withUnsafeBytes { try pair.client.write($0) }
+        var buffers: [IOBuffer] = []
+        pair.client.output.take { buffers.append($0) }
+        XCTAssertEqual(buffers.count, 1, "one socket write per 256 KiB")
+        XCTAssertEqual(buffers.first?.count, 16 * (16_384 + 22), "16 full TLS 1.3 records")
+        let wire = buffers.flatMap(\.bytes)
+        pair.feed(wire, to: pair.server)
+        XCTAssertTrue(pair.serverReceived == plaintext)
+    }
+
     func testCloseNotifyEndsBothSidesCleanly() throws {
         let pair = try EnginePair(client: certs.clientContext(), server: certs.serverContext())
         pair.client.startHandshake()
