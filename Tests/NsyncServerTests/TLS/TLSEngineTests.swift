@@ -73,7 +73,7 @@ final class EnginePair {
 }
 
 /// SplitMix64: a seeded generator so a failing payload can be replayed.
-struct TestRandom: RandomNumberGenerator {
+struct TLSTestRandom: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -134,7 +134,7 @@ final class TLSEngineTests: XCTestCase {
     func testDataFlowsBothWaysAndMatches() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("TLSEngineTests seed \(seed)")
-        var random = TestRandom(seed: seed)
+        var random = TLSTestRandom(seed: seed)
         let pair = try EnginePair(client: certs.clientContext(), server: certs.serverContext())
         pair.client.startHandshake()
         pair.pump()
