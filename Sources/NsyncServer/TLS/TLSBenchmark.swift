@@ -31,7 +31,7 @@ public enum TLSBenchmark {
     public static let serverNode = "bench1"
     public static let clientNode = "bench2"
     /// Bytes per `write` / `SSL_write`, both sides.
-    public static let defaultChunk = 256 * 1024
+    public static let defaultChunk = TLSConnection.preferredWriteSize
 
     /// Sends `size` bytes per round, `rounds` rounds of each transport,
     /// using `certDir`/ca.pem and the bench1/bench2 certificates (make them

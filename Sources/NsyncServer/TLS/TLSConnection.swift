@@ -15,6 +15,8 @@ public final class TLSConnection {
     public static let defaultHandshakeTimeout: UInt64 = 10_000
     /// Ciphertext the connection holds for the socket before `write` says stop.
     public static let defaultWriteLimit = 4 * 1024 * 1024
+    /// The write size that goes out best: 16 full records, one socket write.
+    public static let preferredWriteSize = 256 * 1024
     /// After our close_notify and FIN, how long we wait for the peer's end
     /// before closing anyway (closing with unread input would send a RST
     /// that can destroy what we sent last, e.g. the alert).
@@ -86,7 +88,7 @@ public final class TLSConnection {
     /// return). Returns false once the buffered ciphertext reaches
     /// `writeLimit`: stop writing until `onWritable`. The bytes are always
     /// accepted while established, so the buffer exceeds the limit by at most
-    /// one write: keep single writes small (e.g. 256 KiB). Before
+    /// one write: keep single writes at most `preferredWriteSize`. Before
     /// `onEstablished` and after `close()` it writes nothing.
     @discardableResult
     public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -2,18 +2,21 @@
 ///
 /// Why not a memory BIO: draining one costs a malloc and a copy per flush.
 /// Here each record OpenSSL writes is copied once, straight into a pooled
-/// 128 KiB block, and a large flush hands whole blocks to the stream, which
+/// 264 KiB block, and a large flush hands whole blocks to the stream, which
 /// writes from them without copying; they come back through `recycle` after
 /// the write completed, so a bulk transfer allocates nothing per record. A
 /// small flush (a heartbeat, a handshake message) is copied into a buffer of
 /// its own size instead, so it does not pin a block while it waits in the
 /// socket queue. Owned by one `TLSEngine`; loop thread.
 final class TLSOutput {
-    static let blockSize = 128 * 1024
+    /// A 256 KiB plaintext write is 16 records of 16,406 bytes (262,496):
+    /// 264 KiB holds them, so such a write leaves as one buffer and one
+    /// socket write, instead of a full block plus a 352-byte straggler.
+    static let blockSize = 264 * 1024
     /// Flushes below this are copied out and the block reused at once.
     static let smallFlushLimit = 16 * 1024
-    /// Free blocks kept for reuse; more are freed.
-    static let poolLimit = 8
+    /// Free blocks kept for reuse (about 1 MiB); more are freed.
+    static let poolLimit = 4
 
     private var current: IOBuffer
     /// Full blocks not yet taken, oldest first.

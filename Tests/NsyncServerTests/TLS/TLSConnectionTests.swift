@@ -11,7 +11,7 @@ final class PatternStream {
 
     init(seed: UInt64) {
         self.seed = seed
-        var random = TestRandom(seed: seed)
+        var random = TLSTestRandom(seed: seed)
         pattern = random.bytes(Self.period)
     }
 
@@ -276,7 +276,7 @@ final class TLSConnectionTests: XCTestCase {
 
     func testCleanCloseDeliversEverythingAndReportsNoError() throws {
         let server = try TLSTestServer(loop: loop, context: certs.serverContext())
-        let payload = TestRandom(seed: 11).bytesOf(300_000)
+        let payload = TLSTestRandom(seed: 11).bytesOf(300_000)
         let client = TLSTestClient(loop: loop, port: server.port, context: try certs.clientContext()) { connection in
             connection.write(payload)
             connection.close()
@@ -369,7 +369,7 @@ final class TLSConnectionTests: XCTestCase {
     }
 }
 
-extension TestRandom {
+extension TLSTestRandom {
     func bytesOf(_ count: Int) -> [UInt8] {
         var copy = self
         return copy.bytes(count)

@@ -73,7 +73,7 @@ final class EnginePair {
 }
 
 /// SplitMix64: a seeded generator so a failing payload can be replayed.
-struct TestRandom: RandomNumberGenerator {
+struct TLSTestRandom: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
@@ -134,7 +134,7 @@ final class TLSEngineTests: XCTestCase {
     func testDataFlowsBothWaysAndMatches() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("TLSEngineTests seed \(seed)")
-        var random = TestRandom(seed: seed)
+        var random = TLSTestRandom(seed: seed)
         let pair = try EnginePair(client: certs.clientContext(), server: certs.serverContext())
         pair.client.startHandshake()
         pair.pump()
@@ -166,6 +166,21 @@ final class TLSEngineTests: XCTestCase {
         let wire = pair.takeOutput(of: pair.client)
         for byte in wire { pair.feed([byte], to: pair.server) }
         XCTAssertEqual(pair.serverReceived, message)
+    }
+
+    func testAPreferredSizeWriteLeavesAsOneBuffer() throws {
+        let pair = try EnginePair(client: certs.clientContext(), server: certs.serverContext())
+        pair.client.startHandshake()
+        pair.pump()
+        let plaintext = [UInt8](repeating: 0x5a, count: TLSConnection.preferredWriteSize)
+        try plaintext.withUnsafeBytes { try pair.client.write($0) }
+        var buffers: [IOBuffer] = []
+        pair.client.output.take { buffers.append($0) }
+        XCTAssertEqual(buffers.count, 1, "one socket write per 256 KiB")
+        XCTAssertEqual(buffers.first?.count, 16 * (16_384 + 22), "16 full TLS 1.3 records")
+        let wire = buffers.flatMap(\.bytes)
+        pair.feed(wire, to: pair.server)
+        XCTAssertTrue(pair.serverReceived == plaintext)
     }
 
     func testCloseNotifyEndsBothSidesCleanly() throws {
