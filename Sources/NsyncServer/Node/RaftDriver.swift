@@ -34,7 +34,11 @@ final class RaftDriver {
     private var queue: [PendingWrite] = []
     private var persisting = false
     private var stopped = false
-    private var nextProposal: UInt64 = 1
+    /// Random start, not 1: the leader remembers its answers to forwarded
+    /// proposals by (sender, id) to absorb duplicates, so ids that restarted
+    /// at 1 after this node restarted would get an earlier incarnation's
+    /// answers ("appended at index i") and never be appended.
+    private var nextProposal = UInt64.random(in: 1...(UInt64.max >> 1))
     private var waiters: [ProposalID: (ProposalOutcome) -> Void] = [:]
     /// Index and term of the last entry applied (what a snapshot covers).
     private var appliedIndex: UInt64
