@@ -76,7 +76,11 @@ extension Node {
 
     // MARK: start
 
-    func startSync() throws {
+    /// Loads what this node held when it last stopped. Before Raft starts:
+    /// replaying the log reconciles every path, and against an empty
+    /// manifest that fetches every file, resurrecting what the user deleted
+    /// while the node was down.
+    func loadManifest() {
         let manifestPath = stateDirectory + "/manifest"
         if let bytes = try? FileDescriptor.readWholeFile(manifestPath) {
             do {
@@ -85,6 +89,9 @@ extension Node {
                 logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
             }
         }
+    }
+
+    func startSync() throws {
         sync.ignore = loadIgnoreRules()
         do {
             let watcher = try Watcher(root: config.root, ignore: sync.ignore)
