@@ -35,6 +35,7 @@ final class Fetcher {
     private var waiting: Deque<Transfer> = []
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
+    private var startScheduled = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
     /// Bytes received since start (status, benchmarks).
@@ -162,11 +163,36 @@ final class Fetcher {
 
     // MARK: scheduling
 
+    /// Starts waiting transfers at the end of this loop turn. Coalesced:
+    /// `fetch` runs once per file, and a pass over 10,000 waiting files per
+    /// call blocked the loop for minutes (missed heartbeats, elections,
+    /// superseded proposals) when 10,000 files were committed at once.
     private func schedule() {
-        var stillWaiting: Deque<Transfer> = []
-        while let transfer = waiting.popFirst() {
-            if !start(transfer) { stillWaiting.append(transfer) }
+        guard !startScheduled else { return }
+        startScheduled = true
+        loop.schedule(after: 0) { [weak self] in
+            guard let self else { return }
+            startScheduled = false
+            startWaiting()
         }
+    }
+
+    /// Starts waiting transfers, in order, while some ready channel has room,
+    /// testing first (cheaply) whether a transfer's holders include one.
+    private func startWaiting() {
+        var roomy = Set(links.values.filter { $0.channel.isReady && $0.active.count < Fetcher.maxRequestsPerChannel }.map(\.peer))
+        guard !roomy.isEmpty else { return }
+        var stillWaiting: Deque<Transfer> = []
+        while !roomy.isEmpty, let transfer = waiting.popFirst() {
+            guard transfer.record.holders.contains(where: roomy.contains), start(transfer) else {
+                stillWaiting.append(transfer)
+                continue
+            }
+            if let holder = transfer.holder, let link = links[holder], link.active.count >= Fetcher.maxRequestsPerChannel {
+                roomy.remove(holder)
+            }
+        }
+        stillWaiting.append(contentsOf: waiting)
         waiting = stillWaiting
     }
 
