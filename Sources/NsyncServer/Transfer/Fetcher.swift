@@ -35,6 +35,7 @@ final class Fetcher {
     private var waiting: Deque<Transfer> = []
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
+    private var placementQueued = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
     /// Bytes received since start (status, benchmarks).
@@ -157,12 +158,37 @@ final class Fetcher {
 
     // MARK: scheduling
 
+    /// Places waiting transfers at the end of this loop turn (many events
+    /// in one turn, e.g. a batch of 2,000 new files, place once).
     private func schedule() {
-        var stillWaiting: Deque<Transfer> = []
-        while let transfer = waiting.popFirst() {
-            if !start(transfer) { stillWaiting.append(transfer) }
+        guard !placementQueued else { return }
+        placementQueued = true
+        loop.schedule(after: 0) { [weak self] in
+            guard let self else { return }
+            placementQueued = false
+            placeWaiting()
         }
-        waiting = stillWaiting
+    }
+
+    /// Sends requests while some channel has room. The work per call is
+    /// bounded by the room there is, so thousands of queued files cost
+    /// O(files) in all, not O(files) per completed file.
+    private func placeWaiting() {
+        var room = links.values.reduce(0) { $0 + max(0, Fetcher.maxRequestsPerChannel - $1.active.count) }
+        guard room > 0, !waiting.isEmpty else { return }
+        var examined = 0
+        let budget = room * 4 + 64
+        var skipped: [Transfer] = []
+        while room > 0, examined < budget, let transfer = waiting.popFirst() {
+            examined += 1
+            if start(transfer) {
+                room -= 1
+            } else {
+                skipped.append(transfer)
+            }
+        }
+        // Those that could not go yet wait behind the rest, in their order.
+        waiting.append(contentsOf: skipped)
     }
 
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
