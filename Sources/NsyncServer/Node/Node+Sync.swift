@@ -76,15 +76,18 @@ extension Node {
 
     // MARK: start
 
-    func startSync() throws {
+    /// Loads what this node knew of its disk before Raft replays anything.
+    func loadManifest() {
         let manifestPath = stateDirectory + "/manifest"
-        if let bytes = try? FileDescriptor.readWholeFile(manifestPath) {
-            do {
-                reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
-            } catch {
-                logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
-            }
+        guard let bytes = try? FileDescriptor.readWholeFile(manifestPath) else { return }
+        do {
+            reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
+        } catch {
+            logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
         }
+    }
+
+    func startSync() throws {
         sync.ignore = loadIgnoreRules()
         do {
             let watcher = try Watcher(root: config.root, ignore: sync.ignore)
@@ -97,7 +100,7 @@ extension Node {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
         let saver = LoopTimer(loop: loop)
-        saver.start(after: 2_000, repeating: 2_000) { [unowned self] in saveManifest(synchronously: false) }
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
         sync.timers.append(saver)
         rescan(reason: "start-up")
     }
