@@ -47,19 +47,31 @@ final class RaftSimulation {
         var doneAt: UInt64
     }
 
-    struct Node {
+    /// One simulated machine. A class so the hot path mutates it in place
+    /// (a debug build copies large structs on every array access).
+    final class Node {
         let name: NodeName
-        var config: RaftConfig
-        var raft: Raft?
+        let config: RaftConfig
+        var raft: Raft? {
+            didSet { alive = raft != nil }
+        }
+        /// Whether the node is up (kept apart so checking it does not copy `raft`).
+        private(set) var alive = false
         var incarnation = 0
         var disk = SimulatedDisk()
         var writes: [PendingWrite] = []
         var diskEventAt: UInt64?
         var machine = SimulatedStateMachine()
-        var tickPeriod: UInt64
+        let tickPeriod: UInt64
         var commitSeen: UInt64 = 0
         var wasLeader = false
         var snapshotPending = false
+
+        init(name: NodeName, config: RaftConfig, tickPeriod: UInt64) {
+            self.name = name
+            self.config = config
+            self.tickPeriod = tickPeriod
+        }
     }
 
     struct Proposal {
@@ -79,6 +91,7 @@ final class RaftSimulation {
     var now: UInt64 = 0
     var queue = SimulationEventQueue()
     var nodes: [Node] = []
+    var nodeIndex: [NodeName: Int] = [:]
     var group: [Int]
     var healed = false
     let healTime: UInt64
@@ -106,7 +119,7 @@ final class RaftSimulation {
         var random = RaftRandom(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 1)
         let nodeCount = seed % 2 == 0 ? 3 : 5
         let inflight = 1 + Int(random.next() % 4)
-        let appendBytes = 64 + Int(random.next() % 192)
+        let appendBytes = 32 + Int(random.next() % 224)
         let threshold = 8 + random.next() % 24
         let trailing = random.next() % 5
         let chunk = 32 + Int(random.next() % 64)
@@ -119,8 +132,8 @@ final class RaftSimulation {
             diskLatency: 100...(500 + random.next() % 4_000),
             tornRate: 0.5,
             chaosInterval: 150_000...500_000,
-            proposalInterval: 5_000...(20_000 + random.next() % 60_000),
-            chaosDuration: 2_500_000,
+            proposalInterval: 10_000...(40_000 + random.next() % 80_000),
+            chaosDuration: 2_000_000,
             config: { config in
                 config.heartbeatTicks = 1
                 config.electionTicks = 6...12
@@ -135,8 +148,8 @@ final class RaftSimulation {
         self.random = random
         group = Array(repeating: 0, count: nodeCount)
         healTime = parameters.chaosDuration
-        stopProposalsAt = healTime + 500_000
-        endTime = stopProposalsAt + 30 * 55_000
+        stopProposalsAt = healTime + 300_000
+        endTime = stopProposalsAt + 26 * 55_000
         let names = (0..<nodeCount).map { "n\($0)" }
         for (i, name) in names.enumerated() {
             var config = RaftConfig(name: name, peers: names)
@@ -145,6 +158,7 @@ final class RaftSimulation {
             // Clock skew: each node's tick runs up to 10% fast or slow.
             let skew = Int64(self.random.next() % 10_001) - 5_000
             nodes.append(Node(name: name, config: config, tickPeriod: UInt64(Int64(Self.tick) + skew)))
+            nodeIndex[name] = i
         }
     }
 
@@ -179,26 +193,26 @@ final class RaftSimulation {
     private func handle(_ event: Event) {
         switch event {
         case let .tick(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             step(node, .tick)
             queue.push(now + nodes[node].tickPeriod, .tick(node: node, incarnation: incarnation))
             if healed && leaderAfterHealAt == nil && hasStableLeader() { leaderAfterHealAt = now }
         case let .deliver(message, to):
-            guard nodes[to].raft != nil else { return }
+            guard nodes[to].alive else { return }
             if !healed, let from = index(of: message.from), group[from] != group[to] { return }
             step(to, .message(message))
         case let .diskDone(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             nodes[node].diskEventAt = nil
             completeWrites(node)
         case let .createSnapshot(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             nodes[node].snapshotPending = false
             let snapshot = nodes[node].machine.snapshot(members: nodes[node].raft!.members)
             nodes[node].disk.saveCreatedSnapshot(snapshot)
             step(node, .snapshotCreated(snapshot))
         case let .restart(node):
-            if nodes[node].raft == nil { start(node) }
+            if !nodes[node].alive { start(node) }
         case .propose:
             proposeSomewhere()
             if now < stopProposalsAt { queue.push(randomTime(in: parameters.proposalInterval), .propose) }
@@ -209,13 +223,12 @@ final class RaftSimulation {
         case .heal:
             healed = true
             for i in group.indices { group[i] = 0 }
-            for i in nodes.indices where nodes[i].raft == nil { start(i) }
+            for i in nodes.indices where !nodes[i].alive { start(i) }
         }
     }
 
     func index(of name: NodeName) -> Int? {
-        for i in nodes.indices where nodes[i].name == name { return i }
-        return nil
+        nodeIndex[name]
     }
 
     // MARK: nodes
@@ -241,7 +254,7 @@ final class RaftSimulation {
     }
 
     private func crash(_ node: Int) {
-        guard nodes[node].raft != nil else { return }
+        guard nodes[node].alive else { return }
         crashes += 1
         // A torn tail: some prefix of the unsynced writes reached the disk.
         if chance(parameters.tornRate) {
@@ -355,7 +368,7 @@ final class RaftSimulation {
     // MARK: workload and faults
 
     private func proposeSomewhere() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
+        let alive = nodes.indices.filter { nodes[$0].alive }
         guard !alive.isEmpty else { return }
         let node = alive[Int(random.next() % UInt64(alive.count))]
         let count = 1 + Int(random.next() % 3)
@@ -371,8 +384,8 @@ final class RaftSimulation {
     }
 
     private func chaos() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
-        let down = nodes.indices.filter { nodes[$0].raft == nil }
+        let alive = nodes.indices.filter { nodes[$0].alive }
+        let down = nodes.indices.filter { !nodes[$0].alive }
         switch random.next() % 10 {
         case 0, 1:
             for i in group.indices { group[i] = Int(random.next() % 2) }
@@ -408,18 +421,36 @@ final class RaftSimulation {
 }
 
 /// The simulation's clock: events ordered by time, then by insertion, so a
-/// seed replays identically. A binary min-heap. Single-threaded test value.
+/// seed replays identically. A binary min-heap of plain keys; the events
+/// themselves stay put in slots (moving them would retain and release their
+/// payloads at every swap). Single-threaded test value.
 struct SimulationEventQueue {
-    private var heap: [(time: UInt64, order: UInt64, event: RaftSimulation.Event)] = []
+    private struct Key {
+        let time: UInt64
+        let order: UInt64
+        let slot: Int
+    }
+
+    private var heap: [Key] = []
+    private var slots: [RaftSimulation.Event?] = []
+    private var freeSlots: [Int] = []
     private var order: UInt64 = 0
 
     mutating func push(_ time: UInt64, _ event: RaftSimulation.Event) {
         order += 1
-        heap.append((time, order, event))
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = event
+        } else {
+            slot = slots.count
+            slots.append(event)
+        }
+        heap.append(Key(time: time, order: order, slot: slot))
         var child = heap.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard precedes(child, parent) else { break }
+            guard precedes(heap[child], heap[parent]) else { break }
             heap.swapAt(child, parent)
             child = parent
         }
@@ -434,15 +465,18 @@ struct SimulationEventQueue {
             let left = 2 * parent + 1
             guard left < heap.count else { break }
             var smallest = left
-            if left + 1 < heap.count && precedes(left + 1, left) { smallest = left + 1 }
-            guard precedes(smallest, parent) else { break }
+            if left + 1 < heap.count && precedes(heap[left + 1], heap[left]) { smallest = left + 1 }
+            guard precedes(heap[smallest], heap[parent]) else { break }
             heap.swapAt(smallest, parent)
             parent = smallest
         }
-        return (top.time, top.event)
+        let event = slots[top.slot]!
+        slots[top.slot] = nil
+        freeSlots.append(top.slot)
+        return (top.time, event)
     }
 
-    private func precedes(_ a: Int, _ b: Int) -> Bool {
-        heap[a].time < heap[b].time || (heap[a].time == heap[b].time && heap[a].order < heap[b].order)
+    private func precedes(_ a: Key, _ b: Key) -> Bool {
+        a.time < b.time || (a.time == b.time && a.order < b.order)
     }
 }
