@@ -41,6 +41,7 @@ final class RaftSimulationTests: XCTestCase {
         for seed in seeds {
             simulationCrashNote = Array("\nRaft simulation crashed in seed \(seed); replay: NSYNC_SIM_SEED=\(seed) swift test --skip-build --filter RaftSimulationTests\n".utf8)
             let simulation = RaftSimulation(seed: seed)
+            simulation.traceAfter = environment["NSYNC_SIM_TRACE_MS"].flatMap { UInt64($0) }.map { $0 * 1000 }
             let failure = simulation.run()
             steps += simulation.steps
             messages += simulation.messagesSent
@@ -62,5 +63,25 @@ final class RaftSimulationTests: XCTestCase {
         print("Raft simulation: \(seeds.count) seeds in \(String(format: "%.1f", elapsed)) s: \(steps) steps, \(messages) messages, \(crashes) crashes, \(snapshots) snapshots installed, \(committed)/\(proposals) proposals committed")
         XCTAssertTrue(failures.isEmpty, failures.joined(separator: "\n"))
         XCTAssertGreaterThan(snapshots, 0, "the runs should exercise snapshot installation")
+    }
+
+    /// The invariants have teeth: a driver that breaks the durability contract
+    /// is caught within a bounded number of seeds.
+    func testSimulationCatchesADriverThatForgetsItsDiskOnCrash() {
+        XCTAssertNotNil(firstFailure(with: .forgetsDiskOnCrash, seeds: 0..<400), "amnesia on crash went unnoticed")
+    }
+
+    func testSimulationCatchesADriverThatSendsBeforePersisting() {
+        XCTAssertNotNil(firstFailure(with: .sendsBeforePersisting, seeds: 0..<400), "early sends went unnoticed")
+    }
+
+    private func firstFailure(with fault: RaftSimulation.Fault, seeds: Range<UInt64>) -> String? {
+        for seed in seeds {
+            if let failure = RaftSimulation(seed: seed, fault: fault).run() {
+                print("fault \(fault) caught by seed \(seed) of \(seeds.count): \(failure)")
+                return failure
+            }
+        }
+        return nil
     }
 }

@@ -28,6 +28,15 @@ final class RaftSimulation {
         }
     }
 
+    /// A deliberately broken driver, to prove the invariants catch real bugs.
+    enum Fault {
+        case none
+        /// A crash wipes the node's disk (its vote and log are forgotten).
+        case forgetsDiskOnCrash
+        /// Messages go out before the writes they depend on are durable.
+        case sendsBeforePersisting
+    }
+
     enum Event {
         case tick(node: Int, incarnation: Int)
         case deliver(RaftMessage, to: Int)
@@ -86,6 +95,7 @@ final class RaftSimulation {
     static let tick: UInt64 = 50_000
 
     let seed: UInt64
+    let fault: Fault
     let parameters: Parameters
     var random: RaftRandom
     var now: UInt64 = 0
@@ -98,8 +108,15 @@ final class RaftSimulation {
     let stopProposalsAt: UInt64
     let endTime: UInt64
     var leaderAfterHealAt: UInt64?
+    /// When every node held the same fully committed and applied log, after
+    /// the last proposal had its outcome: the run ends there.
+    var quietAt: UInt64?
     var proposals: [Proposal] = []
+    /// Proposals on live nodes still waiting for their outcome.
+    var unresolved = 0
     var failure: String?
+    /// Prints every delivered message from this time on (debugging a seed).
+    var traceAfter: UInt64?
 
     // Invariant state (see RaftSimulation+Invariants.swift).
     var leaderOfTerm: [UInt64: Int] = [:]
@@ -114,8 +131,9 @@ final class RaftSimulation {
     var crashes = 0
     var snapshotsInstalled = 0
 
-    init(seed: UInt64) {
+    init(seed: UInt64, fault: Fault = .none) {
         self.seed = seed
+        self.fault = fault
         var random = RaftRandom(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 1)
         let nodeCount = seed % 2 == 0 ? 3 : 5
         let inflight = 1 + Int(random.next() % 4)
@@ -129,9 +147,11 @@ final class RaftSimulation {
             duplicateRate: Double(random.next() % 6) / 100,
             latency: 200...(1_000 + random.next() % 8_000),
             spikeRate: 0.02,
-            diskLatency: 100...(500 + random.next() % 4_000),
+            // A quarter of the seeds get a slow disk: crashes then find many
+            // writes in flight, which is where durability bugs hide.
+            diskLatency: random.next() % 4 == 0 ? 2_000...(10_000 + random.next() % 30_000) : 100...(500 + random.next() % 4_000),
             tornRate: 0.5,
-            chaosInterval: 150_000...500_000,
+            chaosInterval: random.next() % 4 == 0 ? 50_000...200_000 : 150_000...500_000,
             proposalInterval: 10_000...(40_000 + random.next() % 80_000),
             chaosDuration: 2_000_000,
             config: { config in
@@ -149,7 +169,10 @@ final class RaftSimulation {
         group = Array(repeating: 0, count: nodeCount)
         healTime = parameters.chaosDuration
         stopProposalsAt = healTime + 300_000
-        endTime = stopProposalsAt + 26 * 55_000
+        // Normally the cluster is quiet within a few hundred ms of the last
+        // proposal and the run stops there; a backlog (slow disk, one entry per
+        // append) may take longer, but never this long.
+        endTime = stopProposalsAt + 6_000_000
         let names = (0..<nodeCount).map { "n\($0)" }
         for (i, name) in names.enumerated() {
             var config = RaftConfig(name: name, peers: names)
@@ -168,7 +191,7 @@ final class RaftSimulation {
         queue.push(randomTime(in: parameters.proposalInterval), .propose)
         queue.push(randomTime(in: parameters.chaosInterval), .chaos)
         queue.push(healTime, .heal)
-        while failure == nil, let (time, event) = queue.pop(), time <= endTime {
+        while failure == nil, quietAt == nil, let (time, event) = queue.pop(), time <= endTime {
             now = time
             handle(event)
         }
@@ -197,8 +220,10 @@ final class RaftSimulation {
             step(node, .tick)
             queue.push(now + nodes[node].tickPeriod, .tick(node: node, incarnation: incarnation))
             if healed && leaderAfterHealAt == nil && hasStableLeader() { leaderAfterHealAt = now }
+            if now > stopProposalsAt && leaderAfterHealAt != nil && isQuiet() { quietAt = now }
         case let .deliver(message, to):
             guard nodes[to].alive else { return }
+            if traceAfter.map({ now >= $0 }) ?? false { print("\(now / 1000)ms \(message.from)->\(message.to) t\(message.term) \(message.kind)".prefix(220)) }
             if !healed, let from = index(of: message.from), group[from] != group[to] { return }
             step(to, .message(message))
         case let .diskDone(node, incarnation):
@@ -268,10 +293,12 @@ final class RaftSimulation {
         }
         nodes[node].writes.removeAll()
         nodes[node].diskEventAt = nil
+        if fault == .forgetsDiskOnCrash { nodes[node].disk = SimulatedDisk() }
         nodes[node].raft = nil
         nodes[node].incarnation += 1
-        for i in proposals.indices where proposals[i].node == node && proposals[i].outcome == nil {
+        for i in proposals.indices where proposals[i].node == node && proposals[i].outcome == nil && !proposals[i].abandoned {
             proposals[i].abandoned = true
+            unresolved -= 1
         }
     }
 
@@ -306,11 +333,22 @@ final class RaftSimulation {
         }
         let operations = SimulatedDisk.operations(of: update)
         if !operations.isEmpty {
-            let previous = nodes[node].writes.last?.doneAt ?? now
+            // Group commit: writes arriving while a flush is in progress share
+            // the next flush, which starts when the current one completes.
             var latency = randomTime(in: parameters.diskLatency) - now
             if chance(0.01) { latency += 20_000 }
-            let write = PendingWrite(operations: operations, messages: update.messages, ack: update.persistedEvent,
-                                     doneAt: max(previous, now) + latency)
+            let doneAt: UInt64
+            if let first = nodes[node].writes.first?.doneAt, let last = nodes[node].writes.last?.doneAt {
+                doneAt = last > first ? last : first + latency
+            } else {
+                doneAt = now + latency
+            }
+            var messages = update.messages
+            if fault == .sendsBeforePersisting {
+                send(messages)
+                messages = []
+            }
+            let write = PendingWrite(operations: operations, messages: messages, ack: update.persistedEvent, doneAt: doneAt)
             nodes[node].writes.append(write)
             scheduleDisk(node)
         } else if !update.messages.isEmpty {
@@ -376,6 +414,7 @@ final class RaftSimulation {
         for _ in 0..<count {
             let number = proposals.count
             proposals.append(Proposal(node: node, incarnation: nodes[node].incarnation, proposedAt: now))
+            unresolved += 1
             var data = ByteBuffer(capacity: 8)
             data.writeInteger(UInt64(number))
             events.append(.propose(data: data.bytes, id: ProposalID(UInt64(number))))
@@ -407,6 +446,19 @@ final class RaftSimulation {
         default:
             break
         }
+    }
+
+    /// Every proposal has its outcome and every node holds the same log, all
+    /// of it committed and applied.
+    func isQuiet() -> Bool {
+        if unresolved > 0 { return false }
+        guard let first = nodes[0].raft else { return false }
+        let last = first.log.lastIndex
+        for node in nodes {
+            guard let raft = node.raft, raft.log.lastIndex == last, raft.log.term(at: last) == first.log.term(at: last),
+                  raft.commitIndex == last, node.machine.appliedIndex == last else { return false }
+        }
+        return true
     }
 
     /// Some leader is followed by every node at its term.
