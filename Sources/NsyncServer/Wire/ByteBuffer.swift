@@ -69,6 +69,14 @@ public struct ByteBuffer: Equatable, Sendable {
 
     public mutating func reserveCapacity(_ n: Int) { bytes.reserveCapacity(n) }
 
+    /// Drops written bytes from offset `count` on, undoing a partial write (an
+    /// encoder that failed half-way); the reader index is pulled back if needed.
+    public mutating func truncate(toCount count: Int) {
+        precondition(count >= 0 && count <= bytes.count, "truncate out of bounds")
+        bytes.removeSubrange(count...)
+        readerIndex = min(readerIndex, count)
+    }
+
     // MARK: reading
 
     public mutating func readInteger<T: FixedWidthInteger>(as type: T.Type = T.self) throws -> T {

@@ -1,0 +1,237 @@
+/// The replicated state machine: the cluster's full manifest, path ->
+/// `FileRecord`. Raft applies each committed `IndexCommand` to it, in log
+/// order, on every node; it is deterministic (no clock, no I/O, no
+/// randomness, no hash-order dependence) so every node reaches the same state.
+/// Owned by the Node on the loop thread; a copy may be handed whole to the
+/// thread pool to write a snapshot.
+///
+/// Who wins a put (a compare-and-set on `baseVersion`):
+///
+/// | current        | put                          | outcome                         |
+/// |----------------|------------------------------|---------------------------------|
+/// | absent         | live kind                    | accepted (any base)             |
+/// | absent         | deletion                     | alreadyCurrent(0)               |
+/// | tombstone      | live kind                    | accepted: re-creation, or an edit that raced the delete (edits beat deletes) |
+/// | tombstone      | deletion                     | alreadyCurrent, proposer holds  |
+/// | live           | same content (*)             | alreadyCurrent, proposer holds — unless base is current and mtime differs (a touch): accepted |
+/// | live           | base == current version      | accepted                        |
+/// | live directory | directory, stale base        | accepted (metadata merge, never a conflict) |
+/// | live           | anything else, stale base    | rejected(current)               |
+///
+/// (*) same kind and mode, and same size + hash (files) or target bytes
+/// (symlinks). Mtime does not count: two nodes that join with the same file
+/// must not produce conflict copies.
+///
+/// An accepted put makes a new record: version = entry index, origin =
+/// command origin, holders = [origin].
+public struct FileIndex: Equatable {
+    var records: [PathKey: FileRecord] = [:]
+    /// The keys of `records` in byte order; brought up to date at the end of
+    /// every `apply`, so iteration never sorts the whole index.
+    var order: [PathKey] = []
+    /// The index of the last entry applied (or that the snapshot covers).
+    public internal(set) var appliedIndex: UInt64 = 0
+
+    public init() {}
+
+    /// Number of records, tombstones included.
+    public var count: Int { records.count }
+
+    /// The record of `path` (compared by bytes), or nil.
+    public func record(at path: String) -> FileRecord? {
+        records[PathKey(path)]
+    }
+
+    /// Applies a committed command: one outcome per change, in order.
+    /// `index` is the Raft index of the entry (the new version of what it puts).
+    public mutating func apply(_ command: IndexCommand, at index: UInt64) -> [ChangeOutcome] {
+        var outcomes: [ChangeOutcome] = []
+        outcomes.reserveCapacity(command.changes.count)
+        var presence = PresenceChanges()
+        if let why = NodeNameRule.violation(in: command.origin) {
+            outcomes = command.changes.map { _ in .invalid(reason: "command origin: \(why)") }
+        } else {
+            for change in command.changes {
+                outcomes.append(apply(change, origin: command.origin, index: index, &presence))
+            }
+        }
+        appliedIndex = index
+        updateOrder(presence)
+        return outcomes
+    }
+
+    private mutating func apply(
+        _ change: IndexChange, origin: NodeName, index: UInt64, _ presence: inout PresenceChanges
+    ) -> ChangeOutcome {
+        switch change {
+        case let .put(put):
+            return applyPut(put, origin: origin, index: index, &presence)
+        case let .hold(path, version):
+            if let error = IndexPath.violation(in: path) { return .invalid(reason: error.description) }
+            let key = PathKey(path)
+            guard records[key]?.version == version else { return .stale }
+            records[key]!.holders.insert(origin)
+            return .accepted(version: version)
+        case let .forget(path, version):
+            if let error = IndexPath.violation(in: path) { return .invalid(reason: error.description) }
+            let key = PathKey(path)
+            guard let current = records[key], current.isTombstone, current.version == version else { return .stale }
+            records[key] = nil
+            presence.note(key, wasPresent: true)
+            return .accepted(version: version)
+        }
+    }
+
+    private mutating func applyPut(
+        _ put: PutChange, origin: NodeName, index: UInt64, _ presence: inout PresenceChanges
+    ) -> ChangeOutcome {
+        if let why = put.violation() { return .invalid(reason: why) }
+        let key = PathKey(put.path)
+        guard let current = records[key] else {
+            // Absent: nothing to delete; anything else is new (a base > 0 means
+            // the proposer saw a tombstone since forgotten: the edit still wins).
+            guard put.kind.isLive else { return .alreadyCurrent(version: 0) }
+            presence.note(key, wasPresent: false)
+            records[key] = Self.record(from: put, origin: origin, index: index)
+            return .accepted(version: index)
+        }
+        if current.isTombstone {
+            guard put.kind.isLive else {
+                records[key]!.holders.insert(origin)
+                return .alreadyCurrent(version: current.version)
+            }
+            records[key] = Self.record(from: put, origin: origin, index: index)
+            return .accepted(version: index)
+        }
+        let baseIsCurrent = put.baseVersion == current.version
+        if isSameContent(put.kind, put.size, put.mode, put.hash, put.target, as: current)
+            && (!baseIsCurrent || put.mtime == current.mtime) {
+            records[key]!.holders.insert(origin)
+            return .alreadyCurrent(version: current.version)
+        }
+        if baseIsCurrent || (put.kind == .directory && current.kind == .directory) {
+            records[key] = Self.record(from: put, origin: origin, index: index)
+            if put.kind == .deleted {
+                // A tombstone remembers the bytes it deleted, so a node that
+                // lost track of its disk (a crash before its manifest was
+                // saved) can tell a stale copy of them from a new edit.
+                records[key]!.hash = current.hash
+            }
+            return .accepted(version: index)
+        }
+        return .rejected(current: current)
+    }
+
+    private static func record(from put: PutChange, origin: NodeName, index: UInt64) -> FileRecord {
+        FileRecord(
+            path: put.path, version: index, kind: put.kind,
+            size: put.kind == .file ? put.size : 0,
+            mode: put.kind.isLive ? put.mode : 0,
+            mtime: put.mtime, hash: put.hash, target: put.target,
+            origin: origin, holders: [origin])
+    }
+}
+
+// MARK: - path order
+
+extension FileIndex {
+    /// Keys whose presence changed during one apply, with their presence before it.
+    struct PresenceChanges {
+        var before: [PathKey: Bool] = [:]
+
+        mutating func note(_ key: PathKey, wasPresent: Bool) {
+            if before[key] == nil { before[key] = wasPresent }
+        }
+    }
+
+    /// Brings `order` in line with `records` after an apply: a few keys are
+    /// inserted/removed in place; a big batch is sorted on its own and merged,
+    /// so a 100,000-file command costs one merge, not 100,000 inserts.
+    private mutating func updateOrder(_ presence: PresenceChanges) {
+        var added: [PathKey] = []
+        var removed: Set<PathKey> = []
+        for (key, wasPresent) in presence.before {
+            let isPresent = records[key] != nil
+            if wasPresent && !isPresent { removed.insert(key) }
+            if !wasPresent && isPresent { added.append(key) }
+        }
+        if added.isEmpty && removed.isEmpty { return }
+        if added.count + removed.count <= 32 {
+            for key in removed {
+                let position = Self.insertionPoint(of: key, in: order)
+                order.remove(at: position)
+            }
+            for key in added {
+                order.insert(key, at: Self.insertionPoint(of: key, in: order))
+            }
+            return
+        }
+        if !removed.isEmpty { order.removeAll { removed.contains($0) } }
+        if added.isEmpty { return }
+        added.sort()
+        var merged: [PathKey] = []
+        merged.reserveCapacity(order.count + added.count)
+        var i = 0
+        var j = 0
+        while i < order.count && j < added.count {
+            if order[i] < added[j] {
+                merged.append(order[i]); i += 1
+            } else {
+                merged.append(added[j]); j += 1
+            }
+        }
+        merged.append(contentsOf: order[i...])
+        merged.append(contentsOf: added[j...])
+        order = merged
+    }
+
+    /// The first position in the sorted `keys` whose key is not below `key`.
+    static func insertionPoint(of key: PathKey, in keys: [PathKey]) -> Int {
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            if keys[middle] < key { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+}
+
+// MARK: - iteration and queries for the reconciler
+
+extension FileIndex: Sequence {
+    /// Walks the records in path byte order (a directory before its contents).
+    public struct Iterator: IteratorProtocol {
+        var keys: IndexingIterator<[PathKey]>
+        let records: [PathKey: FileRecord]
+
+        public mutating func next() -> FileRecord? {
+            guard let key = keys.next() else { return nil }
+            return records[key]
+        }
+    }
+
+    public func makeIterator() -> Iterator {
+        Iterator(keys: order.makeIterator(), records: records)
+    }
+
+    public var underestimatedCount: Int { records.count }
+
+    /// Tombstones that every one of `members` holds (has removed on disk): the
+    /// leader proposes `.forget` for them. None when `members` is empty.
+    public func tombstonesHeldByAll(members: [NodeName]) -> [(path: String, version: UInt64)] {
+        guard !members.isEmpty else { return [] }
+        var result: [(path: String, version: UInt64)] = []
+        for record in self where record.isTombstone && members.allSatisfy(record.holders.contains) {
+            result.append((record.path, record.version))
+        }
+        return result
+    }
+
+    /// Records (tombstones included) whose current version `node` does not
+    /// hold: what its reconciler must fetch, create or delete. In path order,
+    /// so parent directories come before their contents.
+    public func records(notHeldBy node: NodeName) -> [FileRecord] {
+        filter { !$0.holders.contains(node) }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+
+/// A snapshot of what a node is doing, for `nsyncd status` (human or JSON).
+/// Built on the loop thread, encoded and read anywhere.
+public struct NodeStatus: Codable, Equatable, Sendable {
+    public var name: String
+    public var role: String
+    public var term: UInt64
+    /// The leader's node name, nil when none is known.
+    public var leader: String?
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var snapshotIndex: UInt64
+    public var files: Int
+    public var peers: [Peer]
+    public var transfers: [Transfer]
+    /// Files and bytes this node still has to fetch.
+    public var pendingFiles: Int
+    public var pendingBytes: UInt64
+    /// Local changes not yet committed.
+    public var pendingAnnouncements: Int
+    public var scan: Scan?
+    public var recentConflicts: [String]
+    public var recentErrors: [String]
+    public var uptimeSeconds: Double
+
+    /// One other member as this node sees it.
+    public struct Peer: Codable, Equatable, Sendable {
+        public var name: String
+        public var address: String
+        public var connected: Bool
+        /// The leader's view of its log position (0 unless this node leads).
+        public var matchIndex: UInt64
+        /// Raft entries it lacks (leader's view), if known.
+        public var behindEntries: UInt64?
+        /// Files whose current version it does not hold yet, and their bytes.
+        public var filesBehind: Int
+        public var bytesBehind: UInt64
+    }
+
+    /// A file being fetched.
+    public struct Transfer: Codable, Equatable, Sendable {
+        public var path: String
+        public var from: String
+        public var bytesDone: UInt64
+        public var bytesTotal: UInt64
+        public var bytesPerSecond: Double
+    }
+
+    /// The start-up (or overflow) scan while it runs.
+    public struct Scan: Codable, Equatable, Sendable {
+        public var filesDone: Int
+        public var filesTotal: Int
+        public var bytesHashed: UInt64
+    }
+
+    public func jsonData() -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(self)) ?? Data("{}".utf8)
+    }
+
+    public static func decode(_ data: Data) throws -> NodeStatus {
+        try JSONDecoder().decode(NodeStatus.self, from: data)
+    }
+
+    /// The human view: who leads, who is behind, what moves.
+    public func rendered() -> String {
+        var out = "node \(name): \(role), term \(term), leader \(leader ?? "(none)")\n"
+        out += "log: commit \(commitIndex), applied \(appliedIndex), snapshot \(snapshotIndex); index \(files) paths\n"
+        if let scan {
+            out += "scanning: \(scan.filesDone)/\(scan.filesTotal) files, \(Self.bytes(scan.bytesHashed)) hashed\n"
+        }
+        out += "to fetch: \(pendingFiles) files (\(Self.bytes(pendingBytes))); local changes not yet committed: \(pendingAnnouncements)\n"
+        out += "members:\n"
+        for p in peers {
+            var line = "  \(p.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(p.connected ? "connected   " : "DISCONNECTED") \(p.address)"
+            if let behind = p.behindEntries { line += ", \(behind) entries behind (match \(p.matchIndex))" }
+            if p.filesBehind > 0 { line += ", \(p.filesBehind) files / \(Self.bytes(p.bytesBehind)) to fetch" }
+            out += line + "\n"
+        }
+        if !transfers.isEmpty {
+            out += "transfers:\n"
+            for t in transfers {
+                let fraction = t.bytesTotal == 0 ? 1 : Double(t.bytesDone) / Double(t.bytesTotal)
+                let width = 20
+                let filled = min(width, Int(fraction * Double(width)))
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                var eta = ""
+                if t.bytesPerSecond > 0 {
+                    eta = String(format: ", ETA %.0fs", Double(t.bytesTotal - min(t.bytesDone, t.bytesTotal)) / t.bytesPerSecond)
+                }
+                out += "  [\(bar)] \(String(format: "%3.0f%%", fraction * 100)) \(t.path) from \(t.from), \(Self.bytes(UInt64(t.bytesPerSecond)))/s\(eta)\n"
+            }
+        }
+        if !recentConflicts.isEmpty {
+            out += "recent conflicts (the losing edit is kept as this copy):\n"
+            for c in recentConflicts { out += "  \(c)\n" }
+        }
+        if !recentErrors.isEmpty {
+            out += "recent errors:\n"
+            for e in recentErrors { out += "  \(e)\n" }
+        }
+        return out
+    }
+
+    static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}

@@ -1,0 +1,48 @@
+/// Why a node refused to start; each description is one line naming the
+/// problem and how to fix it (the CLI prints it and exits non-zero).
+public enum StartupError: Error, Equatable, CustomStringConvertible {
+    case pathMissing(String)
+    case notADirectory(String)
+    case notWritable(String)
+    case malformedClusterEntry(String, String)
+    case ownNameInCluster(String)
+    case duplicatePeer(String)
+    case invalidName(String)
+    case portInUse(Int)
+    case cannotListen(Int, String)
+    case tls(String)
+    case alreadyRunning(String)
+    case watchLimitTooLow(current: Int, needed: Int)
+    case state(String)
+
+    public var description: String {
+        switch self {
+        case .pathMissing(let p):
+            "PATH \(p) does not exist: create it (mkdir -p \(p)) or name an existing directory"
+        case .notADirectory(let p):
+            "PATH \(p) is not a directory: name the directory to sync"
+        case .notWritable(let p):
+            "PATH \(p) is not writable by this user: fix its permissions or run nsyncd as its owner"
+        case let .malformedClusterEntry(entry, why):
+            "--cluster entry '\(entry)' is malformed: \(why) (example: --cluster host2:10002:8002,host3:10003:8003)"
+        case .ownNameInCluster(let entry):
+            "--cluster entry '\(entry)' names this node itself: list only the other nodes"
+        case .duplicatePeer(let entry):
+            "--cluster lists '\(entry)' twice: list each other node once"
+        case .invalidName(let n):
+            "--name '\(n)' is not a valid node name: use 1-64 letters, digits, '.', '_' or '-'"
+        case .portInUse(let port):
+            "port \(port) is already in use: stop what listens there or choose another port"
+        case let .cannotListen(port, why):
+            "cannot listen on port \(port): \(why)"
+        case .tls(let why):
+            why
+        case .alreadyRunning(let p):
+            "another nsyncd is already running on \(p) (lock \(p)/.nsync/lock): stop it first"
+        case let .watchLimitTooLow(current, needed):
+            "fs.inotify.max_user_watches is \(current) but PATH needs about \(needed) watches: raise it with sysctl fs.inotify.max_user_watches=\(max(needed * 2, 524288))"
+        case .state(let why):
+            why
+        }
+    }
+}

@@ -1,0 +1,332 @@
+/// What this node found on its own disk at a path (never `.deleted`: absence
+/// is `nil`). A plain value; any thread.
+public struct LocalFile: Equatable, Sendable {
+    public var kind: FileKind
+    public var size: UInt64
+    public var mode: UInt32
+    public var mtime: Int64
+    /// SHA-256 of a regular file's bytes; empty for directories and symlinks.
+    public var hash: [UInt8]
+    /// A symlink's target text; empty otherwise.
+    public var target: String
+    /// Inode number: a file replaced by rename has the same size/mtime but not the same inode.
+    public var inode: UInt64
+
+    public init(kind: FileKind, size: UInt64 = 0, mode: UInt32, mtime: Int64, hash: [UInt8] = [],
+                target: String = "", inode: UInt64 = 0) {
+        self.kind = kind
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+        self.hash = hash
+        self.target = target
+        self.inode = inode
+    }
+
+    /// Same content and permission bits as `record` (mtime and inode aside):
+    /// nothing to announce and nothing to fetch.
+    public func sameContent(as record: FileRecord) -> Bool {
+        guard kind == record.kind, mode == record.mode else { return false }
+        switch kind {
+        case .file: return size == record.size && hash == record.hash
+        case .symlink: return target == record.target
+        case .directory: return true
+        case .deleted: return false
+        }
+    }
+
+    /// Same content and permission bits as `other`.
+    public func sameContent(as other: LocalFile) -> Bool {
+        kind == other.kind && mode == other.mode && size == other.size && hash == other.hash && target == other.target
+    }
+
+    /// Same as `other` for every field a stat shows: if so, the bytes are
+    /// taken as unchanged and not hashed again.
+    public func sameStat(as other: LocalFile) -> Bool {
+        kind == other.kind && size == other.size && mode == other.mode && mtime == other.mtime
+            && inode == other.inode && target == other.target
+    }
+}
+
+/// This node's memory of a path: which index version its disk holds.
+public struct ManifestEntry: Equatable, Sendable {
+    /// The record version the local state corresponds to; 0 when the local
+    /// state was never in the index (a new file not yet announced).
+    public var version: UInt64
+    /// What is on disk; nil when the path is absent.
+    public var local: LocalFile?
+
+    public init(version: UInt64, local: LocalFile?) {
+        self.version = version
+        self.local = local
+    }
+}
+
+/// Work the reconciler asks the node to do; each names the local state it
+/// expects to find, so a user's concurrent change is never overwritten.
+public enum SyncAction: Equatable, Sendable {
+    /// Fetch the record's bytes from a holder and install them.
+    case fetch(FileRecord, expected: LocalFile?)
+    /// Create (or fix the mode of) a directory.
+    case makeDirectory(FileRecord, expected: LocalFile?)
+    /// Create or replace a symlink.
+    case makeSymlink(FileRecord, expected: LocalFile?)
+    /// Remove the local file, link or (empty) directory: the index deleted it.
+    case remove(path: String, version: UInt64, expected: LocalFile)
+    /// Our change lost: move our bytes aside as a conflict copy.
+    case conflictCopy(path: String, expected: LocalFile)
+    /// Stat (and hash if needed) the path again and report `observed`.
+    case observe(String)
+    /// Try reconciling this path again later (e.g. a directory not yet empty).
+    case retryLater(String)
+}
+
+/// Why an install (fetch, mkdir, symlink, remove) did not happen.
+public enum InstallFailure: Equatable, Sendable {
+    /// The local file is not what the reconciler expected: a user changed it.
+    case localChanged
+    /// Worth retrying later (no holder reachable, disk full, directory not empty).
+    case transient(String)
+}
+
+/// Drives this node's directory toward the index and announces local changes
+/// (DESIGN.md, "The reconciler"). Pure: events in, actions and index changes
+/// out; the node executes them on the loop and thread pool. Loop thread only.
+public struct Reconciler {
+    public let node: NodeName
+    public private(set) var manifest: [String: ManifestEntry]
+    /// Our puts in flight, by path, with the local state they announced.
+    private var pendingPuts: [String: LocalFile?] = [:]
+    /// Paths observed again while a put was in flight: look once more after its outcome.
+    private var recheck: Set<String> = []
+    /// Installs in progress: path -> version being installed.
+    public private(set) var installing: [String: UInt64] = [:]
+    /// Changes to propose in the next batch.
+    private var outbox: [IndexChange] = []
+    /// Whether the manifest changed since it was last saved.
+    public private(set) var manifestDirty = false
+
+    public init(node: NodeName, manifest: [String: ManifestEntry] = [:]) {
+        self.node = node
+        self.manifest = manifest
+    }
+
+    /// Index changes waiting to be proposed (as one batch).
+    public mutating func takeOutbox() -> [IndexChange] {
+        defer { outbox.removeAll(keepingCapacity: true) }
+        return outbox
+    }
+
+    public var hasOutbox: Bool { !outbox.isEmpty }
+    public var pendingPutCount: Int { pendingPuts.count }
+    /// Whether a put of ours for `path` awaits its outcome.
+    public func isAnnouncing(_ path: String) -> Bool { pendingPuts[path] != nil }
+    public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty }
+
+    public mutating func markManifestSaved() { manifestDirty = false }
+
+    // MARK: local changes
+
+    /// The node looked at `path` on disk and found `local` (nil: absent).
+    public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex) -> [SyncAction] {
+        if pendingPuts[path] != nil || installing[path] != nil {
+            recheck.insert(path)
+            return []
+        }
+        let entry = manifest[path]
+        let record = index.record(at: path)
+        if let local, let known = entry?.local, local.sameStat(as: known), local.sameContent(as: known) {
+            // Unchanged since we last looked; the record may still need us.
+            return reconcile(path, index: index)
+        }
+        if let record, record.kind != .deleted, let local, local.sameContent(as: record) {
+            setManifest(path, ManifestEntry(version: record.version, local: local))
+            hold(record)
+            return []
+        }
+        if entry == nil, let record, record.kind == .deleted, let local, local.kind == .file,
+           !record.hash.isEmpty, local.hash == record.hash {
+            // We lost track of this path (no manifest entry) and hold exactly
+            // the bytes the cluster deleted: a stale copy, not an edit.
+            installing[path] = record.version
+            return [.remove(path: path, version: record.version, expected: local)]
+        }
+        if local == nil && entry?.local == nil {
+            // Absent before and now: the user deleted nothing; the record may still need us.
+            return reconcile(path, index: index)
+        }
+        announce(path, local, base: entry?.version ?? 0, index: index)
+        return []
+    }
+
+    private mutating func announce(_ path: String, _ local: LocalFile?, base: UInt64, index: FileIndex) {
+        if local != nil {
+            // A live path under a deleted directory revives the directory (an
+            // edit beats a delete), or receivers would keep deleting it.
+            var ancestor = Substring(path)
+            while let slash = ancestor.lastIndex(of: "/") {
+                ancestor = ancestor[..<slash]
+                let dir = String(ancestor)
+                guard let r = index.record(at: dir), r.kind == .deleted, pendingPuts[dir] == nil,
+                      let d = manifest[dir]?.local ?? nil, d.kind == .directory else { continue }
+                propose(dir, d, base: manifest[dir]?.version ?? 0)
+            }
+        }
+        propose(path, local, base: base)
+    }
+
+    private mutating func propose(_ path: String, _ local: LocalFile?, base: UInt64) {
+        pendingPuts[path] = .some(local)
+        let change: PutChange
+        if let local {
+            change = PutChange(path: path, kind: local.kind, size: local.size, mode: local.mode, mtime: local.mtime,
+                               hash: local.hash, target: local.target, baseVersion: base)
+        } else {
+            change = PutChange(path: path, kind: .deleted, size: 0, mode: 0, mtime: 0, hash: [], target: "",
+                               baseVersion: base)
+        }
+        outbox.append(.put(change))
+    }
+
+    private mutating func hold(_ record: FileRecord) {
+        if !record.holders.contains(node) { outbox.append(.hold(path: record.path, version: record.version)) }
+    }
+
+    private mutating func setManifest(_ path: String, _ entry: ManifestEntry?) {
+        if manifest[path] != entry {
+            manifest[path] = entry
+            manifestDirty = true
+        }
+    }
+
+    /// A proposal carrying these changes failed (no leader, timeout): propose them again.
+    public mutating func proposalFailed(_ changes: [IndexChange]) {
+        for change in changes {
+            switch change {
+            case .put(let p) where pendingPuts[p.path] != nil: outbox.append(change)
+            case .hold: outbox.append(change)
+            default: break
+            }
+        }
+    }
+
+    // MARK: the index changed
+
+    /// A committed command was applied to `index` with these outcomes.
+    public mutating func applied(_ command: IndexCommand, outcomes: [ChangeOutcome], index: FileIndex) -> [SyncAction] {
+        var actions: [SyncAction] = []
+        for (change, outcome) in zip(command.changes, outcomes) {
+            let path = change.path
+            if command.origin == node, case .put(let put) = change, let announced = pendingPuts.removeValue(forKey: path) {
+                switch outcome {
+                case .accepted(let version), .alreadyCurrent(let version):
+                    setManifest(path, ManifestEntry(version: version, local: announced))
+                case .rejected:
+                    if put.kind != .deleted, let mine = announced {
+                        // Our bytes lost to a concurrent change: keep them as a copy.
+                        setManifest(path, ManifestEntry(version: 0, local: mine))
+                        actions.append(.conflictCopy(path: path, expected: mine))
+                        continue
+                    }
+                    // Our delete lost to an edit: the edit comes back.
+                    setManifest(path, ManifestEntry(version: 0, local: nil))
+                case .stale, .invalid:
+                    break
+                }
+                if recheck.remove(path) != nil {
+                    actions.append(.observe(path))
+                    continue
+                }
+            }
+            if case .forget = change, case .accepted = outcome, (manifest[path]?.local ?? nil) == nil {
+                setManifest(path, nil)
+                continue
+            }
+            actions += reconcile(path, index: index)
+        }
+        return actions
+    }
+
+    /// Brings `path` in line with its record, if it is not already.
+    public mutating func reconcile(_ path: String, index: FileIndex) -> [SyncAction] {
+        guard pendingPuts[path] == nil, let record = index.record(at: path) else { return [] }
+        if let busy = installing[path], busy >= record.version { return [] }
+        let entry = manifest[path]
+        let local = entry?.local ?? nil
+        if entry?.version == record.version {
+            hold(record)
+            return []
+        }
+        if record.kind == .deleted {
+            guard let local else {
+                setManifest(path, ManifestEntry(version: record.version, local: nil))
+                hold(record)
+                return []
+            }
+            installing[path] = record.version
+            return [.remove(path: path, version: record.version, expected: local)]
+        }
+        if let local, local.sameContent(as: record) {
+            setManifest(path, ManifestEntry(version: record.version, local: local))
+            hold(record)
+            return []
+        }
+        if entry != nil, entry?.version == 0, local != nil {
+            // A local change not yet announced (or a conflict copy not yet made):
+            // it is announced first, and the winner fetched after.
+            return []
+        }
+        installing[path] = record.version
+        switch record.kind {
+        case .file: return [.fetch(record, expected: local)]
+        case .directory: return [.makeDirectory(record, expected: local)]
+        case .symlink: return [.makeSymlink(record, expected: local)]
+        case .deleted: return []
+        }
+    }
+
+    /// Reconciles every record (start-up, after a snapshot replaced the index).
+    public mutating func reconcileAll(index: FileIndex) -> [SyncAction] {
+        var actions: [SyncAction] = []
+        for record in index {
+            actions += reconcile(record.path, index: index)
+        }
+        return actions
+    }
+
+    // MARK: installs
+
+    /// An install for `version` of `path` finished; the disk now has `local`.
+    public mutating func installed(_ path: String, version: UInt64, local: LocalFile?, index: FileIndex) -> [SyncAction] {
+        if installing[path] == version { installing[path] = nil }
+        setManifest(path, ManifestEntry(version: version, local: local))
+        var actions: [SyncAction] = []
+        if let record = index.record(at: path), record.version == version {
+            hold(record)
+        } else {
+            actions += reconcile(path, index: index)
+        }
+        if recheck.remove(path) != nil { actions.append(.observe(path)) }
+        return actions
+    }
+
+    /// An install of `version` of `path` did not happen.
+    public mutating func installFailed(_ path: String, version: UInt64, _ failure: InstallFailure, index: FileIndex) -> [SyncAction] {
+        if installing[path] == version { installing[path] = nil }
+        recheck.remove(path)
+        switch failure {
+        case .localChanged: return [.observe(path)]
+        case .transient: return [.retryLater(path)]
+        }
+    }
+
+    /// Our losing bytes at `path` now live at `copyPath` (found there as
+    /// `local`); announce the copy and fetch the winner.
+    public mutating func conflictCopied(_ path: String, to copyPath: String, local: LocalFile?, index: FileIndex) -> [SyncAction] {
+        setManifest(path, nil)
+        var actions = observed(copyPath, local, index: index)
+        actions += reconcile(path, index: index)
+        return actions
+    }
+}
+

@@ -1,2 +1,0 @@
-import NsyncServer
-print("nsyncd: not yet wired")
