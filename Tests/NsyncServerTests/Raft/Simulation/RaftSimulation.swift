@@ -258,7 +258,7 @@ final class RaftSimulation {
 
     // MARK: nodes
 
-    private func start(_ node: Int) {
+    func start(_ node: Int) {
         do {
             let raft = try Raft(config: nodes[node].config, recovered: nodes[node].disk.recovered())
             guard let machine = SimulatedStateMachine(restoring: nodes[node].disk.snapshot) else {
@@ -275,30 +275,6 @@ final class RaftSimulation {
             queue.push(firstTick, .tick(node: node, incarnation: nodes[node].incarnation))
         } catch {
             fail("\(nodes[node].name) cannot restart from its disk: \(error)")
-        }
-    }
-
-    private func crash(_ node: Int) {
-        guard nodes[node].alive else { return }
-        crashes += 1
-        // A torn tail: some prefix of the unsynced writes reached the disk.
-        if chance(parameters.tornRate) {
-            let pending = nodes[node].writes.flatMap(\.operations)
-            if !pending.isEmpty {
-                let kept = Int(random.next() % UInt64(pending.count))
-                for operation in pending.prefix(kept) {
-                    if let violation = nodes[node].disk.apply(operation) { fail("\(nodes[node].name): \(violation)") }
-                }
-            }
-        }
-        nodes[node].writes.removeAll()
-        nodes[node].diskEventAt = nil
-        if fault == .forgetsDiskOnCrash { nodes[node].disk = SimulatedDisk() }
-        nodes[node].raft = nil
-        nodes[node].incarnation += 1
-        for i in proposals.indices where proposals[i].node == node && proposals[i].outcome == nil && !proposals[i].abandoned {
-            proposals[i].abandoned = true
-            unresolved -= 1
         }
     }
 
@@ -403,51 +379,6 @@ final class RaftSimulation {
         return time
     }
 
-    // MARK: workload and faults
-
-    private func proposeSomewhere() {
-        let alive = nodes.indices.filter { nodes[$0].alive }
-        guard !alive.isEmpty else { return }
-        let node = alive[Int(random.next() % UInt64(alive.count))]
-        let count = 1 + Int(random.next() % 3)
-        var events: [RaftEvent] = []
-        for _ in 0..<count {
-            let number = proposals.count
-            proposals.append(Proposal(node: node, incarnation: nodes[node].incarnation, proposedAt: now))
-            unresolved += 1
-            var data = ByteBuffer(capacity: 8)
-            data.writeInteger(UInt64(number))
-            events.append(.propose(data: data.bytes, id: ProposalID(UInt64(number))))
-        }
-        step(node, events: events)
-    }
-
-    private func chaos() {
-        let alive = nodes.indices.filter { nodes[$0].alive }
-        let down = nodes.indices.filter { !nodes[$0].alive }
-        switch random.next() % 10 {
-        case 0, 1:
-            for i in group.indices { group[i] = Int(random.next() % 2) }
-        case 2:
-            // Isolate the leader if there is one, so a new one must take over.
-            let leader = alive.first { nodes[$0].raft!.role == .leader } ?? Int(random.next() % UInt64(nodes.count))
-            for i in group.indices { group[i] = i == leader ? 1 : 0 }
-        case 3, 4:
-            for i in group.indices { group[i] = 0 }
-        case 5, 6:
-            if alive.count > 1 {
-                let leader = alive.first { nodes[$0].raft!.role == .leader }
-                let victim = chance(0.5) ? (leader ?? alive[0]) : alive[Int(random.next() % UInt64(alive.count))]
-                crash(victim)
-                queue.push(randomTime(in: 100_000...800_000), .restart(node: victim))
-            }
-        case 7:
-            if let node = down.first { start(node) }
-        default:
-            break
-        }
-    }
-
     /// Every proposal has its outcome and every node holds the same log, all
     /// of it committed and applied.
     func isQuiet() -> Bool {
@@ -469,66 +400,5 @@ final class RaftSimulation {
             guard let raft = node.raft, raft.term == term, raft.leader == nodes[leader].name else { return false }
         }
         return true
-    }
-}
-
-/// The simulation's clock: events ordered by time, then by insertion, so a
-/// seed replays identically. A binary min-heap of plain keys; the events
-/// themselves stay put in slots (moving them would retain and release their
-/// payloads at every swap). Single-threaded test value.
-struct SimulationEventQueue {
-    private struct Key {
-        let time: UInt64
-        let order: UInt64
-        let slot: Int
-    }
-
-    private var heap: [Key] = []
-    private var slots: [RaftSimulation.Event?] = []
-    private var freeSlots: [Int] = []
-    private var order: UInt64 = 0
-
-    mutating func push(_ time: UInt64, _ event: RaftSimulation.Event) {
-        order += 1
-        let slot: Int
-        if let free = freeSlots.popLast() {
-            slot = free
-            slots[slot] = event
-        } else {
-            slot = slots.count
-            slots.append(event)
-        }
-        heap.append(Key(time: time, order: order, slot: slot))
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard precedes(heap[child], heap[parent]) else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> (UInt64, RaftSimulation.Event)? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let top = heap.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            guard left < heap.count else { break }
-            var smallest = left
-            if left + 1 < heap.count && precedes(heap[left + 1], heap[left]) { smallest = left + 1 }
-            guard precedes(heap[smallest], heap[parent]) else { break }
-            heap.swapAt(smallest, parent)
-            parent = smallest
-        }
-        let event = slots[top.slot]!
-        slots[top.slot] = nil
-        freeSlots.append(top.slot)
-        return (top.time, event)
-    }
-
-    private func precedes(_ a: Key, _ b: Key) -> Bool {
-        a.time < b.time || (a.time == b.time && a.order < b.order)
     }
 }
