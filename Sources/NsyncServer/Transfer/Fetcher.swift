@@ -73,6 +73,7 @@ final class Fetcher {
         /// A resumed `.part` still to be opened and hashed up to its size.
         var resumeFromDisk = false
         var startedAt: UInt64 = 0
+        var lastLoggedAt: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -290,6 +291,7 @@ final class Fetcher {
             }
             transfer.received += UInt64(bytes.count)
             bytesReceived += UInt64(bytes.count)
+            logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
             transfer.pendingBytes += bytes.count
             link.bufferedBytes += bytes.count
@@ -377,6 +379,21 @@ final class Fetcher {
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
         })
+    }
+
+    /// Files at least this large get progress lines in the log.
+    static let progressLogBytes: UInt64 = 64 << 20
+
+    private func logProgress(_ transfer: Transfer, from peer: NodeName) {
+        guard transfer.record.size >= Fetcher.progressLogBytes else { return }
+        let now = loop.now
+        let first = transfer.lastLoggedAt == 0
+        guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
+        transfer.lastLoggedAt = now
+        let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
+        let rate = Double(transfer.received) / seconds
+        let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
+        logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
     }
 
     private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
