@@ -42,11 +42,6 @@ extension Raft {
         resendStalledSnapshots()
     }
 
-    /// True while this node has heard from a leader within the minimum election
-    /// timeout (a leader always is): it then refuses to help unseat that leader.
-    var inLease: Bool {
-        leader != nil && electionElapsed < config.electionTicks.lowerBound
-    }
 
     // MARK: roles
 
@@ -139,7 +134,7 @@ extension Raft {
     /// Entry point of every peer message: applies the term rules, then hands
     /// the message to its handler.
     mutating func receive(_ message: RaftMessage) {
-        guard message.to == config.name, let slot = slot(of: message.from) else { return }
+        guard message.to == config.name, let slot = Self.slot(of: message.from, in: peers) else { return }
         switch message.kind {
         // Forwarding is not part of the consensus protocol: its answers stay
         // valid across terms, so they bypass the term rules.
@@ -154,6 +149,9 @@ extension Raft {
         }
 
         if message.term > term {
+            // In lease: this node heard from a leader within the minimum election
+            // timeout (a leader always has), so it will not help unseat that leader.
+            let inLease = leader != nil && electionElapsed < config.electionTicks.lowerBound
             switch message.kind {
             case .preVote:
                 // Pre-vote never changes our term; a live leader keeps it.
