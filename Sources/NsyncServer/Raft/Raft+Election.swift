@@ -53,6 +53,7 @@ extension Raft {
         let wasFollower = role == .follower
         if role == .leader { progress = [] }
         role = .follower
+        if let newLeader, newLeader != leader { failForwards(notTo: newLeader) }
         leader = newLeader
         if wasFollower {
             electionElapsed = 0
@@ -84,6 +85,7 @@ extension Raft {
         vote = config.name
         role = .candidate
         leader = nil
+        failForwards(notTo: nil)
         resetElectionTimer()
         resetVotes()
         if quorum == 1 {
@@ -98,6 +100,7 @@ extension Raft {
     private mutating func becomeLeader() {
         role = .leader
         leader = config.name
+        failForwards(notTo: nil)
         electionElapsed = 0
         heartbeatElapsed = 0
         incomingSnapshot = nil
