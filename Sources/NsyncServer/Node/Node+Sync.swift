@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Collections
 import Logging
 
@@ -100,6 +103,10 @@ extension Node {
             sync.watcher = watcher
             sync.poll = poll
             if watcher.isWatchLimitReached { startPeriodicRescans() }
+        } catch let error as SystemError where error.errno == ENOSPC {
+            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_watches", current: Inotify.kernelLimit("max_user_watches"))
+        } catch let error as SystemError where error.errno == EMFILE {
+            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_instances", current: Inotify.kernelLimit("max_user_instances"))
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
@@ -116,8 +123,12 @@ extension Node {
         }
         fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
-            failed: { [unowned self] record, why in
-                logger.info("fetch of \(record.path) did not finish: \(why)")
+            failed: { [unowned self] record, why, local in
+                if local {
+                    recordError("fetch of \(record.path) failed: \(why)")
+                } else {
+                    logger.info("fetch of \(record.path) did not finish: \(why)")
+                }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
             }))
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {

@@ -19,7 +19,8 @@ final class Fetcher {
         /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
         var fetched: (Fetched) -> Void
         /// The fetch could not finish now; the reconciler retries later.
-        var failed: (_ record: FileRecord, _ why: String) -> Void
+        /// `local` is true when this node is at fault (its disk), not the holder.
+        var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -361,7 +362,9 @@ final class Fetcher {
                 transfer.fd = nil
                 transfer.failed = true
                 detach(transfer)
-                hooks.failed(transfer.record, "cannot write \(path): \(error)")
+                // A full disk: give the space back rather than hold half a file.
+                FileSystemCleanup.remove(path, on: loop)
+                hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
@@ -374,7 +377,7 @@ final class Fetcher {
                     // Not what the index promised: start again from zero elsewhere.
                     if let holder = transfer.holder { transfer.avoid.insert(holder) }
                     FileSystemCleanup.remove(path, on: loop)
-                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256")
+                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
@@ -414,7 +417,7 @@ final class Fetcher {
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
         closeFile(transfer)
-        hooks.failed(transfer.record, why)
+        hooks.failed(transfer.record, why, false)
     }
 
     private func closeFile(_ transfer: Transfer) {
