@@ -59,7 +59,7 @@ extension Node {
     /// reconciler act on what changed.
     private func apply(_ entries: [RaftEntry]) {
         var actions: [SyncAction] = []
-        for entry in entries where entry.kind == .command {
+        for entry in entries where entry.kind == .command && entry.data.first != Node.opaqueEntryMarker {
             let command: IndexCommand
             do {
                 command = try IndexCommand(decoding: entry.data)
@@ -81,6 +81,11 @@ extension Node {
         transferServer.indexAdvanced()
     }
 
+    /// First byte of an entry that is not an index command and that every
+    /// node skips (`nsyncd bench raft` proposes such load). Index commands
+    /// start with their format byte (1), so the two cannot be confused.
+    static let opaqueEntryMarker: UInt8 = 0xFF
+
     // MARK: proposing
 
     /// Changes per Raft entry: big enough that 10,000 files take a handful of
@@ -90,6 +95,7 @@ extension Node {
     /// Proposes what the reconciler queued, at the end of this loop turn, so
     /// everything found in one burst of events travels in one entry.
     func flushSoon() {
+        logger.trace("flushSoon", metadata: ["scheduled": "\(sync.flushScheduled)", "outbox": "\(reconciler.hasOutbox)", "driver": "\(driver != nil)"])
         guard !sync.flushScheduled, reconciler.hasOutbox, driver != nil else { return }
         sync.flushScheduled = true
         loop.schedule(after: 0) { [self] in
@@ -115,6 +121,7 @@ extension Node {
             let batch = Array(changes[start..<min(start + Node.maxChangesPerProposal, changes.count)])
             start += batch.count
             let command = IndexCommand(origin: config.name, changes: batch)
+            logger.debug("proposing \(batch.count) changes")
             driver.propose(command.encoded()) { [self] outcome in
                 if case .failed(let why) = outcome {
                     logger.debug("proposal of \(batch.count) changes failed: \(why); retrying")

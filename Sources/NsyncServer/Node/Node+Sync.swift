@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Collections
 import Logging
 
@@ -24,6 +27,10 @@ struct SyncState {
     var timers: [LoopTimer] = []
     var scanning = false
     var scanProgress: NodeStatus.Scan?
+    /// Paths the last scan found changed and that are not yet looked at.
+    var scanPending: Set<String> = []
+    var scanStartedAt: UInt64 = 0
+    var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
@@ -76,18 +83,14 @@ extension Node {
 
     // MARK: start
 
-    /// Loads what this node held when it last stopped. Before Raft starts:
-    /// replaying the log reconciles every path, and against an empty
-    /// manifest that fetches every file, resurrecting what the user deleted
-    /// while the node was down.
+    /// Loads what this node knew of its disk before Raft replays anything.
     func loadManifest() {
         let manifestPath = stateDirectory + "/manifest"
-        if let bytes = try? FileDescriptor.readWholeFile(manifestPath) {
-            do {
-                reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
-            } catch {
-                logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
-            }
+        guard let bytes = try? FileDescriptor.readWholeFile(manifestPath) else { return }
+        do {
+            reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
+        } catch {
+            logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
         }
     }
 
@@ -100,11 +103,15 @@ extension Node {
             sync.watcher = watcher
             sync.poll = poll
             if watcher.isWatchLimitReached { startPeriodicRescans() }
+        } catch let error as SystemError where error.errno == ENOSPC {
+            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_watches", current: Inotify.kernelLimit("max_user_watches"))
+        } catch let error as SystemError where error.errno == EMFILE {
+            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_instances", current: Inotify.kernelLimit("max_user_instances"))
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
         let saver = LoopTimer(loop: loop)
-        saver.start(after: 2_000, repeating: 2_000) { [unowned self] in saveManifest(synchronously: false) }
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
         sync.timers.append(saver)
         rescan(reason: "start-up")
     }
@@ -116,8 +123,12 @@ extension Node {
         }
         fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
-            failed: { [unowned self] record, why in
-                logger.info("fetch of \(record.path) did not finish: \(why)")
+            failed: { [unowned self] record, why, local in
+                if local {
+                    recordError("fetch of \(record.path) failed: \(why)")
+                } else {
+                    logger.info("fetch of \(record.path) did not finish: \(why)")
+                }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
             }))
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
@@ -213,7 +224,10 @@ extension Node {
     /// Queues `path` to be stat'ed (and hashed if its stat changed).
     func observe(_ path: String) {
         guard !stopping, IndexPath.violation(in: path) == nil,
-              !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else { return }
+              !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else {
+            if sync.scanPending.remove(path) != nil { scanStepDone(0) }
+            return
+        }
         if path == IgnoreRules.fileName { reloadIgnoreRules() }
         sync.toObserve.insert(path)
         guard !sync.observeScheduled else { return }
@@ -254,6 +268,9 @@ extension Node {
                 var actions: [SyncAction] = []
                 for (path, look) in zip(batch, looks) {
                     sync.observing.remove(path)
+                    if sync.scanPending.remove(path) != nil {
+                        if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
+                    }
                     switch look {
                     case .found(let local):
                         actions += reconciler.observed(path, local, index: index)
@@ -282,9 +299,15 @@ extension Node {
         let manifest = reconciler.manifest
         logger.info("scanning \(root) (\(reason))")
         let started = loop.now
-        loop.queueWork({ () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
+        sync.scanStartedAt = started
+        sync.scanLoggedAt = started
+        sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
+        let loop = self.loop
+        loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
             Result {
-                let result = try DirectoryScanner.scan(root: root, ignore: ignore)
+                let result = try DirectoryScanner.scan(root: root, ignore: ignore, progressInterval: 5_000) { entries, _ in
+                    loop.execute { self?.sync.scanProgress?.filesDone = entries }
+                }
                 var changed: [String] = []
                 var seen = Set<String>()
                 seen.reserveCapacity(result.entries.count)
@@ -312,11 +335,35 @@ extension Node {
                 for skipped in scan.skipped { logger.info("not syncing \(skipped)") }
                 logger.info("scan done", metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                                    "ms": "\(loop.now - started)"])
+                sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
+                sync.scanPending = Set(scan.changed)
                 for path in scan.changed { observe(path) }
+                scanStepDone(nil)
                 perform(reconciler.reconcileAll(index: index))
                 flushSoon()
             }
         })
+    }
+
+    /// Counts one path of the scan as looked at; logs progress now and then
+    /// and once at the end.
+    func scanStepDone(_ bytes: UInt64?) {
+        guard var progress = sync.scanProgress else { return }
+        if let bytes {
+            progress.filesDone += 1
+            progress.bytesHashed += bytes
+        }
+        sync.scanProgress = progress
+        let now = loop.now
+        if sync.scanPending.isEmpty {
+            sync.scanProgress = nil
+            if progress.filesTotal > 0 {
+                logger.info("scan: \(progress.filesTotal) changed paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed in \(now - sync.scanStartedAt) ms")
+            }
+        } else if now - sync.scanLoggedAt >= 5_000 {
+            sync.scanLoggedAt = now
+            logger.info("scan: \(progress.filesDone)/\(progress.filesTotal) paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed")
+        }
     }
 
     // MARK: acting
@@ -361,7 +408,10 @@ extension Node {
         sync.installs.append(item)
         guard !sync.installScheduled else { return }
         sync.installScheduled = true
-        loop.schedule(after: 0) { [unowned self] in
+        // While more fetches are landing, wait a moment so one disk flush
+        // covers many files (a lone edit still goes at once).
+        let gather: UInt64 = fetcher.inFlight > 1 ? 5 : 0
+        loop.schedule(after: gather) { [unowned self] in
             sync.installScheduled = false
             startInstalls()
         }

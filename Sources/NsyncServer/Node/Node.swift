@@ -66,6 +66,7 @@ public final class Node {
         try prepareStateDirectory()
         try openListeners()
         try openStorage()
+        loadManifest()
     }
 
     /// Starts everything: connections, Raft (once every member is named),

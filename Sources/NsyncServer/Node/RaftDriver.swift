@@ -34,10 +34,9 @@ final class RaftDriver {
     private var queue: [PendingWrite] = []
     private var persisting = false
     private var stopped = false
-    /// Random start, not 1: the leader remembers its answers to forwarded
-    /// proposals by (sender, id) to absorb duplicates, so ids that restarted
-    /// at 1 after this node restarted would get an earlier incarnation's
-    /// answers ("appended at index i") and never be appended.
+    /// Proposal ids must not repeat across restarts either: a leader
+    /// remembers its answers to forwarded ids and would answer a reused id
+    /// with an old entry's outcome. A random start makes a clash negligible.
     private var nextProposal = UInt64.random(in: 1...(UInt64.max >> 1))
     private var waiters: [ProposalID: (ProposalOutcome) -> Void] = [:]
     /// Index and term of the last entry applied (what a snapshot covers).
@@ -47,6 +46,10 @@ final class RaftDriver {
     /// Batches made durable and fsyncs done (for benchmarks and status).
     private(set) var fsyncCount = 0
     private(set) var entriesPersisted = 0
+    /// Batches that appended entries: each cost one fdatasync of the log.
+    /// `fsyncCount` also counts batches that only moved the commit index,
+    /// which RaftStorage writes without an fsync.
+    private(set) var logSyncCount = 0
 
     private struct PendingWrite {
         var update: RaftUpdate
@@ -174,6 +177,7 @@ final class RaftDriver {
                 return
             }
             fsyncCount += 1
+            if batch.contains(where: { !$0.update.entries.isEmpty }) { logSyncCount += 1 }
             var acknowledge: RaftEvent?
             var savedSnapshot: RaftSnapshot?
             for write in batch {

@@ -144,6 +144,13 @@ public struct Reconciler {
             hold(record)
             return []
         }
+        if entry == nil, let record, record.kind == .deleted, let local, local.kind == .file,
+           !record.hash.isEmpty, local.hash == record.hash {
+            // We lost track of this path (no manifest entry) and hold exactly
+            // the bytes the cluster deleted: a stale copy, not an edit.
+            installing[path] = record.version
+            return [.remove(path: path, version: record.version, expected: local)]
+        }
         if local == nil && entry?.local == nil {
             // Absent before and now: the user deleted nothing; the record may still need us.
             return reconcile(path, index: index)
@@ -214,7 +221,14 @@ public struct Reconciler {
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
-                case .rejected:
+                case .rejected(let current):
+                    if put.kind == .file, current.kind == .file, current.hash == put.hash, let mine = announced {
+                        // Same bytes, other mode: no conflict copy; take the winner's mode.
+                        setManifest(path, ManifestEntry(version: 0, local: nil))
+                        installing[path] = current.version
+                        actions.append(.fetch(current, expected: mine))
+                        continue
+                    }
                     if put.kind != .deleted, let mine = announced {
                         // Our bytes lost to a concurrent change: keep them as a copy.
                         setManifest(path, ManifestEntry(version: 0, local: mine))

@@ -19,7 +19,8 @@ final class Fetcher {
         /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
         var fetched: (Fetched) -> Void
         /// The fetch could not finish now; the reconciler retries later.
-        var failed: (_ record: FileRecord, _ why: String) -> Void
+        /// `local` is true when this node is at fault (its disk), not the holder.
+        var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -35,7 +36,7 @@ final class Fetcher {
     private var waiting: Deque<Transfer> = []
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
-    private var startScheduled = false
+    private var placementQueued = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
     /// Bytes received since start (status, benchmarks).
@@ -73,6 +74,7 @@ final class Fetcher {
         /// A resumed `.part` still to be opened and hashed up to its size.
         var resumeFromDisk = false
         var startedAt: UInt64 = 0
+        var lastLoggedAt: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -98,12 +100,7 @@ final class Fetcher {
 
     /// Fetches `record` unless it is already being fetched.
     func fetch(_ record: FileRecord, expected: LocalFile?) {
-        // Unique per path: files with the same content committed in one Raft
-        // entry share version and hash, and one .part for both would mix
-        // their mtimes and let one transfer truncate the other's bytes.
-        // Still deterministic, so a restarted node resumes its .part files.
-        let pathDigest = SHA256.hex(SHA256.hash(Array(record.path.utf8))).prefix(16)
-        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16))-\(pathDigest).part"
+        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16)).part"
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         if leftovers.remove(name) != nil { transfer.resumeFromDisk = true }
         transfer.startedAt = loop.now
@@ -121,6 +118,9 @@ final class Fetcher {
         }
         return (files, bytes)
     }
+
+    /// Transfers requested and not finished.
+    var inFlight: Int { links.values.reduce(0) { $0 + $1.active.count } }
 
     /// Transfers in flight (for status): path, holder, bytes done and total, start time.
     var activeTransfers: [(path: String, from: NodeName, done: UInt64, total: UInt64, startedAt: UInt64)] {
@@ -163,37 +163,37 @@ final class Fetcher {
 
     // MARK: scheduling
 
-    /// Starts waiting transfers at the end of this loop turn. Coalesced:
-    /// `fetch` runs once per file, and a pass over 10,000 waiting files per
-    /// call blocked the loop for minutes (missed heartbeats, elections,
-    /// superseded proposals) when 10,000 files were committed at once.
+    /// Places waiting transfers at the end of this loop turn (many events
+    /// in one turn, e.g. a batch of 2,000 new files, place once).
     private func schedule() {
-        guard !startScheduled else { return }
-        startScheduled = true
+        guard !placementQueued else { return }
+        placementQueued = true
         loop.schedule(after: 0) { [weak self] in
             guard let self else { return }
-            startScheduled = false
-            startWaiting()
+            placementQueued = false
+            placeWaiting()
         }
     }
 
-    /// Starts waiting transfers, in order, while some ready channel has room,
-    /// testing first (cheaply) whether a transfer's holders include one.
-    private func startWaiting() {
-        var roomy = Set(links.values.filter { $0.channel.isReady && $0.active.count < Fetcher.maxRequestsPerChannel }.map(\.peer))
-        guard !roomy.isEmpty else { return }
-        var stillWaiting: Deque<Transfer> = []
-        while !roomy.isEmpty, let transfer = waiting.popFirst() {
-            guard transfer.record.holders.contains(where: roomy.contains), start(transfer) else {
-                stillWaiting.append(transfer)
-                continue
-            }
-            if let holder = transfer.holder, let link = links[holder], link.active.count >= Fetcher.maxRequestsPerChannel {
-                roomy.remove(holder)
+    /// Sends requests while some channel has room. The work per call is
+    /// bounded by the room there is, so thousands of queued files cost
+    /// O(files) in all, not O(files) per completed file.
+    private func placeWaiting() {
+        var room = links.values.reduce(0) { $0 + max(0, Fetcher.maxRequestsPerChannel - $1.active.count) }
+        guard room > 0, !waiting.isEmpty else { return }
+        var examined = 0
+        let budget = room * 4 + 64
+        var skipped: [Transfer] = []
+        while room > 0, examined < budget, let transfer = waiting.popFirst() {
+            examined += 1
+            if start(transfer) {
+                room -= 1
+            } else {
+                skipped.append(transfer)
             }
         }
-        stillWaiting.append(contentsOf: waiting)
-        waiting = stillWaiting
+        // Those that could not go yet wait behind the rest, in their order.
+        waiting.append(contentsOf: skipped)
     }
 
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
@@ -295,6 +295,7 @@ final class Fetcher {
             }
             transfer.received += UInt64(bytes.count)
             bytesReceived += UInt64(bytes.count)
+            logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
             transfer.pendingBytes += bytes.count
             link.bufferedBytes += bytes.count
@@ -364,7 +365,9 @@ final class Fetcher {
                 transfer.fd = nil
                 transfer.failed = true
                 detach(transfer)
-                hooks.failed(transfer.record, "cannot write \(path): \(error)")
+                // A full disk: give the space back rather than hold half a file.
+                FileSystemCleanup.remove(path, on: loop)
+                hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
@@ -377,11 +380,26 @@ final class Fetcher {
                     // Not what the index promised: start again from zero elsewhere.
                     if let holder = transfer.holder { transfer.avoid.insert(holder) }
                     FileSystemCleanup.remove(path, on: loop)
-                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256")
+                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
         })
+    }
+
+    /// Files at least this large get progress lines in the log.
+    static let progressLogBytes: UInt64 = 64 << 20
+
+    private func logProgress(_ transfer: Transfer, from peer: NodeName) {
+        guard transfer.record.size >= Fetcher.progressLogBytes else { return }
+        let now = loop.now
+        let first = transfer.lastLoggedAt == 0
+        guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
+        transfer.lastLoggedAt = now
+        let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
+        let rate = Double(transfer.received) / seconds
+        let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
+        logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
     }
 
     private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
@@ -402,7 +420,7 @@ final class Fetcher {
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
         closeFile(transfer)
-        hooks.failed(transfer.record, why)
+        hooks.failed(transfer.record, why, false)
     }
 
     private func closeFile(_ transfer: Transfer) {
