@@ -5,7 +5,7 @@ import XCTest
 /// Concurrent changes to one path: Raft's commit order picks the winner and
 /// the loser's bytes are kept as a conflict copy, on every node. Nothing a
 /// user wrote is lost.
-final class ConflictTests: ClusterTestCase {
+final class EndToEndConflictTests: ClusterTestCase {
     func testConcurrentWritesToOnePathKeepBothContentsOnEveryNode() throws {
         let cluster = try makeCluster()
         // Three paths, each edited on a different pair of nodes at once.

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// Deletions travel like any other change, and a deleted name can live again.
-final class DeleteTests: ClusterTestCase {
+final class EndToEndDeleteTests: ClusterTestCase {
     func testFileDeletedOnOneNodeIsRemovedOnEveryNode() throws {
         let cluster = try makeCluster()
         try cluster.write(0, "keep.txt", "stays\n")

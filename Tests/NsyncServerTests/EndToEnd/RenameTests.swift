@@ -3,18 +3,18 @@ import XCTest
 
 /// A rename on one node is a rename everywhere: the old name goes, the new
 /// one has the same bytes, mode and mtime.
-final class RenameTests: ClusterTestCase {
+final class EndToEndRenameTests: ClusterTestCase {
     func testRenamedFileMovesOnEveryNodeKeepingContentAndModificationTime() throws {
         let cluster = try makeCluster()
         var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
         let content = random.bytes(200_000)
-        try cluster.write(0, "docs/draft.bin", content, mode: 0o640, mtime: SyncTests.oldModificationTime)
+        try cluster.write(0, "docs/draft.bin", content, mode: 0o640, mtime: EndToEndSyncTests.oldModificationTime)
         try cluster.waitUntilConverged()
 
         try cluster.rename(1, "docs/draft.bin", "docs/final.bin")
         var tree = try cluster.waitUntilConverged()
         XCTAssertNil(tree["docs/draft.bin"])
-        XCTAssertEqual(tree["docs/final.bin"]?.mtime, SyncTests.oldModificationTime)
+        XCTAssertEqual(tree["docs/final.bin"]?.mtime, EndToEndSyncTests.oldModificationTime)
         XCTAssertEqual(tree["docs/final.bin"]?.mode, 0o640)
 
         // Into another, new directory, on a third node.

@@ -3,7 +3,7 @@ import XCTest
 
 /// A node that stops (cleanly or not) and comes back converges through the
 /// same loop as everything else: what changed meanwhile, on either side, syncs.
-final class RestartTests: ClusterTestCase {
+final class EndToEndRestartTests: ClusterTestCase {
     func testNodeKilledWhileOthersChangeFilesCatchesUpAfterRestart() throws {
         try checkNodeKilledWhileOthersChangeFilesCatchesUp(killAtOnce: false)
     }

@@ -4,7 +4,7 @@ import XCTest
 
 /// Many small files and one large one: the two ends DESIGN.md budgets for.
 /// Each prints how long the cluster took to converge.
-final class ScaleTests: ClusterTestCase {
+final class EndToEndScaleTests: ClusterTestCase {
     func testTenThousandSmallFilesInHundredDirectoriesConverge() throws {
         let cluster = try makeCluster()
         var random = ClusterRandom(seed: ClusterRandom.seed(for: name))

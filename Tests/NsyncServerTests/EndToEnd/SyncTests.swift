@@ -3,7 +3,7 @@ import XCTest
 
 /// Three real nsyncd processes on loopback: what one node's user writes
 /// appears, identical, on the others.
-final class SyncTests: ClusterTestCase {
+final class EndToEndSyncTests: ClusterTestCase {
     /// 2001-09-09T01:46:40.123456789Z: far from "now", with nanoseconds that
     /// a sync keeping only seconds (or microseconds) would lose.
     static let oldModificationTime: Int64 = 1_000_000_000_123_456_789
@@ -81,16 +81,14 @@ final class SyncTests: ClusterTestCase {
             XCTAssertEqual(tree[path]?.size, 0, path)
         }
     }
-}
 
-/// Files with the same content (empty files, copies) are distinct files:
-/// each arrives whole, with its own mtime, however the changes were batched.
-final class IdenticalContentTests: ClusterTestCase {
+    /// Files with the same content (empty files, copies) are distinct files:
+    /// each arrives whole, with its own mtime, however the changes were batched.
     func testCopiesOfOneContentWrittenTogetherEachArriveWholeWithTheirOwnModificationTime() throws {
         let cluster = try makeCluster()
         var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
         let content = random.bytes(6 * (1 << 20) + 5)
-        let base = SyncTests.oldModificationTime
+        let base = EndToEndSyncTests.oldModificationTime
         for i in 0..<4 {
             try cluster.write(0, "copies/copy-\(i).bin", content, mtime: base + Int64(i) * 1_000_000_007)
         }
