@@ -15,8 +15,9 @@ final class TestCluster {
         let name: String
         let root: String
         let logPath: String
-        let clusterPort: Int
-        let filePort: Int
+        /// Chosen free; chosen again if a daemon finds one taken at start-up.
+        fileprivate(set) var clusterPort: Int
+        fileprivate(set) var filePort: Int
         fileprivate(set) var process: ClusterProcess?
         /// Every process this member has had, so teardown can reap them all.
         fileprivate var processes: [ClusterProcess] = []
@@ -72,7 +73,7 @@ final class TestCluster {
             ownsCertificates = true
         }
         // Short, because the control socket (root/.nsync/control.sock) must fit sun_path's 108 bytes.
-        let ports = try Self.freePorts(2 * nodes)
+        let ports = try Self.portPicker(2 * nodes)
         let base = NSTemporaryDirectory().hasSuffix("/") ? NSTemporaryDirectory() : NSTemporaryDirectory() + "/"
         var template = Array("\(base)nsync-\(label)-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw ClusterError("mkdtemp \(base): \(String(cString: strerror(errno)))") }
@@ -87,7 +88,7 @@ final class TestCluster {
             for member in members {
                 try FileManager.default.createDirectory(atPath: member.root, withIntermediateDirectories: true)
             }
-            for i in members.indices { try start(i) }
+            try startAll()
         } catch {
             shutDown()
             throw error
@@ -114,6 +115,32 @@ final class TestCluster {
                 "--cluster", others.joined(separator: ","),
                 "--ca", certificates.caPath, "--cert", certificates.certificatePath(member.name),
                 "--key", certificates.keyPath(member.name), "--log-level", "debug"] + extraArguments
+    }
+
+    /// Starts every node and waits until each answers on its control socket.
+    /// A free port can be taken by someone else between our probe and the
+    /// daemon's bind: then every node gets new ports and starts again.
+    private func startAll(attempts: Int = 3) throws {
+        for attempt in 1...attempts {
+            for i in members.indices { try start(i) }
+            let lost = try poll("every node to answer on its control socket", timeout: 15, stopOnExit: false) { () -> Int?? in
+                if let dead = members.indices.first(where: { members[$0].process.map { !$0.isRunning } ?? false }) {
+                    return .some(dead)
+                }
+                return members.indices.allSatisfy { (try? status($0, timeout: 1)) != nil } ? .some(nil) : nil
+            }
+            guard let dead = lost else { return }
+            let portTaken = log(dead).contains("already in use")
+            guard portTaken, attempt < attempts else {
+                throw failure("\(members[dead].name) \(members[dead].process!.exitDescription) at start-up")
+            }
+            for member in members { member.process?.stop(grace: 5); member.process = nil }
+            let ports = try Self.portPicker(2 * members.count)
+            for (i, member) in members.enumerated() {
+                member.clusterPort = ports[2 * i]
+                member.filePort = ports[2 * i + 1]
+            }
+        }
     }
 
     private func start(_ node: Int) throws {
@@ -272,11 +299,11 @@ final class TestCluster {
 
     /// Polls `condition` every 20 ms until it returns a value or the deadline
     /// passes; fails early if a node that should run has exited.
-    func poll<T>(_ what: String, timeout: TimeInterval, detail: () -> String = { "" },
+    func poll<T>(_ what: String, timeout: TimeInterval, stopOnExit: Bool = true, detail: () -> String = { "" },
                  _ condition: () throws -> T?) throws -> T {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
-            if let dead = members.first(where: { $0.process != nil && !$0.isRunning }) {
+            if stopOnExit, let dead = members.first(where: { $0.process != nil && !$0.isRunning }) {
                 throw failure("\(dead.name) \(dead.process!.exitDescription) while waiting for \(what)")
             }
             if let value = try condition() { return value }
@@ -338,6 +365,10 @@ final class TestCluster {
     }
 
     // MARK: ports
+
+    /// How ports are chosen; the harness's own test replaces it to hand a
+    /// daemon a port that is taken.
+    nonisolated(unsafe) static var portPicker: (Int) throws -> [Int] = freePorts
 
     /// `count` distinct loopback ports that were free a moment ago (bound to
     /// port 0 and released). All are held until all are chosen, so they differ.
