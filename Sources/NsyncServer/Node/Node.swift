@@ -81,7 +81,6 @@ public final class Node {
             dial(link, .raft)
             dial(link, .file)
         }
-        loadManifest()
         startRaftIfNamed()
         try startSync()
         logger.info("nsyncd started", metadata: [

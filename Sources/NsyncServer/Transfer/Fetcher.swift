@@ -100,7 +100,12 @@ final class Fetcher {
 
     /// Fetches `record` unless it is already being fetched.
     func fetch(_ record: FileRecord, expected: LocalFile?) {
-        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16)).part"
+        // Unique per path: files with the same content committed in one Raft
+        // entry share version and hash, and one .part for both would mix
+        // their mtimes and let one transfer truncate the other's bytes.
+        // Still deterministic, so a restarted node resumes its .part files.
+        let pathDigest = SHA256.hex(SHA256.hash(Array(record.path.utf8))).prefix(16)
+        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16))-\(pathDigest).part"
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         if leftovers.remove(name) != nil { transfer.resumeFromDisk = true }
         transfer.startedAt = loop.now
