@@ -60,6 +60,9 @@ public final class Node {
         } catch {
             throw StartupError.tls("\(error)")
         }
+        if let own = serverTLS.ownIdentity, !own.matches(config.name) {
+            throw StartupError.nameNotInCertificate(name: config.name, certificate: config.certificatePath, names: "\(own)")
+        }
         clusterID = serverTLS.clusterID
         reconciler = Reconciler(node: config.name)
         sync = SyncState(root: config.root)

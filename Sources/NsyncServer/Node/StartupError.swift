@@ -13,6 +13,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
     case tls(String)
     case alreadyRunning(String)
     case watchLimitTooLow(current: Int, needed: Int)
+    /// The certificate does not carry --name, so every peer would refuse our Hello.
+    case nameNotInCertificate(name: String, certificate: String, names: String)
     case state(String)
 
     public var description: String {
@@ -41,6 +43,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
             "another nsyncd is already running on \(p) (lock \(p)/.nsync/lock): stop it first"
         case let .watchLimitTooLow(current, needed):
             "fs.inotify.max_user_watches is \(current) but PATH needs about \(needed) watches: raise it with sysctl fs.inotify.max_user_watches=\(max(needed * 2, 524288))"
+        case let .nameNotInCertificate(name, certificate, names):
+            "--name '\(name)' is not a name in certificate \(certificate) (it names \(names)), so peers would refuse this node: pass the --name it was made for, or make one with certs/gen-certs.sh --out DIR \(name)"
         case .state(let why):
             why
         }

@@ -24,6 +24,9 @@ public final class TLSContext {
     public private(set) var clusterID: [UInt8]
     /// Path of the CA file, kept for log lines.
     public let caPath: String
+    /// The names in this node's own certificate (nil for a context without
+    /// one), so start-up can refuse a --name that peers would refuse.
+    public private(set) var ownIdentity: TLSPeerIdentity?
     /// The `SSL_CTX*`; engines hold a reference to this object, not just the pointer.
     let raw: OpaquePointer
 
@@ -136,6 +139,7 @@ public final class TLSContext {
         guard SSL_CTX_use_certificate_chain_file(ctx, certificatePath) == 1 else {
             throw TLSError.fromErrorQueue(.configuration, certOperation, extra: [Self.notPEMHint])
         }
+        if let own = SSL_CTX_get0_certificate(ctx) { ownIdentity = TLSPeerIdentity(certificate: own) }
         let keyOperation = "loading private key \(keyPath) (--key)"
         try Self.checkReadable(keyPath, keyOperation)
         ERR_clear_error()
