@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Collections
 import Logging
 
@@ -85,21 +88,39 @@ extension Node {
                 logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
             }
         }
-        sync.ignore = loadIgnoreRules()
+        guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
         do {
-            let watcher = try Watcher(root: config.root, ignore: sync.ignore)
             let poll = try Poll(loop: loop, fd: watcher.fd)
             try poll.start(.readable) { [unowned self] _ in handle(sync.watcher?.drain() ?? []) }
-            sync.watcher = watcher
             sync.poll = poll
-            if watcher.isWatchLimitReached { startPeriodicRescans() }
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
+        // The walk in openWatcher() may have run out of watches: report it
+        // (and start the periodic rescans) now, not at the first change.
+        handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
         saver.start(after: 2_000, repeating: 2_000) { [unowned self] in saveManifest(synchronously: false) }
         sync.timers.append(saver)
         rescan(reason: "start-up")
+    }
+
+    /// Watches PATH (one inotify watch per directory) while the node is
+    /// still being created, so running out of inotify instances or of the
+    /// watch for PATH itself fails start-up with one line.
+    func openWatcher() throws {
+        sync.ignore = loadIgnoreRules()
+        do {
+            sync.watcher = try Watcher(root: config.root, ignore: sync.ignore)
+        } catch let error as SystemError where error.isNoSpace {
+            throw StartupError.inotifyLimit(path: config.root, setting: "max_user_watches",
+                                            current: Inotify.kernelLimit("max_user_watches"))
+        } catch let error as SystemError where error.errno == EMFILE {
+            throw StartupError.inotifyLimit(path: config.root, setting: "max_user_instances",
+                                            current: Inotify.kernelLimit("max_user_instances"))
+        } catch {
+            throw StartupError.state("cannot watch \(config.root): \(error)")
+        }
     }
 
     func setUpTransfers() {

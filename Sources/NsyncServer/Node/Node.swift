@@ -45,7 +45,8 @@ public final class Node {
     var onStopped: (() -> Void)?
 
     /// Creates the node: checks certificates, takes the lock, opens the
-    /// listeners and the Raft log. Throws a `StartupError` naming the problem.
+    /// listeners and the Raft log, watches PATH. Throws a `StartupError`
+    /// naming the problem, before anything was logged or sent.
     public init(config: NodeConfig, loop: EventLoop, logger: Logger) throws {
         self.config = config
         self.loop = loop
@@ -69,6 +70,7 @@ public final class Node {
         try prepareStateDirectory()
         try openListeners()
         try openStorage()
+        try openWatcher()
     }
 
     /// Starts everything: connections, Raft (once every member is named),
