@@ -90,6 +90,7 @@ extension Node {
     /// Proposes what the reconciler queued, at the end of this loop turn, so
     /// everything found in one burst of events travels in one entry.
     func flushSoon() {
+        logger.trace("flushSoon", metadata: ["scheduled": "\(sync.flushScheduled)", "outbox": "\(reconciler.hasOutbox)", "driver": "\(driver != nil)"])
         guard !sync.flushScheduled, reconciler.hasOutbox, driver != nil else { return }
         sync.flushScheduled = true
         loop.schedule(after: 0) { [self] in
@@ -115,6 +116,7 @@ extension Node {
             let batch = Array(changes[start..<min(start + Node.maxChangesPerProposal, changes.count)])
             start += batch.count
             let command = IndexCommand(origin: config.name, changes: batch)
+            logger.debug("proposing \(batch.count) changes")
             driver.propose(command.encoded()) { [self] outcome in
                 if case .failed(let why) = outcome {
                     logger.debug("proposal of \(batch.count) changes failed: \(why); retrying")

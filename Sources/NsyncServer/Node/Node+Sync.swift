@@ -27,6 +27,10 @@ struct SyncState {
     var timers: [LoopTimer] = []
     var scanning = false
     var scanProgress: NodeStatus.Scan?
+    /// Paths the last scan found changed and that are not yet looked at.
+    var scanPending: Set<String> = []
+    var scanStartedAt: UInt64 = 0
+    var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
@@ -79,15 +83,18 @@ extension Node {
 
     // MARK: start
 
-    func startSync() throws {
+    /// Loads what this node knew of its disk before Raft replays anything.
+    func loadManifest() {
         let manifestPath = stateDirectory + "/manifest"
-        if let bytes = try? FileDescriptor.readWholeFile(manifestPath) {
-            do {
-                reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
-            } catch {
-                logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
-            }
+        guard let bytes = try? FileDescriptor.readWholeFile(manifestPath) else { return }
+        do {
+            reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
+        } catch {
+            logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
         }
+    }
+
+    func startSync() throws {
         guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
         do {
             let poll = try Poll(loop: loop, fd: watcher.fd)
@@ -100,7 +107,7 @@ extension Node {
         // (and start the periodic rescans) now, not at the first change.
         handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
-        saver.start(after: 2_000, repeating: 2_000) { [unowned self] in saveManifest(synchronously: false) }
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
         sync.timers.append(saver)
         rescan(reason: "start-up")
     }
@@ -227,7 +234,10 @@ extension Node {
     /// Queues `path` to be stat'ed (and hashed if its stat changed).
     func observe(_ path: String) {
         guard !stopping, IndexPath.violation(in: path) == nil,
-              !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else { return }
+              !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else {
+            if sync.scanPending.remove(path) != nil { scanStepDone(0) }
+            return
+        }
         if path == IgnoreRules.fileName { reloadIgnoreRules() }
         sync.toObserve.insert(path)
         guard !sync.observeScheduled else { return }
@@ -268,6 +278,9 @@ extension Node {
                 var actions: [SyncAction] = []
                 for (path, look) in zip(batch, looks) {
                     sync.observing.remove(path)
+                    if sync.scanPending.remove(path) != nil {
+                        if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
+                    }
                     switch look {
                     case .found(let local):
                         actions += reconciler.observed(path, local, index: index)
@@ -296,9 +309,15 @@ extension Node {
         let manifest = reconciler.manifest
         logger.info("scanning \(root) (\(reason))")
         let started = loop.now
-        loop.queueWork({ () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
+        sync.scanStartedAt = started
+        sync.scanLoggedAt = started
+        sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
+        let loop = self.loop
+        loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
             Result {
-                let result = try DirectoryScanner.scan(root: root, ignore: ignore)
+                let result = try DirectoryScanner.scan(root: root, ignore: ignore, progressInterval: 5_000) { entries, _ in
+                    loop.execute { self?.sync.scanProgress?.filesDone = entries }
+                }
                 var changed: [String] = []
                 var seen = Set<String>()
                 seen.reserveCapacity(result.entries.count)
@@ -326,11 +345,35 @@ extension Node {
                 for skipped in scan.skipped { logger.info("not syncing \(skipped)") }
                 logger.info("scan done", metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                                    "ms": "\(loop.now - started)"])
+                sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
+                sync.scanPending = Set(scan.changed)
                 for path in scan.changed { observe(path) }
+                scanStepDone(nil)
                 perform(reconciler.reconcileAll(index: index))
                 flushSoon()
             }
         })
+    }
+
+    /// Counts one path of the scan as looked at; logs progress now and then
+    /// and once at the end.
+    func scanStepDone(_ bytes: UInt64?) {
+        guard var progress = sync.scanProgress else { return }
+        if let bytes {
+            progress.filesDone += 1
+            progress.bytesHashed += bytes
+        }
+        sync.scanProgress = progress
+        let now = loop.now
+        if sync.scanPending.isEmpty {
+            sync.scanProgress = nil
+            if progress.filesTotal > 0 {
+                logger.info("scan: \(progress.filesTotal) changed paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed in \(now - sync.scanStartedAt) ms")
+            }
+        } else if now - sync.scanLoggedAt >= 5_000 {
+            sync.scanLoggedAt = now
+            logger.info("scan: \(progress.filesDone)/\(progress.filesTotal) paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed")
+        }
     }
 
     // MARK: acting

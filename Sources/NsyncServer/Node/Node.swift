@@ -71,6 +71,7 @@ public final class Node {
         try openListeners()
         try openStorage()
         try openWatcher()
+        loadManifest()
     }
 
     /// Starts everything: connections, Raft (once every member is named),

@@ -34,7 +34,10 @@ final class RaftDriver {
     private var queue: [PendingWrite] = []
     private var persisting = false
     private var stopped = false
-    private var nextProposal: UInt64 = 1
+    /// Proposal ids must not repeat across restarts either: a leader
+    /// remembers its answers to forwarded ids and would answer a reused id
+    /// with an old entry's outcome. A random start makes a clash negligible.
+    private var nextProposal = UInt64.random(in: 1...(UInt64.max >> 1))
     private var waiters: [ProposalID: (ProposalOutcome) -> Void] = [:]
     /// Index and term of the last entry applied (what a snapshot covers).
     private var appliedIndex: UInt64

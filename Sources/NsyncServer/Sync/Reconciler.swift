@@ -144,6 +144,13 @@ public struct Reconciler {
             hold(record)
             return []
         }
+        if entry == nil, let record, record.kind == .deleted, let local, local.kind == .file,
+           !record.hash.isEmpty, local.hash == record.hash {
+            // We lost track of this path (no manifest entry) and hold exactly
+            // the bytes the cluster deleted: a stale copy, not an edit.
+            installing[path] = record.version
+            return [.remove(path: path, version: record.version, expected: local)]
+        }
         if local == nil && entry?.local == nil {
             // Absent before and now: the user deleted nothing; the record may still need us.
             return reconcile(path, index: index)

@@ -35,6 +35,7 @@ final class Fetcher {
     private var waiting: Deque<Transfer> = []
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
+    private var placementQueued = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
     /// Bytes received since start (status, benchmarks).
@@ -72,6 +73,7 @@ final class Fetcher {
         /// A resumed `.part` still to be opened and hashed up to its size.
         var resumeFromDisk = false
         var startedAt: UInt64 = 0
+        var lastLoggedAt: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -157,12 +159,37 @@ final class Fetcher {
 
     // MARK: scheduling
 
+    /// Places waiting transfers at the end of this loop turn (many events
+    /// in one turn, e.g. a batch of 2,000 new files, place once).
     private func schedule() {
-        var stillWaiting: Deque<Transfer> = []
-        while let transfer = waiting.popFirst() {
-            if !start(transfer) { stillWaiting.append(transfer) }
+        guard !placementQueued else { return }
+        placementQueued = true
+        loop.schedule(after: 0) { [weak self] in
+            guard let self else { return }
+            placementQueued = false
+            placeWaiting()
         }
-        waiting = stillWaiting
+    }
+
+    /// Sends requests while some channel has room. The work per call is
+    /// bounded by the room there is, so thousands of queued files cost
+    /// O(files) in all, not O(files) per completed file.
+    private func placeWaiting() {
+        var room = links.values.reduce(0) { $0 + max(0, Fetcher.maxRequestsPerChannel - $1.active.count) }
+        guard room > 0, !waiting.isEmpty else { return }
+        var examined = 0
+        let budget = room * 4 + 64
+        var skipped: [Transfer] = []
+        while room > 0, examined < budget, let transfer = waiting.popFirst() {
+            examined += 1
+            if start(transfer) {
+                room -= 1
+            } else {
+                skipped.append(transfer)
+            }
+        }
+        // Those that could not go yet wait behind the rest, in their order.
+        waiting.append(contentsOf: skipped)
     }
 
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
@@ -264,6 +291,7 @@ final class Fetcher {
             }
             transfer.received += UInt64(bytes.count)
             bytesReceived += UInt64(bytes.count)
+            logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
             transfer.pendingBytes += bytes.count
             link.bufferedBytes += bytes.count
@@ -351,6 +379,21 @@ final class Fetcher {
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
         })
+    }
+
+    /// Files at least this large get progress lines in the log.
+    static let progressLogBytes: UInt64 = 64 << 20
+
+    private func logProgress(_ transfer: Transfer, from peer: NodeName) {
+        guard transfer.record.size >= Fetcher.progressLogBytes else { return }
+        let now = loop.now
+        let first = transfer.lastLoggedAt == 0
+        guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
+        transfer.lastLoggedAt = now
+        let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
+        let rate = Double(transfer.received) / seconds
+        let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
+        logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
     }
 
     private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
