@@ -154,6 +154,8 @@ final class TransferServer {
 
         func cancel(_ id: UInt32) {
             for item in items where item.request.requestID == id { item.cancelled = true }
+            // The one being streamed has left `items` already.
+            if let s = streaming, s.item.request.requestID == id { s.item.cancelled = true }
             pump()
         }
 
