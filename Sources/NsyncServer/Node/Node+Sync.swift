@@ -34,6 +34,8 @@ struct SyncState {
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
+    /// When a full disk was last reported as an error (loop ms).
+    var diskFullReportedAt: UInt64?
 
     init(root: String) { self.root = root }
 
@@ -137,8 +139,12 @@ extension Node {
         }
         fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
-            failed: { [unowned self] record, why in
-                logger.info("fetch of \(record.path) did not finish: \(why)")
+            failed: { [unowned self] record, why, diskFull in
+                if diskFull {
+                    reportDiskFull(record.path, why)
+                } else {
+                    logger.info("fetch of \(record.path) did not finish: \(why)")
+                }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
             }))
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
@@ -156,6 +162,18 @@ extension Node {
             }
             return .serve(size: local.size)
         }
+    }
+
+    /// A full disk needs the operator: an error in status and the log, at
+    /// most once a minute (the fetch is retried every second meanwhile).
+    private func reportDiskFull(_ path: String, _ why: String) {
+        let now = loop.now
+        if let last = sync.diskFullReportedAt, now - last < 60_000 {
+            logger.info("fetch of \(path) waits for disk space: \(why)")
+            return
+        }
+        sync.diskFullReportedAt = now
+        recordError("disk full: cannot fetch \(path), the old version stays until there is room: \(why)")
     }
 
     func loadIgnoreRules() -> IgnoreRules {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Collections
 import Logging
 
@@ -19,7 +22,8 @@ final class Fetcher {
         /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
         var fetched: (Fetched) -> Void
         /// The fetch could not finish now; the reconciler retries later.
-        var failed: (_ record: FileRecord, _ why: String) -> Void
+        /// `diskFull`: there is no room for it (the operator must act).
+        var failed: (_ record: FileRecord, _ why: String, _ diskFull: Bool) -> Void
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -332,8 +336,10 @@ final class Fetcher {
         let hasher = transfer.hasher
         let existing = transfer.fd
         let record = transfer.record
+        let directory = temporaryDirectory
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
+                if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
                 let fd = try existing ?? FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
                 do {
                     for chunk in chunks {
@@ -360,8 +366,15 @@ final class Fetcher {
             case .failure(let error):
                 transfer.fd = nil
                 transfer.failed = true
+                let diskFull = (error as? SystemError)?.isNoSpace ?? false
+                if diskFull {
+                    // A resume would not help, and these bytes are room the
+                    // raft log needs; the holder need not send the rest.
+                    FileSystemCleanup.remove(path, on: loop)
+                    cancel(transfer)
+                }
                 detach(transfer)
-                hooks.failed(transfer.record, "cannot write \(path): \(error)")
+                hooks.failed(transfer.record, "cannot write \(path): \(error)", diskFull)
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
@@ -374,7 +387,7 @@ final class Fetcher {
                     // Not what the index promised: start again from zero elsewhere.
                     if let holder = transfer.holder { transfer.avoid.insert(holder) }
                     FileSystemCleanup.remove(path, on: loop)
-                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256")
+                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
@@ -405,6 +418,32 @@ final class Fetcher {
         }
     }
 
+    /// Room kept free on the disk of `.nsync/` for the raft log and the
+    /// manifest: when the node cannot append to its log it must stop, so a
+    /// fetch that would eat into this waits instead.
+    static func diskReserve(total: UInt64) -> UInt64 { min(64 << 20, total / 20) }
+
+    /// Throws ENOSPC, before a byte is written, when `record` would not fit
+    /// next to the reserve. Thread pool.
+    static func checkSpace(for record: FileRecord, in directory: String) throws {
+        let space = try FileSystem.space(directory)
+        let reserve = diskReserve(total: space.total)
+        guard space.available >= record.size + reserve else {
+            throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(record.size)) and "
+                              + "\(NodeStatus.bytes(reserve)) kept free for the raft log, but only "
+                              + "\(NodeStatus.bytes(space.available)) are free in", path: directory)
+        }
+    }
+
+    /// Tells the holder to stop sending `transfer` (it failed here).
+    private func cancel(_ transfer: Transfer) {
+        guard let holder = transfer.holder, let link = links[holder], link.active[transfer.requestID] === transfer,
+              let frame = try? Frame.encode(type: TransferMessage.FrameType.cancel.rawValue, {
+                  TransferMessage.cancel(requestID: transfer.requestID).encodePayload(into: &$0)
+              }) else { return }
+        link.channel.send(frame)
+    }
+
     private func detach(_ transfer: Transfer) {
         if let holder = transfer.holder { links[holder]?.active[transfer.requestID] = nil }
     }
@@ -414,7 +453,7 @@ final class Fetcher {
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
         closeFile(transfer)
-        hooks.failed(transfer.record, why)
+        hooks.failed(transfer.record, why, false)
     }
 
     private func closeFile(_ transfer: Transfer) {
