@@ -2,17 +2,18 @@ import Foundation
 import XCTest
 @testable import NsyncServer
 
-/// A real nsyncd's file-server port against a hostile peer that holds a
-/// valid cluster certificate, over real TCP and TLS: requests for paths
+/// A real nsyncd's ports against a hostile peer that holds a valid cluster
+/// certificate, over real TCP and TLS. On the file-server port: requests for paths
 /// outside PATH, through symlinks, with NULs, for unknown paths and
 /// versions are answered with an error header and never with bytes from
 /// outside PATH; malformed frames and bad Hellos close only that connection;
-/// and the node keeps serving legitimate requests.
+/// and the node keeps serving legitimate requests. On the cluster port: a
+/// member cannot speak for another.
 ///
 /// One cluster serves the whole class: node1 and node2 run, node3 is a
 /// member that is down (its certificate is the attacker's, so the attacker
 /// is a member), node4 has a cluster certificate but is no member.
-final class FileServerHostilePeerTests: XCTestCase {
+final class NodeHostilePeerTests: XCTestCase {
     final class Fixture {
         let scratch: DaemonScratch
         let certificates: TestCertificates
@@ -28,7 +29,7 @@ final class FileServerHostilePeerTests: XCTestCase {
         let outsideInner: [UInt8]
 
         init() throws {
-            let scratch = try DaemonScratch("FileServerHostilePeerTests")
+            let scratch = try DaemonScratch("NodeHostilePeerTests")
             self.scratch = scratch
             certificates = try TestCertificates(nodes: ["node1", "node2", "node3", "node4"])
             let cluster = try DaemonCluster(names: ["node1", "node2", "node3"], certificates: certificates, in: scratch)
@@ -96,9 +97,9 @@ final class FileServerHostilePeerTests: XCTestCase {
 
     // MARK: helpers
 
-    /// A TLS connection to node1's file port with `name`'s certificate, nothing sent yet.
-    private func connect(as name: String = "node3") throws -> HostilePeer {
-        try HostilePeer(port: f.cluster.member("node1").filePort, caPath: f.certificates.caPath,
+    /// A TLS connection to node1's file port (or `port`) with `name`'s certificate, nothing sent yet.
+    private func connect(as name: String = "node3", port: Int? = nil) throws -> HostilePeer {
+        try HostilePeer(port: port ?? f.cluster.member("node1").filePort, caPath: f.certificates.caPath,
                         certificatePath: f.certificates.certificatePath(name), keyPath: f.certificates.keyPath(name))
     }
 
@@ -341,6 +342,46 @@ final class FileServerHostilePeerTests: XCTestCase {
                 // Refused during the handshake itself: as good.
             }
         }
+        try assertNodeStillServes()
+    }
+
+    // MARK: the cluster port
+
+    func testTheClusterPortClosesAChannelThatSpeaksForAnotherMember() throws {
+        let clusterPort = f.cluster.member("node1").clusterPort
+        let before = try XCTUnwrap(DaemonProbe.status(f.root))
+        let cases: [(String, RaftMessage, String)] = [
+            ("node3 voting as node2", RaftMessage(from: "node2", to: "node1", term: before.term + 1_000,
+                                                  kind: .vote(lastIndex: 1 << 40, lastTerm: before.term + 999)),
+             "raft message from node2 to node1 on node3's channel"),
+            ("node3 writing to node2 through node1", RaftMessage(from: "node3", to: "node2", term: before.term + 1_000,
+                                                                 kind: .heartbeat(commit: 1 << 40)),
+             "raft message from node3 to node2 on node3's channel"),
+        ]
+        for (name, message, logged) in cases {
+            let peer = try connect(port: clusterPort)
+            peer.sendHello(Hello(clusterID: peer.clusterID, nodeName: "node3", channel: .raft))
+            XCTAssertEqual(peer.waitForHello()?.channel, .raft, name)
+            var buffer = ByteBuffer()
+            try Frame.encode(type: Node.raftFrameType, into: &buffer) { message.encode(into: &$0) }
+            peer.send(buffer.bytes)
+            XCTAssertTrue(peer.waitForClose(timeout: 3_000), "\(name): node1 kept the channel open")
+            assertLogged(logged)
+        }
+        // A file Hello on the cluster port, and a frame that is not Raft.
+        let wrongChannel = try connect(port: clusterPort)
+        wrongChannel.sendHello(Hello(clusterID: wrongChannel.clusterID, nodeName: "node3", channel: .file))
+        XCTAssertTrue(wrongChannel.waitForClose(timeout: 3_000), "a file Hello on the cluster port was accepted")
+        assertLogged("opened a file connection on our raft port")
+        let notRaft = try connect(port: clusterPort)
+        notRaft.sendHello(Hello(clusterID: notRaft.clusterID, nodeName: "node3", channel: .raft))
+        notRaft.sendRequest(helloRequest(1))
+        XCTAssertTrue(notRaft.waitForClose(timeout: 3_000), "a fetch request on the cluster port was accepted")
+        assertLogged("unexpected frame type 16 on a raft channel")
+        // The forged term never reached Raft (a real election on a loaded
+        // machine may add a term or two, never a thousand).
+        let after = try XCTUnwrap(DaemonProbe.status(f.root))
+        XCTAssertLessThan(after.term, before.term + 1_000, "a forged message set node1's term")
         try assertNodeStillServes()
     }
 }
