@@ -34,8 +34,8 @@ struct SyncState {
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
-    /// When a full disk was last reported as an error (loop ms).
-    var diskFullReportedAt: UInt64?
+    /// When a fetch failing on this node's disk was last reported as an error (loop ms).
+    var localFetchFailureReportedAt: UInt64?
 
     init(root: String) { self.root = root }
 
@@ -122,11 +122,11 @@ extension Node {
         do {
             sync.watcher = try Watcher(root: config.root, ignore: sync.ignore)
         } catch let error as SystemError where error.isNoSpace {
-            throw StartupError.inotifyLimit(path: config.root, setting: "max_user_watches",
-                                            current: Inotify.kernelLimit("max_user_watches"))
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_watches",
+                                                current: Inotify.kernelLimit("max_user_watches"))
         } catch let error as SystemError where error.errno == EMFILE {
-            throw StartupError.inotifyLimit(path: config.root, setting: "max_user_instances",
-                                            current: Inotify.kernelLimit("max_user_instances"))
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_instances",
+                                                current: Inotify.kernelLimit("max_user_instances"))
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
@@ -139,9 +139,9 @@ extension Node {
         }
         fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
-            failed: { [unowned self] record, why, diskFull in
-                if diskFull {
-                    reportDiskFull(record.path, why)
+            failed: { [unowned self] record, why, local in
+                if local {
+                    reportLocalFetchFailure(record.path, why)
                 } else {
                     logger.info("fetch of \(record.path) did not finish: \(why)")
                 }
@@ -164,16 +164,17 @@ extension Node {
         }
     }
 
-    /// A full disk needs the operator: an error in status and the log, at
-    /// most once a minute (the fetch is retried every second meanwhile).
-    private func reportDiskFull(_ path: String, _ why: String) {
+    /// This node's disk failing a fetch (full, most likely) needs the
+    /// operator: an error in status and the log, at most once a minute, as
+    /// the fetch is retried every second meanwhile.
+    private func reportLocalFetchFailure(_ path: String, _ why: String) {
         let now = loop.now
-        if let last = sync.diskFullReportedAt, now - last < 60_000 {
-            logger.info("fetch of \(path) waits for disk space: \(why)")
+        if let last = sync.localFetchFailureReportedAt, now - last < 60_000 {
+            logger.info("fetch of \(path) failed again: \(why)")
             return
         }
-        sync.diskFullReportedAt = now
-        recordError("disk full: cannot fetch \(path), the old version stays until there is room: \(why)")
+        sync.localFetchFailureReportedAt = now
+        recordError("fetch of \(path) failed on this node's disk: \(why)")
     }
 
     func loadIgnoreRules() -> IgnoreRules {

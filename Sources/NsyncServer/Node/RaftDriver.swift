@@ -46,6 +46,10 @@ final class RaftDriver {
     /// Batches made durable and fsyncs done (for benchmarks and status).
     private(set) var fsyncCount = 0
     private(set) var entriesPersisted = 0
+    /// Batches that appended entries: each cost one fdatasync of the log.
+    /// `fsyncCount` also counts batches that only moved the commit index,
+    /// which RaftStorage writes without an fsync.
+    private(set) var logSyncCount = 0
 
     private struct PendingWrite {
         var update: RaftUpdate
@@ -173,6 +177,7 @@ final class RaftDriver {
                 return
             }
             fsyncCount += 1
+            if batch.contains(where: { !$0.update.entries.isEmpty }) { logSyncCount += 1 }
             var acknowledge: RaftEvent?
             var savedSnapshot: RaftSnapshot?
             for write in batch {

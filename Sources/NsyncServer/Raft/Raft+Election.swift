@@ -42,11 +42,6 @@ extension Raft {
         resendStalledSnapshots()
     }
 
-    /// True while this node has heard from a leader within the minimum election
-    /// timeout (a leader always is): it then refuses to help unseat that leader.
-    var inLease: Bool {
-        leader != nil && electionElapsed < config.electionTicks.lowerBound
-    }
 
     // MARK: roles
 
@@ -58,6 +53,7 @@ extension Raft {
         let wasFollower = role == .follower
         if role == .leader { progress = [] }
         role = .follower
+        if let newLeader, newLeader != leader { failForwards(notTo: newLeader) }
         leader = newLeader
         if wasFollower {
             electionElapsed = 0
@@ -89,6 +85,7 @@ extension Raft {
         vote = config.name
         role = .candidate
         leader = nil
+        failForwards(notTo: nil)
         resetElectionTimer()
         resetVotes()
         if quorum == 1 {
@@ -103,6 +100,7 @@ extension Raft {
     private mutating func becomeLeader() {
         role = .leader
         leader = config.name
+        failForwards(notTo: nil)
         electionElapsed = 0
         heartbeatElapsed = 0
         incomingSnapshot = nil
@@ -139,7 +137,7 @@ extension Raft {
     /// Entry point of every peer message: applies the term rules, then hands
     /// the message to its handler.
     mutating func receive(_ message: RaftMessage) {
-        guard message.to == config.name, let slot = slot(of: message.from) else { return }
+        guard message.to == config.name, let slot = Self.slot(of: message.from, in: peers) else { return }
         switch message.kind {
         // Forwarding is not part of the consensus protocol: its answers stay
         // valid across terms, so they bypass the term rules.
@@ -154,6 +152,9 @@ extension Raft {
         }
 
         if message.term > term {
+            // In lease: this node heard from a leader within the minimum election
+            // timeout (a leader always has), so it will not help unseat that leader.
+            let inLease = leader != nil && electionElapsed < config.electionTicks.lowerBound
             switch message.kind {
             case .preVote:
                 // Pre-vote never changes our term; a live leader keeps it.

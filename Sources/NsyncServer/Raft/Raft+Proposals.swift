@@ -83,6 +83,16 @@ extension Raft {
         return .failed(.coveredBySnapshot)
     }
 
+    /// The leader changed: proposals forwarded to another one get their
+    /// outcome now (leadershipLost: unknown, they may still be applied)
+    /// instead of at their timeout, so proposers retry within a round trip
+    /// of a failover rather than seconds later.
+    mutating func failForwards(notTo newLeader: NodeName?) {
+        for id in proposals.takeForwarded(notTo: newLeader) {
+            report(id, .failed(.leadershipLost))
+        }
+    }
+
     mutating func expireProposals() {
         for expired in proposals.takeExpired(now: now) {
             let sameLeadership: Bool

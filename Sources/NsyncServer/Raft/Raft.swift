@@ -40,7 +40,11 @@ public struct Raft: Sendable {
     var persistedIndex: UInt64
     /// The latest snapshot: the log is compacted at or behind it, and a leader
     /// streams it to followers that need what was compacted.
-    var snapshot: RaftSnapshot?
+    var snapshot: RaftSnapshot? {
+        didSet { snapshotIndex = snapshot?.metadata.index ?? 0 }
+    }
+    /// Index of the latest snapshot (0 if none).
+    public private(set) var snapshotIndex: UInt64 = 0
     public internal(set) var role: RaftRole = .follower
     public internal(set) var leader: NodeName?
     /// Ticks stepped so far: the clock of timeouts and proposal deadlines.
@@ -106,6 +110,7 @@ public struct Raft: Sendable {
         appliedIndex = snapshotIndex
         persistedIndex = log.lastIndex
         snapshot = recovered.snapshot
+        self.snapshotIndex = snapshotIndex
         votes = Array(repeating: nil, count: peers.count)
         progress = []
         random = RaftRandom(seed: config.randomSeed)
@@ -132,8 +137,6 @@ public struct Raft: Sendable {
     /// What an operator sees: role, leader and term right now.
     public var status: RaftStatus { RaftStatus(role: role, leader: leader, term: term) }
     public var lastIndex: UInt64 { log.lastIndex }
-    /// Index of the latest snapshot (0 if none).
-    public var snapshotIndex: UInt64 { snapshot?.metadata.index ?? 0 }
     /// Proposals made here still waiting for their outcome.
     public var pendingProposals: Int { proposals.count }
 
@@ -159,9 +162,12 @@ public struct Raft: Sendable {
             out.hardState = hardState
             reportedHardState = hardState
         }
-        if status != reportedStatus {
-            out.status = status
-            reportedStatus = status
+        // Built from stored properties: in a debug build, calling a computed
+        // property from a mutating method copies the whole value.
+        let currentStatus = RaftStatus(role: role, leader: leader, term: term)
+        if currentStatus != reportedStatus {
+            out.status = currentStatus
+            reportedStatus = currentStatus
         }
         requestSnapshotIfDue()
         let update = out
@@ -171,7 +177,7 @@ public struct Raft: Sendable {
 
     // MARK: helpers shared by the extensions
 
-    func slot(of name: NodeName) -> Int? {
+    static func slot(of name: NodeName, in peers: [NodeName]) -> Int? {
         for i in peers.indices where peers[i] == name { return i }
         return nil
     }

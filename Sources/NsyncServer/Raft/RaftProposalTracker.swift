@@ -74,6 +74,16 @@ struct RaftProposalTracker: Sendable {
         return result
     }
 
+    /// Stops tracking the proposals forwarded to a leader other than `leader`.
+    mutating func takeForwarded(notTo leader: NodeName?) -> [ProposalID] {
+        var taken: [ProposalID] = []
+        for (id, entry) in pending {
+            if case let .forwarded(to, _) = entry.stage, to != leader { taken.append(id) }
+        }
+        for id in taken { pending[id] = nil }
+        return taken.sorted { $0.value < $1.value }
+    }
+
     /// Stops tracking the proposals whose deadline is at or before `now`.
     mutating func takeExpired(now: UInt64) -> [(id: ProposalID, stage: Stage)] {
         var result: [(id: ProposalID, stage: Stage)] = []

@@ -221,7 +221,14 @@ public struct Reconciler {
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
-                case .rejected:
+                case .rejected(let current):
+                    if put.kind == .file, current.kind == .file, current.hash == put.hash, let mine = announced {
+                        // Same bytes, other mode: no conflict copy; take the winner's mode.
+                        setManifest(path, ManifestEntry(version: 0, local: nil))
+                        installing[path] = current.version
+                        actions.append(.fetch(current, expected: mine))
+                        continue
+                    }
                     if put.kind != .deleted, let mine = announced {
                         // Our bytes lost to a concurrent change: keep them as a copy.
                         setManifest(path, ManifestEntry(version: 0, local: mine))

@@ -22,8 +22,9 @@ final class Fetcher {
         /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
         var fetched: (Fetched) -> Void
         /// The fetch could not finish now; the reconciler retries later.
-        /// `diskFull`: there is no room for it (the operator must act).
-        var failed: (_ record: FileRecord, _ why: String, _ diskFull: Bool) -> Void
+        /// `local` is true when this node is at fault (its disk, e.g. full),
+        /// not the holder: the operator must act.
+        var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -366,15 +367,13 @@ final class Fetcher {
             case .failure(let error):
                 transfer.fd = nil
                 transfer.failed = true
-                let diskFull = (error as? SystemError)?.isNoSpace ?? false
-                if diskFull {
-                    // A resume would not help, and these bytes are room the
-                    // raft log needs; the holder need not send the rest.
-                    FileSystemCleanup.remove(path, on: loop)
-                    cancel(transfer)
-                }
+                // This disk failed (full, most likely): a resume would not
+                // help, the bytes are room the raft log needs, and the holder
+                // need not send the rest.
+                FileSystemCleanup.remove(path, on: loop)
+                cancel(transfer)
                 detach(transfer)
-                hooks.failed(transfer.record, "cannot write \(path): \(error)", diskFull)
+                hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)

@@ -36,6 +36,22 @@ final class RaftProposalTests: XCTestCase {
         XCTAssertFalse(ProposalFailure.timedOut.isDefinite)
     }
 
+    func testForwardedProposalFailsAsSoonAsAnotherLeaderIsFollowed() throws {
+        var raft = try makeRaft("b") { $0.proposalTimeoutTicks = 100 }
+        _ = raft.deliver("a", term: 1, .heartbeat(commit: 0))
+        _ = raft.step(.propose(data: [1], id: ProposalID(1)))
+        // "a" dies unanswered; "c" wins the next term: no waiting for the timeout.
+        let update = raft.deliver("c", term: 2, .heartbeat(commit: 0))
+        XCTAssertEqual(raft.leader, "c")
+        XCTAssertEqual(update.outcomes, [ProposalResult(id: ProposalID(1), outcome: .failed(.leadershipLost))])
+        var later: [ProposalResult] = []
+        for _ in 0..<120 {
+            _ = raft.deliver("c", .heartbeat(commit: 0))
+            later += raft.step(.tick).outcomes
+        }
+        XCTAssertEqual(later, [], "exactly one outcome per proposal")
+    }
+
     func testLeaderProposalThatOutlivesItsLeadershipFailsAsLeadershipLost() throws {
         var raft = try makeRaft("a") { $0.proposalTimeoutTicks = 30 }
         raft.forceElection(voters: ["b"])

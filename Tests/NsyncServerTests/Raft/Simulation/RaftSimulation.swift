@@ -28,6 +28,15 @@ final class RaftSimulation {
         }
     }
 
+    /// A deliberately broken driver, to prove the invariants catch real bugs.
+    enum Fault {
+        case none
+        /// A crash wipes the node's disk (its vote and log are forgotten).
+        case forgetsDiskOnCrash
+        /// Messages go out before the writes they depend on are durable.
+        case sendsBeforePersisting
+    }
+
     enum Event {
         case tick(node: Int, incarnation: Int)
         case deliver(RaftMessage, to: Int)
@@ -47,19 +56,31 @@ final class RaftSimulation {
         var doneAt: UInt64
     }
 
-    struct Node {
+    /// One simulated machine. A class so the hot path mutates it in place
+    /// (a debug build copies large structs on every array access).
+    final class Node {
         let name: NodeName
-        var config: RaftConfig
-        var raft: Raft?
+        let config: RaftConfig
+        var raft: Raft? {
+            didSet { alive = raft != nil }
+        }
+        /// Whether the node is up (kept apart so checking it does not copy `raft`).
+        private(set) var alive = false
         var incarnation = 0
         var disk = SimulatedDisk()
         var writes: [PendingWrite] = []
         var diskEventAt: UInt64?
         var machine = SimulatedStateMachine()
-        var tickPeriod: UInt64
+        let tickPeriod: UInt64
         var commitSeen: UInt64 = 0
         var wasLeader = false
         var snapshotPending = false
+
+        init(name: NodeName, config: RaftConfig, tickPeriod: UInt64) {
+            self.name = name
+            self.config = config
+            self.tickPeriod = tickPeriod
+        }
     }
 
     struct Proposal {
@@ -74,19 +95,28 @@ final class RaftSimulation {
     static let tick: UInt64 = 50_000
 
     let seed: UInt64
+    let fault: Fault
     let parameters: Parameters
     var random: RaftRandom
     var now: UInt64 = 0
     var queue = SimulationEventQueue()
     var nodes: [Node] = []
+    var nodeIndex: [NodeName: Int] = [:]
     var group: [Int]
     var healed = false
     let healTime: UInt64
     let stopProposalsAt: UInt64
     let endTime: UInt64
     var leaderAfterHealAt: UInt64?
+    /// When every node held the same fully committed and applied log, after
+    /// the last proposal had its outcome: the run ends there.
+    var quietAt: UInt64?
     var proposals: [Proposal] = []
+    /// Proposals on live nodes still waiting for their outcome.
+    var unresolved = 0
     var failure: String?
+    /// Prints every delivered message from this time on (debugging a seed).
+    var traceAfter: UInt64?
 
     // Invariant state (see RaftSimulation+Invariants.swift).
     var leaderOfTerm: [UInt64: Int] = [:]
@@ -101,12 +131,13 @@ final class RaftSimulation {
     var crashes = 0
     var snapshotsInstalled = 0
 
-    init(seed: UInt64) {
+    init(seed: UInt64, fault: Fault = .none) {
         self.seed = seed
+        self.fault = fault
         var random = RaftRandom(seed: seed &* 0x2545_F491_4F6C_DD1D &+ 1)
         let nodeCount = seed % 2 == 0 ? 3 : 5
         let inflight = 1 + Int(random.next() % 4)
-        let appendBytes = 64 + Int(random.next() % 192)
+        let appendBytes = 32 + Int(random.next() % 224)
         let threshold = 8 + random.next() % 24
         let trailing = random.next() % 5
         let chunk = 32 + Int(random.next() % 64)
@@ -116,11 +147,13 @@ final class RaftSimulation {
             duplicateRate: Double(random.next() % 6) / 100,
             latency: 200...(1_000 + random.next() % 8_000),
             spikeRate: 0.02,
-            diskLatency: 100...(500 + random.next() % 4_000),
+            // A quarter of the seeds get a slow disk: crashes then find many
+            // writes in flight, which is where durability bugs hide.
+            diskLatency: random.next() % 4 == 0 ? 2_000...(10_000 + random.next() % 30_000) : 100...(500 + random.next() % 4_000),
             tornRate: 0.5,
-            chaosInterval: 150_000...500_000,
-            proposalInterval: 5_000...(20_000 + random.next() % 60_000),
-            chaosDuration: 2_500_000,
+            chaosInterval: random.next() % 4 == 0 ? 50_000...200_000 : 150_000...500_000,
+            proposalInterval: 10_000...(40_000 + random.next() % 80_000),
+            chaosDuration: 2_000_000,
             config: { config in
                 config.heartbeatTicks = 1
                 config.electionTicks = 6...12
@@ -135,8 +168,11 @@ final class RaftSimulation {
         self.random = random
         group = Array(repeating: 0, count: nodeCount)
         healTime = parameters.chaosDuration
-        stopProposalsAt = healTime + 500_000
-        endTime = stopProposalsAt + 30 * 55_000
+        stopProposalsAt = healTime + 300_000
+        // Normally the cluster is quiet within a few hundred ms of the last
+        // proposal and the run stops there; a backlog (slow disk, one entry per
+        // append) may take longer, but never this long.
+        endTime = stopProposalsAt + 6_000_000
         let names = (0..<nodeCount).map { "n\($0)" }
         for (i, name) in names.enumerated() {
             var config = RaftConfig(name: name, peers: names)
@@ -145,6 +181,7 @@ final class RaftSimulation {
             // Clock skew: each node's tick runs up to 10% fast or slow.
             let skew = Int64(self.random.next() % 10_001) - 5_000
             nodes.append(Node(name: name, config: config, tickPeriod: UInt64(Int64(Self.tick) + skew)))
+            nodeIndex[name] = i
         }
     }
 
@@ -154,7 +191,7 @@ final class RaftSimulation {
         queue.push(randomTime(in: parameters.proposalInterval), .propose)
         queue.push(randomTime(in: parameters.chaosInterval), .chaos)
         queue.push(healTime, .heal)
-        while failure == nil, let (time, event) = queue.pop(), time <= endTime {
+        while failure == nil, quietAt == nil, let (time, event) = queue.pop(), time <= endTime {
             now = time
             handle(event)
         }
@@ -179,26 +216,28 @@ final class RaftSimulation {
     private func handle(_ event: Event) {
         switch event {
         case let .tick(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             step(node, .tick)
             queue.push(now + nodes[node].tickPeriod, .tick(node: node, incarnation: incarnation))
             if healed && leaderAfterHealAt == nil && hasStableLeader() { leaderAfterHealAt = now }
+            if now > stopProposalsAt && leaderAfterHealAt != nil && isQuiet() { quietAt = now }
         case let .deliver(message, to):
-            guard nodes[to].raft != nil else { return }
+            guard nodes[to].alive else { return }
+            if traceAfter.map({ now >= $0 }) ?? false { print("\(now / 1000)ms \(message.from)->\(message.to) t\(message.term) \(message.kind)".prefix(220)) }
             if !healed, let from = index(of: message.from), group[from] != group[to] { return }
             step(to, .message(message))
         case let .diskDone(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             nodes[node].diskEventAt = nil
             completeWrites(node)
         case let .createSnapshot(node, incarnation):
-            guard nodes[node].raft != nil, nodes[node].incarnation == incarnation else { return }
+            guard nodes[node].alive, nodes[node].incarnation == incarnation else { return }
             nodes[node].snapshotPending = false
             let snapshot = nodes[node].machine.snapshot(members: nodes[node].raft!.members)
             nodes[node].disk.saveCreatedSnapshot(snapshot)
             step(node, .snapshotCreated(snapshot))
         case let .restart(node):
-            if nodes[node].raft == nil { start(node) }
+            if !nodes[node].alive { start(node) }
         case .propose:
             proposeSomewhere()
             if now < stopProposalsAt { queue.push(randomTime(in: parameters.proposalInterval), .propose) }
@@ -209,18 +248,17 @@ final class RaftSimulation {
         case .heal:
             healed = true
             for i in group.indices { group[i] = 0 }
-            for i in nodes.indices where nodes[i].raft == nil { start(i) }
+            for i in nodes.indices where !nodes[i].alive { start(i) }
         }
     }
 
     func index(of name: NodeName) -> Int? {
-        for i in nodes.indices where nodes[i].name == name { return i }
-        return nil
+        nodeIndex[name]
     }
 
     // MARK: nodes
 
-    private func start(_ node: Int) {
+    func start(_ node: Int) {
         do {
             let raft = try Raft(config: nodes[node].config, recovered: nodes[node].disk.recovered())
             guard let machine = SimulatedStateMachine(restoring: nodes[node].disk.snapshot) else {
@@ -237,28 +275,6 @@ final class RaftSimulation {
             queue.push(firstTick, .tick(node: node, incarnation: nodes[node].incarnation))
         } catch {
             fail("\(nodes[node].name) cannot restart from its disk: \(error)")
-        }
-    }
-
-    private func crash(_ node: Int) {
-        guard nodes[node].raft != nil else { return }
-        crashes += 1
-        // A torn tail: some prefix of the unsynced writes reached the disk.
-        if chance(parameters.tornRate) {
-            let pending = nodes[node].writes.flatMap(\.operations)
-            if !pending.isEmpty {
-                let kept = Int(random.next() % UInt64(pending.count))
-                for operation in pending.prefix(kept) {
-                    if let violation = nodes[node].disk.apply(operation) { fail("\(nodes[node].name): \(violation)") }
-                }
-            }
-        }
-        nodes[node].writes.removeAll()
-        nodes[node].diskEventAt = nil
-        nodes[node].raft = nil
-        nodes[node].incarnation += 1
-        for i in proposals.indices where proposals[i].node == node && proposals[i].outcome == nil {
-            proposals[i].abandoned = true
         }
     }
 
@@ -293,11 +309,22 @@ final class RaftSimulation {
         }
         let operations = SimulatedDisk.operations(of: update)
         if !operations.isEmpty {
-            let previous = nodes[node].writes.last?.doneAt ?? now
+            // Group commit: writes arriving while a flush is in progress share
+            // the next flush, which starts when the current one completes.
             var latency = randomTime(in: parameters.diskLatency) - now
             if chance(0.01) { latency += 20_000 }
-            let write = PendingWrite(operations: operations, messages: update.messages, ack: update.persistedEvent,
-                                     doneAt: max(previous, now) + latency)
+            let doneAt: UInt64
+            if let first = nodes[node].writes.first?.doneAt, let last = nodes[node].writes.last?.doneAt {
+                doneAt = last > first ? last : first + latency
+            } else {
+                doneAt = now + latency
+            }
+            var messages = update.messages
+            if fault == .sendsBeforePersisting {
+                send(messages)
+                messages = []
+            }
+            let write = PendingWrite(operations: operations, messages: messages, ack: update.persistedEvent, doneAt: doneAt)
             nodes[node].writes.append(write)
             scheduleDisk(node)
         } else if !update.messages.isEmpty {
@@ -352,48 +379,17 @@ final class RaftSimulation {
         return time
     }
 
-    // MARK: workload and faults
-
-    private func proposeSomewhere() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
-        guard !alive.isEmpty else { return }
-        let node = alive[Int(random.next() % UInt64(alive.count))]
-        let count = 1 + Int(random.next() % 3)
-        var events: [RaftEvent] = []
-        for _ in 0..<count {
-            let number = proposals.count
-            proposals.append(Proposal(node: node, incarnation: nodes[node].incarnation, proposedAt: now))
-            var data = ByteBuffer(capacity: 8)
-            data.writeInteger(UInt64(number))
-            events.append(.propose(data: data.bytes, id: ProposalID(UInt64(number))))
+    /// Every proposal has its outcome and every node holds the same log, all
+    /// of it committed and applied.
+    func isQuiet() -> Bool {
+        if unresolved > 0 { return false }
+        guard let first = nodes[0].raft else { return false }
+        let last = first.log.lastIndex
+        for node in nodes {
+            guard let raft = node.raft, raft.log.lastIndex == last, raft.log.term(at: last) == first.log.term(at: last),
+                  raft.commitIndex == last, node.machine.appliedIndex == last else { return false }
         }
-        step(node, events: events)
-    }
-
-    private func chaos() {
-        let alive = nodes.indices.filter { nodes[$0].raft != nil }
-        let down = nodes.indices.filter { nodes[$0].raft == nil }
-        switch random.next() % 10 {
-        case 0, 1:
-            for i in group.indices { group[i] = Int(random.next() % 2) }
-        case 2:
-            // Isolate the leader if there is one, so a new one must take over.
-            let leader = alive.first { nodes[$0].raft!.role == .leader } ?? Int(random.next() % UInt64(nodes.count))
-            for i in group.indices { group[i] = i == leader ? 1 : 0 }
-        case 3, 4:
-            for i in group.indices { group[i] = 0 }
-        case 5, 6:
-            if alive.count > 1 {
-                let leader = alive.first { nodes[$0].raft!.role == .leader }
-                let victim = chance(0.5) ? (leader ?? alive[0]) : alive[Int(random.next() % UInt64(alive.count))]
-                crash(victim)
-                queue.push(randomTime(in: 100_000...800_000), .restart(node: victim))
-            }
-        case 7:
-            if let node = down.first { start(node) }
-        default:
-            break
-        }
+        return true
     }
 
     /// Some leader is followed by every node at its term.
@@ -404,45 +400,5 @@ final class RaftSimulation {
             guard let raft = node.raft, raft.term == term, raft.leader == nodes[leader].name else { return false }
         }
         return true
-    }
-}
-
-/// The simulation's clock: events ordered by time, then by insertion, so a
-/// seed replays identically. A binary min-heap. Single-threaded test value.
-struct SimulationEventQueue {
-    private var heap: [(time: UInt64, order: UInt64, event: RaftSimulation.Event)] = []
-    private var order: UInt64 = 0
-
-    mutating func push(_ time: UInt64, _ event: RaftSimulation.Event) {
-        order += 1
-        heap.append((time, order, event))
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard precedes(child, parent) else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> (UInt64, RaftSimulation.Event)? {
-        guard !heap.isEmpty else { return nil }
-        heap.swapAt(0, heap.count - 1)
-        let top = heap.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            guard left < heap.count else { break }
-            var smallest = left
-            if left + 1 < heap.count && precedes(left + 1, left) { smallest = left + 1 }
-            guard precedes(smallest, parent) else { break }
-            heap.swapAt(smallest, parent)
-            parent = smallest
-        }
-        return (top.time, top.event)
-    }
-
-    private func precedes(_ a: Int, _ b: Int) -> Bool {
-        heap[a].time < heap[b].time || (heap[a].time == heap[b].time && heap[a].order < heap[b].order)
     }
 }
