@@ -17,6 +17,13 @@ extension FileSystem {
         }
         var directory = try valueOrErrno("open", path: root) { open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(directory) }
+        // One system call where the kernel has openat2 (Linux 5.6+).
+        let direct = nsync_open_beneath(directory, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        if direct >= 0 { return FileDescriptor(rawValue: direct, path: path) }
+        let failure = errno
+        if failure != ENOSYS && failure != EPERM && failure != EINTR {
+            throw SystemError(errno: failure, operation: "open", path: path)
+        }
         for component in components.dropLast() {
             let next = try valueOrErrno("open", path: path) {
                 openat(directory, String(component), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

@@ -4,6 +4,7 @@ import Logging
 /// SIGINT, for the `nsyncd` command.
 public enum Daemon {
     public static func run(config: NodeConfig, logger: Logger) throws {
+        ProcessMemory.reuseLargeBuffers()
         let loop = try EventLoop()
         let node: Node
         do {

@@ -437,7 +437,10 @@ extension Node {
         sync.installs.append(item)
         guard !sync.installScheduled else { return }
         sync.installScheduled = true
-        loop.schedule(after: 0) { [unowned self] in
+        // While more fetches are landing, wait a moment so one disk flush
+        // covers many files (a lone edit still goes at once).
+        let gather: UInt64 = fetcher.inFlight > 1 ? 5 : 0
+        loop.schedule(after: gather) { [unowned self] in
             sync.installScheduled = false
             startInstalls()
         }

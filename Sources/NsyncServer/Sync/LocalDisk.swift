@@ -130,7 +130,13 @@ enum LocalDisk {
                 results.append(conflictCopy(path, expected: expected, root: root, node: node, now: now))
             }
         }
-        for directory in touched { try? FileDescriptor.syncDirectory(directory) }
+        // The renames are durable once their directories are: one flush of
+        // the file system for a batch, a directory fsync or two otherwise.
+        if touched.count > 2 {
+            try? FileSystem.syncFileSystem(containing: root)
+        } else {
+            for directory in touched { try? FileDescriptor.syncDirectory(directory) }
+        }
         return results
     }
 

@@ -123,6 +123,9 @@ final class Fetcher {
         return (files, bytes)
     }
 
+    /// Transfers requested and not finished.
+    var inFlight: Int { links.values.reduce(0) { $0 + $1.active.count } }
+
     /// Transfers in flight (for status): path, holder, bytes done and total, start time.
     var activeTransfers: [(path: String, from: NodeName, done: UInt64, total: UInt64, startedAt: UInt64)] {
         links.values.flatMap { link in
