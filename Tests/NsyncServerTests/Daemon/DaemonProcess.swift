@@ -223,6 +223,7 @@ final class DaemonPortHolder {
 /// configured member that is down), so that a quorum of the started ones
 /// still commits. Values only; `start` launches through a DaemonScratch.
 struct DaemonCluster {
+    /// One node: its name, PATH and ports.
     struct Member {
         var name: String
         var root: String

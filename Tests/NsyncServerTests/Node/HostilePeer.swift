@@ -166,5 +166,6 @@ final class HostilePeer {
         return false
     }
 
+    /// A frame from the node that did not decode (the node must never send one).
     var malformed: Error? { malformedInput }
 }

@@ -14,6 +14,7 @@ import XCTest
 /// member that is down (its certificate is the attacker's, so the attacker
 /// is a member), node4 has a cluster certificate but is no member.
 final class NodeHostilePeerTests: XCTestCase {
+    /// The running cluster, its certificates, and what node1 holds; made once per class.
     final class Fixture {
         let scratch: DaemonScratch
         let certificates: TestCertificates
