@@ -3,31 +3,31 @@
 /// equivalence, which would merge two distinct Linux names ("é" precomposed
 /// and decomposed) into one record; byte order is also what every node
 /// computes identically and what `ls`-like tools show. A plain value.
-struct PathKey: Hashable, Comparable, Sendable {
-    let path: String
+public struct PathKey: Hashable, Comparable, Sendable {
+    public let path: String
     /// For ASCII strings Unicode order and equality are byte order and
     /// equality, and `String`'s own comparison (a memcmp) is much faster than
     /// walking the UTF-8 view; most paths are ASCII.
     private let isASCII: Bool
 
-    init(_ path: String) {
+    public init(_ path: String) {
         self.path = path
         isASCII = path.utf8.allSatisfy { $0 < 0x80 }
     }
 
     // String's hash is consistent with byte equality (byte-equal strings are
     // canonically equal, hence hash equal) and is the fastest hash available.
-    func hash(into hasher: inout Hasher) {
+    public func hash(into hasher: inout Hasher) {
         hasher.combine(path)
     }
 
-    static func == (lhs: PathKey, rhs: PathKey) -> Bool {
+    public static func == (lhs: PathKey, rhs: PathKey) -> Bool {
         if lhs.isASCII && rhs.isASCII { return lhs.path == rhs.path }
         return lhs.path.utf8.count == rhs.path.utf8.count && lhs.path == rhs.path
             && lhs.path.utf8.elementsEqual(rhs.path.utf8)
     }
 
-    static func < (lhs: PathKey, rhs: PathKey) -> Bool {
+    public static func < (lhs: PathKey, rhs: PathKey) -> Bool {
         if lhs.isASCII && rhs.isASCII { return lhs.path < rhs.path }
         return lhs.path.utf8.lexicographicallyPrecedes(rhs.path.utf8)
     }

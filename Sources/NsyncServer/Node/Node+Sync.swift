@@ -13,22 +13,22 @@ struct SyncState {
     var poll: Poll?
     var ignore = IgnoreRules.defaults
     /// Paths to stat/hash in the next observation job.
-    var toObserve: Set<String> = []
-    var observing: Set<String> = []
+    var toObserve = PathSet()
+    var observing = PathSet()
     var observeJobs = 0
     var observeScheduled = false
     /// Files still being written: looked at again once they settle.
-    var settling: [String: LoopTimer] = [:]
+    var settling = PathMap<LoopTimer>()
     var installs: [InstallItem] = []
     var installing = false
     var installScheduled = false
-    var retry: Set<String> = []
+    var retry = PathSet()
     var retryTimer: LoopTimer?
     var timers: [LoopTimer] = []
     var scanning = false
     var scanProgress: NodeStatus.Scan?
     /// Paths the last scan found changed and that are not yet looked at.
-    var scanPending: Set<String> = []
+    var scanPending = PathSet()
     var scanStartedAt: UInt64 = 0
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
@@ -338,7 +338,7 @@ extension Node {
                     loop.execute { self?.sync.scanProgress?.filesDone = entries }
                 }
                 var changed: [String] = []
-                var seen = Set<String>()
+                var seen = PathSet()
                 seen.reserveCapacity(result.entries.count)
                 for entry in result.entries {
                     seen.insert(entry.path)
@@ -365,7 +365,7 @@ extension Node {
                 logger.info("scan done", metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                                    "ms": "\(loop.now - started)"])
                 sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
-                sync.scanPending = Set(scan.changed)
+                sync.scanPending = PathSet(scan.changed)
                 for path in scan.changed { observe(path) }
                 scanStepDone(nil)
                 perform(reconciler.reconcileAll(index: index))

@@ -5,7 +5,7 @@ public enum Manifest {
     static let magic: [UInt8] = Array("NSMF".utf8)
     static let formatVersion: UInt16 = 1
 
-    public static func encode(_ manifest: [String: ManifestEntry]) -> [UInt8] {
+    public static func encode(_ manifest: PathMap<ManifestEntry>) -> [UInt8] {
         var buffer = ByteBuffer(capacity: 64 + manifest.count * 96)
         buffer.writeBytes(magic)
         buffer.writeInteger(formatVersion)
@@ -32,7 +32,7 @@ public enum Manifest {
         return buffer.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> [String: ManifestEntry] {
+    public static func decode(_ bytes: [UInt8]) throws -> PathMap<ManifestEntry> {
         guard bytes.count >= 4 else { throw WireError.truncated(needed: 4, available: bytes.count) }
         let body = bytes[..<(bytes.count - 4)]
         var tail = ByteBuffer(bytes: Array(bytes[(bytes.count - 4)...]))
@@ -43,7 +43,7 @@ public enum Manifest {
         guard try buffer.readBytes(4) == magic else { throw WireError.malformed("not a manifest") }
         guard try buffer.readInteger(as: UInt16.self) == formatVersion else { throw WireError.malformed("manifest version") }
         let count = Int(try buffer.readInteger(as: UInt32.self))
-        var manifest: [String: ManifestEntry] = [:]
+        var manifest = PathMap<ManifestEntry>()
         manifest.reserveCapacity(min(count, 1 << 20))
         for _ in 0..<count {
             let path = try buffer.readShortString()

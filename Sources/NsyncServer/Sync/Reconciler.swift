@@ -94,19 +94,19 @@ public enum InstallFailure: Equatable, Sendable {
 /// out; the node executes them on the loop and thread pool. Loop thread only.
 public struct Reconciler {
     public let node: NodeName
-    public private(set) var manifest: [String: ManifestEntry]
+    public private(set) var manifest: PathMap<ManifestEntry>
     /// Our puts in flight, by path, with the local state they announced.
-    private var pendingPuts: [String: LocalFile?] = [:]
+    private var pendingPuts = PathMap<LocalFile?>()
     /// Paths observed again while a put was in flight: look once more after its outcome.
-    private var recheck: Set<String> = []
+    private var recheck = PathSet()
     /// Installs in progress: path -> version being installed.
-    public private(set) var installing: [String: UInt64] = [:]
+    public private(set) var installing = PathMap<UInt64>()
     /// Changes to propose in the next batch.
     private var outbox: [IndexChange] = []
     /// Whether the manifest changed since it was last saved.
     public private(set) var manifestDirty = false
 
-    public init(node: NodeName, manifest: [String: ManifestEntry] = [:]) {
+    public init(node: NodeName, manifest: PathMap<ManifestEntry> = [:]) {
         self.node = node
         self.manifest = manifest
     }

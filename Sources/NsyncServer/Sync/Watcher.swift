@@ -46,10 +46,10 @@ public final class Watcher {
 
     private let inotify: Inotify
     private var pathsByWatch: [Int32: String] = [:]
-    private var watchesByPath: [String: Int32] = [:]
+    private var watchesByPath = PathMap<Int32>()
     /// Files with IN_MODIFY and no IN_CLOSE_WRITE since: an IN_ATTRIB on one
     /// of them (a copier setting the mode mid-write) is not "settled".
-    private var beingWritten: Set<String> = []
+    private var beingWritten = PathSet()
     /// Events produced outside `drain` (by `init`), returned by the next one.
     private var pending: [WatchEvent] = []
 
@@ -321,7 +321,7 @@ public final class Watcher {
             inotify.removeWatch(watch)
             forget(watch)
         }
-        beingWritten = beingWritten.filter { !$0.hasPrefix(prefix) }
+        beingWritten = PathSet(beingWritten.filter { !$0.hasPrefix(prefix) })
     }
 
     private func renameWatches(from old: String, to new: String) {
@@ -332,6 +332,6 @@ public final class Watcher {
             pathsByWatch[watch] = moved
             watchesByPath[moved] = watch
         }
-        beingWritten = Set(beingWritten.map { $0.hasPrefix(prefix) ? new + $0.dropFirst(old.count) : $0 })
+        beingWritten = PathSet(beingWritten.map { $0.hasPrefix(prefix) ? new + $0.dropFirst(old.count) : $0 })
     }
 }
