@@ -1,0 +1,269 @@
+import XCTest
+@testable import NsyncServer
+
+/// The reconciler's answers to single events, one behaviour per test: this
+/// node is "n1"; "n2" is a remote node whose commands are applied directly.
+final class ReconcilerTests: XCTestCase {
+    var reconciler = Reconciler(node: "n1")
+    var index = FileIndex()
+    var nextEntry: UInt64 = 1
+
+    func hash(_ byte: UInt8) -> [UInt8] { [UInt8](repeating: byte, count: 32) }
+
+    func file(_ byte: UInt8, size: UInt64 = 10, mode: UInt32 = 0o644, mtime: Int64 = 100, inode: UInt64 = 1) -> LocalFile {
+        LocalFile(kind: .file, size: size, mode: mode, mtime: mtime, hash: hash(byte), inode: inode)
+    }
+
+    func directory(mode: UInt32 = 0o755, mtime: Int64 = 100, inode: UInt64 = 50) -> LocalFile {
+        LocalFile(kind: .directory, mode: mode, mtime: mtime, inode: inode)
+    }
+
+    func put(_ path: String, _ local: LocalFile?, base: UInt64) -> IndexChange {
+        guard let local else { return .put(.deletion(path, mtime: 0, base: base)) }
+        return .put(PutChange(path: path, kind: local.kind, size: local.size, mode: local.mode, mtime: local.mtime,
+                              hash: local.hash, target: local.target, baseVersion: base))
+    }
+
+    /// Commits `changes` from `origin` as the next entry and returns what n1's reconciler asks for.
+    @discardableResult
+    func commit(_ origin: NodeName, _ changes: [IndexChange]) -> (outcomes: [ChangeOutcome], actions: [SyncAction]) {
+        let command = IndexCommand(origin: origin, changes: changes)
+        let outcomes = index.apply(command, at: nextEntry)
+        nextEntry += 1
+        return (outcomes, reconciler.applied(command, outcomes: outcomes, index: index))
+    }
+
+    /// Commits n1's outbox as one command.
+    @discardableResult
+    func commitOutbox() -> (outcomes: [ChangeOutcome], actions: [SyncAction]) {
+        commit("n1", reconciler.takeOutbox())
+    }
+
+    /// Makes n1 hold `local` at `path` as the committed version (origin n2, fetched and installed by n1).
+    @discardableResult
+    func installRemote(_ path: String, _ local: LocalFile) -> UInt64 {
+        let version = nextEntry
+        let (_, actions) = commit("n2", [put(path, local, base: index.record(at: path)?.version ?? 0)])
+        XCTAssertEqual(actions.count, 1, "\(actions)")
+        XCTAssertTrue(reconciler.installed(path, version: version, local: local, index: index).isEmpty)
+        commitOutbox()  // the hold
+        XCTAssertEqual(index.record(at: path)?.holders, ["n1", "n2"])
+        XCTAssertFalse(reconciler.hasPendingWork)
+        return version
+    }
+
+    // MARK: local changes
+
+    func testNewLocalFileIsProposedWithBaseZero() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.pendingPutCount, 1)
+    }
+
+    func testEditIsProposedWithTheBaseOfTheInstalledVersion() {
+        installRemote("x", file(9))
+        let v = installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(2, mtime: 200), base: v)])
+    }
+
+    func testAcceptedOutcomeRecordsTheVersionAndTheAnnouncedStateInTheManifest() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let (outcomes, actions) = commitOutbox()
+        XCTAssertEqual(outcomes, [.accepted(version: 1)])
+        XCTAssertEqual(actions, [])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: file(1)))
+        XCTAssertFalse(reconciler.hasPendingWork)
+        // Already the origin, hence a holder: nothing more to say.
+        XCTAssertFalse(reconciler.hasOutbox)
+    }
+
+    func testRejectedEditIsKeptAsAConflictCopyWhichIsAnnouncedWithBaseZeroThenTheWinnerIsFetched() throws {
+        let v = installRemote("a.txt", file(1))
+        let mine = file(2, mtime: 200)
+        XCTAssertEqual(reconciler.observed("a.txt", mine, index: index), [])
+        let proposal = reconciler.takeOutbox()
+        // n2's concurrent edit of the same version commits first; n1 waits for its own outcome.
+        XCTAssertEqual(commit("n2", [put("a.txt", file(3, mtime: 300), base: v)]).actions, [])
+        let winner = try XCTUnwrap(index.record(at: "a.txt"))
+        let (outcomes, actions) = commit("n1", proposal)
+        XCTAssertEqual(outcomes, [.rejected(current: winner)])
+        XCTAssertEqual(actions, [.conflictCopy(path: "a.txt", expected: mine)])
+
+        let copyPath = "a.sync-conflict-20240101-000000-n1.txt"
+        var copied = mine
+        copied.mtime = 200
+        let after = reconciler.conflictCopied("a.txt", to: copyPath, local: copied, index: index)
+        XCTAssertEqual(after, [.fetch(winner, expected: nil)])
+        XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, copied, base: 0)])
+        XCTAssertEqual(reconciler.installing["a.txt"], winner.version)
+    }
+
+    func testRejectedDeleteRestoresTheWinner() throws {
+        let v = installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
+        let proposal = reconciler.takeOutbox()
+        XCTAssertEqual(proposal, [put("a", nil, base: v)])
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        let winner = try XCTUnwrap(index.record(at: "a"))
+        let (outcomes, actions) = commit("n1", proposal)
+        XCTAssertEqual(outcomes, [.rejected(current: winner)])
+        XCTAssertEqual(actions, [.fetch(winner, expected: nil)])
+    }
+
+    func testUnchangedObservationProposesNothing() {
+        installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox)
+        XCTAssertFalse(reconciler.hasPendingWork)
+    }
+
+    func testObservationMatchingTheRecordsContentOnlyHolds() {
+        // n1 starts up (or joins) with the bytes n2 announced, under another inode and mtime.
+        _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", file(1, mtime: 100, inode: 7), base: 0)]), at: 1)
+        let mine = file(1, mtime: 555, inode: 8)
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: mine))
+    }
+
+    func testObservationWhileAPutIsInFlightIsLookedAtAgainAfterTheOutcome() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let proposal = reconciler.takeOutbox()
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox, "one put per path in flight")
+        XCTAssertEqual(commit("n1", proposal).actions, [.observe("a")])
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(2, mtime: 200), base: 1)])
+    }
+
+    func testFailedProposalIsProposedAgain() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let proposal = reconciler.takeOutbox()
+        reconciler.proposalFailed(proposal)
+        XCTAssertEqual(reconciler.takeOutbox(), proposal)
+    }
+
+    // MARK: remote changes
+
+    func testRemotePutIsFetchedExpectingWhatTheManifestSaysIsOnDisk() throws {
+        let v = installRemote("a", file(1))
+        let (_, actions) = commit("n2", [put("a", file(2, mtime: 200), base: v)])
+        let record = try XCTUnwrap(index.record(at: "a"))
+        XCTAssertEqual(actions, [.fetch(record, expected: file(1))])
+        XCTAssertEqual(reconciler.installing["a"], record.version)
+    }
+
+    func testRemoteNewDirectoryAndSymlinkAreCreatedExpectingNothing() throws {
+        let link = LocalFile(kind: .symlink, mode: 0o777, mtime: 5, target: "../t")
+        let (_, actions) = commit("n2", [put("d", directory(), base: 0), put("l", link, base: 0)])
+        XCTAssertEqual(actions, [.makeDirectory(try XCTUnwrap(index.record(at: "d")), expected: nil),
+                                 .makeSymlink(try XCTUnwrap(index.record(at: "l")), expected: nil)])
+    }
+
+    func testRemoteDeleteRemovesTheFileExpectingWhatTheManifestSaysIsOnDisk() {
+        let v = installRemote("a", file(1))
+        let (_, actions) = commit("n2", [put("a", nil, base: v)])
+        XCTAssertEqual(actions, [.remove(path: "a", version: v + 2, expected: file(1))])
+        XCTAssertEqual(reconciler.installed("a", version: v + 2, local: nil, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: v + 2)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: v + 2, local: nil))
+    }
+
+    func testRemoteDeleteOfAPathThisNodeNeverHadOnlyHolds() {
+        commit("n2", [put("a", file(1), base: 0)])
+        // n1 has not fetched it yet (the fetch failed); n2 deletes it.
+        XCTAssertEqual(reconciler.installFailed("a", version: 1, .transient("no holder"), index: index), [.retryLater("a")])
+        XCTAssertEqual(commit("n2", [put("a", nil, base: 1)]).actions, [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 2)])
+    }
+
+    func testDeletedThenRecreatedNameIsProposedAndAcceptedNotDeletedAgain() throws {
+        let v = installRemote("a", file(1))
+        let (_, removal) = commit("n2", [put("a", nil, base: v)])
+        let deletion = v + 2
+        XCTAssertEqual(removal, [.remove(path: "a", version: deletion, expected: file(1))])
+        XCTAssertEqual(reconciler.installed("a", version: deletion, local: nil, index: index), [])
+        commitOutbox()
+        // The user makes a new "a".
+        let again = file(4, mtime: 400, inode: 9)
+        XCTAssertEqual(reconciler.observed("a", again, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", again, base: deletion)])
+        // Taken from the outbox above and committed:
+        let (outcomes, actions) = commit("n1", [put("a", again, base: deletion)])
+        XCTAssertEqual(outcomes, [.accepted(version: deletion + 2)])
+        XCTAssertEqual(actions, [], "the re-created file is not removed again")
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: deletion + 2, local: again))
+        XCTAssertEqual(index.record(at: "a")?.kind, .file)
+    }
+
+    func testNameRecreatedOnTheNodeThatDeletedItIsNotRemoved() {
+        let v = installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
+        XCTAssertEqual(commitOutbox().outcomes, [.accepted(version: v + 2)])
+        let again = file(4, mtime: 400, inode: 9)
+        XCTAssertEqual(reconciler.observed("a", again, index: index), [])
+        let (outcomes, actions) = commitOutbox()
+        XCTAssertEqual(outcomes, [.accepted(version: v + 3)])
+        XCTAssertEqual(actions, [])
+        XCTAssertFalse(reconciler.hasPendingWork)
+    }
+
+    func testFileCreatedUnderADeletedDirectoryRevivesTheDirectory() throws {
+        let vd = installRemote("d", directory())
+        let vx = installRemote("d/x", file(1))
+        // n2 removed the whole directory.
+        let (_, removals) = commit("n2", [put("d/x", nil, base: vx), put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        XCTAssertEqual(removals, [.remove(path: "d/x", version: deletion, expected: file(1)),
+                                  .remove(path: "d", version: deletion, expected: directory())])
+        // d/x goes; before d does, the user writes d/y, so removing d fails (not empty).
+        XCTAssertEqual(reconciler.installed("d/x", version: deletion, local: nil, index: index), [])
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .transient("not empty"), index: index),
+                       [.retryLater("d")])
+        XCTAssertEqual(reconciler.observed("d/y", file(2), index: index), [])
+        let changes = reconciler.takeOutbox()
+        XCTAssertTrue(changes.contains(put("d", directory(), base: vd)), "\(changes)")
+        XCTAssertTrue(changes.contains(put("d/y", file(2), base: 0)), "\(changes)")
+        let (outcomes, _) = commit("n1", changes)
+        for (change, outcome) in zip(changes, outcomes) where change.path != "d/x" {
+            guard case .accepted = outcome else { return XCTFail("\(change) -> \(outcome)") }
+        }
+        XCTAssertEqual(index.record(at: "d")?.kind, .directory)
+        XCTAssertEqual(reconciler.reconcile("d", index: index), [], "the retry finds the directory current")
+    }
+
+    func testForgottenTombstoneLeavesNoManifestEntry() {
+        let v = installRemote("a", file(1))
+        commit("n2", [put("a", nil, base: v)])
+        XCTAssertEqual(reconciler.installed("a", version: v + 2, local: nil, index: index), [])
+        commitOutbox()
+        commit("n2", [.forget(path: "a", version: v + 2)])
+        XCTAssertNil(index.record(at: "a"))
+        XCTAssertNil(reconciler.manifest["a"])
+    }
+
+    // MARK: installs
+
+    func testInstallFailingBecauseTheUserChangedTheFileAsksToObserveAgain() {
+        let v = installRemote("a", file(1))
+        commit("n2", [put("a", file(2, mtime: 200), base: v)])
+        XCTAssertEqual(reconciler.installFailed("a", version: v + 2, .localChanged, index: index), [.observe("a")])
+        XCTAssertNil(reconciler.installing["a"])
+        // The user's edit of version v is then proposed on that base, and loses to n2's.
+        XCTAssertEqual(reconciler.observed("a", file(3, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(3, mtime: 300), base: v)])
+    }
+
+    func testTransientInstallFailureIsRetriedLater() {
+        commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.installFailed("a", version: 1, .transient("no holder"), index: index), [.retryLater("a")])
+        XCTAssertEqual(reconciler.reconcile("a", index: index), [.fetch(index.record(at: "a")!, expected: nil)])
+    }
+
+    func testInstalledVersionIsHeld() {
+        commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.installed("a", version: 1, local: file(1, inode: 3), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
+    }
+}
