@@ -254,6 +254,9 @@ public struct Reconciler {
                 hold(record)
                 return []
             }
+            // A local change not yet announced (or a conflict copy not yet made)
+            // is announced first: removing it now would lose the user's bytes.
+            if entry?.version == 0 { return [] }
             installing[path] = record.version
             return [.remove(path: path, version: record.version, expected: local)]
         }

@@ -99,6 +99,22 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.installing["a.txt"], winner.version)
     }
 
+    func testDeletionCommittedBeforeTheConflictCopyIsMadeDoesNotRemoveTheLosingBytes() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // n2 deletes its winner before n1's copy is made: n1's bytes are still only at "a".
+        let deletion = nextEntry
+        XCTAssertEqual(commit("n2", [put("a", nil, base: deletion - 2)]).actions, [])
+        XCTAssertEqual(index.record(at: "a")?.kind, .deleted)
+        let copyPath = "a.sync-conflict-20240101-000000-n1"
+        XCTAssertEqual(reconciler.conflictCopied("a", to: copyPath, local: mine, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, mine, base: 0), .hold(path: "a", version: deletion)])
+    }
+
     func testRejectedDeleteRestoresTheWinner() throws {
         let v = installRemote("a", file(1))
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
