@@ -208,7 +208,9 @@ public struct Reconciler {
         var actions: [SyncAction] = []
         for (change, outcome) in zip(command.changes, outcomes) {
             let path = change.path
-            if command.origin == node, case .put(let put) = change, let announced = pendingPuts.removeValue(forKey: path) {
+            if command.origin == node, case .put(let put) = change, let announced = pendingPuts[path],
+               Self.put(put, announces: announced) {
+                pendingPuts[path] = nil
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
@@ -236,6 +238,16 @@ public struct Reconciler {
             actions += reconcile(path, index: index)
         }
         return actions
+    }
+
+    /// Whether `put` is the proposal that announced `local`. An earlier put of
+    /// the same path from this node (a re-proposal after a timeout when the
+    /// first one committed too, or one sent before a restart) commits as well,
+    /// and its outcome must not be taken for the pending one's.
+    private static func put(_ put: PutChange, announces local: LocalFile?) -> Bool {
+        guard let local else { return put.kind == .deleted }
+        return put.kind == local.kind && put.size == local.size && put.mode == local.mode
+            && put.mtime == local.mtime && put.hash == local.hash && put.target == local.target
     }
 
     /// Brings `path` in line with its record, if it is not already.

@@ -115,6 +115,27 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, mine, base: 0), .hold(path: "a", version: deletion)])
     }
 
+    func testOutcomeOfAnEarlierPutOfTheSamePathIsNotTakenForThePendingOne() throws {
+        // n1 proposed "a" (first bytes); the proposal timed out and was sent again, but the
+        // first one committed. Meanwhile the user wrote other bytes, proposed on that version.
+        reconciler.observed("a", file(1), index: index)
+        let first = reconciler.takeOutbox()
+        reconciler.proposalFailed(first)
+        let again = reconciler.takeOutbox()
+        XCTAssertEqual(commit("n1", first).outcomes, [.accepted(version: 1)])
+        let edit = file(2, mtime: 200)
+        reconciler.observed("a", edit, index: index)
+        let second = reconciler.takeOutbox()
+        XCTAssertEqual(second, [put("a", edit, base: 1)])
+        // n2 edits version 1 too and wins; then the duplicate of the first put commits.
+        commit("n2", [put("a", file(3, mtime: 300), base: 1)])
+        let winner = try XCTUnwrap(index.record(at: "a"))
+        XCTAssertEqual(commit("n1", again).outcomes, [.rejected(current: winner)])
+        // The duplicate's rejection is not the edit's: the edit is neither copied nor overwritten yet.
+        XCTAssertEqual(reconciler.pendingPutCount, 1)
+        XCTAssertEqual(commit("n1", second).actions, [.conflictCopy(path: "a", expected: edit)])
+    }
+
     func testRejectedDeleteRestoresTheWinner() throws {
         let v = installRemote("a", file(1))
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
