@@ -84,6 +84,8 @@ struct ReconcilerSimulation {
     var superseded: Set<UInt64> = []
     var contentOfHash: [[UInt8]: UInt64] = [:]
     var failures: [String] = []
+    /// Conflict copies whose bytes the index had adopted by the time the copy was made.
+    var lateIdenticalCopies = 0
     var trace: [String] = []
     /// Keep every trace line (a replay of one seed), not only the last few hundred.
     var keepFullTrace = false
@@ -245,6 +247,13 @@ struct ReconcilerSimulation {
         let entry = UInt64(nodes[n].applied)
         let outcomes = nodes[n].index.apply(command, at: entry)
         note("\(nodes[n].name) apply #\(entry) from \(command.origin): \(outcomes.map(describe).joined(separator: " "))")
+        if command.origin == nodes[n].name {
+            for case let (.put(put), .rejected(winner)) in zip(command.changes, outcomes)
+            where put.kind == .file && winner.kind == .file && put.hash == winner.hash {
+                // The reconciler will keep the same bytes twice (a conflict over a mode, at most).
+                fail("\(nodes[n].name)'s put of \(put.path) lost to identical bytes (v\(winner.version)); a conflict copy would duplicate them")
+            }
+        }
         let actions = nodes[n].reconciler.applied(command, outcomes: outcomes, index: nodes[n].index)
         afterReconciler(n, actions)
     }
@@ -503,9 +512,10 @@ struct ReconcilerSimulation {
                 actions = nodes[n].reconciler.observed(path, nodes[n].disk[path], index: index)
                 break
             }
-            if let record = index.record(at: path), local.sameContent(as: record)
-                || (local.kind == .file && record.kind == .file && local.hash == record.hash) {
-                fail("seed \(seed): \(name) makes a conflict copy of \(path) identical to the index's version \(record.version)")
+            if let record = index.record(at: path), local.kind == .file, record.kind == .file, local.hash == record.hash {
+                // The version that beat ours was different, but the index has
+                // since moved to our bytes: a harmless race, counted.
+                lateIdenticalCopies += 1
             }
             var copy = ReconcilerTestContent.conflictCopyName(for: path, time: now(), node: name)
             while nodes[n].disk[copy] != nil { copy = ReconcilerTestContent.conflictCopyName(for: path, time: now(), node: name) }

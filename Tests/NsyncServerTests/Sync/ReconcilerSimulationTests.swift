@@ -30,7 +30,7 @@ final class ReconcilerSimulationTests: XCTestCase {
     func run(_ options: ReconcilerSimulation.Options, label: String) {
         let start = Date()
         var failedSeeds: [UInt64] = []
-        var totals = (steps: 0, entries: 0, conflicts: 0)
+        var totals = (steps: 0, entries: 0, conflicts: 0, lateIdentical: 0)
         for seed in seeds() {
             var simulation = ReconcilerSimulation(seed: seed, options: options)
             simulation.keepFullTrace = ProcessInfo.processInfo.environment["NSYNC_RECON_TRACE"] != nil
@@ -39,6 +39,7 @@ final class ReconcilerSimulationTests: XCTestCase {
             simulation.check()
             totals.steps += simulation.steps
             totals.entries += simulation.log.count
+            totals.lateIdentical += simulation.lateIdenticalCopies
             totals.conflicts += simulation.nodes.reduce(0) { $0 + $1.disk.paths.filter { $0.contains(".sync-conflict-") }.count }
             guard !simulation.failures.isEmpty else { continue }
             failedSeeds.append(seed)
@@ -54,7 +55,8 @@ final class ReconcilerSimulationTests: XCTestCase {
             XCTFail("\(label) seed \(seed) (replay: NSYNC_RECON_SEED=\(seed)): " + simulation.failures.prefix(5).joined(separator: "; "))
             if failedSeeds.count >= 5 { break }
         }
-        print("\(label): \(totals.steps) steps, \(totals.entries) log entries, \(totals.conflicts) conflict copies, "
+        print("\(label): \(totals.steps) steps, \(totals.entries) log entries, \(totals.conflicts) conflict copies "
+              + "(\(totals.lateIdentical) made after the index adopted the same bytes), "
               + "\(String(format: "%.2f", Date().timeIntervalSince(start))) s; failing seeds: \(failedSeeds)")
     }
 
