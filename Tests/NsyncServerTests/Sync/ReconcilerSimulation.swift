@@ -247,14 +247,14 @@ struct ReconcilerSimulation {
         let entry = UInt64(nodes[n].applied)
         let outcomes = nodes[n].index.apply(command, at: entry)
         note("\(nodes[n].name) apply #\(entry) from \(command.origin): \(outcomes.map(describe).joined(separator: " "))")
+        let actions = nodes[n].reconciler.applied(command, outcomes: outcomes, index: nodes[n].index)
         if command.origin == nodes[n].name {
             for case let (.put(put), .rejected(winner)) in zip(command.changes, outcomes)
-            where put.kind == .file && winner.kind == .file && put.hash == winner.hash {
-                // The reconciler will keep the same bytes twice (a conflict over a mode, at most).
-                fail("\(nodes[n].name)'s put of \(put.path) lost to identical bytes (v\(winner.version)); a conflict copy would duplicate them")
+            where put.kind == .file && winner.kind == .file && put.hash == winner.hash
+                && actions.contains(where: { if case .conflictCopy(put.path, _) = $0 { return true }; return false }) {
+                fail("\(nodes[n].name) keeps a conflict copy of \(put.path) whose bytes equal the winner's (v\(winner.version))")
             }
         }
-        let actions = nodes[n].reconciler.applied(command, outcomes: outcomes, index: nodes[n].index)
         afterReconciler(n, actions)
     }
 
