@@ -214,7 +214,15 @@ public struct Reconciler {
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
-                case .rejected:
+                case .rejected(let current):
+                    if let mine = announced, mine.kind == .file, current.kind == .file,
+                       mine.hash == current.hash, mine.size == current.size {
+                        // Same bytes, other mode: nothing to keep aside. Our chmod
+                        // becomes an edit of the winner, as it would have been had
+                        // we seen it first.
+                        propose(path, mine, base: current.version)
+                        continue
+                    }
                     if put.kind != .deleted, let mine = announced {
                         // Our bytes lost to a concurrent change: keep them as a copy.
                         setManifest(path, ManifestEntry(version: 0, local: mine))
