@@ -108,7 +108,11 @@ public struct Reconciler {
 
     public init(node: NodeName, manifest: [String: ManifestEntry] = [:]) {
         self.node = node
-        self.manifest = manifest
+        // Version 0 with bytes is a rejected change whose conflict copy the
+        // previous run did not make: that action is gone, and a scan finding
+        // the same stat would call it unchanged forever. Forgotten, the bytes
+        // are announced again by the start-up scan, and lose again.
+        self.manifest = manifest.filter { $0.value.version != 0 }
     }
 
     /// Index changes waiting to be proposed (as one batch).

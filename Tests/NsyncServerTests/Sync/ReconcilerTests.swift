@@ -150,6 +150,21 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 3, local: mine))
     }
 
+    func testRejectedChangeWhoseCopyWasNotMadeBeforeARestartLosesAgainAfterIt() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // The node stops before making the copy; it restarts from its saved manifest and scans.
+        reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
+        let again = reconciler.takeOutbox()
+        XCTAssertEqual(again, [put("a", mine, base: 0)])
+        XCTAssertEqual(commit("n1", again).actions, [.conflictCopy(path: "a", expected: mine)])
+    }
+
     func testRejectedDeleteRestoresTheWinner() throws {
         let v = installRemote("a", file(1))
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
