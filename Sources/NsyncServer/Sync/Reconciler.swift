@@ -294,6 +294,12 @@ public struct Reconciler {
             // it is announced first, and the winner fetched after.
             return []
         }
+        if record.origin == node && record.holders == [node] {
+            // Our own put, committed after a restart (or twice), of bytes we no
+            // longer have: no node can serve it. What we have now replaces it.
+            propose(path, local, base: record.version)
+            return []
+        }
         installing[path] = record.version
         switch record.kind {
         case .file: return [.fetch(record, expected: local)]

@@ -165,6 +165,17 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(commit("n1", again).actions, [.conflictCopy(path: "a", expected: mine)])
     }
 
+    func testOwnPutCommittingAfterARestartForBytesNoLongerThereIsReplacedByWhatIsThere() {
+        // n1 proposed "a", then the user deleted it and n1 restarted before the put committed.
+        reconciler.observed("a", file(1), index: index)
+        let proposal = reconciler.takeOutbox()
+        reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
+        // The old put commits: no node can serve its bytes, so n1 does not fetch them but retracts them.
+        XCTAssertEqual(commit("n1", proposal).actions, [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", nil, base: 1)])
+    }
+
     func testRejectedDeleteRestoresTheWinner() throws {
         let v = installRemote("a", file(1))
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
