@@ -198,7 +198,9 @@ public struct Reconciler {
     public mutating func proposalFailed(_ changes: [IndexChange]) {
         for change in changes {
             switch change {
-            case .put(let p) where pendingPuts[p.path] != nil: outbox.append(change)
+            // Only if still pending: a later put of the same path may have replaced it.
+            case .put(let p) where pendingPuts[p.path].map({ Self.put(p, announces: $0) }) == true:
+                outbox.append(change)
             case .hold: outbox.append(change)
             default: break
             }

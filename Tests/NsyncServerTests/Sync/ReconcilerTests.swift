@@ -221,6 +221,18 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), proposal)
     }
 
+    func testFailedProposalIsNotSentAgainOnceALaterPutOfThePathReplacedIt() {
+        // The first put timed out but committed; the user then deleted the file.
+        reconciler.observed("a", file(1), index: index)
+        let first = reconciler.takeOutbox()
+        XCTAssertEqual(commit("n1", first).outcomes, [.accepted(version: 1)])
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
+        let deletion = reconciler.takeOutbox()
+        XCTAssertEqual(deletion, [put("a", nil, base: 1)])
+        reconciler.proposalFailed(first)
+        XCTAssertEqual(reconciler.takeOutbox(), [], "resending the first put would revive the deleted file")
+    }
+
     // MARK: remote changes
 
     func testRemotePutIsFetchedExpectingWhatTheManifestSaysIsOnDisk() throws {
