@@ -12,7 +12,7 @@
 /// conflictCopy) first checks the disk still shows `expected`
 /// (`reconcilerDiskMatches`) and reports `installFailed(.localChanged)` if
 /// not (for a conflict copy, which has no failure input, it observes the
-/// path instead); a fetch copies the bytes from another node whose disk has
+/// path instead), and reports the outcome as a later event; a fetch copies the bytes from another node whose disk has
 /// them at that path, else fails `.transient`; installs create missing
 /// parent directories like `mkdir -p` (and the watcher then reports them);
 /// removing a non-empty directory fails `.transient`; `retryLater` calls
@@ -56,11 +56,12 @@ struct ReconcilerSimulation {
         case proposalFailed(node: Int, changes: [IndexChange], incarnation: Int)
         case action(node: Int, SyncAction, incarnation: Int)
         case retry(node: Int, path: String, incarnation: Int)
+        case report(node: Int, Report, incarnation: Int)
 
         var node: Int {
             switch self {
             case let .observe(node, _, _), let .flush(node, _), let .proposalFailed(node, _, _),
-                 let .action(node, _, _), let .retry(node, _, _): node
+                 let .action(node, _, _), let .retry(node, _, _), let .report(node, _, _): node
             }
         }
     }
@@ -211,6 +212,8 @@ struct ReconcilerSimulation {
             note("\(nodes[n].name) retry \(path)")
             let actions = nodes[n].reconciler.reconcile(path, index: nodes[n].index)
             afterReconciler(n, actions)
+        case let .report(_, report, _):
+            deliver(report, to: n)
         case let .proposalFailed(_, changes, _):
             note("\(nodes[n].name) hears its proposal timed out: \(describe(changes))")
             nodes[n].reconciler.proposalFailed(changes)
@@ -220,7 +223,7 @@ struct ReconcilerSimulation {
 
     func incarnationOf(_ event: Event) -> Int {
         switch event {
-        case let .observe(_, _, i), let .flush(_, i), let .proposalFailed(_, _, i), let .action(_, _, i), let .retry(_, _, i): i
+        case let .observe(_, _, i), let .flush(_, i), let .proposalFailed(_, _, i), let .action(_, _, i), let .retry(_, _, i), let .report(_, _, i): i
         }
     }
 
@@ -446,72 +449,94 @@ struct ReconcilerSimulation {
 
     // MARK: executing actions
 
+    /// What the node tells the reconciler once an action's disk work is
+    /// done: delivered as its own later event, like a thread-pool completion
+    /// reaching the loop (watcher events and log entries may come first).
+    enum Report {
+        case installed(path: String, version: UInt64, local: LocalFile?)
+        case installFailed(path: String, version: UInt64, InstallFailure)
+        case conflictCopied(path: String, copy: String, local: LocalFile)
+        case observed(path: String)
+    }
+
+    mutating func report(_ n: Int, _ report: Report) {
+        pending.append(.report(node: n, report, incarnation: nodes[n].incarnation))
+    }
+
+    mutating func deliver(_ report: Report, to n: Int) {
+        let index = nodes[n].index
+        var actions: [SyncAction]
+        switch report {
+        case let .installed(path, version, local):
+            note("\(nodes[n].name) installed \(path) v\(version) = \(describe(local))")
+            actions = nodes[n].reconciler.installed(path, version: version, local: local, index: index)
+        case let .installFailed(path, version, failure):
+            note("\(nodes[n].name) install of \(path) v\(version) failed: \(failure)")
+            actions = nodes[n].reconciler.installFailed(path, version: version, failure, index: index)
+        case let .conflictCopied(path, copy, local):
+            note("\(nodes[n].name) conflict copy of \(path) made: \(copy)")
+            actions = nodes[n].reconciler.conflictCopied(path, to: copy, local: local, index: index)
+        case let .observed(path):
+            let local = nodes[n].disk[path]
+            note("\(nodes[n].name) observe \(path) = \(describe(local))")
+            actions = nodes[n].reconciler.observed(path, local, index: index)
+        }
+        afterReconciler(n, actions)
+    }
+
+    /// Does an action's disk work now (checking `expected` first, as the real
+    /// node does just before its rename) and reports the result later.
     mutating func execute(_ action: SyncAction, on n: Int) {
         let name = nodes[n].name
         let index = nodes[n].index
-        var actions: [SyncAction] = []
-        note("\(name) exec \(describe(action)) [disk \(describe(nodes[n].disk[action.path]))]")
-        func localChanged(_ path: String, _ version: UInt64) -> [SyncAction] {
-            nodes[n].reconciler.installFailed(path, version: version, .localChanged, index: index)
-        }
+        let disk = nodes[n].disk[action.path]
+        note("\(name) exec \(describe(action)) [disk \(describe(disk))]")
         switch action {
         case let .fetch(record, expected):
-            guard reconcilerDiskMatches(nodes[n].disk[record.path], expected) else {
-                actions = localChanged(record.path, record.version)
-                break
+            guard reconcilerDiskMatches(disk, expected) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
             }
             let hasBytes = nodes.indices.contains { m in
                 m != n && nodes[m].disk[record.path].map { $0.kind == .file && $0.hash == record.hash } == true
             }
-            guard hasBytes, nodes[n].disk[record.path]?.kind != .directory, makeParents(n, record.path) else {
-                actions = nodes[n].reconciler.installFailed(record.path, version: record.version,
-                                                           .transient("no holder has the bytes"), index: index)
-                break
+            guard hasBytes, disk?.kind != .directory, makeParents(n, record.path) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .transient("no holder has the bytes")))
             }
-            let local = LocalFile(kind: .file, size: record.size, mode: record.mode, mtime: record.mtime,
-                                  hash: record.hash, inode: newInode())
-            actions = install(n, record.path, record.version, local)
+            install(n, record.path, record.version, LocalFile(kind: .file, size: record.size, mode: record.mode,
+                                                              mtime: record.mtime, hash: record.hash, inode: newInode()))
         case let .makeDirectory(record, expected):
-            guard reconcilerDiskMatches(nodes[n].disk[record.path], expected) else {
-                actions = localChanged(record.path, record.version)
-                break
+            guard reconcilerDiskMatches(disk, expected) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
             }
             guard makeParents(n, record.path) else {
-                actions = nodes[n].reconciler.installFailed(record.path, version: record.version, .transient("parent"), index: index)
-                break
+                return report(n, .installFailed(path: record.path, version: record.version, .transient("parent")))
             }
             var local = LocalFile(kind: .directory, mode: record.mode, mtime: now(), inode: newInode())
-            if let existing = nodes[n].disk[record.path], existing.kind == .directory {
-                local.inode = existing.inode
-                local.mtime = existing.mtime
+            if let disk, disk.kind == .directory {
+                local.inode = disk.inode
+                local.mtime = disk.mtime
             }
-            actions = install(n, record.path, record.version, local)
+            install(n, record.path, record.version, local)
         case let .makeSymlink(record, expected):
-            guard reconcilerDiskMatches(nodes[n].disk[record.path], expected) else {
-                actions = localChanged(record.path, record.version)
-                break
+            guard reconcilerDiskMatches(disk, expected) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
             }
-            guard nodes[n].disk[record.path]?.kind != .directory, makeParents(n, record.path) else {
-                actions = nodes[n].reconciler.installFailed(record.path, version: record.version, .transient("parent"), index: index)
-                break
+            guard disk?.kind != .directory, makeParents(n, record.path) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .transient("parent")))
             }
-            let local = LocalFile(kind: .symlink, mode: 0o777, mtime: record.mtime, target: record.target, inode: newInode())
-            actions = install(n, record.path, record.version, local)
+            install(n, record.path, record.version,
+                    LocalFile(kind: .symlink, mode: 0o777, mtime: record.mtime, target: record.target, inode: newInode()))
         case let .remove(path, version, expected):
-            guard reconcilerDiskMatches(nodes[n].disk[path], expected) else {
-                actions = localChanged(path, version)
-                break
+            guard reconcilerDiskMatches(disk, expected) else {
+                return report(n, .installFailed(path: path, version: version, .localChanged))
             }
-            if nodes[n].disk[path]?.kind == .directory && nodes[n].disk.hasChildren(path) {
-                actions = nodes[n].reconciler.installFailed(path, version: version, .transient("directory not empty"), index: index)
-                break
+            if disk?.kind == .directory && nodes[n].disk.hasChildren(path) {
+                return report(n, .installFailed(path: path, version: version, .transient("directory not empty")))
             }
-            actions = install(n, path, version, nil)
+            install(n, path, version, nil)
         case let .conflictCopy(path, expected):
-            guard let local = nodes[n].disk[path], reconcilerDiskMatches(local, expected) else {
-                actions = nodes[n].reconciler.observed(path, nodes[n].disk[path], index: index)
-                break
-            }
+            // No failure input exists for a conflict copy: the node looks at the path again.
+            guard let local = disk, reconcilerDiskMatches(local, expected) else { return report(n, .observed(path: path)) }
             if let record = index.record(at: path), local.kind == .file, record.kind == .file, local.hash == record.hash {
                 // The version that beat ours was different, but the index has
                 // since moved to our bytes: a harmless race, counted.
@@ -521,15 +546,14 @@ struct ReconcilerSimulation {
             while nodes[n].disk[copy] != nil { copy = ReconcilerTestContent.conflictCopyName(for: path, time: now(), node: name) }
             nodes[n].disk.set(path, nil, clock: clock)
             nodes[n].disk.set(copy, local, clock: clock)
-            note("\(name) copied \(path) -> \(copy)")
-            actions = nodes[n].reconciler.conflictCopied(path, to: copy, local: local, index: index)
+            note("\(name) renamed \(path) -> \(copy)")
             if random.below(2) == 0 { watch(n, [path, copy]) }
+            report(n, .conflictCopied(path: path, copy: copy, local: local))
         case let .observe(path):
-            actions = nodes[n].reconciler.observed(path, nodes[n].disk[path], index: index)
+            deliver(.observed(path: path), to: n)
         case .retryLater:
             break
         }
-        afterReconciler(n, actions)
     }
 
     /// Installs the reconciler's parents like `mkdir -p`; false when an ancestor is not a directory.
@@ -539,11 +563,11 @@ struct ReconcilerSimulation {
         return true
     }
 
-    mutating func install(_ n: Int, _ path: String, _ version: UInt64, _ local: LocalFile?) -> [SyncAction] {
+    mutating func install(_ n: Int, _ path: String, _ version: UInt64, _ local: LocalFile?) {
         nodes[n].disk.set(path, local, clock: now())
         // The watcher sees the node's own rename into place, sometimes after the user's next change.
         if random.below(2) == 0 { watch(n, [path]) }
-        return nodes[n].reconciler.installed(path, version: version, local: local, index: nodes[n].index)
+        report(n, .installed(path: path, version: version, local: local))
     }
 
     // MARK: checks
