@@ -339,10 +339,12 @@ public struct Reconciler {
     /// An install of `version` of `path` did not happen.
     public mutating func installFailed(_ path: String, version: UInt64, _ failure: InstallFailure, index: FileIndex) -> [SyncAction] {
         if installing[path] == version { installing[path] = nil }
-        recheck.remove(path)
+        let changedMeanwhile = recheck.remove(path) != nil
         switch failure {
         case .localChanged: return [.observe(path)]
-        case .transient: return [.retryLater(path)]
+        // The user changed the path while the install ran: look at it first,
+        // or that change is never announced.
+        case .transient: return changedMeanwhile ? [.observe(path), .retryLater(path)] : [.retryLater(path)]
         }
     }
 

@@ -350,6 +350,18 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.reconcile("a", index: index), [.fetch(index.record(at: "a")!, expected: nil)])
     }
 
+    func testChangeObservedDuringAnInstallThatFailsTransientlyIsLookedAtAgain() {
+        let vd = installRemote("d", directory())
+        commit("n2", [put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        // While the removal runs, the user makes the directory private.
+        XCTAssertEqual(reconciler.observed("d", directory(mode: 0o700, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .transient("directory not empty"), index: index),
+                       [.observe("d"), .retryLater("d")])
+        XCTAssertEqual(reconciler.observed("d", directory(mode: 0o700, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d", directory(mode: 0o700, mtime: 300), base: vd)])
+    }
+
     func testInstalledVersionIsHeld() {
         commit("n2", [put("a", file(1), base: 0)])
         XCTAssertEqual(reconciler.installed("a", version: 1, local: file(1, inode: 3), index: index), [])
