@@ -350,9 +350,15 @@ public struct Reconciler {
 
     /// Our losing bytes at `path` now live at `copyPath` (found there as
     /// `local`); announce the copy and fetch the winner.
+    ///
+    /// The copy is announced from a fresh look, not from `local`: the user may
+    /// have moved or changed it between the rename and this report, and the
+    /// watcher event saying so may already have been handled (as a path we
+    /// knew nothing about). Announcing `local` then commits bytes no disk has.
+    /// The node may skip re-hashing when the stat still equals `local`'s.
     public mutating func conflictCopied(_ path: String, to copyPath: String, local: LocalFile?, index: FileIndex) -> [SyncAction] {
         setManifest(path, nil)
-        var actions = observed(copyPath, local, index: index)
+        var actions: [SyncAction] = [.observe(copyPath)]
         actions += reconcile(path, index: index)
         return actions
     }

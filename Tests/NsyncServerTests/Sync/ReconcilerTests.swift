@@ -94,9 +94,27 @@ final class ReconcilerTests: XCTestCase {
         var copied = mine
         copied.mtime = 200
         let after = reconciler.conflictCopied("a.txt", to: copyPath, local: copied, index: index)
-        XCTAssertEqual(after, [.fetch(winner, expected: nil)])
-        XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, copied, base: 0)])
+        XCTAssertEqual(after, [.observe(copyPath), .fetch(winner, expected: nil)])
         XCTAssertEqual(reconciler.installing["a.txt"], winner.version)
+        XCTAssertEqual(reconciler.observed(copyPath, copied, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, copied, base: 0)])
+    }
+
+    func testConflictCopyMovedAwayBeforeItsReportIsNotAnnounced() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // The node renames "a" to the copy; the user renames the copy elsewhere at once, and
+        // the watcher's event for the copy's path is handled before the rename's report.
+        let copyPath = "a.sync-conflict-20240101-000000-n1"
+        XCTAssertEqual(reconciler.observed(copyPath, nil, index: index), [])
+        let after = reconciler.conflictCopied("a", to: copyPath, local: mine, index: index)
+        XCTAssertEqual(after.first, .observe(copyPath))
+        XCTAssertEqual(reconciler.observed(copyPath, nil, index: index), [])
+        XCTAssertFalse(reconciler.takeOutbox().contains { $0.path == copyPath }, "bytes no disk has are not announced")
     }
 
     func testDeletionCommittedBeforeTheConflictCopyIsMadeDoesNotRemoveTheLosingBytes() throws {
@@ -111,8 +129,9 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(commit("n2", [put("a", nil, base: deletion - 2)]).actions, [])
         XCTAssertEqual(index.record(at: "a")?.kind, .deleted)
         let copyPath = "a.sync-conflict-20240101-000000-n1"
-        XCTAssertEqual(reconciler.conflictCopied("a", to: copyPath, local: mine, index: index), [])
-        XCTAssertEqual(reconciler.takeOutbox(), [put(copyPath, mine, base: 0), .hold(path: "a", version: deletion)])
+        XCTAssertEqual(reconciler.conflictCopied("a", to: copyPath, local: mine, index: index), [.observe(copyPath)])
+        XCTAssertEqual(reconciler.observed(copyPath, mine, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: deletion), put(copyPath, mine, base: 0)])
     }
 
     func testOutcomeOfAnEarlierPutOfTheSamePathIsNotTakenForThePendingOne() throws {
