@@ -267,7 +267,10 @@ public struct Reconciler {
     /// Brings `path` in line with its record, if it is not already.
     public mutating func reconcile(_ path: String, index: FileIndex) -> [SyncAction] {
         guard pendingPuts[path] == nil, let record = index.record(at: path) else { return [] }
-        if let busy = installing[path], busy >= record.version { return [] }
+        // One install per path at a time: two in flight can report in either
+        // order, and an older one's report would leave the manifest claiming
+        // what the disk no longer has. installed()/installFailed() look again.
+        if installing[path] != nil { return [] }
         let entry = manifest[path]
         let local = entry?.local ?? nil
         if entry?.version == record.version {

@@ -381,6 +381,16 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [put("d", directory(mode: 0o700, mtime: 300), base: vd)])
     }
 
+    func testNewerVersionWaitsForTheInstallInFlightAndIsFetchedOverWhatThatInstalled() throws {
+        let (_, first) = commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(first, [.fetch(try XCTUnwrap(index.record(at: "a")), expected: nil)])
+        XCTAssertEqual(commit("n2", [put("a", file(2, mtime: 200), base: 1)]).actions, [],
+                       "a second install of the path would race the first")
+        let installedFirst = file(1, inode: 5)
+        XCTAssertEqual(reconciler.installed("a", version: 1, local: installedFirst, index: index),
+                       [.fetch(try XCTUnwrap(index.record(at: "a")), expected: installedFirst)])
+    }
+
     func testInstalledVersionIsHeld() {
         commit("n2", [put("a", file(1), base: 0)])
         XCTAssertEqual(reconciler.installed("a", version: 1, local: file(1, inode: 3), index: index), [])
