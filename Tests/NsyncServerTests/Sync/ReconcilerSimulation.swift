@@ -251,11 +251,10 @@ struct ReconcilerSimulation {
         let outcomes = nodes[n].index.apply(command, at: entry)
         note("\(nodes[n].name) apply #\(entry) from \(command.origin): \(outcomes.map(describe).joined(separator: " "))")
         let actions = nodes[n].reconciler.applied(command, outcomes: outcomes, index: nodes[n].index)
-        if command.origin == nodes[n].name {
-            for case let (.put(put), .rejected(winner)) in zip(command.changes, outcomes)
-            where put.kind == .file && winner.kind == .file && put.hash == winner.hash
-                && actions.contains(where: { if case .conflictCopy(put.path, _) = $0 { return true }; return false }) {
-                fail("\(nodes[n].name) keeps a conflict copy of \(put.path) whose bytes equal the winner's (v\(winner.version))")
+        for case let .conflictCopy(path, expected) in actions {
+            if let winner = nodes[n].index.record(at: path), winner.kind == .file, expected.kind == .file,
+               expected.hash == winner.hash {
+                fail("\(nodes[n].name) keeps a conflict copy of \(path) whose bytes equal the winner's (v\(winner.version))")
             }
         }
         afterReconciler(n, actions)
