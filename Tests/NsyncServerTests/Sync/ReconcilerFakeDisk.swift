@@ -34,7 +34,8 @@ struct ReconcilerFakeDisk {
     /// `directory`'s descendants, deepest first (the order `rm -r` removes them).
     func descendants(of directory: String) -> [String] {
         let prefix = directory + "/"
-        return entries.keys.filter { $0.hasPrefix(prefix) }.sorted { $0.count > $1.count }
+        // Ties broken by name: dictionary order differs between runs, and a replay must not.
+        return entries.keys.filter { $0.hasPrefix(prefix) }.sorted { ($0.count, $1) > ($1.count, $0) }
     }
 
     /// Whether every ancestor of `path` exists as a directory.
