@@ -99,6 +99,8 @@ public struct Reconciler {
     private var pendingPuts: [String: LocalFile?] = [:]
     /// Paths observed again while a put was in flight: look once more after its outcome.
     private var recheck: Set<String> = []
+    /// Paths whose conflict copy was asked for and not yet reported made or failed.
+    private var copying: Set<String> = []
     /// Installs in progress: path -> version being installed.
     public private(set) var installing: [String: UInt64] = [:]
     /// Changes to propose in the next batch.
@@ -108,11 +110,7 @@ public struct Reconciler {
 
     public init(node: NodeName, manifest: [String: ManifestEntry] = [:]) {
         self.node = node
-        // Version 0 with bytes is a rejected change whose conflict copy the
-        // previous run did not make: that action is gone, and a scan finding
-        // the same stat would call it unchanged forever. Forgotten, the bytes
-        // are announced again by the start-up scan, and lose again.
-        self.manifest = manifest.filter { $0.value.version != 0 }
+        self.manifest = manifest
     }
 
     /// Index changes waiting to be proposed (as one batch).
@@ -123,7 +121,7 @@ public struct Reconciler {
 
     public var hasOutbox: Bool { !outbox.isEmpty }
     public var pendingPutCount: Int { pendingPuts.count }
-    public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty }
+    public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty || !copying.isEmpty }
 
     public mutating func markManifestSaved() { manifestDirty = false }
 
@@ -131,7 +129,7 @@ public struct Reconciler {
 
     /// The node looked at `path` on disk and found `local` (nil: absent).
     public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex) -> [SyncAction] {
-        if pendingPuts[path] != nil || installing[path] != nil {
+        if pendingPuts[path] != nil || installing[path] != nil || copying.contains(path) {
             recheck.insert(path)
             return []
         }
@@ -232,7 +230,7 @@ public struct Reconciler {
                     if put.kind != .deleted, let mine = announced {
                         // Our bytes lost to a concurrent change: keep them as a copy.
                         setManifest(path, ManifestEntry(version: 0, local: mine))
-                        actions.append(.conflictCopy(path: path, expected: mine))
+                        actions += askConflictCopy(path, mine)
                         continue
                     }
                     // Our delete lost to an edit: the edit comes back.
@@ -252,6 +250,16 @@ public struct Reconciler {
             actions += reconcile(path, index: index)
         }
         return actions
+    }
+
+    /// Version 0 with bytes on disk is a rejected change: its conflict copy is
+    /// owed. Asked for once at a time, and again whenever the path is
+    /// reconciled with none under way (after a failed copy, or a restart that
+    /// lost the action: a look finding the same stat would otherwise leave it
+    /// so forever).
+    private mutating func askConflictCopy(_ path: String, _ local: LocalFile) -> [SyncAction] {
+        guard copying.insert(path).inserted else { return [] }
+        return [.conflictCopy(path: path, expected: local)]
     }
 
     /// Whether `put` is the proposal that announced `local`. An earlier put of
@@ -283,9 +291,9 @@ public struct Reconciler {
                 hold(record)
                 return []
             }
-            // A local change not yet announced (or a conflict copy not yet made)
-            // is announced first: removing it now would lose the user's bytes.
-            if entry?.version == 0 { return [] }
+            // A rejected change whose conflict copy is not made yet: removing
+            // it now would lose the user's bytes.
+            if entry?.version == 0 { return askConflictCopy(path, local) }
             installing[path] = record.version
             return [.remove(path: path, version: record.version, expected: local)]
         }
@@ -294,10 +302,10 @@ public struct Reconciler {
             hold(record)
             return []
         }
-        if entry != nil, entry?.version == 0, local != nil {
-            // A local change not yet announced (or a conflict copy not yet made):
-            // it is announced first, and the winner fetched after.
-            return []
+        if entry?.version == 0, let local {
+            // A rejected change whose conflict copy is not made yet: the copy
+            // first, the winner after.
+            return askConflictCopy(path, local)
         }
         if record.origin == node && record.holders == [node] {
             // Our own put, committed after a restart (or twice), of bytes we no
@@ -360,10 +368,20 @@ public struct Reconciler {
     /// knew nothing about). Announcing `local` then commits bytes no disk has.
     /// The node may skip re-hashing when the stat still equals `local`'s.
     public mutating func conflictCopied(_ path: String, to copyPath: String, local: LocalFile?, index: FileIndex) -> [SyncAction] {
+        copying.remove(path)
         setManifest(path, nil)
         var actions: [SyncAction] = [.observe(copyPath)]
         actions += reconcile(path, index: index)
+        if recheck.remove(path) != nil { actions.append(.observe(path)) }
         return actions
     }
-}
 
+    /// A conflict copy was not made: `path` no longer showed what the action
+    /// expected (the user changed it meanwhile). Look again: a change is
+    /// announced (and loses again); the same stat asks for the copy again.
+    public mutating func conflictCopyFailed(_ path: String, index: FileIndex) -> [SyncAction] {
+        copying.remove(path)
+        recheck.remove(path)
+        return [.observe(path)]
+    }
+}

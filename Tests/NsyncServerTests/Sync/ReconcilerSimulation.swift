@@ -10,9 +10,9 @@
 /// What the simulated node does with each action (the contract the real node
 /// must keep): an install (fetch, makeDirectory, makeSymlink, remove,
 /// conflictCopy) first checks the disk still shows `expected`
-/// (`reconcilerDiskMatches`) and reports `installFailed(.localChanged)` if
-/// not (for a conflict copy, which has no failure input, it observes the
-/// path instead), and reports the outcome as a later event; a fetch copies the bytes from another node whose disk has
+/// (`reconcilerDiskMatches`) and reports `installFailed(.localChanged)`
+/// (`conflictCopyFailed`) if not; every outcome reaches the reconciler as a
+/// later event; a fetch copies the bytes from another node whose disk has
 /// them at that path, else fails `.transient`; installs create missing
 /// parent directories like `mkdir -p` (and the watcher then reports them);
 /// removing a non-empty directory fails `.transient`; `retryLater` calls
@@ -455,6 +455,7 @@ struct ReconcilerSimulation {
         case installed(path: String, version: UInt64, local: LocalFile?)
         case installFailed(path: String, version: UInt64, InstallFailure)
         case conflictCopied(path: String, copy: String, local: LocalFile)
+        case conflictCopyFailed(path: String)
         case observed(path: String)
     }
 
@@ -475,6 +476,9 @@ struct ReconcilerSimulation {
         case let .conflictCopied(path, copy, local):
             note("\(nodes[n].name) conflict copy of \(path) made: \(copy)")
             actions = nodes[n].reconciler.conflictCopied(path, to: copy, local: local, index: index)
+        case let .conflictCopyFailed(path):
+            note("\(nodes[n].name) conflict copy of \(path) not made: changed")
+            actions = nodes[n].reconciler.conflictCopyFailed(path, index: index)
         case let .observed(path):
             let local = nodes[n].disk[path]
             note("\(nodes[n].name) observe \(path) = \(describe(local))")
@@ -534,8 +538,7 @@ struct ReconcilerSimulation {
             }
             install(n, path, version, nil)
         case let .conflictCopy(path, expected):
-            // No failure input exists for a conflict copy: the node looks at the path again.
-            guard let local = disk, reconcilerDiskMatches(local, expected) else { return report(n, .observed(path: path)) }
+            guard let local = disk, reconcilerDiskMatches(local, expected) else { return report(n, .conflictCopyFailed(path: path)) }
             if let record = index.record(at: path), local.kind == .file, record.kind == .file, local.hash == record.hash {
                 // The version that beat ours was different, but the index has
                 // since moved to our bytes: a harmless race, counted.

@@ -178,10 +178,38 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
         // The node stops before making the copy; it restarts from its saved manifest and scans.
         reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
-        XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
-        let again = reconciler.takeOutbox()
-        XCTAssertEqual(again, [put("a", mine, base: 0)])
-        XCTAssertEqual(commit("n1", again).actions, [.conflictCopy(path: "a", expected: mine)])
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [.conflictCopy(path: "a", expected: mine)])
+        XCTAssertFalse(reconciler.hasOutbox)
+    }
+
+    func testConflictCopyThatFailedIsAskedForAgainWhenTheFileLooksAsBefore() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // While the copy is under way, looks at the path wait for it.
+        XCTAssertEqual(reconciler.observed("a", file(2, mode: 0o600, mtime: 200), index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox)
+        // The user had chmod-ed the file, so the copy was not made; then chmod-ed it back
+        // (mtime and inode unchanged). The node looks again and finds the same stat.
+        XCTAssertEqual(reconciler.conflictCopyFailed("a", index: index), [.observe("a")])
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [.conflictCopy(path: "a", expected: mine)])
+        XCTAssertFalse(reconciler.hasOutbox)
+    }
+
+    func testConflictCopyThatFailedBecauseOfAnEditAnnouncesTheEdit() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        XCTAssertEqual(reconciler.conflictCopyFailed("a", index: index), [.observe("a")])
+        let edited = file(4, mtime: 400)
+        XCTAssertEqual(reconciler.observed("a", edited, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", edited, base: 0)])
     }
 
     func testOwnPutCommittingAfterARestartForBytesNoLongerThereIsReplacedByWhatIsThere() {
