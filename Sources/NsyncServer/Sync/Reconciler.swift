@@ -279,6 +279,9 @@ public struct Reconciler {
         // order, and an older one's report would leave the manifest claiming
         // what the disk no longer has. installed()/installFailed() look again.
         if installing[path] != nil { return [] }
+        // A conflict copy under way moves the bytes away: holding (or
+        // removing) them now would be wrong; conflictCopied() looks again.
+        if copying.contains(path) { return [] }
         let entry = manifest[path]
         let local = entry?.local ?? nil
         if entry?.version == record.version {

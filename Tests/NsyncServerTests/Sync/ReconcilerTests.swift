@@ -199,6 +199,23 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertFalse(reconciler.hasOutbox)
     }
 
+    func testVersionWithTheSameBytesArrivingWhileTheirConflictCopyIsMadeIsNotHeld() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // n2 then writes exactly n1's bytes: n1 must not hold them, they are being moved away.
+        let (_, actions) = commit("n2", [put("a", file(2, mtime: 500), base: nextEntry - 2)])
+        XCTAssertEqual(actions, [])
+        XCTAssertFalse(reconciler.takeOutbox().contains { if case .hold = $0 { return true }; return false })
+        let copyPath = "a.sync-conflict-20240101-000000-n1"
+        let record = try XCTUnwrap(index.record(at: "a"))
+        XCTAssertEqual(reconciler.conflictCopied("a", to: copyPath, local: mine, index: index),
+                       [.observe(copyPath), .fetch(record, expected: nil)])
+    }
+
     func testConflictCopyThatFailedBecauseOfAnEditAnnouncesTheEdit() throws {
         let v = installRemote("a", file(1))
         let mine = file(2, mtime: 200)
