@@ -305,9 +305,11 @@ public struct Reconciler {
             hold(record)
             return []
         }
-        if entry?.version == 0, let local {
+        if entry?.version == 0, let local,
+           !(local.kind == .file && record.kind == .file && local.hash == record.hash && local.size == record.size) {
             // A rejected change whose conflict copy is not made yet: the copy
-            // first, the winner after.
+            // first, the winner after. (Bytes the index now has under another
+            // mode need no copy: the fetch below only brings the mode.)
             return askConflictCopy(path, local)
         }
         if record.origin == node && record.holders == [node] {

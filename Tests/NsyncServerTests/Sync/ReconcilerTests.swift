@@ -216,6 +216,19 @@ final class ReconcilerTests: XCTestCase {
                        [.observe(copyPath), .fetch(record, expected: nil)])
     }
 
+    func testRejectedBytesTheIndexLaterHasUnderAnotherModeAreNotCopied() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        XCTAssertEqual(reconciler.conflictCopyFailed("a", index: index), [.observe("a")])
+        // Before n1 looks again, n2 writes n1's bytes with mode 600: only the mode is fetched.
+        let (_, actions) = commit("n2", [put("a", file(2, mode: 0o600, mtime: 500), base: nextEntry - 2)])
+        XCTAssertEqual(actions, [.fetch(try XCTUnwrap(index.record(at: "a")), expected: mine)])
+    }
+
     func testConflictCopyThatFailedBecauseOfAnEditAnnouncesTheEdit() throws {
         let v = installRemote("a", file(1))
         let mine = file(2, mtime: 200)
