@@ -348,6 +348,14 @@ public struct Reconciler {
         } else {
             actions += reconcile(path, index: index)
         }
+        if pendingPuts[path] != nil {
+            // A put of this path went out while the install ran (a directory
+            // revived for a new file inside it): it announced the state from
+            // before the install, and its outcome will say that is what we
+            // have. Look again once the outcome is known.
+            recheck.insert(path)
+            return actions
+        }
         if recheck.remove(path) != nil { actions.append(.observe(path)) }
         return actions
     }

@@ -399,6 +399,24 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(reconciler.reconcile("d", index: index), [], "the retry finds the directory current")
     }
 
+    func testDirectoryRevivedWhileAnInstallOfItRunsIsLookedAtAgainAfterTheRevival() throws {
+        let vd = installRemote("d", directory())
+        let (_, chmod) = commit("n2", [put("d", directory(mode: 0o700), base: vd)])
+        XCTAssertEqual(chmod, [.makeDirectory(try XCTUnwrap(index.record(at: "d")), expected: directory())])
+        let chmodVersion = nextEntry - 1
+        // n2 then deletes d; n1's chmod is still running, and the user creates d/y.
+        XCTAssertEqual(commit("n2", [put("d", nil, base: chmodVersion)]).actions, [])
+        XCTAssertEqual(reconciler.observed("d/y", file(2), index: index), [])
+        let revival = reconciler.takeOutbox()
+        XCTAssertEqual(revival, [put("d", directory(), base: vd), put("d/y", file(2), base: 0)],
+                       "the revival can only announce what the manifest knows")
+        let chmodded = directory(mode: 0o700, inode: 50)
+        XCTAssertEqual(reconciler.installed("d", version: chmodVersion, local: chmodded, index: index), [])
+        let (outcomes, actions) = commit("n1", revival)
+        XCTAssertEqual(outcomes.count, 2)
+        XCTAssertTrue(actions.contains(.observe("d")), "the revival announced 755; the disk has 700: \(actions)")
+    }
+
     func testForgottenTombstoneLeavesNoManifestEntry() {
         let v = installRemote("a", file(1))
         commit("n2", [put("a", nil, base: v)])
