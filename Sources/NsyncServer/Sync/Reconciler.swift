@@ -219,6 +219,13 @@ public struct Reconciler {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
                 case .rejected(let current):
+                    if current.holders.contains(node) {
+                        // The winner is a state we announced holding (a put of ours
+                        // that committed unmatched, before a restart or twice): what
+                        // we have now came after it on our disk, so it is an edit of it.
+                        propose(path, announced, base: current.version)
+                        continue
+                    }
                     if let mine = announced, mine.kind == .file, current.kind == .file,
                        mine.hash == current.hash, mine.size == current.size {
                         // Same bytes, other mode: nothing to keep aside. Our chmod
@@ -242,6 +249,17 @@ public struct Reconciler {
                     actions.append(.observe(path))
                     continue
                 }
+            } else if command.origin == node, case .put(let put) = change, pendingPuts[path] == nil,
+                      let version = Self.committedVersion(outcome), manifest[path]?.version != version {
+                // A put of ours no longer tracked (sent before a restart, or resent
+                // after a timeout though it had committed): our disk had that state
+                // at this version, so whatever is there now came after it. Look,
+                // and announce it on top if it differs.
+                let state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
+                                                                   mtime: put.mtime, hash: put.hash, target: put.target)
+                setManifest(path, ManifestEntry(version: version, local: state))
+                actions.append(.observe(path))
+                continue
             }
             if case .forget = change, case .accepted = outcome, (manifest[path]?.local ?? nil) == nil {
                 setManifest(path, nil)
@@ -250,6 +268,14 @@ public struct Reconciler {
             actions += reconcile(path, index: index)
         }
         return actions
+    }
+
+    /// The version a put made current (or found current), if it got in.
+    private static func committedVersion(_ outcome: ChangeOutcome) -> UInt64? {
+        switch outcome {
+        case .accepted(let version), .alreadyCurrent(let version): version == 0 ? nil : version
+        case .rejected, .stale, .invalid: nil
+        }
     }
 
     /// Version 0 with bytes on disk is a rejected change: its conflict copy is

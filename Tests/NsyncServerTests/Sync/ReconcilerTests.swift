@@ -248,9 +248,28 @@ final class ReconcilerTests: XCTestCase {
         let proposal = reconciler.takeOutbox()
         reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
-        // The old put commits: no node can serve its bytes, so n1 does not fetch them but retracts them.
-        XCTAssertEqual(commit("n1", proposal).actions, [])
+        // The old put commits: n1 had those bytes at version 1, and what it has now came after.
+        XCTAssertEqual(commit("n1", proposal).actions, [.observe("a")])
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", nil, base: 1)])
+    }
+
+    func testEditLosingToAStateThisNodeHeldIsProposedOnTopOfIt() throws {
+        // n1 announced "a" and restarted before the put committed; the user then edited "a".
+        let first = file(1)
+        reconciler.observed("a", first, index: index)
+        let proposal = reconciler.takeOutbox()
+        reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
+        let edit = file(2, mtime: 200)
+        XCTAssertEqual(reconciler.observed("a", edit, index: index), [])
+        let second = reconciler.takeOutbox()
+        XCTAssertEqual(second, [put("a", edit, base: 0)])
+        // The old put commits first; the edit, on base 0, loses to it, but it is n1's own older state.
+        XCTAssertEqual(commit("n1", proposal).actions, [])
+        let (outcomes, actions) = commit("n1", second)
+        XCTAssertEqual(outcomes, [.rejected(current: try XCTUnwrap(index.record(at: "a")))])
+        XCTAssertEqual(actions, [], "no conflict copy of the user's own later edit")
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", edit, base: 1)])
     }
 
     func testRejectedDeleteRestoresTheWinner() throws {
