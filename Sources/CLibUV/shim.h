@@ -2,4 +2,34 @@
 #define NSYNC_CLIBUV_SHIM_H
 #include <uv.h>
 #include <sys/inotify.h>
+#include <unistd.h>
+
+// syncfs(2) is a GNU extension Swift's Glibc module does not declare.
+extern int syncfs(int fd);
+static inline int nsync_syncfs(int fd) { return syncfs(fd); }
+
+#include <malloc.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+#include <errno.h>
+
+// openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: opens `path` under
+// `dirfd` in one call, refusing "..", absolute paths and every symlink.
+// Returns -1 with errno ENOSYS on kernels before 5.6 (callers fall back).
+static inline int nsync_open_beneath(int dirfd, const char *path, int flags) {
+#ifdef SYS_openat2
+    struct open_how how = {0};
+    how.flags = (unsigned long long)flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+// Keep large (frame-sized) buffers on the heap instead of a fresh mmap each.
+static inline void nsync_reuse_large_buffers(void) {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
 #endif

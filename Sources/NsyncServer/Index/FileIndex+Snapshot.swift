@@ -116,7 +116,7 @@ extension FileIndex {
             let mode = try buffer.readInteger(as: UInt32.self)
             let mtime = try buffer.readInteger(as: Int64.self)
             let hashLength = Int(try buffer.readInteger(as: UInt8.self))
-            guard hashLength == (kind == .file ? PutChange.hashSize : 0) else {
+            guard hashLength == (kind == .file || kind == .deleted ? PutChange.hashSize : 0) || hashLength == 0 else {
                 throw WireError.malformed("\(kind) \(DiagnosticText.quoted(path)) with a \(hashLength)-byte hash")
             }
             let hash = try buffer.readBytes(hashLength)

@@ -111,6 +111,12 @@ public struct FileIndex: Equatable {
         }
         if baseIsCurrent || (put.kind == .directory && current.kind == .directory) {
             records[key] = Self.record(from: put, origin: origin, index: index)
+            if put.kind == .deleted {
+                // A tombstone remembers the bytes it deleted, so a node that
+                // lost track of its disk (a crash before its manifest was
+                // saved) can tell a stale copy of them from a new edit.
+                records[key]!.hash = current.hash
+            }
             return .accepted(version: index)
         }
         return .rejected(current: current)

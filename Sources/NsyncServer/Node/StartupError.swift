@@ -12,7 +12,7 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
     case cannotListen(Int, String)
     case tls(String)
     case alreadyRunning(String)
-    case watchLimitTooLow(current: Int, needed: Int)
+    case watchLimitTooLow(setting: String, current: Int?)
     case state(String)
 
     public var description: String {
@@ -39,8 +39,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
             why
         case .alreadyRunning(let p):
             "another nsyncd is already running on \(p) (lock \(p)/.nsync/lock): stop it first"
-        case let .watchLimitTooLow(current, needed):
-            "fs.inotify.max_user_watches is \(current) but PATH needs about \(needed) watches: raise it with sysctl fs.inotify.max_user_watches=\(max(needed * 2, 524288))"
+        case let .watchLimitTooLow(setting, current):
+            "cannot watch PATH: the inotify limit \(setting) (now \(current.map(String.init) ?? "unknown")) is used up: raise it, e.g. sysctl \(setting)=\(setting.hasSuffix("watches") ? 524288 : 1024)"
         case .state(let why):
             why
         }

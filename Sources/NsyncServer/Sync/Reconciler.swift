@@ -121,6 +121,8 @@ public struct Reconciler {
 
     public var hasOutbox: Bool { !outbox.isEmpty }
     public var pendingPutCount: Int { pendingPuts.count }
+    /// Whether a put of ours for `path` awaits its outcome.
+    public func isAnnouncing(_ path: String) -> Bool { pendingPuts[path] != nil }
     public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty || !copying.isEmpty }
 
     public mutating func markManifestSaved() { manifestDirty = false }
@@ -143,6 +145,13 @@ public struct Reconciler {
             setManifest(path, ManifestEntry(version: record.version, local: local))
             hold(record)
             return []
+        }
+        if entry == nil, let record, record.kind == .deleted, let local, local.kind == .file,
+           !record.hash.isEmpty, local.hash == record.hash {
+            // We lost track of this path (no manifest entry) and hold exactly
+            // the bytes the cluster deleted: a stale copy, not an edit.
+            installing[path] = record.version
+            return [.remove(path: path, version: record.version, expected: local)]
         }
         if local == nil && entry?.local == nil {
             // Absent before and now: the user deleted nothing; the record may still need us.
@@ -226,12 +235,11 @@ public struct Reconciler {
                         propose(path, announced, base: current.version)
                         continue
                     }
-                    if let mine = announced, mine.kind == .file, current.kind == .file,
-                       mine.hash == current.hash, mine.size == current.size {
-                        // Same bytes, other mode: nothing to keep aside. Our chmod
-                        // becomes an edit of the winner, as it would have been had
-                        // we seen it first.
-                        propose(path, mine, base: current.version)
+                    if put.kind == .file, current.kind == .file, current.hash == put.hash, let mine = announced {
+                        // Same bytes, other mode: no conflict copy; take the winner's mode.
+                        setManifest(path, ManifestEntry(version: 0, local: nil))
+                        installing[path] = current.version
+                        actions.append(.fetch(current, expected: mine))
                         continue
                     }
                     if put.kind != .deleted, let mine = announced {

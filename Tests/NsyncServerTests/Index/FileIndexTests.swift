@@ -95,11 +95,19 @@ final class FileIndexTests: XCTestCase {
 
     // MARK: deletions
 
-    func testDeleteWithTheCurrentBaseLeavesATombstoneHeldByTheDeleter() throws {
+    func testDeleteWithTheCurrentBaseLeavesATombstoneHeldByTheDeleterThatRemembersTheDeletedHash() throws {
         apply("n1", at: 3, file("d", hashA, base: 0))
         XCTAssertEqual(apply("n2", at: 4, delete("d", base: 3)), [.accepted(version: 4)])
         let tombstone = try XCTUnwrap(index.record(at: "d"))
-        XCTAssertEqual(tombstone, FileRecord(path: "d", version: 4, kind: .deleted, mtime: 99, origin: "n2", holders: ["n2"]))
+        // The hash of what was deleted lets a node without a manifest tell a stale copy from an edit.
+        XCTAssertEqual(tombstone, FileRecord(path: "d", version: 4, kind: .deleted, mtime: 99, hash: hashA, origin: "n2", holders: ["n2"]))
+    }
+
+    func testTombstoneWithADeletedHashSurvivesASnapshot() throws {
+        apply("n1", at: 3, file("d", hashA, base: 0))
+        apply("n2", at: 4, delete("d", base: 3))
+        let restored = try FileIndex(snapshotData: index.snapshotData())
+        XCTAssertEqual(restored.record(at: "d")?.hash, hashA)
     }
 
     func testEditBeatsConcurrentDelete() throws {

@@ -1,0 +1,28 @@
+import Logging
+
+/// Runs one node in the foreground on the calling thread until SIGTERM or
+/// SIGINT, for the `nsyncd` command.
+public enum Daemon {
+    public static func run(config: NodeConfig, logger: Logger) throws {
+        ProcessMemory.reuseLargeBuffers()
+        let loop = try EventLoop()
+        let node: Node
+        do {
+            node = try Node(config: config, loop: loop, logger: logger)
+        } catch {
+            loop.close()
+            throw error
+        }
+        node.onStopped = { loop.stop() }
+        do {
+            try node.start()
+        } catch {
+            node.stop()
+            loop.run()
+            loop.close()
+            throw error
+        }
+        loop.run()
+        loop.close()
+    }
+}

@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+extension Node {
+    /// Creates `.nsync/` (mode 0700) and its `tmp/`, and takes the lock that
+    /// keeps a second nsyncd off this PATH.
+    func prepareStateDirectory() throws {
+        do {
+            try FileDescriptor.makeDirectories(stateDirectory, permissions: 0o700)
+            try FileDescriptor.makeDirectories(temporaryDirectory, permissions: 0o700)
+        } catch {
+            throw StartupError.state("cannot create \(stateDirectory): \(error)")
+        }
+        do {
+            lock = try LockFile(path: stateDirectory + "/lock")
+        } catch LockFile.Failure.held {
+            throw StartupError.alreadyRunning(config.root)
+        } catch {
+            throw StartupError.state("cannot lock \(stateDirectory)/lock: \(error)")
+        }
+    }
+
+    /// Binds both TLS ports now, so a port in use fails start-up at once.
+    func openListeners() throws {
+        let host = config.listenHost ?? "0.0.0.0"
+        raftListener = try bind(host: host, port: config.clusterPort)
+        fileListener = try bind(host: host, port: config.filePort)
+    }
+
+    private func bind(host: String, port: Int) throws -> TCPListener {
+        let listener = TCPListener(loop: loop)
+        do {
+            try listener.bind(host: host, port: port)
+            return listener
+        } catch let error as UVError where error.isAddressInUse {
+            listener.close()
+            throw StartupError.portInUse(port)
+        } catch {
+            listener.close()
+            throw StartupError.cannotListen(port, "\(error)")
+        }
+    }
+
+    /// Opens the Raft log (repairing a torn tail, refusing corruption) and
+    /// restores the index from its snapshot.
+    func openStorage() throws {
+        do {
+            let (storage, state) = try RaftStorage.open(directory: stateDirectory + "/raft")
+            for note in state.notes { logger.warning("raft log recovery: \(note)") }
+            self.storage = storage
+            recovered = state
+            if let snapshot = state.snapshot {
+                index = try FileIndex(snapshotData: snapshot.data)
+            }
+        } catch let error as RaftStorageError {
+            throw StartupError.state("\(error)")
+        } catch {
+            throw StartupError.state("cannot open the raft log in \(stateDirectory)/raft: \(error)")
+        }
+    }
+
+    /// SIGTERM and SIGINT stop the node cleanly.
+    func startSignals() throws {
+        for number in [SIGTERM, SIGINT] {
+            let watcher = try SignalWatcher(loop: loop)
+            try watcher.start(signal: number) { [unowned self] signal in
+                logger.notice("received signal \(signal)")
+                stop()
+            }
+            signals.append(watcher)
+        }
+    }
+
+    // MARK: learned member names
+
+    /// Names of `--cluster` entries given without NAME@, learned from their
+    /// certificates on first contact and kept in `.nsync/members`.
+    var knownNames: [String: NodeName] {
+        guard let text = try? FileDescriptor.readWholeFile(stateDirectory + "/members") else {
+            return [:]
+        }
+        var names: [String: NodeName] = [:]
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2 { names[String(parts[0])] = String(parts[1]) }
+        }
+        return names
+    }
+
+    func saveKnownNames() {
+        let text = links.compactMap { link in link.name.map { "\(link.address.description) \($0)\n" } }.joined()
+        let path = stateDirectory + "/members"
+        do {
+            let fd = try FileDescriptor.open(path + ".tmp", .writeOnly, options: [.create, .truncate], permissions: 0o600)
+            try fd.closeAfter {
+                try fd.write(all: Array(text.utf8))
+                try fd.sync()
+            }
+            try FileDescriptor.rename(path + ".tmp", to: path)
+        } catch {
+            recordError("cannot save member names to \(path): \(error)")
+        }
+    }
+}

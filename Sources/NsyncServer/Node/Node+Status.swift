@@ -1,0 +1,62 @@
+extension Node {
+    /// What `nsyncd status` shows.
+    func currentStatus() -> NodeStatus {
+        let raft = driver?.raft
+        let leading = raftStatus.role == .leader
+        let backlog = fetcher?.backlog ?? (files: 0, bytes: 0)
+        var peers: [NodeStatus.Peer] = []
+        for link in links {
+            let name = link.name ?? "?"
+            let match = leading ? (raft?.matchIndex(of: name) ?? 0) : 0
+            let behind: UInt64? = leading ? (raft.map { $0.lastIndex - min($0.lastIndex, match) }) : nil
+            var files = 0
+            var bytes: UInt64 = 0
+            if link.name != nil {
+                for record in index where record.kind != .deleted && !record.holders.contains(name) {
+                    files += 1
+                    bytes += record.size
+                }
+            }
+            peers.append(NodeStatus.Peer(
+                name: name, address: link.address.description, connected: link.raft != nil, matchIndex: match,
+                behindEntries: behind, filesBehind: files, bytesBehind: bytes))
+        }
+        let now = loop.now
+        let transfers = (fetcher?.activeTransfers ?? []).filter { $0.total > 0 }.map { t in
+            let seconds = Double(max(now - t.startedAt, 1)) / 1000
+            return NodeStatus.Transfer(path: t.path, from: t.from, bytesDone: t.done, bytesTotal: t.total,
+                                       bytesPerSecond: Double(t.done) / seconds)
+        }
+        return NodeStatus(
+            name: config.name, role: driver == nil ? "starting (waiting for peers' names)" : "\(raftStatus.role)",
+            term: raftStatus.term, leader: raftStatus.leader, commitIndex: raft?.commitIndex ?? 0,
+            appliedIndex: index.appliedIndex, snapshotIndex: raft?.snapshotIndex ?? 0, files: index.count,
+            peers: peers, transfers: transfers, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
+            pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count, scan: sync.scanProgress,
+            recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
+            uptimeSeconds: Double(now - startedAt) / 1000)
+    }
+
+    /// True when every change this node has seen is committed and every
+    /// record is held by this node and by every member it can reach.
+    func isSettled() -> (settled: Bool, missing: [String]) {
+        var missing: [String] = []
+        if reconciler.hasPendingWork || !sync.toObserve.isEmpty || sync.observeJobs > 0 || !sync.settling.isEmpty
+            || !sync.installs.isEmpty || sync.installing || sync.scanning {
+            missing.append("local changes not yet committed or installed on this node")
+        }
+        guard driver != nil, raftStatus.leader != nil else {
+            return (false, missing + ["no raft leader"])
+        }
+        let reachable = [config.name] + links.filter { $0.raft != nil }.compactMap(\.name)
+        var count = 0
+        for record in index {
+            let lacking = reachable.filter { !record.holders.contains($0) }
+            guard !lacking.isEmpty else { continue }
+            count += 1
+            if missing.count < 10 { missing.append("\(record.path) (version \(record.version)) not yet on \(lacking.joined(separator: ","))") }
+        }
+        if count > 10 { missing.append("... \(count) paths in all") }
+        return (missing.isEmpty, missing)
+    }
+}

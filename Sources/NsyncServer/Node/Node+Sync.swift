@@ -1,0 +1,515 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Collections
+import Logging
+
+/// The node's sync machinery that is not the reconciler's pure logic: the
+/// watcher, queued observations and installs, retry timers, manifest saving.
+/// Loop thread only.
+struct SyncState {
+    let root: String
+    var watcher: Watcher?
+    var poll: Poll?
+    var ignore = IgnoreRules.defaults
+    /// Paths to stat/hash in the next observation job.
+    var toObserve: Set<String> = []
+    var observing: Set<String> = []
+    var observeJobs = 0
+    var observeScheduled = false
+    /// Files still being written: looked at again once they settle.
+    var settling: [String: LoopTimer] = [:]
+    var installs: [InstallItem] = []
+    var installing = false
+    var installScheduled = false
+    var retry: Set<String> = []
+    var retryTimer: LoopTimer?
+    var timers: [LoopTimer] = []
+    var scanning = false
+    var scanProgress: NodeStatus.Scan?
+    /// Paths the last scan found changed and that are not yet looked at.
+    var scanPending: Set<String> = []
+    var scanStartedAt: UInt64 = 0
+    var scanLoggedAt: UInt64 = 0
+    var flushScheduled = false
+    var cleanupScheduled = false
+    var manifestSaving = false
+    /// When a fetch failing on this node's disk was last reported as an error (loop ms).
+    var localFetchFailureReportedAt: UInt64?
+
+    init(root: String) { self.root = root }
+
+    var isBusy: Bool { installing || observeJobs > 0 || manifestSaving }
+
+    mutating func stopWatching() {
+        poll?.close()
+        poll = nil
+        watcher?.close()
+        watcher = nil
+        for t in settling.values { t.close() }
+        settling.removeAll()
+        retryTimer?.close()
+        for t in timers { t.close() }
+    }
+}
+
+/// One local change to make on disk, with the state the reconciler expects there.
+enum InstallItem {
+    case file(Fetcher.Fetched)
+    case directory(FileRecord, expected: LocalFile?)
+    case symlink(FileRecord, expected: LocalFile?)
+    case remove(path: String, version: UInt64, expected: LocalFile)
+    case conflict(path: String, expected: LocalFile)
+
+    var path: String {
+        switch self {
+        case .file(let f): f.record.path
+        case .directory(let r, _), .symlink(let r, _): r.path
+        case .remove(let p, _, _), .conflict(let p, _): p
+        }
+    }
+}
+
+/// What an install job did with one item.
+enum InstallResult {
+    case installed(path: String, version: UInt64, local: LocalFile?)
+    case failed(path: String, version: UInt64, InstallFailure)
+    case conflictCopied(path: String, copy: String, local: LocalFile?)
+    case conflictFailed(path: String, String)
+}
+
+extension Node {
+    /// How long a file that is written without being closed must stay
+    /// unchanged before it is announced.
+    static let settleMilliseconds: UInt64 = 300
+
+    // MARK: start
+
+    /// Loads what this node knew of its disk before Raft replays anything.
+    func loadManifest() {
+        let manifestPath = stateDirectory + "/manifest"
+        guard let bytes = try? FileDescriptor.readWholeFile(manifestPath) else { return }
+        do {
+            reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
+        } catch {
+            logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
+        }
+    }
+
+    func startSync() throws {
+        guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
+        do {
+            let poll = try Poll(loop: loop, fd: watcher.fd)
+            try poll.start(.readable) { [unowned self] _ in handle(sync.watcher?.drain() ?? []) }
+            sync.poll = poll
+        } catch {
+            throw StartupError.state("cannot watch \(config.root): \(error)")
+        }
+        // The walk in openWatcher() may have run out of watches: report it
+        // (and start the periodic rescans) now, not at the first change.
+        handle(watcher.drain())
+        let saver = LoopTimer(loop: loop)
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
+        sync.timers.append(saver)
+        rescan(reason: "start-up")
+    }
+
+    /// Watches PATH (one inotify watch per directory) while the node is
+    /// still being created, so running out of inotify instances or of the
+    /// watch for PATH itself fails start-up with one line.
+    func openWatcher() throws {
+        sync.ignore = loadIgnoreRules()
+        do {
+            sync.watcher = try Watcher(root: config.root, ignore: sync.ignore)
+        } catch let error as SystemError where error.isNoSpace {
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_watches",
+                                                current: Inotify.kernelLimit("max_user_watches"))
+        } catch let error as SystemError where error.errno == EMFILE {
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_instances",
+                                                current: Inotify.kernelLimit("max_user_instances"))
+        } catch {
+            throw StartupError.state("cannot watch \(config.root): \(error)")
+        }
+    }
+
+    func setUpTransfers() {
+        let leftovers = Set((try? FileDescriptor.listDirectory(temporaryDirectory)) ?? []).filter { $0.hasSuffix(".part") }
+        for name in (try? FileDescriptor.listDirectory(temporaryDirectory)) ?? [] where !name.hasSuffix(".part") {
+            _ = try? FileDescriptor.removeIfPresent(temporaryDirectory + "/" + name)
+        }
+        fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
+            fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
+            failed: { [unowned self] record, why, local in
+                if local {
+                    reportLocalFetchFailure(record.path, why)
+                } else {
+                    logger.info("fetch of \(record.path) did not finish: \(why)")
+                }
+                perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
+            }))
+        transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
+            [unowned self] path, version in
+            if version > index.appliedIndex { return .notYet }
+            guard let record = index.record(at: path), record.kind == .file else {
+                return .refuse(.init(status: .notFound, message: "not a file in the index"))
+            }
+            guard let held = reconciler.manifest[path], held.version == version, let local = held.local,
+                  local.kind == .file else {
+                // Committed here but maybe not yet announced as held: the
+                // origin's own put is applied before its manifest knows it.
+                if record.version == version, record.origin == config.name, reconciler.isAnnouncing(path) { return .notYet }
+                return .refuse(.init(status: .versionNotHeld, message: "version \(version) is not held here (current \(record.version))"))
+            }
+            return .serve(size: local.size)
+        }
+    }
+
+    /// This node's disk failing a fetch (full, most likely) needs the
+    /// operator: an error in status and the log, at most once a minute, as
+    /// the fetch is retried every second meanwhile.
+    private func reportLocalFetchFailure(_ path: String, _ why: String) {
+        let now = loop.now
+        if let last = sync.localFetchFailureReportedAt, now - last < 60_000 {
+            logger.info("fetch of \(path) failed again: \(why)")
+            return
+        }
+        sync.localFetchFailureReportedAt = now
+        recordError("fetch of \(path) failed on this node's disk: \(why)")
+    }
+
+    func loadIgnoreRules() -> IgnoreRules {
+        let path = config.root + "/" + IgnoreRules.fileName
+        guard let bytes = try? FileDescriptor.readWholeFile(path) else { return .defaults }
+        return IgnoreRules(text: String(decoding: bytes, as: UTF8.self))
+    }
+
+    private func startPeriodicRescans() {
+        let timer = LoopTimer(loop: loop)
+        timer.start(after: 30_000, repeating: 30_000) { [unowned self] in
+            handle(sync.watcher?.rewatch() ?? [])
+            rescan(reason: "periodic (inotify watch limit reached)")
+        }
+        sync.timers.append(timer)
+    }
+
+    // MARK: watching
+
+    func handle(_ events: [WatchEvent]) {
+        for event in events {
+            switch event {
+            case .changed(let path):
+                sync.settling.removeValue(forKey: path)?.close()
+                observe(path)
+            case .modified(let path):
+                settle(path)
+            case .removed(let path):
+                sync.settling.removeValue(forKey: path)?.close()
+                observeTree(path)
+            case let .renamed(from, to):
+                observeTree(from)
+                observe(to)
+                scanSubtree(to)
+            case .rescanNeeded(let why):
+                logger.warning("rescanning: \(why)")
+                rescan(reason: why)
+            case .watchLimitReached(let message):
+                recordError(message)
+                startPeriodicRescans()
+            }
+        }
+    }
+
+    /// Looks at `path` again once it stopped changing for a while.
+    private func settle(_ path: String) {
+        sync.settling.removeValue(forKey: path)?.close()
+        sync.settling[path] = loop.schedule(after: Node.settleMilliseconds) { [unowned self] in
+            sync.settling[path] = nil
+            observe(path)
+        }
+    }
+
+    /// `path` and everything the manifest knows below it (a removed or moved-away directory).
+    private func observeTree(_ path: String) {
+        observe(path)
+        let prefix = path + "/"
+        for known in reconciler.manifest.keys where known.hasPrefix(prefix) { observe(known) }
+    }
+
+    /// A directory that appeared by rename: everything inside is new here.
+    private func scanSubtree(_ path: String) {
+        let root = config.root
+        let ignore = sync.ignore
+        loop.queueWork({ () -> [String] in
+            guard let status = try? FileSystem.status(root + "/" + path), status.kind == .directory,
+                  let result = try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore) else { return [] }
+            return result.entries.map { path + "/" + $0.path }
+        }, completion: { [unowned self] paths in
+            for p in paths { observe(p) }
+        })
+    }
+
+    // MARK: observing
+
+    /// Queues `path` to be stat'ed (and hashed if its stat changed).
+    func observe(_ path: String) {
+        guard !stopping, IndexPath.violation(in: path) == nil,
+              !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else {
+            if sync.scanPending.remove(path) != nil { scanStepDone(0) }
+            return
+        }
+        if path == IgnoreRules.fileName { reloadIgnoreRules() }
+        sync.toObserve.insert(path)
+        guard !sync.observeScheduled else { return }
+        sync.observeScheduled = true
+        loop.schedule(after: 0) { [unowned self] in
+            sync.observeScheduled = false
+            startObservations()
+        }
+    }
+
+    private func reloadIgnoreRules() {
+        let rules = loadIgnoreRules()
+        sync.ignore = rules
+        handle(sync.watcher?.updateIgnoreRules(rules) ?? [])
+    }
+
+    static let observeBatch = 1_024
+    static let maxObserveJobs = 2
+
+    private func startObservations() {
+        while sync.observeJobs < Node.maxObserveJobs, !sync.toObserve.isEmpty {
+            var batch: [String] = []
+            for path in sync.toObserve where !sync.observing.contains(path) {
+                batch.append(path)
+                if batch.count == Node.observeBatch { break }
+            }
+            guard !batch.isEmpty else { return }
+            for path in batch {
+                sync.toObserve.remove(path)
+                sync.observing.insert(path)
+            }
+            sync.observeJobs += 1
+            let known = batch.map { reconciler.manifest[$0]?.local ?? nil }
+            let root = config.root
+            loop.queueWork({ zip(batch, known).map { LocalDisk.look(root: root, path: $0, known: $1) } },
+                           completion: { [unowned self] looks in
+                sync.observeJobs -= 1
+                var actions: [SyncAction] = []
+                for (path, look) in zip(batch, looks) {
+                    sync.observing.remove(path)
+                    if sync.scanPending.remove(path) != nil {
+                        if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
+                    }
+                    switch look {
+                    case .found(let local):
+                        actions += reconciler.observed(path, local, index: index)
+                    case .changing:
+                        settle(path)
+                    case .skipped(let why):
+                        logger.info("not syncing \(path): \(why)")
+                    case .failed(let why):
+                        recordError("cannot read \(path): \(why); skipped")
+                    }
+                }
+                perform(actions)
+                flushSoon()
+                if !sync.toObserve.isEmpty { startObservations() }
+            })
+        }
+    }
+
+    /// Compares the whole tree with the manifest: what changed while the node
+    /// was down (or while events were lost) is observed.
+    func rescan(reason: String) {
+        guard !sync.scanning else { return }
+        sync.scanning = true
+        let root = config.root
+        let ignore = sync.ignore
+        let manifest = reconciler.manifest
+        logger.info("scanning \(root) (\(reason))")
+        let started = loop.now
+        sync.scanStartedAt = started
+        sync.scanLoggedAt = started
+        sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
+        let loop = self.loop
+        loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
+            Result {
+                let result = try DirectoryScanner.scan(root: root, ignore: ignore, progressInterval: 5_000) { entries, _ in
+                    loop.execute { self?.sync.scanProgress?.filesDone = entries }
+                }
+                var changed: [String] = []
+                var seen = Set<String>()
+                seen.reserveCapacity(result.entries.count)
+                for entry in result.entries {
+                    seen.insert(entry.path)
+                    if let known = manifest[entry.path]?.local ?? nil, LocalDisk.unchanged(entry, known) { continue }
+                    changed.append(entry.path)
+                }
+                // Unreadable directories hide their contents: not deletions.
+                let hidden = result.skipped.compactMap { s -> String? in
+                    if case .unreadable = s.reason { return s.path + "/" } else { return nil }
+                }
+                for (path, entry) in manifest where entry.local != nil && !seen.contains(path) {
+                    if hidden.contains(where: { path.hasPrefix($0) }) { continue }
+                    changed.append(path)
+                }
+                return (changed, result.entries.count, result.skipped)
+            }
+        }, completion: { [unowned self] result in
+            sync.scanning = false
+            switch result {
+            case .failure(let error):
+                recordError("cannot scan \(root): \(error)")
+            case .success(let scan):
+                for skipped in scan.skipped { logger.info("not syncing \(skipped)") }
+                logger.info("scan done", metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
+                                                   "ms": "\(loop.now - started)"])
+                sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
+                sync.scanPending = Set(scan.changed)
+                for path in scan.changed { observe(path) }
+                scanStepDone(nil)
+                perform(reconciler.reconcileAll(index: index))
+                flushSoon()
+            }
+        })
+    }
+
+    /// Counts one path of the scan as looked at; logs progress now and then
+    /// and once at the end.
+    func scanStepDone(_ bytes: UInt64?) {
+        guard var progress = sync.scanProgress else { return }
+        if let bytes {
+            progress.filesDone += 1
+            progress.bytesHashed += bytes
+        }
+        sync.scanProgress = progress
+        let now = loop.now
+        if sync.scanPending.isEmpty {
+            sync.scanProgress = nil
+            if progress.filesTotal > 0 {
+                logger.info("scan: \(progress.filesTotal) changed paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed in \(now - sync.scanStartedAt) ms")
+            }
+        } else if now - sync.scanLoggedAt >= 5_000 {
+            sync.scanLoggedAt = now
+            logger.info("scan: \(progress.filesDone)/\(progress.filesTotal) paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed")
+        }
+    }
+
+    // MARK: acting
+
+    /// Carries out the reconciler's actions.
+    func perform(_ actions: [SyncAction]) {
+        for action in actions {
+            switch action {
+            case let .fetch(record, expected):
+                fetcher.fetch(record, expected: expected)
+            case let .makeDirectory(record, expected):
+                queueInstall(.directory(record, expected: expected))
+            case let .makeSymlink(record, expected):
+                queueInstall(.symlink(record, expected: expected))
+            case let .remove(path, version, expected):
+                queueInstall(.remove(path: path, version: version, expected: expected))
+            case let .conflictCopy(path, expected):
+                queueInstall(.conflict(path: path, expected: expected))
+            case .observe(let path):
+                observe(path)
+            case .retryLater(let path):
+                retryLater(path)
+            }
+        }
+    }
+
+    private func retryLater(_ path: String) {
+        sync.retry.insert(path)
+        guard sync.retryTimer == nil, !stopping else { return }
+        sync.retryTimer = loop.schedule(after: 1_000) { [unowned self] in
+            sync.retryTimer = nil
+            let paths = sync.retry
+            sync.retry.removeAll()
+            var actions: [SyncAction] = []
+            for path in paths { actions += reconciler.reconcile(path, index: index) }
+            perform(actions)
+            flushSoon()
+        }
+    }
+
+    func queueInstall(_ item: InstallItem) {
+        sync.installs.append(item)
+        guard !sync.installScheduled else { return }
+        sync.installScheduled = true
+        // While more fetches are landing, wait a moment so one disk flush
+        // covers many files (a lone edit still goes at once).
+        let gather: UInt64 = fetcher.inFlight > 1 ? 5 : 0
+        loop.schedule(after: gather) { [unowned self] in
+            sync.installScheduled = false
+            startInstalls()
+        }
+    }
+
+    /// Installs everything queued in one thread-pool job: one disk flush for
+    /// all fetched files, then each renamed into place if the local state is
+    /// still what the reconciler expected.
+    private func startInstalls() {
+        guard !sync.installing, !sync.installs.isEmpty, !stopping else { return }
+        sync.installing = true
+        let items = sync.installs
+        sync.installs.removeAll()
+        let root = config.root
+        let node = config.name
+        let now = Int64(loop.wallClockSeconds)
+        loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now) }, completion: { [unowned self] results in
+            sync.installing = false
+            var actions: [SyncAction] = []
+            for result in results {
+                switch result {
+                case let .installed(path, version, local):
+                    actions += reconciler.installed(path, version: version, local: local, index: index)
+                case let .failed(path, version, failure):
+                    if case .transient(let why) = failure { logger.info("cannot install \(path) yet: \(why)") }
+                    actions += reconciler.installFailed(path, version: version, failure, index: index)
+                case let .conflictCopied(path, copy, local):
+                    logger.warning("conflict: \(path) changed here and elsewhere at once; this node's version is kept as \(copy)")
+                    recentConflicts.append(copy)
+                    if recentConflicts.count > 20 { recentConflicts.removeFirst() }
+                    actions += reconciler.conflictCopied(path, to: copy, local: local, index: index)
+                case let .conflictFailed(path, why):
+                    recordError("cannot keep a conflict copy of \(path): \(why)")
+                    actions.append(.observe(path))
+                }
+            }
+            perform(actions)
+            flushSoon()
+            startInstalls()
+        })
+    }
+
+    /// Writes the manifest (temporary file, fsync, rename) when it changed.
+    func saveManifest(synchronously: Bool) {
+        guard reconciler.manifestDirty, !sync.manifestSaving else { return }
+        let bytes = Manifest.encode(reconciler.manifest)
+        reconciler.markManifestSaved()
+        let path = stateDirectory + "/manifest"
+        let write = { () -> Error? in
+            do {
+                let fd = try FileDescriptor.open(path + ".tmp", .writeOnly, options: [.create, .truncate], permissions: 0o600)
+                try fd.closeAfter {
+                    try fd.write(all: bytes)
+                    try fd.syncData()
+                }
+                try FileDescriptor.rename(path + ".tmp", to: path)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if synchronously {
+            if let error = write() { recordError("cannot save \(path): \(error)") }
+            return
+        }
+        sync.manifestSaving = true
+        loop.queueWork(write, completion: { [unowned self] error in
+            sync.manifestSaving = false
+            if let error { recordError("cannot save \(path): \(error)") }
+        })
+    }
+}

@@ -1,0 +1,253 @@
+/// The disk side of syncing, run on thread-pool threads: looking at a path
+/// (stat, and hash only when the stat changed) and installing what the
+/// reconciler decided, each install guarded by the state it expects. Pure
+/// functions of their arguments plus the file system; any thread.
+enum LocalDisk {
+    /// What looking at one path found.
+    enum Look {
+        case found(LocalFile?)
+        /// Written to while being hashed: look again once it settles.
+        case changing
+        /// Not something nsyncd syncs (a FIFO, a socket, a device).
+        case skipped(String)
+        case failed(String)
+    }
+
+    /// Stats `path` and hashes it if its stat differs from `known`.
+    static func look(root: String, path: String, known: LocalFile?) -> Look {
+        let full = root + "/" + path
+        let status: FileStatus
+        do {
+            status = try FileSystem.status(full)
+        } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+            return .found(nil)
+        } catch {
+            return .failed("\(error)")
+        }
+        switch status.kind {
+        case .directory:
+            return .found(LocalFile(kind: .directory, mode: status.mode, mtime: status.modificationTime, inode: status.inode))
+        case .symlink:
+            guard let target = try? FileSystem.readLink(full) else { return .found(nil) }
+            return .found(LocalFile(kind: .symlink, mode: 0, mtime: status.modificationTime, target: target, inode: status.inode))
+        case .other:
+            return .skipped("not a regular file, directory or symlink")
+        case .regular:
+            var local = LocalFile(kind: .file, size: UInt64(status.size), mode: status.mode,
+                                  mtime: status.modificationTime, inode: status.inode)
+            if let known, known.kind == .file, local.sameStat(as: known) {
+                local.hash = known.hash
+                return .found(local)
+            }
+            do {
+                let hashed = try FileSystem.hashStableFile(full, into: SHA256())
+                guard hashed.isStable else { return .changing }
+                local.size = UInt64(hashed.after.size)
+                local.mtime = hashed.after.modificationTime
+                local.mode = hashed.after.mode
+                local.inode = hashed.after.inode
+                local.hash = hashed.digest
+                return .found(local)
+            } catch let error as SystemError where error.isNotFound || error.isSymlink {
+                return look(root: root, path: path, known: nil)
+            } catch {
+                return .failed("\(error)")
+            }
+        }
+    }
+
+    /// Whether a scanned entry matches what the manifest knows (no need to hash).
+    static func unchanged(_ entry: ScannedEntry, _ known: LocalFile) -> Bool {
+        switch entry.kind {
+        case .file:
+            known.kind == .file && UInt64(entry.size) == known.size && entry.mode == known.mode
+                && entry.modificationTime == known.mtime
+        case .directory:
+            known.kind == .directory && entry.mode == known.mode
+        case .symlink:
+            known.kind == .symlink && entry.symlinkTarget == known.target
+        }
+    }
+
+    /// True when the disk at `full` is what the reconciler expects (nil: absent).
+    static func matches(_ full: String, _ expected: LocalFile?) -> Bool {
+        guard let status = try? FileSystem.status(full) else { return expected == nil }
+        guard let expected else { return false }
+        switch (status.kind, expected.kind) {
+        case (.directory, .directory):
+            return true
+        case (.symlink, .symlink):
+            return (try? FileSystem.readLink(full)) == expected.target
+        case (.regular, .file):
+            return UInt64(status.size) == expected.size && status.modificationTime == expected.mtime
+                && status.inode == expected.inode && status.mode == expected.mode
+        default:
+            return false
+        }
+    }
+
+    // MARK: installing
+
+    /// Carries out `items` in order; fetched files are made durable together
+    /// first (one flush), and every parent directory touched is fsync'd after.
+    static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64) -> [InstallResult] {
+        let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
+        var flushError: Error?
+        do {
+            if files.count == 1 {
+                let fd = try FileDescriptor.open(files[0].temporaryPath, .readOnly)
+                try fd.closeAfter { try fd.sync() }
+            } else if files.count > 1 {
+                try FileSystem.syncFileSystem(containing: root)
+            }
+        } catch {
+            flushError = error
+        }
+        var touched = Set<String>()
+        // Deletions deepest first, so a directory is empty by the time its turn comes.
+        let ordered = items.filter { if case .remove = $0 { false } else { true } }
+            + items.filter { if case .remove = $0 { true } else { false } }.sorted { $0.path.utf8.count > $1.path.utf8.count }
+        var results: [InstallResult] = []
+        results.reserveCapacity(items.count)
+        for item in ordered {
+            let full = root + "/" + item.path
+            touched.insert(parent(of: full))
+            switch item {
+            case .file(let fetched):
+                let record = fetched.record
+                if let flushError {
+                    results.append(.failed(path: record.path, version: record.version, .transient("flush failed: \(flushError)")))
+                    continue
+                }
+                results.append(installFile(fetched, full: full))
+            case let .directory(record, expected):
+                results.append(installDirectory(record, expected: expected, full: full))
+            case let .symlink(record, expected):
+                results.append(installSymlink(record, expected: expected, full: full, root: root))
+            case let .remove(path, version, expected):
+                results.append(remove(path, version: version, expected: expected, full: full))
+            case let .conflict(path, expected):
+                results.append(conflictCopy(path, expected: expected, root: root, node: node, now: now))
+            }
+        }
+        // The renames are durable once their directories are: one flush of
+        // the file system for a batch, a directory fsync or two otherwise.
+        if touched.count > 2 {
+            try? FileSystem.syncFileSystem(containing: root)
+        } else {
+            for directory in touched { try? FileDescriptor.syncDirectory(directory) }
+        }
+        return results
+    }
+
+    private static func parent(of full: String) -> String {
+        guard let slash = full.lastIndex(of: "/") else { return "." }
+        return String(full[..<slash])
+    }
+
+    /// Creates missing parent directories of `full` (below `root`).
+    private static func makeParents(of full: String) throws {
+        let directory = parent(of: full)
+        if (try? FileSystem.status(directory))?.kind == .directory { return }
+        try FileDescriptor.makeDirectories(directory, permissions: 0o755)
+    }
+
+    private static func installFile(_ fetched: Fetcher.Fetched, full: String) -> InstallResult {
+        let record = fetched.record
+        guard matches(full, fetched.expected) else {
+            return .failed(path: record.path, version: record.version, .localChanged)
+        }
+        do {
+            try makeParents(of: full)
+            if let status = try? FileSystem.status(full), status.kind == .directory {
+                try FileSystem.removeDirectory(full)
+            }
+            try FileSystem.rename(fetched.temporaryPath, to: full)
+            let status = try FileSystem.status(full)
+            return .installed(path: record.path, version: record.version, local: LocalFile(
+                kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                hash: record.hash, inode: status.inode))
+        } catch {
+            return .failed(path: record.path, version: record.version, .transient("\(error)"))
+        }
+    }
+
+    private static func installDirectory(_ record: FileRecord, expected: LocalFile?, full: String) -> InstallResult {
+        guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
+        do {
+            let status = try? FileSystem.status(full)
+            if let status, status.kind != .directory {
+                try FileSystem.removeFile(full)
+            }
+            if status?.kind != .directory {
+                try makeParents(of: full)
+                try FileSystem.makeDirectory(full, mode: record.mode)
+            }
+            try FileSystem.setMode(full, record.mode)
+            try? FileSystem.setModificationTime(full, record.mtime)
+            let after = try FileSystem.status(full)
+            return .installed(path: record.path, version: record.version,
+                              local: LocalFile(kind: .directory, mode: after.mode, mtime: after.modificationTime, inode: after.inode))
+        } catch {
+            return .failed(path: record.path, version: record.version, .transient("\(error)"))
+        }
+    }
+
+    private static func installSymlink(_ record: FileRecord, expected: LocalFile?, full: String, root: String) -> InstallResult {
+        guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
+        let temporary = root + "/.nsync/tmp/link-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try makeParents(of: full)
+            if let status = try? FileSystem.status(full), status.kind == .directory {
+                try FileSystem.removeDirectory(full)
+            }
+            try FileSystem.createSymlink(at: temporary, target: record.target)
+            try? FileSystem.setModificationTime(temporary, record.mtime, noFollow: true)
+            try FileSystem.rename(temporary, to: full)
+            let after = try FileSystem.status(full)
+            return .installed(path: record.path, version: record.version, local: LocalFile(
+                kind: .symlink, mode: 0, mtime: after.modificationTime, target: record.target, inode: after.inode))
+        } catch {
+            _ = try? FileDescriptor.removeIfPresent(temporary)
+            return .failed(path: record.path, version: record.version, .transient("\(error)"))
+        }
+    }
+
+    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String) -> InstallResult {
+        guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
+        do {
+            if expected.kind == .directory {
+                try FileSystem.removeDirectory(full)
+            } else {
+                try FileSystem.removeFile(full)
+            }
+            return .installed(path: path, version: version, local: nil)
+        } catch let error as SystemError where error.isNotFound {
+            return .installed(path: path, version: version, local: nil)
+        } catch {
+            return .failed(path: path, version: version, .transient("\(error)"))
+        }
+    }
+
+    private static func conflictCopy(_ path: String, expected: LocalFile, root: String, node: NodeName, now: Int64) -> InstallResult {
+        let full = root + "/" + path
+        guard matches(full, expected) else { return .conflictFailed(path: path, "it changed again") }
+        var copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now, node: node)
+        var attempt = 1
+        while (try? FileSystem.status(root + "/" + copy)) != nil, attempt < 100 {
+            attempt += 1
+            copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now + Int64(attempt), node: node)
+        }
+        do {
+            try FileSystem.rename(full, to: root + "/" + copy)
+            var local = expected
+            if let status = try? FileSystem.status(root + "/" + copy) {
+                local.inode = status.inode
+                local.mtime = status.modificationTime
+            }
+            return .conflictCopied(path: path, copy: copy, local: local)
+        } catch {
+            return .conflictFailed(path: path, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,337 @@
+/// A change the watcher saw under PATH; paths are relative, `/`-separated.
+public enum WatchEvent: Hashable, Sendable {
+    /// Content or metadata is settled and worth a look: a writer closed the
+    /// file, its mode or mtime was set, a directory or symlink appeared, or
+    /// something was moved into the tree. The reconciler hashes and compares.
+    case changed(String)
+    /// Written to and not closed yet. The reconciler waits for `.changed`
+    /// (close-after-write), or announces once size and mtime stay stable for
+    /// a short while, for writers that keep files open. An mtime-only change
+    /// (`touch -m`) also arrives this way: the kernel reports it as a write.
+    case modified(String)
+    case removed(String)
+    /// A rename with both names inside the tree (and not ignored).
+    case renamed(from: String, to: String)
+    /// Events were lost or the tree moved under us: compare the whole tree
+    /// with the index again. The text says why, for the log.
+    case rescanNeeded(String)
+    /// inotify ran out of watches; some directories are not watched. The
+    /// text names fs.inotify.max_user_watches for the log. The caller falls
+    /// back to periodic rescans (and may call `rewatch()` after each).
+    case watchLimitReached(String)
+}
+
+/// Watches PATH recursively with one raw inotify descriptor and turns its
+/// events into `WatchEvent`s: one watch per directory, added for directories
+/// created (or moved in) later, whose contents are reported right away since
+/// files may land in them before their watch exists. Ignored directories are
+/// not watched and ignored paths are not reported.
+///
+/// Confined to the loop thread, which polls `fd` for readability and calls
+/// `drain()`. For a large tree `init` walks every directory; it may run on a
+/// thread-pool thread and be handed over whole. Start it before the start-up
+/// scan so nothing that changes during the scan is missed.
+///
+/// A rename's two halves are paired by cookie within one `drain()`; if the
+/// second half has not been queued by then (the kernel queues both within one
+/// rename call, so this is rare) the move is reported as a removal and an
+/// arrival, which converges to the same tree.
+public final class Watcher {
+    public let root: String
+    public private(set) var ignore: IgnoreRules
+    /// True once a watch could not be added for lack of inotify watches.
+    public private(set) var isWatchLimitReached = false
+    public var fd: Int32 { inotify.fd }
+    public var watchedDirectoryCount: Int { pathsByWatch.count }
+
+    private let inotify: Inotify
+    private var pathsByWatch: [Int32: String] = [:]
+    private var watchesByPath: [String: Int32] = [:]
+    /// Files with IN_MODIFY and no IN_CLOSE_WRITE since: an IN_ATTRIB on one
+    /// of them (a copier setting the mode mid-write) is not "settled".
+    private var beingWritten: Set<String> = []
+    /// Events produced outside `drain` (by `init`), returned by the next one.
+    private var pending: [WatchEvent] = []
+
+    private static let maximumReadsPerDrain = 64
+    private static let fileEvents: InotifyMask = [
+        .closeWrite, .create, .delete, .movedFrom, .movedTo, .attrib, .modify, .deleteSelf, .moveSelf,
+    ]
+
+    /// At most this many directories are watched (nil: as many as the kernel
+    /// allows), to leave inotify watches for other programs of the same user.
+    public let maximumWatches: Int?
+
+    public init(root: String, ignore: IgnoreRules, maximumWatches: Int? = nil) throws {
+        self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+        self.ignore = ignore
+        self.maximumWatches = maximumWatches
+        inotify = try Inotify()
+        // The root may be a symlink an operator chose; below it nothing is followed.
+        let rootWatch = try inotify.addWatch(self.root, mask: Watcher.fileEvents.union([.onlyDirectory, .excludeUnlinked]))
+        remember(rootWatch, "")
+        watchTree(children: "", reportContents: false, into: &pending)
+    }
+
+    public func close() { inotify.close() }
+
+    /// Reads and translates everything queued now (bounded per call: the
+    /// descriptor stays readable if more is left, so the poll fires again).
+    public func drain() -> [WatchEvent] {
+        var events = pending
+        pending = []
+        var moves: [UInt32: Move] = [:]
+        var triedLateRead = false
+        for _ in 0..<Watcher.maximumReadsPerDrain {
+            let batch: [InotifyEvent]
+            do {
+                batch = try inotify.readEvents()
+            } catch {
+                events.append(.rescanNeeded("reading inotify events failed (\(error)): some changes may be lost"))
+                break
+            }
+            if batch.isEmpty {
+                // The second half of a rename is queued right after the first;
+                // give it one more read before calling the move a removal.
+                if triedLateRead || !moves.values.contains(where: { !$0.ignored }) { break }
+                triedLateRead = true
+                continue
+            }
+            for event in batch { handle(event, into: &events, moves: &moves) }
+        }
+        // Moved out of the tree: what stayed is a removal; stop watching it.
+        for move in moves.values where !move.ignored && move.isDirectory {
+            unwatchTree(move.path)
+        }
+        return events
+    }
+
+    /// Replaces the ignore rules (after `.nsyncignore` changed): stops
+    /// watching directories now ignored and watches those now included. The
+    /// caller rescans to pick up what the new rules include or exclude.
+    public func updateIgnoreRules(_ rules: IgnoreRules) -> [WatchEvent] {
+        ignore = rules
+        for (path, watch) in watchesByPath where !path.isEmpty && ignore.isIgnored(path: path, isDirectory: true) {
+            inotify.removeWatch(watch)
+            forget(watch)
+        }
+        return rewatch()
+    }
+
+    /// Walks the tree again adding the watches that are missing (after the
+    /// watch limit was hit, or rules changed). Reports no contents: the
+    /// caller's rescan does that.
+    public func rewatch() -> [WatchEvent] {
+        var events: [WatchEvent] = []
+        let limitWasReached = isWatchLimitReached
+        isWatchLimitReached = false
+        watchTree(children: "", reportContents: false, into: &events)
+        if limitWasReached && isWatchLimitReached {
+            // Said once already; the caller is still rescanning periodically.
+            events.removeAll { if case .watchLimitReached = $0 { return true } else { return false } }
+        }
+        return events
+    }
+
+    // MARK: - Translating events
+
+    /// The first half of a rename, waiting for its second.
+    private struct Move {
+        var path: String
+        var isDirectory: Bool
+        var ignored: Bool
+        /// Where its `.removed` placeholder sits in the output.
+        var index: Int
+    }
+
+    private func handle(_ event: InotifyEvent, into events: inout [WatchEvent], moves: inout [UInt32: Move]) {
+        let mask = event.mask
+        if mask.contains(.queueOverflow) {
+            let limit = Inotify.kernelLimit("max_queued_events").map { " (\($0))" } ?? ""
+            events.append(.rescanNeeded("the inotify event queue overflowed: more than fs.inotify.max_queued_events\(limit) changes waited, so some were lost"))
+            return
+        }
+        guard let directory = pathsByWatch[event.watch] else { return }
+        if mask.contains(.ignored) {
+            forget(event.watch)
+            return
+        }
+        if event.name.isEmpty {
+            // About the watched directory itself: its parent's watch reports
+            // the same change by name, except for the root, which has none.
+            if directory.isEmpty && !mask.isDisjoint(with: [.deleteSelf, .moveSelf]) {
+                events.append(.rescanNeeded("the synced directory \(root) was moved or deleted"))
+            }
+            return
+        }
+        // A name that is not UTF-8 cannot be synced; the scanner reports it.
+        guard let name = event.nameText else { return }
+        let path = directory.isEmpty ? name : directory + "/" + name
+        let isDirectory = mask.contains(.isDirectory)
+        let ignored = ignore.isIgnored(path: path, isDirectory: isDirectory)
+
+        if mask.contains(.movedFrom) {
+            moves[event.cookie] = Move(path: path, isDirectory: isDirectory, ignored: ignored, index: events.count)
+            if !ignored {
+                events.append(.removed(path))
+                beingWritten.remove(path)
+            }
+            return
+        }
+        if mask.contains(.movedTo) {
+            guard let move = moves.removeValue(forKey: event.cookie) else {
+                if !ignored { arrive(path, isDirectory: isDirectory, into: &events) }
+                return
+            }
+            switch (move.ignored, ignored) {
+            case (true, true):
+                break
+            case (true, false):
+                arrive(path, isDirectory: isDirectory, into: &events)
+            case (false, true):
+                if move.isDirectory { unwatchTree(move.path) }
+            case (false, false):
+                events[move.index] = .renamed(from: move.path, to: path)
+                if isDirectory { renameWatches(from: move.path, to: path) }
+            }
+            return
+        }
+        if ignored { return }
+        if mask.contains(.create) {
+            arrive(path, isDirectory: isDirectory, createdEmpty: true, into: &events)
+        } else if mask.contains(.delete) {
+            beingWritten.remove(path)
+            events.append(.removed(path))
+        } else if mask.contains(.closeWrite) {
+            beingWritten.remove(path)
+            events.append(.changed(path))
+        } else if mask.contains(.modify) {
+            beingWritten.insert(path)
+            events.append(.modified(path))
+        } else if mask.contains(.attrib) {
+            events.append(beingWritten.contains(path) ? .modified(path) : .changed(path))
+        }
+    }
+
+    /// Something new at `path`: a directory is watched and its contents
+    /// reported; a file moved in is complete (`.changed`), one just created
+    /// is about to be written (`.modified`); a symlink is complete either way.
+    private func arrive(_ path: String, isDirectory: Bool, createdEmpty: Bool = false, into events: inout [WatchEvent]) {
+        if isDirectory {
+            events.append(.changed(path))
+            watchDirectory(path, reportContents: true, into: &events)
+            return
+        }
+        guard let status = try? FileSystem.status(absolute(path)) else { return } // gone again
+        switch status.kind {
+        case .symlink:
+            events.append(.changed(path))
+        case .regular:
+            events.append(createdEmpty ? .modified(path) : .changed(path))
+        case .directory, .other:
+            break
+        }
+    }
+
+    // MARK: - Watches
+
+    private func absolute(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
+
+    private func remember(_ watch: Int32, _ path: String) {
+        // The kernel returns the existing descriptor for an inode already
+        // watched (a directory moved while we were not looking): rebind it.
+        if let old = pathsByWatch[watch], old != path, watchesByPath[old] == watch {
+            watchesByPath[old] = nil
+        }
+        pathsByWatch[watch] = path
+        watchesByPath[path] = watch
+    }
+
+    private func forget(_ watch: Int32) {
+        guard let path = pathsByWatch.removeValue(forKey: watch) else { return }
+        if watchesByPath[path] == watch { watchesByPath[path] = nil }
+    }
+
+    /// Watches `path` and everything below it, reporting what is inside
+    /// (`reportContents`) because it may have arrived before the watch.
+    private func watchDirectory(_ path: String, reportContents: Bool, into events: inout [WatchEvent]) {
+        guard addWatch(path, into: &events) else { return }
+        watchTree(children: path, reportContents: reportContents, into: &events)
+    }
+
+    /// Adds watches below the already-watched `top`, depth first with an
+    /// explicit stack.
+    private func watchTree(children top: String, reportContents: Bool, into events: inout [WatchEvent]) {
+        var stack = [top]
+        while let directory = stack.popLast() {
+            guard let entries = try? FileSystem.listDirectoryEntries(absolute(directory)) else { continue }
+            for entry in entries {
+                guard let name = entry.name, let status = entry.status else { continue }
+                let path = directory.isEmpty ? name : directory + "/" + name
+                let isDirectory = status.kind == .directory
+                if ignore.isIgnoredEntry(path: path, isDirectory: isDirectory) { continue }
+                switch status.kind {
+                case .directory:
+                    if reportContents { events.append(.changed(path)) }
+                    if addWatch(path, into: &events) { stack.append(path) }
+                case .regular, .symlink:
+                    if reportContents { events.append(.changed(path)) }
+                case .other:
+                    break
+                }
+            }
+        }
+    }
+
+    /// Adds one directory watch; false when the directory cannot be watched
+    /// (gone, not a directory any more, or out of watches).
+    private func addWatch(_ path: String, into events: inout [WatchEvent]) -> Bool {
+        if isWatchLimitReached { return false }
+        if let cap = maximumWatches, pathsByWatch.count >= cap {
+            reportWatchLimit(at: path, limit: "nsyncd's own cap of \(cap) watches", into: &events)
+            return false
+        }
+        do {
+            let watch = try inotify.addWatch(absolute(path), mask: Watcher.fileEvents.union([.onlyDirectory, .dontFollow, .excludeUnlinked]))
+            remember(watch, path)
+            return true
+        } catch let error as SystemError where error.isNoSpace {
+            let limit = Inotify.kernelLimit("max_user_watches").map(String.init) ?? "unknown"
+            reportWatchLimit(at: path, limit: "fs.inotify.max_user_watches = \(limit)", into: &events)
+            return false
+        } catch {
+            // Removed or replaced meanwhile, or unreadable: the scanner
+            // reports unreadable directories; the rest reports itself.
+            return false
+        }
+    }
+
+    private func reportWatchLimit(at path: String, limit: String, into events: inout [WatchEvent]) {
+        isWatchLimitReached = true
+        events.append(.watchLimitReached(
+            "inotify watch limit reached (\(limit)) after watching \(watchedDirectoryCount) directories of "
+            + "\(root); \(absolute(path)) and others are not watched, so their changes are found by periodic "
+            + "rescans instead of at once. Raise fs.inotify.max_user_watches (sysctl -w "
+            + "fs.inotify.max_user_watches=524288, persisted in /etc/sysctl.d/) and restart nsyncd."))
+    }
+
+    private func unwatchTree(_ path: String) {
+        let prefix = path + "/"
+        for (watchPath, watch) in watchesByPath where watchPath == path || watchPath.hasPrefix(prefix) {
+            inotify.removeWatch(watch)
+            forget(watch)
+        }
+        beingWritten = beingWritten.filter { !$0.hasPrefix(prefix) }
+    }
+
+    private func renameWatches(from old: String, to new: String) {
+        let prefix = old + "/"
+        for (watchPath, watch) in watchesByPath where watchPath == old || watchPath.hasPrefix(prefix) {
+            let moved = new + watchPath.dropFirst(old.count)
+            watchesByPath[watchPath] = nil
+            pathsByWatch[watch] = moved
+            watchesByPath[moved] = watch
+        }
+        beingWritten = Set(beingWritten.map { $0.hasPrefix(prefix) ? new + $0.dropFirst(old.count) : $0 })
+    }
+}

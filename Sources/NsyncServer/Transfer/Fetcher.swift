@@ -1,0 +1,438 @@
+import Collections
+import Logging
+
+/// Fetches file versions from peers that hold them: many requests pipelined
+/// per file channel, bytes written to `.nsync/tmp/` on the thread pool while
+/// more arrive, hashed as they are written (no second pass), verified
+/// against the index's SHA-256. A transfer cut off by a dead holder resumes
+/// from the bytes it has, on another holder; `.part` files left by a crash
+/// are resumed too. Loop thread only.
+final class Fetcher {
+    /// A fetched file, complete and verified, waiting to be installed.
+    struct Fetched {
+        var record: FileRecord
+        var expected: LocalFile?
+        var temporaryPath: String
+    }
+
+    struct Hooks {
+        /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
+        var fetched: (Fetched) -> Void
+        /// The fetch could not finish now; the reconciler retries later.
+        /// `local` is true when this node is at fault (its disk), not the holder.
+        var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
+    }
+
+    /// Requests in flight per channel, and bytes buffered for the disk before
+    /// reading from the channel pauses.
+    static let maxRequestsPerChannel = 64
+    static let pauseAboveBufferedBytes = 32 << 20
+    static let resumeBelowBufferedBytes = 8 << 20
+
+    private let loop: EventLoop
+    private let temporaryDirectory: String
+    private let logger: Logger
+    private let hooks: Hooks
+    private var waiting: Deque<Transfer> = []
+    private var links: [NodeName: Link] = [:]
+    private var nextRequestID: UInt32 = 1
+    private var placementQueued = false
+    /// `.part` files found at start-up: resumable.
+    private var leftovers: Set<String>
+    /// Bytes received since start (status, benchmarks).
+    private(set) var bytesReceived: UInt64 = 0
+
+    init(loop: EventLoop, temporaryDirectory: String, leftovers: Set<String>, logger: Logger, hooks: Hooks) {
+        self.loop = loop
+        self.temporaryDirectory = temporaryDirectory
+        self.leftovers = leftovers
+        self.logger = logger
+        self.hooks = hooks
+    }
+
+    /// One file being fetched: its request, temporary file and running hash.
+    final class Transfer {
+        let record: FileRecord
+        let expected: LocalFile?
+        let temporaryPath: String
+        var requestID: UInt32 = 0
+        var holder: NodeName?
+        /// Holders that failed this transfer; tried again only when no other is left.
+        var avoid: Set<NodeName> = []
+        var fd: FileDescriptor?
+        let hasher = SHA256()
+        /// Bytes received in order (written or queued for writing).
+        var received: UInt64 = 0
+        /// Bytes made it to the temporary file.
+        var written: UInt64 = 0
+        var pending: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
+        var pendingBytes = 0
+        var writing = false
+        var headerSeen = false
+        var ended = false
+        var failed = false
+        /// A resumed `.part` still to be opened and hashed up to its size.
+        var resumeFromDisk = false
+        var startedAt: UInt64 = 0
+        var lastLoggedAt: UInt64 = 0
+
+        init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
+            self.record = record
+            self.expected = expected
+            self.temporaryPath = temporaryPath
+        }
+    }
+
+    /// A ready file channel to one peer and the transfers on it.
+    final class Link {
+        let peer: NodeName
+        let channel: Channel
+        var active: [UInt32: Transfer] = [:]
+        var bufferedBytes = 0
+        var paused = false
+        init(peer: NodeName, channel: Channel) {
+            self.peer = peer
+            self.channel = channel
+        }
+    }
+
+    // MARK: public
+
+    /// Fetches `record` unless it is already being fetched.
+    func fetch(_ record: FileRecord, expected: LocalFile?) {
+        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16)).part"
+        let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
+        if leftovers.remove(name) != nil { transfer.resumeFromDisk = true }
+        transfer.startedAt = loop.now
+        waiting.append(transfer)
+        schedule()
+    }
+
+    /// Files waiting or in flight, and the bytes they still need.
+    var backlog: (files: Int, bytes: UInt64) {
+        var files = waiting.count
+        var bytes = waiting.reduce(UInt64(0)) { $0 + $1.record.size - min($1.received, $1.record.size) }
+        for link in links.values {
+            files += link.active.count
+            bytes += link.active.values.reduce(UInt64(0)) { $0 + $1.record.size - min($1.received, $1.record.size) }
+        }
+        return (files, bytes)
+    }
+
+    /// Transfers requested and not finished.
+    var inFlight: Int { links.values.reduce(0) { $0 + $1.active.count } }
+
+    /// Transfers in flight (for status): path, holder, bytes done and total, start time.
+    var activeTransfers: [(path: String, from: NodeName, done: UInt64, total: UInt64, startedAt: UInt64)] {
+        links.values.flatMap { link in
+            link.active.values.map { ($0.record.path, link.peer, $0.received, $0.record.size, $0.startedAt) }
+        }
+    }
+
+    func channelReady(_ peer: NodeName, _ channel: Channel) {
+        links[peer]?.channel.close()
+        let link = Link(peer: peer, channel: channel)
+        links[peer] = link
+        channel.onFrame = { [unowned self, unowned link] frame in receive(frame, on: link) }
+        schedule()
+    }
+
+    /// The channel to `peer` closed: its transfers go back to the queue and
+    /// resume from what they have, on another holder if there is one.
+    func channelClosed(_ peer: NodeName, _ channel: Channel) {
+        guard let link = links[peer], link.channel === channel else { return }
+        links[peer] = nil
+        for transfer in link.active.values.sorted(by: { $0.requestID < $1.requestID }) {
+            transfer.holder = nil
+            transfer.headerSeen = false
+            transfer.avoid.insert(peer)
+            waiting.append(transfer)
+        }
+        schedule()
+    }
+
+    /// Stops everything; temporary files stay for a later resume.
+    func shutdown() {
+        for link in links.values {
+            for transfer in link.active.values { transfer.failed = true; closeFile(transfer) }
+        }
+        for transfer in waiting { closeFile(transfer) }
+        waiting.removeAll()
+        links.removeAll()
+    }
+
+    // MARK: scheduling
+
+    /// Places waiting transfers at the end of this loop turn (many events
+    /// in one turn, e.g. a batch of 2,000 new files, place once).
+    private func schedule() {
+        guard !placementQueued else { return }
+        placementQueued = true
+        loop.schedule(after: 0) { [weak self] in
+            guard let self else { return }
+            placementQueued = false
+            placeWaiting()
+        }
+    }
+
+    /// Sends requests while some channel has room. The work per call is
+    /// bounded by the room there is, so thousands of queued files cost
+    /// O(files) in all, not O(files) per completed file.
+    private func placeWaiting() {
+        var room = links.values.reduce(0) { $0 + max(0, Fetcher.maxRequestsPerChannel - $1.active.count) }
+        guard room > 0, !waiting.isEmpty else { return }
+        var examined = 0
+        let budget = room * 4 + 64
+        var skipped: [Transfer] = []
+        while room > 0, examined < budget, let transfer = waiting.popFirst() {
+            examined += 1
+            if start(transfer) {
+                room -= 1
+            } else {
+                skipped.append(transfer)
+            }
+        }
+        // Those that could not go yet wait behind the rest, in their order.
+        waiting.append(contentsOf: skipped)
+    }
+
+    /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
+    private func start(_ transfer: Transfer) -> Bool {
+        if transfer.writing { return false }
+        let holders = transfer.record.holders
+        let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
+        let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
+        let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }
+        guard let link = candidates.min(by: { $0.active.count < $1.active.count }) else { return false }
+        if transfer.resumeFromDisk {
+            resumeFromDisk(transfer)
+            return true
+        }
+        transfer.requestID = nextRequestID
+        nextRequestID = nextRequestID &+ 1
+        transfer.holder = link.peer
+        link.active[transfer.requestID] = transfer
+        let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
+                                   version: transfer.record.version, offset: transfer.received)
+        if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
+            TransferMessage.request(request).encodePayload(into: &$0)
+        }) {
+            link.channel.send(frame)
+        }
+        return true
+    }
+
+    /// Opens a `.part` left by an earlier run and hashes what it holds, then queues the rest.
+    private func resumeFromDisk(_ transfer: Transfer) {
+        transfer.resumeFromDisk = false
+        transfer.writing = true
+        let path = transfer.temporaryPath
+        let hasher = transfer.hasher
+        let limit = transfer.record.size
+        loop.queueWork({ () -> (FileDescriptor, UInt64)? in
+            guard let fd = try? FileDescriptor.open(path, .readWrite),
+                  let size = try? fd.size(), size > 0, UInt64(size) <= limit else { return nil }
+            var offset: Int64 = 0
+            while offset < size {
+                guard let chunk = try? fd.read(upToCount: Int(min(Int64(1 << 20), size - offset)), at: offset),
+                      !chunk.isEmpty else { break }
+                hasher.update(chunk)
+                offset += Int64(chunk.count)
+            }
+            return (fd, UInt64(offset))
+        }, completion: { [self] result in
+            transfer.writing = false
+            if let (fd, size) = result {
+                transfer.fd = fd
+                transfer.received = size
+                transfer.written = size
+                logger.info("resuming \(transfer.record.path) from \(size) bytes")
+            } else {
+                transfer.hasher.reset()
+            }
+            waiting.append(transfer)
+            schedule()
+        })
+    }
+
+    // MARK: receiving
+
+    private func receive(_ frame: Frame, on link: Link) {
+        var payload = frame.payload
+        let message: TransferMessage
+        do {
+            message = try TransferMessage.decode(type: frame.type, payload: &payload)
+        } catch {
+            logger.warning("closing file channel: \(error)", metadata: ["peer": "\(link.peer)"])
+            link.channel.close()
+            return
+        }
+        logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
+        switch message {
+        case .header(let header):
+            guard let transfer = link.active[header.requestID] else { return }
+            guard header.status == .ok else {
+                link.active[header.requestID] = nil
+                transfer.avoid.insert(link.peer)
+                giveUp(transfer, "\(link.peer) refused: \(header.status) \(header.message)")
+                schedule()
+                return
+            }
+            guard header.size == transfer.record.size else {
+                link.active[header.requestID] = nil
+                giveUp(transfer, "\(link.peer) has \(header.size) bytes, the index says \(transfer.record.size)")
+                schedule()
+                return
+            }
+            transfer.headerSeen = true
+            if transfer.record.size == 0 { queueWrite(transfer) }
+        case let .data(id, offset, bytes):
+            guard let transfer = link.active[id], transfer.headerSeen else { return }
+            guard offset == transfer.received, offset + UInt64(bytes.count) <= transfer.record.size else {
+                logger.warning("out-of-order data from \(link.peer) for \(transfer.record.path); closing channel")
+                link.channel.close()
+                return
+            }
+            transfer.received += UInt64(bytes.count)
+            bytesReceived += UInt64(bytes.count)
+            logProgress(transfer, from: link.peer)
+            transfer.pending.append((offset, bytes))
+            transfer.pendingBytes += bytes.count
+            link.bufferedBytes += bytes.count
+            if link.bufferedBytes > Fetcher.pauseAboveBufferedBytes, !link.paused {
+                link.paused = true
+                link.channel.connection.pauseReading()
+            }
+            queueWrite(transfer)
+        case .end(let id):
+            guard let transfer = link.active.removeValue(forKey: id) else { return }
+            guard transfer.received == transfer.record.size else {
+                transfer.avoid.insert(link.peer)
+                giveUp(transfer, "\(link.peer) ended after \(transfer.received) of \(transfer.record.size) bytes")
+                schedule()
+                return
+            }
+            transfer.ended = true
+            queueWrite(transfer)
+            schedule()
+        case .request, .cancel:
+            logger.warning("closing file channel: a server sent a request", metadata: ["peer": "\(link.peer)"])
+            link.channel.close()
+        }
+    }
+
+    /// Writes what arrived (all of it, in one job) unless a write is running;
+    /// finishes the file once everything is written.
+    private func queueWrite(_ transfer: Transfer) {
+        guard !transfer.writing, !transfer.failed else { return }
+        let chunks = transfer.pending
+        let bytes = transfer.pendingBytes
+        let finish = transfer.ended && transfer.received == transfer.record.size
+        guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
+        transfer.pending.removeAll(keepingCapacity: true)
+        transfer.pendingBytes = 0
+        transfer.writing = true
+        let path = transfer.temporaryPath
+        let hasher = transfer.hasher
+        let existing = transfer.fd
+        let record = transfer.record
+        loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
+            Result {
+                let fd = try existing ?? FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
+                do {
+                    for chunk in chunks {
+                        try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
+                        hasher.update(chunk.bytes)
+                    }
+                    guard finish else { return (fd, nil) }
+                    let digest = hasher.finalize()
+                    if digest == record.hash {
+                        try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
+                        try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)
+                    }
+                    try fd.close()
+                    return (fd, digest)
+                } catch {
+                    try? fd.close()
+                    throw error
+                }
+            }
+        }, completion: { [self] result in
+            transfer.writing = false
+            releaseBuffered(bytes, of: transfer)
+            switch result {
+            case .failure(let error):
+                transfer.fd = nil
+                transfer.failed = true
+                detach(transfer)
+                // A full disk: give the space back rather than hold half a file.
+                FileSystemCleanup.remove(path, on: loop)
+                hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
+            case .success((let fd, nil)):
+                transfer.fd = fd
+                transfer.written += UInt64(bytes)
+                queueWrite(transfer)
+            case .success((_, let digest?)):
+                transfer.fd = nil
+                if digest == transfer.record.hash {
+                    hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
+                } else {
+                    // Not what the index promised: start again from zero elsewhere.
+                    if let holder = transfer.holder { transfer.avoid.insert(holder) }
+                    FileSystemCleanup.remove(path, on: loop)
+                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
+                }
+            }
+            if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
+        })
+    }
+
+    /// Files at least this large get progress lines in the log.
+    static let progressLogBytes: UInt64 = 64 << 20
+
+    private func logProgress(_ transfer: Transfer, from peer: NodeName) {
+        guard transfer.record.size >= Fetcher.progressLogBytes else { return }
+        let now = loop.now
+        let first = transfer.lastLoggedAt == 0
+        guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
+        transfer.lastLoggedAt = now
+        let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
+        let rate = Double(transfer.received) / seconds
+        let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
+        logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
+    }
+
+    private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
+        guard let holder = transfer.holder, let link = links[holder] else { return }
+        link.bufferedBytes -= bytes
+        if link.paused, link.bufferedBytes < Fetcher.resumeBelowBufferedBytes {
+            link.paused = false
+            link.channel.connection.resumeReading()
+        }
+    }
+
+    private func detach(_ transfer: Transfer) {
+        if let holder = transfer.holder { links[holder]?.active[transfer.requestID] = nil }
+    }
+
+    /// The holder cannot serve this: drop the transfer (its `.part` stays for
+    /// a resume) and let the reconciler retry later, maybe from another holder.
+    private func giveUp(_ transfer: Transfer, _ why: String) {
+        transfer.failed = true
+        closeFile(transfer)
+        hooks.failed(transfer.record, why, false)
+    }
+
+    private func closeFile(_ transfer: Transfer) {
+        guard let fd = transfer.fd, !transfer.writing else { return }
+        transfer.fd = nil
+        loop.queueWork({ try? fd.close() }, completion: { _ in })
+    }
+}
+
+/// Removes a file on the thread pool, ignoring errors (temporary files).
+enum FileSystemCleanup {
+    static func remove(_ path: String, on loop: EventLoop) {
+        loop.queueWork({ _ = try? FileDescriptor.removeIfPresent(path) }, completion: { _ in })
+    }
+}

@@ -1,0 +1,339 @@
+import Collections
+import Logging
+
+/// Serves file bytes to peers on the file-server port: requests arrive
+/// pipelined on each channel and are answered in order; the next few are
+/// opened (and, when small, read whole) on the thread pool while the head
+/// one is sent, and a large file streams in chunks with one read ahead, so
+/// memory per channel stays bounded whatever the file sizes. Loop thread only.
+final class TransferServer {
+    /// Says whether `version` of `path` may be served now.
+    typealias Resolver = (_ path: String, _ version: UInt64) -> Resolution
+
+    enum Resolution {
+        /// Serve it: this node holds it, with this size.
+        case serve(size: UInt64)
+        /// This node has not applied that version yet (a leader may ask
+        /// before followers learn the commit): ask again after the next apply.
+        case notYet
+        case refuse(Refusal)
+    }
+
+    struct Refusal: Error {
+        var status: FetchStatus
+        var message: String
+    }
+
+    /// Requests opened ahead of the one being sent, per channel.
+    static let prepareWindow = 8
+
+    private let loop: EventLoop
+    private let root: String
+    private let chunkSize: Int
+    private let resolve: Resolver
+    private let logger: Logger
+    private var sessions: [ObjectIdentifier: Session] = [:]
+    /// Bytes sent to peers since start (status, benchmarks).
+    private(set) var bytesServed: UInt64 = 0
+
+    init(loop: EventLoop, root: String, chunkSize: Int, logger: Logger, resolve: @escaping Resolver) {
+        self.loop = loop
+        self.root = root
+        self.chunkSize = chunkSize
+        self.logger = logger
+        self.resolve = resolve
+    }
+
+    var sessionCount: Int { sessions.count }
+
+    /// Takes over an accepted file channel (before `start()`).
+    func accept(_ channel: Channel) {
+        let session = Session(server: self, channel: channel)
+        let key = ObjectIdentifier(channel)
+        sessions[key] = session
+        channel.onFrame = { [unowned self, unowned session] frame in
+            var payload = frame.payload
+            do {
+                switch try TransferMessage.decode(type: frame.type, payload: &payload) {
+                case .request(let request): session.enqueue(request)
+                case .cancel(let id): session.cancel(id)
+                default: throw WireError.malformed("unexpected message type \(frame.type) from a fetcher")
+                }
+            } catch {
+                logger.warning("closing file channel: \(error)", metadata: ["peer": "\(channel.peerName ?? "?")"])
+                channel.close()
+            }
+        }
+        channel.onWritable = { [unowned session] in session.pump() }
+        channel.onClose = { [weak self] _ in
+            guard let self else { return }
+            sessions.removeValue(forKey: key)?.abandon()
+        }
+    }
+
+    /// A fetcher may ask for a version before this node applied it: this many
+    /// ms of waiting for the index to catch up before refusing.
+    static let maxWaitForIndex: UInt64 = 5_000
+
+    /// The node applied entries: serve requests that waited for them.
+    func indexAdvanced() {
+        for session in sessions.values { session.indexAdvanced() }
+    }
+
+    /// Closes every serving channel.
+    func closeAll() {
+        for session in sessions.values { session.channel.close() }
+    }
+
+    // MARK: one channel
+
+    /// The requests of one channel, answered in order. Loop thread only.
+    final class Session {
+        unowned let server: TransferServer
+        let channel: Channel
+        private var items: Deque<Item> = []
+        private var preparing = 0
+        private var streaming: Stream?
+        private var abandoned = false
+
+        init(server: TransferServer, channel: Channel) {
+            self.server = server
+            self.channel = channel
+        }
+
+        /// One request and what preparing it found.
+        final class Item {
+            let request: FetchRequest
+            var state: State = .queued
+            var cancelled = false
+            /// When the first `.notYet` came (loop ms).
+            var waitingSince: UInt64?
+            init(_ request: FetchRequest) { self.request = request }
+
+            enum State {
+                case queued, preparing
+                case refused(Refusal)
+                /// Small enough to have been read whole.
+                case whole([UInt8])
+                /// Open, to be streamed in chunks.
+                case open(FileDescriptor, size: UInt64)
+            }
+        }
+
+        /// A large file being sent chunk by chunk.
+        struct Stream {
+            let item: Item
+            let fd: FileDescriptor
+            var next: UInt64
+            let end: UInt64
+            var readAhead: [UInt8]?
+            var reading = false
+        }
+
+        func enqueue(_ request: FetchRequest) {
+            guard items.count < 4096 else {
+                server.logger.warning("peer queued over 4096 fetch requests; closing its channel")
+                channel.close()
+                return
+            }
+            server.logger.trace("fetch request", metadata: ["path": "\(request.path)", "version": "\(request.version)",
+                                                       "peer": "\(channel.peerName ?? "?")"])
+            items.append(Item(request))
+            prepareMore()
+            pump()
+        }
+
+        /// The node applied more entries: requests waiting for them may go now.
+        func indexAdvanced() {
+            prepareMore()
+            pump()
+        }
+
+        func cancel(_ id: UInt32) {
+            for item in items where item.request.requestID == id { item.cancelled = true }
+            pump()
+        }
+
+        /// The channel closed: release open files once their jobs return.
+        func abandon() {
+            abandoned = true
+            if let s = streaming { try? s.fd.close() }
+            streaming = nil
+            for item in items {
+                if case .open(let fd, _) = item.state { try? fd.close() }
+            }
+            items.removeAll()
+        }
+
+        private func prepareMore() {
+            for item in items where preparing < TransferServer.prepareWindow {
+                guard case .queued = item.state else { continue }
+                prepare(item)
+            }
+        }
+
+        private func prepare(_ item: Item) {
+            let request = item.request
+            if let violation = IndexPath.violation(in: request.path) {
+                item.state = .refused(Refusal(status: .invalidPath, message: "\(violation)"))
+                return
+            }
+            let expected: UInt64
+            switch server.resolve(request.path, request.version) {
+            case .refuse(let refusal):
+                item.state = .refused(refusal)
+                return
+            case .notYet:
+                item.waitingSince = item.waitingSince ?? server.loop.now
+                if server.loop.now - item.waitingSince! > TransferServer.maxWaitForIndex {
+                    item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
+                }
+                return
+            case .serve(let size):
+                expected = size
+            }
+            item.state = .preparing
+            preparing += 1
+            let root = server.root
+            let wholeLimit = UInt64(server.chunkSize)
+            server.loop.queueWork({ () -> Item.State in
+                do {
+                    let fd = try FileSystem.openBeneath(root: root, path: request.path)
+                    let status = try FileSystem.status(descriptor: fd.rawValue, path: request.path)
+                    guard status.kind == .regular, UInt64(status.size) == expected else {
+                        try? fd.close()
+                        return .refused(Refusal(status: .versionNotHeld, message: "changed on disk since it was announced"))
+                    }
+                    guard expected > wholeLimit || request.offset > 0 || request.length != .max else {
+                        return .whole(try fd.closeAfter { try fd.read(upToCount: Int(expected), at: 0) })
+                    }
+                    return .open(fd, size: expected)
+                } catch {
+                    return .refused(Refusal(status: .readError, message: "\(error)"))
+                }
+            }, completion: { [self] state in
+                preparing -= 1
+                if abandoned {
+                    if case .open(let fd, _) = state { try? fd.close() }
+                    return
+                }
+                item.state = state
+                pump()
+                prepareMore()
+            })
+        }
+
+        /// Sends what is ready, in request order, while the channel takes it.
+        func pump() {
+            while !abandoned, channel.isWritable {
+                if streaming != nil {
+                    guard sendNextChunk() else { return }
+                    continue
+                }
+                guard let head = items.first else { return }
+                let id = head.request.requestID
+                if head.cancelled {
+                    if case .open(let fd, _) = head.state { try? fd.close() }
+                    if case .preparing = head.state { return }
+                    items.removeFirst()
+                    continue
+                }
+                switch head.state {
+                case .queued, .preparing:
+                    return
+                case .refused(let refusal):
+                    items.removeFirst()
+                    send(.header(FetchHeader(requestID: id, status: refusal.status, message: refusal.message)))
+                case .whole(let bytes):
+                    items.removeFirst()
+                    send(.header(FetchHeader(requestID: id, status: .ok, size: UInt64(bytes.count))))
+                    if !bytes.isEmpty { sendData(id: id, offset: 0, bytes) }
+                    send(.end(requestID: id))
+                    server.bytesServed += UInt64(bytes.count)
+                case .open(let fd, let size):
+                    items.removeFirst()
+                    let start = min(head.request.offset, size)
+                    let length = head.request.length == .max ? size - start : min(head.request.length, size - start)
+                    send(.header(FetchHeader(requestID: id, status: .ok, size: size)))
+                    streaming = Stream(item: head, fd: fd, next: start, end: start + length)
+                    readAhead()
+                }
+                prepareMore()
+            }
+        }
+
+        /// Sends the chunk read ahead, if there is one; false when waiting for a read.
+        private func sendNextChunk() -> Bool {
+            guard var s = streaming else { return true }
+            if s.item.cancelled || s.next >= s.end {
+                if s.reading { return false }
+                try? s.fd.close()
+                streaming = nil
+                if !s.item.cancelled { send(.end(requestID: s.item.request.requestID)) }
+                return true
+            }
+            guard let chunk = s.readAhead else {
+                readAhead()
+                return false
+            }
+            s.readAhead = nil
+            let offset = s.next
+            s.next += UInt64(chunk.count)
+            streaming = s
+            readAhead()
+            sendData(id: s.item.request.requestID, offset: offset, chunk)
+            server.bytesServed += UInt64(chunk.count)
+            return true
+        }
+
+        /// Reads the next chunk on the pool, unless one is read or being read.
+        private func readAhead() {
+            guard var s = streaming, !s.reading, s.readAhead == nil else { return }
+            let offset = s.next
+            guard offset < s.end else { return }
+            let count = Int(min(UInt64(server.chunkSize), s.end - offset))
+            s.reading = true
+            streaming = s
+            let fd = s.fd
+            server.loop.queueWork({ () -> Result<[UInt8], Error> in
+                Result { try fd.read(upToCount: count, at: Int64(offset)) }
+            }, completion: { [self] result in
+                guard !abandoned, var s = streaming else { return }
+                s.reading = false
+                switch result {
+                case .success(let bytes) where bytes.count == count:
+                    s.readAhead = bytes
+                    streaming = s
+                    pump()
+                case .success:
+                    fail(s, "file shrank while being sent")
+                case .failure(let error):
+                    fail(s, "read failed: \(error)")
+                }
+            })
+        }
+
+        private func fail(_ s: Stream, _ why: String) {
+            // The header already said ok: the fetcher can only learn of this
+            // by the channel closing; it resumes from another holder.
+            server.logger.warning("stopped serving \(s.item.request.path): \(why)")
+            try? s.fd.close()
+            streaming = nil
+            channel.close()
+        }
+
+        private func send(_ message: TransferMessage) {
+            guard let frame = try? Frame.encode(type: message.frameType.rawValue, { message.encodePayload(into: &$0) }) else { return }
+            channel.send(frame)
+        }
+
+        private func sendData(id: UInt32, offset: UInt64, _ bytes: [UInt8]) {
+            var prefix = ByteBuffer(capacity: TransferMessage.dataPrefixSize)
+            prefix.writeInteger(id)
+            prefix.writeInteger(offset)
+            bytes.withUnsafeBytes { raw in
+                _ = channel.send(type: TransferMessage.FrameType.data.rawValue, prefix: prefix, body: raw)
+            }
+        }
+    }
+}

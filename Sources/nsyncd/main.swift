@@ -1,1 +1,0 @@
-print("nsyncd: wiring in progress")

@@ -1,0 +1,218 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// Real inotify in a temp directory; every wait polls the descriptor with a deadline.
+final class WatcherTests: XCTestCase {
+    func testWriteThenCloseIsModifiedThenChanged() throws {
+        let dir = try SyncScratchDirectory("watch")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        XCTAssertEqual(watcher.drain(), [])
+        let fd = open(dir.url("a.txt"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        _ = write(fd, "hello", 5)
+        let whileOpen = collectEvents(from: watcher) { $0.contains(.modified("a.txt")) }
+        XCTAssertEqual(Set(whileOpen), [.modified("a.txt")], "no .changed while the writer holds it open")
+        close(fd)
+        let events = collectEvents(from: watcher) { $0.contains(.changed("a.txt")) }
+        XCTAssertEqual(events, [.changed("a.txt")])
+    }
+
+    func testAttributeChangesAreChangedUnlessTheFileIsStillBeingWritten() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.write("done", "x")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        chmod(dir.url("done"), 0o600)
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.changed("done")])
+        try FileSystem.setModificationTime(dir.url("done"), 1_000_000_000)
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.changed("done")])
+
+        let fd = open(dir.url("open"), O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        _ = write(fd, "partial", 7)
+        _ = collectEvents(from: watcher) { $0.contains(.modified("open")) }
+        fchmod(fd, 0o600) // a copier setting the mode before it has finished
+        let events = collectEvents(from: watcher) { !$0.isEmpty }
+        XCTAssertEqual(events, [.modified("open")])
+    }
+
+    func testADirectoryModeChangeIsReportedOnceByItsParent() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("sub")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        chmod(dir.url("sub"), 0o750)
+        let events = collectEvents(from: watcher) { !$0.isEmpty } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertEqual(events, [.changed("sub")], "the directory's own IN_ATTRIB is not a second report")
+    }
+
+    func testTheIgnoreFileIsReportedEvenWhenItsRulesWouldIgnoreIt() throws {
+        let dir = try SyncScratchDirectory("watch")
+        let watcher = try Watcher(root: dir.path, ignore: IgnoreRules(text: ".*\n"))
+        try dir.write(".nsyncignore", ".*\n")
+        try dir.write(".hidden", "h")
+        let events = collectEvents(from: watcher) { $0.contains(.changed(".nsyncignore")) } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertEqual(Set(events), [.modified(".nsyncignore"), .changed(".nsyncignore")])
+    }
+
+    func testSymlinksAndEmptyDirectoriesAreChangedAtOnceAndHardLinksAwaitStability() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.write("f", "x")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        try FileSystem.createSymlink(at: dir.url("l"), target: "f")
+        try FileSystem.makeDirectory(dir.url("empty"))
+        XCTAssertEqual(link(dir.url("f"), dir.url("hard")), 0)
+        let events = collectEvents(from: watcher) { $0.count >= 3 }
+        XCTAssertEqual(events, [.changed("l"), .changed("empty"), .modified("hard")])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 2)
+    }
+
+    func testDirectoriesCreatedLaterAreWatchedAndTheirEarlyContentsReported() throws {
+        let dir = try SyncScratchDirectory("watch")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        // Created before the watcher can react: the watcher must find them by listing.
+        try dir.mkdir("a/b/c")
+        try dir.write("a/b/c/early.txt", "e")
+        try dir.write("a/top.txt", "t")
+        var events = collectEvents(from: watcher) {
+            Set($0).isSuperset(of: [.changed("a"), .changed("a/b"), .changed("a/b/c"), .changed("a/b/c/early.txt"), .changed("a/top.txt")])
+        }
+        XCTAssertTrue(Set(events).isSuperset(of: [.changed("a"), .changed("a/b"), .changed("a/b/c"),
+                                                  .changed("a/b/c/early.txt"), .changed("a/top.txt")]), "\(events)")
+        XCTAssertEqual(watcher.watchedDirectoryCount, 4)
+        try dir.write("a/b/c/later.txt", "l")
+        events = collectEvents(from: watcher) { $0.contains(.changed("a/b/c/later.txt")) }
+        XCTAssertEqual(events.last, .changed("a/b/c/later.txt"))
+    }
+
+    func testRenamesInsideTheTreeArePairedAndMovedDirectoriesKeepReportingUnderTheirNewName() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("old/sub")
+        try dir.write("f.txt", "x")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        XCTAssertEqual(rename(dir.url("f.txt"), dir.url("old/g.txt")), 0)
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "f.txt", to: "old/g.txt")])
+        XCTAssertEqual(rename(dir.url("old"), dir.url("new")), 0)
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "old", to: "new")])
+        try dir.write("new/sub/inside.txt", "i")
+        let events = collectEvents(from: watcher) { $0.contains(.changed("new/sub/inside.txt")) }
+        XCTAssertEqual(events.last, .changed("new/sub/inside.txt"))
+        XCTAssertFalse(events.contains { "\($0)".contains("old/") }, "\(events)")
+    }
+
+    func testMovingOutOfTheTreeIsARemovalAndMovingInIsAnArrival() throws {
+        let outside = try SyncScratchDirectory("watch-outside")
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("leaving/deep")
+        try dir.write("file.txt", "f")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 3)
+        XCTAssertEqual(rename(dir.url("leaving"), outside.url("gone")), 0)
+        XCTAssertEqual(rename(dir.url("file.txt"), outside.url("file.txt")), 0)
+        XCTAssertEqual(collectEvents(from: watcher) { $0.count >= 2 }, [.removed("leaving"), .removed("file.txt")])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1, "watches of the moved-out tree are dropped")
+        try outside.write("gone/deep/after.txt", "a")
+        XCTAssertEqual(collectEvents(from: watcher, quietFor: 0.3), [], "the moved-out tree is not reported")
+
+        XCTAssertEqual(rename(outside.url("gone"), dir.url("back")), 0)
+        let events = collectEvents(from: watcher) { $0.contains(.changed("back/deep/after.txt")) }
+        XCTAssertEqual(Set(events), [.changed("back"), .changed("back/deep"), .changed("back/deep/after.txt")])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 3)
+    }
+
+    func testDeletingATreeReportsEveryRemovalAndDropsItsWatches() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("t/u/v")
+        try dir.write("t/u/v/x", "x")
+        try dir.write("t/y", "y")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 4)
+        try FileManager.default.removeItem(atPath: dir.url("t"))
+        let expected: Set<WatchEvent> = [.removed("t/u/v/x"), .removed("t/u/v"), .removed("t/u"), .removed("t/y"), .removed("t")]
+        let events = collectEvents(from: watcher) { Set($0).isSuperset(of: expected) && watcher.watchedDirectoryCount == 1 }
+        XCTAssertEqual(Set(events), expected)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1)
+    }
+
+    func testIgnoredPathsAreNeitherWatchedNorReportedAndEditorSavesAreArrivals() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("build")
+        let rules = IgnoreRules(text: "*.tmp\n!keep.tmp\nbuild/\n")
+        let watcher = try Watcher(root: dir.path, ignore: rules)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1, "build/ is not watched")
+        try dir.write("build/x.o", "o")
+        try dir.write("scratch.tmp", "t")
+        try dir.write(".doc.swp", "swap")
+        try dir.write("doc~", "backup")
+        try dir.mkdir("sub/build")
+        try dir.write("sub/build/y.o", "o")
+        try dir.write("keep.tmp", "k")
+        // An editor's atomic save: write a temporary name, rename over the real one.
+        try dir.write(".#doc", "new")
+        XCTAssertEqual(rename(dir.url(".#doc"), dir.url("doc")), 0)
+        let events = collectEvents(from: watcher) { $0.contains(.changed("doc")) }
+        XCTAssertEqual(Set(events), [.changed("sub"), .modified("keep.tmp"), .changed("keep.tmp"), .changed("doc")])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 2, "sub is watched, sub/build is not")
+
+        XCTAssertEqual(rename(dir.url("doc"), dir.url("doc.tmp")), 0)
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.removed("doc")], "renamed to an ignored name")
+    }
+
+    func testUpdatingIgnoreRulesWatchesNewlyIncludedDirectories() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("build/out")
+        let watcher = try Watcher(root: dir.path, ignore: IgnoreRules(text: "build/"))
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1)
+        XCTAssertEqual(watcher.updateIgnoreRules(.defaults), [])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 3)
+        try dir.write("build/out/a", "a")
+        XCTAssertEqual(collectEvents(from: watcher) { $0.contains(.changed("build/out/a")) }.last, .changed("build/out/a"))
+        XCTAssertEqual(watcher.updateIgnoreRules(IgnoreRules(text: "out/")), [])
+        XCTAssertEqual(watcher.watchedDirectoryCount, 2)
+        try dir.write("build/out/b", "b")
+        XCTAssertEqual(collectEvents(from: watcher, quietFor: 0.3), [])
+    }
+
+    func testHittingTheWatchLimitNamesTheSysctlOnceAndRewatchAddsTheRest() throws {
+        let dir = try SyncScratchDirectory("watch")
+        for name in ["a", "b", "c"] { try dir.mkdir(name) }
+        let watcher = try Watcher(root: dir.path, ignore: .defaults, maximumWatches: 2)
+        XCTAssertTrue(watcher.isWatchLimitReached)
+        let events = watcher.drain()
+        XCTAssertEqual(events.count, 1)
+        guard case .watchLimitReached(let message)? = events.first else { return XCTFail("\(events)") }
+        XCTAssertTrue(message.contains("fs.inotify.max_user_watches"), message)
+        XCTAssertTrue(message.contains("periodic rescans"), message)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 2)
+        try dir.mkdir("d")
+        // The new directory is reported, but cannot be watched either: no second message.
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.changed("d")])
+        XCTAssertEqual(watcher.rewatch(), [], "still at the limit: said once already")
+    }
+
+    func testQueueOverflowAsksForARescan() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.write("x")
+        try dir.write("y")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        guard let queueLimit = Inotify.kernelLimit("max_queued_events"), queueLimit <= 1_000_000 else {
+            throw XCTSkip("max_queued_events unknown or too large to overflow quickly")
+        }
+        // Alternate between two names so the kernel cannot merge repeats.
+        for i in 0...(queueLimit + 10) { chmod(dir.url(i % 2 == 0 ? "x" : "y"), i % 4 < 2 ? 0o644 : 0o600) }
+        let events = collectEvents(from: watcher) { $0.contains { if case .rescanNeeded = $0 { return true } else { return false } } }
+        guard case .rescanNeeded(let reason)? = events.first(where: { if case .rescanNeeded = $0 { return true } else { return false } }) else {
+            return XCTFail("no rescan after \(queueLimit + 10) events: \(events.count) events")
+        }
+        XCTAssertTrue(reason.contains("fs.inotify.max_queued_events"), reason)
+    }
+
+    func testRemovingTheRootAsksForARescan() throws {
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("root")
+        let watcher = try Watcher(root: dir.url("root"), ignore: .defaults)
+        XCTAssertEqual(rmdir(dir.url("root")), 0)
+        let events = collectEvents(from: watcher) { !$0.isEmpty }
+        XCTAssertEqual(events.count, 1)
+        guard case .rescanNeeded(let reason)? = events.first else { return XCTFail("\(events)") }
+        XCTAssertTrue(reason.contains("moved or deleted"), reason)
+    }
+}
