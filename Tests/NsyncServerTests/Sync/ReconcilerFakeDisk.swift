@@ -87,27 +87,12 @@ func reconcilerDiskMatches(_ disk: LocalFile?, _ expected: LocalFile?) -> Bool {
     }
 }
 
-/// Stand-ins until the `fs` branch (SHA256, ConflictName) is merged into main.
+/// User content in the simulation: content number `id` is the bytes
+/// "content-<id>", named by their SHA-256 as the real scanner names them.
 enum ReconcilerTestContent {
-    /// A deterministic 32-byte digest of user content number `id`.
-    static func hash(_ id: UInt64) -> [UInt8] {
-        var random = WireTestRandom(seed: id &* 0x2545_F491_4F6C_DD1D &+ 17)
-        return random.bytes(32)
-    }
+    static func bytes(_ id: UInt64) -> [UInt8] { Array("content-\(id)".utf8) }
 
-    static func size(_ id: UInt64) -> UInt64 { 1 + id % 977 }
+    static func hash(_ id: UInt64) -> [UInt8] { SHA256.hash(bytes(id)) }
 
-    /// `dir/stem.sync-conflict-<time>-<node>.ext`, the shape of ConflictName's.
-    static func conflictCopyName(for path: String, time: Int64, node: NodeName) -> String {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        var stem = name
-        var ext = ""
-        if let dot = name.lastIndex(of: "."), dot != name.startIndex {
-            stem = String(name[..<dot])
-            ext = String(name[dot...])
-        }
-        return directory + stem + ".sync-conflict-\(time)-\(node)" + ext
-    }
+    static func size(_ id: UInt64) -> UInt64 { UInt64(bytes(id).count) }
 }

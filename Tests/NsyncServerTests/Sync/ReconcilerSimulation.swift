@@ -84,6 +84,7 @@ struct ReconcilerSimulation {
     var written: Set<UInt64> = []
     var superseded: Set<UInt64> = []
     var contentOfHash: [[UInt8]: UInt64] = [:]
+    var hashOfContent: [UInt64: [UInt8]] = [:]
     var failures: [String] = []
     /// Conflict copies whose bytes the index had adopted by the time the copy was made.
     var lateIdenticalCopies = 0
@@ -312,6 +313,7 @@ struct ReconcilerSimulation {
         nextContent += 1
         let hash = ReconcilerTestContent.hash(nextContent)
         contentOfHash[hash] = nextContent
+        hashOfContent[nextContent] = hash
         return nextContent
     }
 
@@ -377,7 +379,7 @@ struct ReconcilerSimulation {
         let inPlace = old?.kind == .file && random.below(2) == 0
         let local = LocalFile(kind: .file, size: ReconcilerTestContent.size(content),
                               mode: old?.kind == .file ? old!.mode : 0o644, mtime: now(),
-                              hash: ReconcilerTestContent.hash(content), inode: inPlace ? old!.inode : newInode())
+                              hash: hashOfContent[content]!, inode: inPlace ? old!.inode : newInode())
         nodes[n].disk.set(path, local, clock: clock)
         written.insert(content)
         note("\(nodes[n].name) USER write \(path) = #\(content)")
@@ -544,8 +546,10 @@ struct ReconcilerSimulation {
                 // since moved to our bytes: a harmless race, counted.
                 lateIdenticalCopies += 1
             }
-            var copy = ReconcilerTestContent.conflictCopyName(for: path, time: now(), node: name)
-            while nodes[n].disk[copy] != nil { copy = ReconcilerTestContent.conflictCopyName(for: path, time: now(), node: name) }
+            var copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now(), node: name)
+            while nodes[n].disk[copy] != nil {
+                copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now(), node: name)
+            }
             nodes[n].disk.set(path, nil, clock: clock)
             nodes[n].disk.set(copy, local, clock: clock)
             note("\(name) renamed \(path) -> \(copy)")
@@ -608,7 +612,7 @@ struct ReconcilerSimulation {
             if node.reconciler.hasPendingWork { fail("\(node.name)'s reconciler still has pending work") }
         }
         for content in written.subtracting(superseded).sorted() {
-            let hash = ReconcilerTestContent.hash(content)
+            let hash = hashOfContent[content]!
             for node in nodes where !node.disk.paths.contains(where: { node.disk[$0]?.hash == hash }) {
                 fail("content #\(content) (never overwritten or deleted by a user) is lost on \(node.name)")
             }
