@@ -25,6 +25,8 @@ struct ReconcilerSimulation {
         var restarts = true
         /// Proposals that time out although they commit (Raft cannot tell).
         var ambiguousFailures = true
+        /// Names that are files on one node and directories on another.
+        var kindChanges = false
     }
 
     struct Node {
@@ -93,7 +95,10 @@ struct ReconcilerSimulation {
     var keepFullTrace = false
     // Tunables drawn per seed.
     let userWeight: Int
-    let applyWeight: Int
+    /// How eagerly each node applies the log (a slow node lags far behind).
+    let applyWeights: [Int]
+    let directories: [String]
+    let leaves: [String]
     let failPercent: Int
     let ambiguousPercent: Int
 
@@ -103,7 +108,17 @@ struct ReconcilerSimulation {
         random = WireTestRandom(seed: seed)
         nodes = (0..<options.nodes).map { Node(name: "n\($0 + 1)", reconciler: Reconciler(node: "n\($0 + 1)")) }
         userWeight = 1 + random.below(6)
-        applyWeight = 1 + random.below(4)
+        var weights: [Int] = []
+        for _ in 0..<options.nodes { weights.append([1, 2, 4, 8][random.below(4)]) }
+        applyWeights = weights
+        if options.kindChanges {
+            // Names that are a file on one node and a directory on another.
+            directories = Self.directories + ["a", "b.txt/k"]
+            leaves = Self.leaves + ["d/e", "b.txt", "a/q"]
+        } else {
+            directories = Self.directories
+            leaves = Self.leaves
+        }
         failPercent = random.below(8)
         ambiguousPercent = options.ambiguousFailures ? random.below(5) : 0
     }
@@ -134,7 +149,7 @@ struct ReconcilerSimulation {
             if random.below(40) == 0 {
                 // A rescan (or a late watcher event) of any path.
                 let n = random.below(nodes.count)
-                let pool = Self.leaves + Self.directories + nodes[n].disk.paths
+                let pool = leaves + directories + nodes[n].disk.paths
                 pending.append(.observe(node: n, path: pool[random.below(pool.count)], incarnation: nodes[n].incarnation))
             }
         }
@@ -154,7 +169,8 @@ struct ReconcilerSimulation {
     mutating func stepOnce() -> Bool {
         let lagging = nodes.indices.filter { nodes[$0].applied < log.count }
         let proposing = nodes.indices.filter { !nodes[$0].outgoing.isEmpty }
-        let total = pending.count + lagging.count * applyWeight + proposing.count * 2
+        let applying = lagging.reduce(0) { $0 + applyWeights[$1] }
+        let total = pending.count + applying + proposing.count * 2
         guard total > 0 else { return false }
         steps += 1
         var pick = random.below(total)
@@ -164,10 +180,13 @@ struct ReconcilerSimulation {
             return true
         }
         pick -= pending.count
-        if pick < lagging.count * applyWeight {
-            apply(lagging[pick / applyWeight])
+        if pick < applying {
+            for n in lagging {
+                if pick < applyWeights[n] { apply(n); break }
+                pick -= applyWeights[n]
+            }
         } else {
-            decide(proposing[(pick - lagging.count * applyWeight) / 2])
+            decide(proposing[(pick - applying) / 2])
         }
         return true
     }
@@ -319,7 +338,7 @@ struct ReconcilerSimulation {
 
     mutating func userOperation() {
         let n = random.below(nodes.count)
-        let leaf = Self.leaves[random.below(Self.leaves.count)]
+        let leaf = leaves[random.below(leaves.count)]
         switch random.below(100) {
         case 0..<30:
             userWrite(n, leaf, content: newContent())
@@ -339,7 +358,7 @@ struct ReconcilerSimulation {
             if existing.isEmpty { return }
             userDelete(n, existing[random.below(existing.count)])
         case 58..<64:
-            userMakeDirectory(n, Self.directories[random.below(Self.directories.count)])
+            userMakeDirectory(n, directories[random.below(directories.count)])
         case 64..<70:
             userSymlink(n, leaf, target: Self.targets[random.below(Self.targets.count)])
         case 70..<76:
@@ -361,7 +380,7 @@ struct ReconcilerSimulation {
             userWrite(n, files[random.below(files.count)], content: newContent())
         default:
             // Re-create a name this node knows was deleted.
-            let deleted = nodes[n].index.filter(\.isTombstone).map(\.path).filter { !Self.directories.contains($0) }
+            let deleted = nodes[n].index.filter(\.isTombstone).map(\.path).filter { !directories.contains($0) }
             userWrite(n, deleted.isEmpty ? leaf : deleted[random.below(deleted.count)], content: newContent())
         }
     }

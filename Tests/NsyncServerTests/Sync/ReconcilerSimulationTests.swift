@@ -65,6 +65,7 @@ final class ReconcilerSimulationTests: XCTestCase {
         let environment = ProcessInfo.processInfo.environment
         if environment["NSYNC_RECON_NO_RESTARTS"] != nil { options.restarts = false }
         if environment["NSYNC_RECON_NO_AMBIGUOUS"] != nil { options.ambiguousFailures = false }
+        if environment["NSYNC_RECON_KIND_CHANGES"] != nil { options.kindChanges = true }
         return options
     }
 
