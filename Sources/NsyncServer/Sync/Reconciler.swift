@@ -237,7 +237,11 @@ public struct Reconciler {
                     }
                     if put.kind == .file, current.kind == .file, current.hash == put.hash, let mine = announced {
                         // Same bytes, other mode: no conflict copy; take the winner's mode.
-                        setManifest(path, ManifestEntry(version: 0, local: nil))
+                        // The manifest keeps our bytes (version 0): if the fetch
+                        // cannot happen and the path is then deleted, an entry
+                        // saying "nothing here" would hold the deletion and leave
+                        // them on disk, unknown to the index, forever.
+                        setManifest(path, ManifestEntry(version: 0, local: mine))
                         installing[path] = current.version
                         actions.append(.fetch(current, expected: mine))
                         continue

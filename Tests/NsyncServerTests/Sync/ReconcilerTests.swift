@@ -167,6 +167,23 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(commit("n1", proposal).actions, [.fetch(winner, expected: mine)], "no conflict copy of identical bytes")
     }
 
+    func testBytesKeptForTheWinnersModeAreNotForgottenWhenTheFetchFailsAndThePathIsDeleted() throws {
+        commit("n2", [put("a", file(1, mode: 0o644, mtime: 100), base: 0)])
+        let mine = file(1, mode: 0o600, mtime: 200)
+        XCTAssertEqual(reconciler.installFailed("a", version: 1, .localChanged, index: index), [.observe("a")])
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
+        let proposal = reconciler.takeOutbox()
+        let winner = try XCTUnwrap(index.record(at: "a"))
+        XCTAssertEqual(commit("n1", proposal).actions, [.fetch(winner, expected: mine)])
+        // n2 deletes the file while n1's fetch (for the mode) cannot find a holder.
+        commit("n2", [put("a", nil, base: winner.version)])
+        XCTAssertEqual(reconciler.installFailed("a", version: winner.version, .transient("no holder"), index: index),
+                       [.retryLater("a")])
+        let retry = reconciler.reconcile("a", index: index)
+        XCTAssertNotEqual(retry, [], "n1 still has bytes at a: holding the deletion would leave them there, untracked")
+        XCTAssertFalse(reconciler.takeOutbox().contains(.hold(path: "a", version: nextEntry - 1)))
+    }
+
     func testRejectedChangeWhoseCopyWasNotMadeBeforeARestartLosesAgainAfterIt() throws {
         let v = installRemote("a", file(1))
         let mine = file(2, mtime: 200)
