@@ -16,7 +16,19 @@ import XCTest
 /// supersede: those are exactly the losses this test is for. Renames move a
 /// content and supersede nothing.
 ///
-/// NSYNC_RECON_SEEDS=n runs n seeds (default 500); NSYNC_RECON_SEED=s replays one.
+/// Converged, exactly: every node applied the whole log; all indexes are
+/// equal; no tombstone is left (each was held by all, then forgotten); every
+/// live record is held by every node; each node's disk has exactly the live
+/// records' paths, each with the record's kind, mode and bytes (or target);
+/// each manifest entry names the record's version; no reconciler has work
+/// pending. And no conflict copy is asked for whose bytes equal the winner's
+/// (copies that merely raced the index adopting the same bytes are counted).
+///
+/// NSYNC_RECON_SEEDS=n runs n seeds (default 500); NSYNC_RECON_SEED=s replays
+/// one (NSYNC_RECON_TRACE=1 prints its whole trace). NSYNC_RECON_NO_RESTARTS,
+/// NSYNC_RECON_NO_AMBIGUOUS narrow a failure down; NSYNC_RECON_KIND_CHANGES
+/// adds names that are a file on one node and a directory on another (known
+/// not to converge: the index does not keep the tree consistent).
 final class ReconcilerSimulationTests: XCTestCase {
     func seeds() -> [UInt64] {
         let environment = ProcessInfo.processInfo.environment
