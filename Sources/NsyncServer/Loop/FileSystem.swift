@@ -106,6 +106,14 @@ public enum FileSystem {
         return FileStatus(st)
     }
 
+    /// `statvfs`: bytes still available to an unprivileged writer on the
+    /// file system holding `path`, and that file system's size.
+    public static func space(_ path: String) throws -> (available: UInt64, total: UInt64) {
+        var info = statvfs()
+        _ = try valueOrErrno("statvfs", path: path) { statvfs(path, &info) }
+        return (UInt64(info.f_bavail) * UInt64(info.f_frsize), UInt64(info.f_blocks) * UInt64(info.f_frsize))
+    }
+
     /// `fstat` of an open descriptor.
     public static func status(descriptor: Int32, path: String? = nil) throws -> FileStatus {
         var st = stat()

@@ -19,6 +19,19 @@ public struct WaitResult: Codable, Sendable {
     public var missing: [String]
 }
 
+/// How a control socket path is handed to bind/connect. sockaddr_un holds
+/// 107 bytes, so a deep PATH (over ~85 bytes) could neither run a daemon nor
+/// be asked for its status; such a path is reached through
+/// `/proc/self/fd/N/control.sock`, N an open descriptor of its directory
+/// (bind and connect resolve it during the call). Any thread.
+enum ControlSocketPath {
+    static func withReachablePath<T>(_ path: String, _ body: (String) throws -> T) throws -> T {
+        guard path.utf8.count >= 100, let slash = path.lastIndex(of: "/") else { return try body(path) }
+        let directory = try FileDescriptor.open(String(path[..<slash]), .readOnly, options: [.directory])
+        return try directory.closeAfter { try body("/proc/self/fd/\(directory.rawValue)" + path[slash...]) }
+    }
+}
+
 extension Node {
     func startControlSocket() throws {
         let path = config.controlSocketPath
@@ -26,11 +39,11 @@ extension Node {
         _ = try? FileDescriptor.removeIfPresent(path)
         let listener = UnixListener(loop: loop)
         do {
-            try listener.bind(path: path)
+            try ControlSocketPath.withReachablePath(path) { try listener.bind(path: $0) }
             try listener.listen { [unowned self] stream in serveControl(stream) }
         } catch {
             listener.close()
-            throw StartupError.state("cannot create the control socket \(path): \(error)")
+            throw StartupError.state("cannot create the control socket \(path): \(error) (remove what is at that path; no other nsyncd holds the lock)")
         }
         controlListener = listener
     }
@@ -117,7 +130,7 @@ public enum ControlClient {
         var answer: [UInt8]?
         var failed = false
         var decoder = FrameDecoder()
-        stream.connect(path: root + "/.nsync/control.sock") { error in
+        let connected = { (error: UVError?) in
             if error != nil {
                 failed = true
                 return
@@ -127,6 +140,14 @@ public enum ControlClient {
                 if let frame = try? decoder.next() { answer = Array(frame.payload.readableView) }
             }, onEnd: { _ in failed = true })
             stream.write(Frame(type: type, payload: payload).encoded())
+        }
+        do {
+            try ControlSocketPath.withReachablePath(root + "/.nsync/control.sock") {
+                stream.connect(path: $0, completion: connected)
+            }
+        } catch {
+            stream.close()
+            throw Failure.notRunning(root)
         }
         loop.run(until: { answer != nil || failed }, timeout: timeout)
         stream.close()

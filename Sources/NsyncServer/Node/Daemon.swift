@@ -17,6 +17,9 @@ public enum Daemon {
         do {
             try node.start()
         } catch {
+            // It never started: the caller's one-line error says why, without
+            // "stopping" / "stopped" around it.
+            node.logger.logLevel = .warning
             node.stop()
             loop.run()
             loop.close()

@@ -34,6 +34,8 @@ struct SyncState {
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
+    /// When a fetch failing on this node's disk was last reported as an error (loop ms).
+    var localFetchFailureReportedAt: UInt64?
 
     init(root: String) { self.root = root }
 
@@ -95,25 +97,39 @@ extension Node {
     }
 
     func startSync() throws {
-        sync.ignore = loadIgnoreRules()
+        guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
         do {
-            let watcher = try Watcher(root: config.root, ignore: sync.ignore)
             let poll = try Poll(loop: loop, fd: watcher.fd)
             try poll.start(.readable) { [unowned self] _ in handle(sync.watcher?.drain() ?? []) }
-            sync.watcher = watcher
             sync.poll = poll
-            if watcher.isWatchLimitReached { startPeriodicRescans() }
-        } catch let error as SystemError where error.errno == ENOSPC {
-            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_watches", current: Inotify.kernelLimit("max_user_watches"))
-        } catch let error as SystemError where error.errno == EMFILE {
-            throw StartupError.watchLimitTooLow(setting: "fs.inotify.max_user_instances", current: Inotify.kernelLimit("max_user_instances"))
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
+        // The walk in openWatcher() may have run out of watches: report it
+        // (and start the periodic rescans) now, not at the first change.
+        handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
         sync.timers.append(saver)
         rescan(reason: "start-up")
+    }
+
+    /// Watches PATH (one inotify watch per directory) while the node is
+    /// still being created, so running out of inotify instances or of the
+    /// watch for PATH itself fails start-up with one line.
+    func openWatcher() throws {
+        sync.ignore = loadIgnoreRules()
+        do {
+            sync.watcher = try Watcher(root: config.root, ignore: sync.ignore)
+        } catch let error as SystemError where error.isNoSpace {
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_watches",
+                                                current: Inotify.kernelLimit("max_user_watches"))
+        } catch let error as SystemError where error.errno == EMFILE {
+            throw StartupError.watchLimitTooLow(path: config.root, setting: "fs.inotify.max_user_instances",
+                                                current: Inotify.kernelLimit("max_user_instances"))
+        } catch {
+            throw StartupError.state("cannot watch \(config.root): \(error)")
+        }
     }
 
     func setUpTransfers() {
@@ -125,7 +141,7 @@ extension Node {
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
             failed: { [unowned self] record, why, local in
                 if local {
-                    recordError("fetch of \(record.path) failed: \(why)")
+                    reportLocalFetchFailure(record.path, why)
                 } else {
                     logger.info("fetch of \(record.path) did not finish: \(why)")
                 }
@@ -146,6 +162,19 @@ extension Node {
             }
             return .serve(size: local.size)
         }
+    }
+
+    /// This node's disk failing a fetch (full, most likely) needs the
+    /// operator: an error in status and the log, at most once a minute, as
+    /// the fetch is retried every second meanwhile.
+    private func reportLocalFetchFailure(_ path: String, _ why: String) {
+        let now = loop.now
+        if let last = sync.localFetchFailureReportedAt, now - last < 60_000 {
+            logger.info("fetch of \(path) failed again: \(why)")
+            return
+        }
+        sync.localFetchFailureReportedAt = now
+        recordError("fetch of \(path) failed on this node's disk: \(why)")
     }
 
     func loadIgnoreRules() -> IgnoreRules {

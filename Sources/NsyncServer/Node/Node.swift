@@ -45,7 +45,8 @@ public final class Node {
     var onStopped: (() -> Void)?
 
     /// Creates the node: checks certificates, takes the lock, opens the
-    /// listeners and the Raft log. Throws a `StartupError` naming the problem.
+    /// listeners and the Raft log, watches PATH. Throws a `StartupError`
+    /// naming the problem, before anything was logged or sent.
     public init(config: NodeConfig, loop: EventLoop, logger: Logger) throws {
         self.config = config
         self.loop = loop
@@ -60,12 +61,16 @@ public final class Node {
         } catch {
             throw StartupError.tls("\(error)")
         }
+        if let own = serverTLS.ownIdentity, !own.matches(config.name) {
+            throw StartupError.nameNotInCertificate(name: config.name, certificate: config.certificatePath, names: "\(own)")
+        }
         clusterID = serverTLS.clusterID
         reconciler = Reconciler(node: config.name)
         sync = SyncState(root: config.root)
         try prepareStateDirectory()
         try openListeners()
         try openStorage()
+        try openWatcher()
         loadManifest()
     }
 

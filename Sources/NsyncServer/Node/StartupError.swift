@@ -12,7 +12,11 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
     case cannotListen(Int, String)
     case tls(String)
     case alreadyRunning(String)
-    case watchLimitTooLow(setting: String, current: Int?)
+    /// inotify_init1 or the watch on PATH itself failed for lack of
+    /// inotify instances or watches: `setting` is the sysctl to raise.
+    case watchLimitTooLow(path: String, setting: String, current: Int?)
+    /// The certificate does not carry --name, so every peer would refuse our Hello.
+    case nameNotInCertificate(name: String, certificate: String, names: String)
     case state(String)
 
     public var description: String {
@@ -39,8 +43,10 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
             why
         case .alreadyRunning(let p):
             "another nsyncd is already running on \(p) (lock \(p)/.nsync/lock): stop it first"
-        case let .watchLimitTooLow(setting, current):
-            "cannot watch PATH: the inotify limit \(setting) (now \(current.map(String.init) ?? "unknown")) is used up: raise it, e.g. sysctl \(setting)=\(setting.hasSuffix("watches") ? 524288 : 1024)"
+        case let .watchLimitTooLow(path, setting, current):
+            "cannot watch \(path): the inotify limit \(setting) (now \(current.map(String.init) ?? "unknown")) is used up: raise it, e.g. sysctl -w \(setting)=\(setting.hasSuffix("watches") ? 524288 : 1024) (persist it in /etc/sysctl.d/)"
+        case let .nameNotInCertificate(name, certificate, names):
+            "--name '\(name)' is not a name in certificate \(certificate) (it names \(names)), so peers would refuse this node: pass the --name it was made for, or make one with certs/gen-certs.sh --out DIR \(name)"
         case .state(let why):
             why
         }

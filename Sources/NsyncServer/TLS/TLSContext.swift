@@ -24,6 +24,9 @@ public final class TLSContext {
     public private(set) var clusterID: [UInt8]
     /// Path of the CA file, kept for log lines.
     public let caPath: String
+    /// The names in this node's own certificate (nil for a context without
+    /// one), so start-up can refuse a --name that peers would refuse.
+    public private(set) var ownIdentity: TLSPeerIdentity?
     /// The `SSL_CTX*`; engines hold a reference to this object, not just the pointer.
     let raw: OpaquePointer
 
@@ -113,7 +116,7 @@ public final class TLSContext {
         }
         defer { BIO_free(bio) }
         guard let ca = PEM_read_bio_X509(bio, nil, nil, nil) else {
-            throw TLSError.fromErrorQueue(.configuration, operation, extra: ["no PEM certificate in the file"])
+            throw TLSError.fromErrorQueue(.configuration, operation, extra: ["no PEM certificate in the file", notPEMHint])
         }
         ERR_clear_error()
         guard SSL_CTX_load_verify_locations(ctx, path, nil) == 1 else {
@@ -130,27 +133,38 @@ public final class TLSContext {
     }
 
     private func loadIdentity(_ ctx: OpaquePointer, certificatePath: String, keyPath: String) throws {
-        let certOperation = "loading certificate \(certificatePath)"
+        let certOperation = "loading certificate \(certificatePath) (--cert)"
         try Self.checkReadable(certificatePath, certOperation)
         ERR_clear_error()
         guard SSL_CTX_use_certificate_chain_file(ctx, certificatePath) == 1 else {
-            throw TLSError.fromErrorQueue(.configuration, certOperation)
+            throw TLSError.fromErrorQueue(.configuration, certOperation, extra: [Self.notPEMHint])
         }
-        let keyOperation = "loading private key \(keyPath)"
+        if let own = SSL_CTX_get0_certificate(ctx) { ownIdentity = TLSPeerIdentity(certificate: own) }
+        let keyOperation = "loading private key \(keyPath) (--key)"
         try Self.checkReadable(keyPath, keyOperation)
         ERR_clear_error()
         let mismatch = "private key \(keyPath) does not belong to certificate \(certificatePath)"
+        let mismatchHint = "give the key made together with this certificate (certs/gen-certs.sh writes NAME.pem and NAME.key)"
         guard SSL_CTX_use_PrivateKey_file(ctx, keyPath, SSL_FILETYPE_PEM) == 1 else {
             var error = TLSError.fromErrorQueue(.configuration, keyOperation)
             // OpenSSL checks the pair here already; its "key values mismatch" names neither file.
-            if error.reasons.contains(where: { $0.contains("key values mismatch") }) { error.operation = mismatch }
+            if error.reasons.contains(where: { $0.contains("key values mismatch") }) {
+                error.operation = mismatch
+                error.reasons.append(mismatchHint)
+            } else {
+                error.reasons.append(Self.notPEMHint)
+            }
             throw error
         }
         ERR_clear_error()
         guard SSL_CTX_check_private_key(ctx) == 1 else {
-            throw TLSError.fromErrorQueue(.configuration, mismatch)
+            throw TLSError.fromErrorQueue(.configuration, mismatch, extra: [mismatchHint])
         }
     }
+
+    /// Start-up errors end with what to do: a file that is not PEM is
+    /// usually the wrong file given to the flag.
+    private static let notPEMHint = "give the PEM file certs/gen-certs.sh wrote for this flag"
 
     /// Verifies our own certificate as a peer would, so a node whose
     /// certificate the others would refuse fails at start-up instead.
@@ -192,7 +206,8 @@ public final class TLSContext {
     private static func checkReadable(_ path: String, _ operation: String) throws {
         if access(path, R_OK) != 0 {
             let reason = String(cString: strerror(errno))
-            throw TLSError(kind: .configuration, operation: operation, reasons: [reason])
+            throw TLSError(kind: .configuration, operation: operation,
+                           reasons: [reason + " (check the path, and that the user running nsyncd may read it)"])
         }
     }
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Collections
 import Logging
 
@@ -19,7 +22,8 @@ final class Fetcher {
         /// The bytes are in `temporaryPath`, verified; mode and mtime are set.
         var fetched: (Fetched) -> Void
         /// The fetch could not finish now; the reconciler retries later.
-        /// `local` is true when this node is at fault (its disk), not the holder.
+        /// `local` is true when this node is at fault (its disk, e.g. full),
+        /// not the holder: the operator must act.
         var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
     }
 
@@ -100,7 +104,12 @@ final class Fetcher {
 
     /// Fetches `record` unless it is already being fetched.
     func fetch(_ record: FileRecord, expected: LocalFile?) {
-        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16)).part"
+        // Unique per path: files with the same content committed in one Raft
+        // entry share version and hash, and one .part for both would mix
+        // their mtimes and let one transfer truncate the other's bytes.
+        // Still deterministic, so a restarted node resumes its .part files.
+        let pathDigest = SHA256.hex(SHA256.hash(Array(record.path.utf8))).prefix(16)
+        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16))-\(pathDigest).part"
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         if leftovers.remove(name) != nil { transfer.resumeFromDisk = true }
         transfer.startedAt = loop.now
@@ -336,8 +345,10 @@ final class Fetcher {
         let hasher = transfer.hasher
         let existing = transfer.fd
         let record = transfer.record
+        let directory = temporaryDirectory
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
+                if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
                 let fd = try existing ?? FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
                 do {
                     for chunk in chunks {
@@ -364,9 +375,12 @@ final class Fetcher {
             case .failure(let error):
                 transfer.fd = nil
                 transfer.failed = true
-                detach(transfer)
-                // A full disk: give the space back rather than hold half a file.
+                // This disk failed (full, most likely): a resume would not
+                // help, the bytes are room the raft log needs, and the holder
+                // need not send the rest.
                 FileSystemCleanup.remove(path, on: loop)
+                cancel(transfer)
+                detach(transfer)
                 hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
             case .success((let fd, nil)):
                 transfer.fd = fd
@@ -409,6 +423,32 @@ final class Fetcher {
             link.paused = false
             link.channel.connection.resumeReading()
         }
+    }
+
+    /// Room kept free on the disk of `.nsync/` for the raft log and the
+    /// manifest: when the node cannot append to its log it must stop, so a
+    /// fetch that would eat into this waits instead.
+    static func diskReserve(total: UInt64) -> UInt64 { min(64 << 20, total / 20) }
+
+    /// Throws ENOSPC, before a byte is written, when `record` would not fit
+    /// next to the reserve. Thread pool.
+    static func checkSpace(for record: FileRecord, in directory: String) throws {
+        let space = try FileSystem.space(directory)
+        let reserve = diskReserve(total: space.total)
+        guard space.available >= record.size + reserve else {
+            throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(record.size)) and "
+                              + "\(NodeStatus.bytes(reserve)) kept free for the raft log, but only "
+                              + "\(NodeStatus.bytes(space.available)) are free in", path: directory)
+        }
+    }
+
+    /// Tells the holder to stop sending `transfer` (it failed here).
+    private func cancel(_ transfer: Transfer) {
+        guard let holder = transfer.holder, let link = links[holder], link.active[transfer.requestID] === transfer,
+              let frame = try? Frame.encode(type: TransferMessage.FrameType.cancel.rawValue, {
+                  TransferMessage.cancel(requestID: transfer.requestID).encodePayload(into: &$0)
+              }) else { return }
+        link.channel.send(frame)
     }
 
     private func detach(_ transfer: Transfer) {

@@ -95,6 +95,9 @@ final class TransferServer {
         private var preparing = 0
         private var streaming: Stream?
         private var abandoned = false
+        /// Wakes the session when a request waiting for the index has waited
+        /// `maxWaitForIndex`: on an idle cluster no apply would ever wake it.
+        private var waitTimer: LoopTimer?
 
         init(server: TransferServer, channel: Channel) {
             self.server = server
@@ -151,12 +154,16 @@ final class TransferServer {
 
         func cancel(_ id: UInt32) {
             for item in items where item.request.requestID == id { item.cancelled = true }
+            // The one being streamed has left `items` already.
+            if let s = streaming, s.item.request.requestID == id { s.item.cancelled = true }
             pump()
         }
 
         /// The channel closed: release open files once their jobs return.
         func abandon() {
             abandoned = true
+            waitTimer?.close()
+            waitTimer = nil
             if let s = streaming { try? s.fd.close() }
             streaming = nil
             for item in items {
@@ -184,7 +191,10 @@ final class TransferServer {
                 item.state = .refused(refusal)
                 return
             case .notYet:
-                item.waitingSince = item.waitingSince ?? server.loop.now
+                if item.waitingSince == nil {
+                    item.waitingSince = server.loop.now
+                    scheduleWaitTimeout()
+                }
                 if server.loop.now - item.waitingSince! > TransferServer.maxWaitForIndex {
                     item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
                 }
@@ -221,6 +231,24 @@ final class TransferServer {
                 pump()
                 prepareMore()
             })
+        }
+
+        private func scheduleWaitTimeout(after delay: UInt64 = TransferServer.maxWaitForIndex + 1) {
+            guard waitTimer == nil else { return }
+            waitTimer = server.loop.schedule(after: delay) { [weak self] in
+                guard let self, !abandoned else { return }
+                waitTimer = nil
+                indexAdvanced()
+                // Requests that began waiting later need their own wake-up.
+                let since = items.compactMap { item -> UInt64? in
+                    guard case .queued = item.state else { return nil }
+                    return item.waitingSince
+                }
+                if let earliest = since.min() {
+                    let due = earliest + TransferServer.maxWaitForIndex + 1
+                    scheduleWaitTimeout(after: due > server.loop.now ? due - server.loop.now : 1)
+                }
+            }
         }
 
         /// Sends what is ready, in request order, while the channel takes it.

@@ -1,0 +1,114 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// A receiving node whose disk fills up: its PATH is a small tmpfs, mounted
+/// in a mount namespace of its own (so the mount ends with the daemon,
+/// whatever happens to the test; the test reaches it via /proc/PID/root).
+/// When a new version does not fit, the node keeps the old version, says
+/// so in `nsyncd status --json` recentErrors and its log, keeps running,
+/// and completes the file once space is freed.
+final class DaemonDiskFullTests: XCTestCase {
+    private var scratch: DaemonScratch!
+
+    override func setUpWithError() throws {
+        // A short name: the control socket path through /proc/PID/root must fit sun_path.
+        scratch = try DaemonScratch("diskfull")
+    }
+
+    override func tearDown() {
+        scratch?.remove()
+    }
+
+    private func pattern(_ count: Int, seed: UInt64) -> Data {
+        var random = LoopTestSupport.SeededRandom(seed: seed)
+        var bytes = [UInt8](repeating: 0, count: count)
+        for i in stride(from: 0, to: count, by: 8) {
+            withUnsafeBytes(of: random.next()) { word in
+                for j in 0..<min(8, count - i) { bytes[i + j] = word[j] }
+            }
+        }
+        return Data(bytes)
+    }
+
+    private func freeBytes(_ path: String) -> Int {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return -1 }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    func testANewVersionThatDoesNotFitKeepsTheOldOneReportsTheErrorAndCompletesOnceSpaceIsFreed() throws {
+        let seed = LoopTestSupport.seed()
+        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
+        let source = cluster.member("node1").root
+        let tmpfsBytes = 16 << 20
+        let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
+        try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                               #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
+                                              "mounting a tmpfs in a private mount namespace")
+        let old = pattern(256 << 10, seed: seed)
+        FileManager.default.createFile(atPath: source + "/data.bin", contents: old)
+        let node1 = try cluster.start("node1", in: scratch)
+        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
+        // node2's PATH as the test sees it: inside node2's mount namespace.
+        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
+        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
+        DaemonWait.until("node2 to hold the old data.bin", timeout: 30, context: logs) {
+            FileManager.default.contents(atPath: target + "/data.bin") == old
+        }
+        XCTAssertLessThanOrEqual(freeBytes(target), tmpfsBytes, "node2's PATH is not the tmpfs")
+
+        // Fill node2's disk, leaving 2 MiB, with a file nsyncd never syncs.
+        let filler = target + "/.nsync/filler"
+        let fillerSize = freeBytes(target) - (2 << 20)
+        XCTAssertGreaterThan(fillerSize, 8 << 20)
+        FileManager.default.createFile(atPath: filler, contents: Data(count: fillerSize))
+        print("node2's tmpfs: \(freeBytes(target) >> 10) KiB free after a \(fillerSize >> 20) MiB filler")
+
+        // node1 replaces data.bin with 6 MiB, atomically (written outside PATH, renamed in).
+        let new = pattern(6 << 20, seed: seed &+ 1)
+        let staged = scratch.path + "/data.bin.new"
+        FileManager.default.createFile(atPath: staged, contents: new)
+        XCTAssertEqual(rename(staged, source + "/data.bin"), 0)
+
+        var errors: [String] = []
+        let statusArguments = ["status", target, "--json"]
+        DaemonWait.until("node2 to report the full disk in status --json", timeout: 20, context: logs) {
+            guard let exit = try? DaemonProcess.runToExit(statusArguments, in: scratch, timeout: 10), exit.status == 0,
+                  let status = try? NodeStatus.decode(Data(exit.stdout.utf8)) else { return false }
+            errors = status.recentErrors
+            return errors.contains { $0.contains("No space left on device") }
+        }
+        print("node2 recentErrors: \(errors)")
+        let report = errors.first { $0.contains("No space left on device") } ?? ""
+        XCTAssertTrue(report.contains("data.bin"), "the error names the file: \(report)\n\(logs())")
+        XCTAssertTrue(node2.log.contains("No space left on device"), logs())
+        XCTAssertTrue(node2.isRunning, logs())
+        XCTAssertEqual(FileManager.default.contents(atPath: target + "/data.bin"), old, "node2 must keep the old version")
+        let visible = (try? FileManager.default.contentsOfDirectory(atPath: target))?.sorted() ?? []
+        XCTAssertEqual(visible, [".nsync", "data.bin"], "nothing partial in node2's PATH")
+
+        // More changes while the disk is full: node2 appends their Raft
+        // entries (small) and must neither die nor lose them.
+        try scratch.makeDirectory("node1/notes")
+        for i in 0..<40 {
+            FileManager.default.createFile(atPath: "\(source)/notes/note-\(i).txt", contents: Data("note \(i) \(seed)\n".utf8))
+        }
+        DaemonWait.until("node2 to apply the notes' entries", timeout: 20, context: logs) {
+            guard let status = DaemonProbe.status(target), let leader = DaemonProbe.status(source) else { return false }
+            return leader.commitIndex > 0 && status.appliedIndex == leader.commitIndex && status.files >= 42
+        }
+        XCTAssertTrue(node2.isRunning, "a full disk must not stop the node\n\(logs())")
+
+        // Space comes back: the new version arrives without a restart.
+        let freed = Date()
+        try FileManager.default.removeItem(atPath: filler)
+        DaemonWait.until("node2 to hold the new data.bin and the notes once space is freed", timeout: 30, context: logs) {
+            FileManager.default.contents(atPath: target + "/data.bin") == new
+                && ((try? FileManager.default.contentsOfDirectory(atPath: target + "/notes"))?.count ?? 0) == 40
+        }
+        print("node2 completed data.bin \(String(format: "%.2f", Date().timeIntervalSince(freed))) s after space was freed")
+        XCTAssertEqual(node2.stop(), 0, logs())
+        XCTAssertEqual(node1.stop(), 0, logs())
+    }
+}

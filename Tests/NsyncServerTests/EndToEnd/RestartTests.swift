@@ -1,0 +1,61 @@
+import Foundation
+import XCTest
+
+/// A node that stops (cleanly or not) and comes back converges through the
+/// same loop as everything else: what changed meanwhile, on either side, syncs.
+final class EndToEndRestartTests: ClusterTestCase {
+    func testNodeKilledWhileOthersChangeFilesCatchesUpAfterRestart() throws {
+        try checkNodeKilledWhileOthersChangeFilesCatchesUp(killAtOnce: false)
+    }
+
+    /// The same, killed as soon as it has the files: before its periodic
+    /// save of what it holds (.nsync/manifest) has run.
+    func testNodeKilledRightAfterReceivingFilesCatchesUpAfterRestart() throws {
+        try checkNodeKilledWhileOthersChangeFilesCatchesUp(killAtOnce: true)
+    }
+
+    private func checkNodeKilledWhileOthersChangeFilesCatchesUp(killAtOnce: Bool) throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "before.txt", "before the crash\n")
+        try cluster.write(0, "edited.txt", "old\n")
+        try cluster.write(0, "removed.txt", "will be removed\n")
+        try cluster.waitUntilConverged()
+        if !killAtOnce {
+            let converged = Date()
+            try eventually(cluster, "node3 to save its manifest") {
+                guard let saved = try? FileManager.default.attributesOfItem(atPath: cluster.path(2, ".nsync/manifest"))[.modificationDate] as? Date
+                else { return false }
+                return saved > converged
+            }
+        }
+
+        try cluster.kill(2, signal: SIGKILL)
+        try cluster.write(0, "during.txt", "while node3 was down\n")
+        try cluster.write(1, "edited.txt", "new\n")
+        try cluster.remove(0, "removed.txt")
+        try cluster.waitUntilConverged()  // the two running nodes
+        try cluster.restart(2)
+
+        let tree = try cluster.waitUntilConverged(timeout: 15)
+        XCTAssertEqual(tree.paths, ["before.txt", "during.txt", "edited.txt"])
+        XCTAssertEqual(cluster.readText(2, "edited.txt"), "new\n")
+    }
+
+    func testChangesMadeWhileANodeWasStoppedAreAnnouncedWhenItStartsAgain() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "shared.txt", "v1\n")
+        try cluster.write(0, "gone-while-down.txt", "here\n")
+        try cluster.waitUntilConverged()
+
+        try cluster.kill(1, signal: SIGTERM)
+        try cluster.write(1, "shared.txt", "v2, written while node2 was stopped\n")
+        try cluster.write(1, "offline/new.txt", "made offline\n")
+        try cluster.remove(1, "gone-while-down.txt")
+        try cluster.restart(1)
+        try cluster.waitForLeader()
+
+        let tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree.paths, ["offline", "offline/new.txt", "shared.txt"])
+        XCTAssertEqual(cluster.readText(0, "shared.txt"), "v2, written while node2 was stopped\n")
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import XCTest
+
+/// Three real nsyncd processes on loopback: what one node's user writes
+/// appears, identical, on the others.
+final class EndToEndSyncTests: ClusterTestCase {
+    /// 2001-09-09T01:46:40.123456789Z: far from "now", with nanoseconds that
+    /// a sync keeping only seconds (or microseconds) would lose.
+    static let oldModificationTime: Int64 = 1_000_000_000_123_456_789
+
+    func testVariedTreeWrittenOnOneNodeConvergesIdenticallyOnAll() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "README.md", "# top\n")
+        try cluster.write(0, "a/b/c/d/deep.txt", "four levels down\n")
+        try cluster.write(0, "a/b/mid.txt", "two levels down\n")
+        try cluster.write(0, "empty.txt", "")
+        try cluster.makeDirectory(0, "empty-dir")
+        try cluster.makeDirectory(0, "x/y/z")
+        try cluster.makeDirectory(0, "private", mode: 0o700)
+        try cluster.write(0, "private/secret.txt", "only me\n", mode: 0o600)
+        try cluster.write(0, "bin/run.sh", "#!/bin/sh\necho hi\n", mode: 0o755)
+        try cluster.write(0, "my documents/file with spaces.txt", "spaces\n")
+        try cluster.write(0, "ünïcødé/日本語のファイル.txt", "unicode\n")
+        try cluster.write(0, "emoji 🎉 party.md", "🎉\n")
+        try cluster.write(0, "accents/caf\u{E9}.txt", "precomposed\n")
+        try cluster.write(0, "old.txt", "written long ago\n", mtime: Self.oldModificationTime)
+        try cluster.makeSymlink(0, "link-to-readme", target: "README.md")
+        try cluster.makeSymlink(0, "a/b/up-link", target: "../../bin/run.sh")
+
+        let tree = try cluster.waitUntilConverged()
+
+        XCTAssertEqual(tree["a/b/c/d/deep.txt"]?.kind, .file)
+        XCTAssertEqual(tree["empty.txt"]?.size, 0)
+        XCTAssertEqual(tree["empty-dir"]?.kind, .directory)
+        XCTAssertEqual(tree["x/y/z"]?.kind, .directory)
+        XCTAssertEqual(tree["private"]?.mode, 0o700)
+        XCTAssertEqual(tree["private/secret.txt"]?.mode, 0o600)
+        XCTAssertEqual(tree["bin/run.sh"]?.mode, 0o755)
+        XCTAssertEqual(tree["my documents/file with spaces.txt"]?.kind, .file)
+        XCTAssertEqual(tree["ünïcødé/日本語のファイル.txt"]?.kind, .file)
+        XCTAssertEqual(tree["emoji 🎉 party.md"]?.kind, .file)
+        XCTAssertEqual(tree["old.txt"]?.mtime, Self.oldModificationTime)
+        XCTAssertEqual(tree["link-to-readme"]?.target, "README.md")
+        XCTAssertEqual(tree["a/b/up-link"]?.target, "../../bin/run.sh")
+        XCTAssertEqual(tree["accents/caf\u{E9}.txt"]?.kind, .file)
+        XCTAssertEqual(tree.count, 26, "every path written, plus the directories made for them: \(tree.paths)")
+    }
+
+    func testBinaryContentOfEveryByteValueAndRandomBytesArrivesExactly() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let everyByte = (0..<(256 * 1024)).map { UInt8(truncatingIfNeeded: $0) }
+        let randomBytes = random.bytes(3 * (1 << 20) + 17)  // spans chunks, ends mid-chunk
+        let oneByte = random.bytes(1)
+        try cluster.write(0, "every-byte.bin", everyByte)
+        try cluster.write(1, "random.bin", randomBytes)
+        try cluster.write(2, "one-byte.bin", oneByte)
+
+        try cluster.waitUntilConverged()
+
+        for node in 0..<cluster.count {
+            XCTAssertEqual(cluster.read(node, "every-byte.bin"), everyByte, "every-byte.bin on node \(node + 1)")
+            XCTAssertEqual(cluster.read(node, "random.bin"), randomBytes, "random.bin on node \(node + 1)")
+            XCTAssertEqual(cluster.read(node, "one-byte.bin"), oneByte, "one-byte.bin on node \(node + 1)")
+        }
+    }
+
+    func testEmptyFilesAndAFileTruncatedToEmptySync() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "truncated.txt", "content that will go away\n")
+        try cluster.waitUntilConverged()
+
+        try cluster.write(1, "empty-1", "")
+        try cluster.write(1, "dir/empty-2.txt", "")
+        try cluster.write(2, "dir/deeper/.empty-hidden", "")
+        try cluster.write(0, "truncated.txt", "")
+
+        let tree = try cluster.waitUntilConverged()
+        for path in ["empty-1", "dir/empty-2.txt", "dir/deeper/.empty-hidden", "truncated.txt"] {
+            XCTAssertEqual(tree[path]?.kind, .file, path)
+            XCTAssertEqual(tree[path]?.size, 0, path)
+        }
+    }
+
+    /// Files with the same content (empty files, copies) are distinct files:
+    /// each arrives whole, with its own mtime, however the changes were batched.
+    func testCopiesOfOneContentWrittenTogetherEachArriveWholeWithTheirOwnModificationTime() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let content = random.bytes(6 * (1 << 20) + 5)
+        let base = EndToEndSyncTests.oldModificationTime
+        for i in 0..<4 {
+            try cluster.write(0, "copies/copy-\(i).bin", content, mtime: base + Int64(i) * 1_000_000_007)
+        }
+        for i in 0..<5 {
+            try cluster.write(0, "empties/empty-\(i)", "", mtime: base + Int64(i) * 3_000_000_011)
+        }
+
+        let tree = try cluster.waitUntilConverged()
+
+        for i in 0..<4 {
+            XCTAssertEqual(tree["copies/copy-\(i).bin"]?.mtime, base + Int64(i) * 1_000_000_007, "copy-\(i)")
+            for node in 0..<cluster.count {
+                XCTAssertEqual(cluster.read(node, "copies/copy-\(i).bin"), content, "copy-\(i) on node\(node + 1)")
+            }
+        }
+        for i in 0..<5 {
+            XCTAssertEqual(tree["empties/empty-\(i)"]?.mtime, base + Int64(i) * 3_000_000_011, "empty-\(i)")
+        }
+    }
+}
