@@ -474,7 +474,7 @@ extension Node {
                     actions += reconciler.conflictCopied(path, to: copy, local: local, index: index)
                 case let .conflictFailed(path, why):
                     recordError("cannot keep a conflict copy of \(path): \(why)")
-                    actions.append(.observe(path))
+                    actions += reconciler.conflictCopyFailed(path, index: index)
                 }
             }
             perform(actions)

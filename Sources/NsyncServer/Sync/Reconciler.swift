@@ -99,6 +99,8 @@ public struct Reconciler {
     private var pendingPuts = PathMap<LocalFile?>()
     /// Paths observed again while a put was in flight: look once more after its outcome.
     private var recheck = PathSet()
+    /// Paths whose conflict copy was asked for and not yet reported made or failed.
+    private var copying = PathSet()
     /// Installs in progress: path -> version being installed.
     public private(set) var installing = PathMap<UInt64>()
     /// Changes to propose in the next batch.
@@ -121,7 +123,7 @@ public struct Reconciler {
     public var pendingPutCount: Int { pendingPuts.count }
     /// Whether a put of ours for `path` awaits its outcome.
     public func isAnnouncing(_ path: String) -> Bool { pendingPuts[path] != nil }
-    public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty }
+    public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty || !copying.isEmpty }
 
     public mutating func markManifestSaved() { manifestDirty = false }
 
@@ -129,7 +131,7 @@ public struct Reconciler {
 
     /// The node looked at `path` on disk and found `local` (nil: absent).
     public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex) -> [SyncAction] {
-        if pendingPuts[path] != nil || installing[path] != nil {
+        if pendingPuts[path] != nil || installing[path] != nil || copying.contains(path) {
             recheck.insert(path)
             return []
         }
@@ -203,7 +205,9 @@ public struct Reconciler {
     public mutating func proposalFailed(_ changes: [IndexChange]) {
         for change in changes {
             switch change {
-            case .put(let p) where pendingPuts[p.path] != nil: outbox.append(change)
+            // Only if still pending: a later put of the same path may have replaced it.
+            case .put(let p) where pendingPuts[p.path].map({ Self.put(p, announces: $0) }) == true:
+                outbox.append(change)
             case .hold: outbox.append(change)
             default: break
             }
@@ -217,14 +221,27 @@ public struct Reconciler {
         var actions: [SyncAction] = []
         for (change, outcome) in zip(command.changes, outcomes) {
             let path = change.path
-            if command.origin == node, case .put(let put) = change, let announced = pendingPuts.removeValue(forKey: path) {
+            if command.origin == node, case .put(let put) = change, let announced = pendingPuts[path],
+               Self.put(put, announces: announced) {
+                pendingPuts[path] = nil
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
                 case .rejected(let current):
+                    if current.holders.contains(node) {
+                        // The winner is a state we announced holding (a put of ours
+                        // that committed unmatched, before a restart or twice): what
+                        // we have now came after it on our disk, so it is an edit of it.
+                        propose(path, announced, base: current.version)
+                        continue
+                    }
                     if put.kind == .file, current.kind == .file, current.hash == put.hash, let mine = announced {
                         // Same bytes, other mode: no conflict copy; take the winner's mode.
-                        setManifest(path, ManifestEntry(version: 0, local: nil))
+                        // The manifest keeps our bytes (version 0): if the fetch
+                        // cannot happen and the path is then deleted, an entry
+                        // saying "nothing here" would hold the deletion and leave
+                        // them on disk, unknown to the index, forever.
+                        setManifest(path, ManifestEntry(version: 0, local: mine))
                         installing[path] = current.version
                         actions.append(.fetch(current, expected: mine))
                         continue
@@ -232,7 +249,7 @@ public struct Reconciler {
                     if put.kind != .deleted, let mine = announced {
                         // Our bytes lost to a concurrent change: keep them as a copy.
                         setManifest(path, ManifestEntry(version: 0, local: mine))
-                        actions.append(.conflictCopy(path: path, expected: mine))
+                        actions += askConflictCopy(path, mine)
                         continue
                     }
                     // Our delete lost to an edit: the edit comes back.
@@ -244,6 +261,17 @@ public struct Reconciler {
                     actions.append(.observe(path))
                     continue
                 }
+            } else if command.origin == node, case .put(let put) = change, pendingPuts[path] == nil,
+                      let version = Self.committedVersion(outcome), manifest[path]?.version != version {
+                // A put of ours no longer tracked (sent before a restart, or resent
+                // after a timeout though it had committed): our disk had that state
+                // at this version, so whatever is there now came after it. Look,
+                // and announce it on top if it differs.
+                let state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
+                                                                   mtime: put.mtime, hash: put.hash, target: put.target)
+                setManifest(path, ManifestEntry(version: version, local: state))
+                actions.append(.observe(path))
+                continue
             }
             if case .forget = change, case .accepted = outcome, (manifest[path]?.local ?? nil) == nil {
                 setManifest(path, nil)
@@ -254,10 +282,44 @@ public struct Reconciler {
         return actions
     }
 
+    /// The version a put made current (or found current), if it got in.
+    private static func committedVersion(_ outcome: ChangeOutcome) -> UInt64? {
+        switch outcome {
+        case .accepted(let version), .alreadyCurrent(let version): version == 0 ? nil : version
+        case .rejected, .stale, .invalid: nil
+        }
+    }
+
+    /// Version 0 with bytes on disk is a rejected change: its conflict copy is
+    /// owed. Asked for once at a time, and again whenever the path is
+    /// reconciled with none under way (after a failed copy, or a restart that
+    /// lost the action: a look finding the same stat would otherwise leave it
+    /// so forever).
+    private mutating func askConflictCopy(_ path: String, _ local: LocalFile) -> [SyncAction] {
+        guard copying.insert(path).inserted else { return [] }
+        return [.conflictCopy(path: path, expected: local)]
+    }
+
+    /// Whether `put` is the proposal that announced `local`. An earlier put of
+    /// the same path from this node (a re-proposal after a timeout when the
+    /// first one committed too, or one sent before a restart) commits as well,
+    /// and its outcome must not be taken for the pending one's.
+    private static func put(_ put: PutChange, announces local: LocalFile?) -> Bool {
+        guard let local else { return put.kind == .deleted }
+        return put.kind == local.kind && put.size == local.size && put.mode == local.mode
+            && put.mtime == local.mtime && put.hash == local.hash && put.target == local.target
+    }
+
     /// Brings `path` in line with its record, if it is not already.
     public mutating func reconcile(_ path: String, index: FileIndex) -> [SyncAction] {
         guard pendingPuts[path] == nil, let record = index.record(at: path) else { return [] }
-        if let busy = installing[path], busy >= record.version { return [] }
+        // One install per path at a time: two in flight can report in either
+        // order, and an older one's report would leave the manifest claiming
+        // what the disk no longer has. installed()/installFailed() look again.
+        if installing[path] != nil { return [] }
+        // A conflict copy under way moves the bytes away: holding (or
+        // removing) them now would be wrong; conflictCopied() looks again.
+        if copying.contains(path) { return [] }
         let entry = manifest[path]
         let local = entry?.local ?? nil
         if entry?.version == record.version {
@@ -270,6 +332,9 @@ public struct Reconciler {
                 hold(record)
                 return []
             }
+            // A rejected change whose conflict copy is not made yet: removing
+            // it now would lose the user's bytes.
+            if entry?.version == 0 { return askConflictCopy(path, local) }
             installing[path] = record.version
             return [.remove(path: path, version: record.version, expected: local)]
         }
@@ -278,9 +343,17 @@ public struct Reconciler {
             hold(record)
             return []
         }
-        if entry != nil, entry?.version == 0, local != nil {
-            // A local change not yet announced (or a conflict copy not yet made):
-            // it is announced first, and the winner fetched after.
+        if entry?.version == 0, let local,
+           !(local.kind == .file && record.kind == .file && local.hash == record.hash && local.size == record.size) {
+            // A rejected change whose conflict copy is not made yet: the copy
+            // first, the winner after. (Bytes the index now has under another
+            // mode need no copy: the fetch below only brings the mode.)
+            return askConflictCopy(path, local)
+        }
+        if record.origin == node && record.holders == [node] {
+            // Our own put, committed after a restart (or twice), of bytes we no
+            // longer have: no node can serve it. What we have now replaces it.
+            propose(path, local, base: record.version)
             return []
         }
         installing[path] = record.version
@@ -313,6 +386,14 @@ public struct Reconciler {
         } else {
             actions += reconcile(path, index: index)
         }
+        if pendingPuts[path] != nil {
+            // A put of this path went out while the install ran (a directory
+            // revived for a new file inside it): it announced the state from
+            // before the install, and its outcome will say that is what we
+            // have. Look again once the outcome is known.
+            recheck.insert(path)
+            return actions
+        }
         if recheck.remove(path) != nil { actions.append(.observe(path)) }
         return actions
     }
@@ -320,20 +401,38 @@ public struct Reconciler {
     /// An install of `version` of `path` did not happen.
     public mutating func installFailed(_ path: String, version: UInt64, _ failure: InstallFailure, index: FileIndex) -> [SyncAction] {
         if installing[path] == version { installing[path] = nil }
-        recheck.remove(path)
+        let changedMeanwhile = recheck.remove(path) != nil
         switch failure {
         case .localChanged: return [.observe(path)]
-        case .transient: return [.retryLater(path)]
+        // The user changed the path while the install ran: look at it first,
+        // or that change is never announced.
+        case .transient: return changedMeanwhile ? [.observe(path), .retryLater(path)] : [.retryLater(path)]
         }
     }
 
     /// Our losing bytes at `path` now live at `copyPath` (found there as
     /// `local`); announce the copy and fetch the winner.
+    ///
+    /// The copy is announced from a fresh look, not from `local`: the user may
+    /// have moved or changed it between the rename and this report, and the
+    /// watcher event saying so may already have been handled (as a path we
+    /// knew nothing about). Announcing `local` then commits bytes no disk has.
+    /// The node may skip re-hashing when the stat still equals `local`'s.
     public mutating func conflictCopied(_ path: String, to copyPath: String, local: LocalFile?, index: FileIndex) -> [SyncAction] {
+        copying.remove(path)
         setManifest(path, nil)
-        var actions = observed(copyPath, local, index: index)
+        var actions: [SyncAction] = [.observe(copyPath)]
         actions += reconcile(path, index: index)
+        if recheck.remove(path) != nil { actions.append(.observe(path)) }
         return actions
     }
-}
 
+    /// A conflict copy was not made: `path` no longer showed what the action
+    /// expected (the user changed it meanwhile). Look again: a change is
+    /// announced (and loses again); the same stat asks for the copy again.
+    public mutating func conflictCopyFailed(_ path: String, index: FileIndex) -> [SyncAction] {
+        copying.remove(path)
+        recheck.remove(path)
+        return [.observe(path)]
+    }
+}

@@ -1,0 +1,228 @@
+import XCTest
+@testable import NsyncServer
+
+/// The reconciler's answers to single events, one behaviour per test:
+/// announcing local changes, following remote ones, and installs.
+final class ReconcilerTests: ReconcilerTestCase {
+    // MARK: local changes
+
+    func testNewLocalFileIsProposedWithBaseZero() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.pendingPutCount, 1)
+    }
+
+    func testEditIsProposedWithTheBaseOfTheInstalledVersion() {
+        installRemote("x", file(9))
+        let v = installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(2, mtime: 200), base: v)])
+    }
+
+    func testAcceptedOutcomeRecordsTheVersionAndTheAnnouncedStateInTheManifest() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let (outcomes, actions) = commitOutbox()
+        XCTAssertEqual(outcomes, [.accepted(version: 1)])
+        XCTAssertEqual(actions, [])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: file(1)))
+        XCTAssertFalse(reconciler.hasPendingWork)
+        // Already the origin, hence a holder: nothing more to say.
+        XCTAssertFalse(reconciler.hasOutbox)
+    }
+
+    func testUnchangedObservationProposesNothing() {
+        installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox)
+        XCTAssertFalse(reconciler.hasPendingWork)
+    }
+
+    func testObservationMatchingTheRecordsContentOnlyHolds() {
+        // n1 starts up (or joins) with the bytes n2 announced, under another inode and mtime.
+        _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", file(1, mtime: 100, inode: 7), base: 0)]), at: 1)
+        let mine = file(1, mtime: 555, inode: 8)
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: mine))
+    }
+
+    func testObservationWhileAPutIsInFlightIsLookedAtAgainAfterTheOutcome() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let proposal = reconciler.takeOutbox()
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox, "one put per path in flight")
+        XCTAssertEqual(commit("n1", proposal).actions, [.observe("a")])
+        XCTAssertEqual(reconciler.observed("a", file(2, mtime: 200), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(2, mtime: 200), base: 1)])
+    }
+
+    func testFailedProposalIsProposedAgain() {
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
+        let proposal = reconciler.takeOutbox()
+        reconciler.proposalFailed(proposal)
+        XCTAssertEqual(reconciler.takeOutbox(), proposal)
+    }
+
+    // MARK: remote changes
+
+    func testRemotePutIsFetchedExpectingWhatTheManifestSaysIsOnDisk() throws {
+        let v = installRemote("a", file(1))
+        let (_, actions) = commit("n2", [put("a", file(2, mtime: 200), base: v)])
+        let record = try XCTUnwrap(index.record(at: "a"))
+        XCTAssertEqual(actions, [.fetch(record, expected: file(1))])
+        XCTAssertEqual(reconciler.installing["a"], record.version)
+    }
+
+    func testRemoteNewDirectoryAndSymlinkAreCreatedExpectingNothing() throws {
+        let link = LocalFile(kind: .symlink, mode: 0o777, mtime: 5, target: "../t")
+        let (_, actions) = commit("n2", [put("d", directory(), base: 0), put("l", link, base: 0)])
+        XCTAssertEqual(actions, [.makeDirectory(try XCTUnwrap(index.record(at: "d")), expected: nil),
+                                 .makeSymlink(try XCTUnwrap(index.record(at: "l")), expected: nil)])
+    }
+
+    func testRemoteDeleteRemovesTheFileExpectingWhatTheManifestSaysIsOnDisk() {
+        let v = installRemote("a", file(1))
+        let (_, actions) = commit("n2", [put("a", nil, base: v)])
+        XCTAssertEqual(actions, [.remove(path: "a", version: v + 2, expected: file(1))])
+        XCTAssertEqual(reconciler.installed("a", version: v + 2, local: nil, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: v + 2)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: v + 2, local: nil))
+    }
+
+    func testRemoteDeleteOfAPathThisNodeNeverHadOnlyHolds() {
+        commit("n2", [put("a", file(1), base: 0)])
+        // n1 has not fetched it yet (the fetch failed); n2 deletes it.
+        XCTAssertEqual(reconciler.installFailed("a", version: 1, .transient("no holder"), index: index), [.retryLater("a")])
+        XCTAssertEqual(commit("n2", [put("a", nil, base: 1)]).actions, [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 2)])
+    }
+
+    func testDeletedThenRecreatedNameIsProposedAndAcceptedNotDeletedAgain() throws {
+        let v = installRemote("a", file(1))
+        let (_, removal) = commit("n2", [put("a", nil, base: v)])
+        let deletion = v + 2
+        XCTAssertEqual(removal, [.remove(path: "a", version: deletion, expected: file(1))])
+        XCTAssertEqual(reconciler.installed("a", version: deletion, local: nil, index: index), [])
+        commitOutbox()
+        // The user makes a new "a".
+        let again = file(4, mtime: 400, inode: 9)
+        XCTAssertEqual(reconciler.observed("a", again, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", again, base: deletion)])
+        // Taken from the outbox above and committed:
+        let (outcomes, actions) = commit("n1", [put("a", again, base: deletion)])
+        XCTAssertEqual(outcomes, [.accepted(version: deletion + 2)])
+        XCTAssertEqual(actions, [], "the re-created file is not removed again")
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: deletion + 2, local: again))
+        XCTAssertEqual(index.record(at: "a")?.kind, .file)
+    }
+
+    func testNameRecreatedOnTheNodeThatDeletedItIsNotRemoved() {
+        let v = installRemote("a", file(1))
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
+        XCTAssertEqual(commitOutbox().outcomes, [.accepted(version: v + 2)])
+        let again = file(4, mtime: 400, inode: 9)
+        XCTAssertEqual(reconciler.observed("a", again, index: index), [])
+        let (outcomes, actions) = commitOutbox()
+        XCTAssertEqual(outcomes, [.accepted(version: v + 3)])
+        XCTAssertEqual(actions, [])
+        XCTAssertFalse(reconciler.hasPendingWork)
+    }
+
+    func testFileCreatedUnderADeletedDirectoryRevivesTheDirectory() throws {
+        let vd = installRemote("d", directory())
+        let vx = installRemote("d/x", file(1))
+        // n2 removed the whole directory.
+        let (_, removals) = commit("n2", [put("d/x", nil, base: vx), put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        XCTAssertEqual(removals, [.remove(path: "d/x", version: deletion, expected: file(1)),
+                                  .remove(path: "d", version: deletion, expected: directory())])
+        // d/x goes; before d does, the user writes d/y, so removing d fails (not empty).
+        XCTAssertEqual(reconciler.installed("d/x", version: deletion, local: nil, index: index), [])
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .transient("not empty"), index: index),
+                       [.retryLater("d")])
+        XCTAssertEqual(reconciler.observed("d/y", file(2), index: index), [])
+        let changes = reconciler.takeOutbox()
+        XCTAssertTrue(changes.contains(put("d", directory(), base: vd)), "\(changes)")
+        XCTAssertTrue(changes.contains(put("d/y", file(2), base: 0)), "\(changes)")
+        let (outcomes, _) = commit("n1", changes)
+        for (change, outcome) in zip(changes, outcomes) where change.path != "d/x" {
+            guard case .accepted = outcome else { return XCTFail("\(change) -> \(outcome)") }
+        }
+        XCTAssertEqual(index.record(at: "d")?.kind, .directory)
+        XCTAssertEqual(reconciler.reconcile("d", index: index), [], "the retry finds the directory current")
+    }
+
+    func testDirectoryRevivedWhileAnInstallOfItRunsIsLookedAtAgainAfterTheRevival() throws {
+        let vd = installRemote("d", directory())
+        let (_, chmod) = commit("n2", [put("d", directory(mode: 0o700), base: vd)])
+        XCTAssertEqual(chmod, [.makeDirectory(try XCTUnwrap(index.record(at: "d")), expected: directory())])
+        let chmodVersion = nextEntry - 1
+        // n2 then deletes d; n1's chmod is still running, and the user creates d/y.
+        XCTAssertEqual(commit("n2", [put("d", nil, base: chmodVersion)]).actions, [])
+        XCTAssertEqual(reconciler.observed("d/y", file(2), index: index), [])
+        let revival = reconciler.takeOutbox()
+        XCTAssertEqual(revival, [put("d", directory(), base: vd), put("d/y", file(2), base: 0)],
+                       "the revival can only announce what the manifest knows")
+        let chmodded = directory(mode: 0o700, inode: 50)
+        XCTAssertEqual(reconciler.installed("d", version: chmodVersion, local: chmodded, index: index), [])
+        let (outcomes, actions) = commit("n1", revival)
+        XCTAssertEqual(outcomes.count, 2)
+        XCTAssertTrue(actions.contains(.observe("d")), "the revival announced 755; the disk has 700: \(actions)")
+    }
+
+    func testForgottenTombstoneLeavesNoManifestEntry() {
+        let v = installRemote("a", file(1))
+        commit("n2", [put("a", nil, base: v)])
+        XCTAssertEqual(reconciler.installed("a", version: v + 2, local: nil, index: index), [])
+        commitOutbox()
+        commit("n2", [.forget(path: "a", version: v + 2)])
+        XCTAssertNil(index.record(at: "a"))
+        XCTAssertNil(reconciler.manifest["a"])
+    }
+
+    // MARK: installs
+
+    func testInstallFailingBecauseTheUserChangedTheFileAsksToObserveAgain() {
+        let v = installRemote("a", file(1))
+        commit("n2", [put("a", file(2, mtime: 200), base: v)])
+        XCTAssertEqual(reconciler.installFailed("a", version: v + 2, .localChanged, index: index), [.observe("a")])
+        XCTAssertNil(reconciler.installing["a"])
+        // The user's edit of version v is then proposed on that base, and loses to n2's.
+        XCTAssertEqual(reconciler.observed("a", file(3, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(3, mtime: 300), base: v)])
+    }
+
+    func testTransientInstallFailureIsRetriedLater() {
+        commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.installFailed("a", version: 1, .transient("no holder"), index: index), [.retryLater("a")])
+        XCTAssertEqual(reconciler.reconcile("a", index: index), [.fetch(index.record(at: "a")!, expected: nil)])
+    }
+
+    func testChangeObservedDuringAnInstallThatFailsTransientlyIsLookedAtAgain() {
+        let vd = installRemote("d", directory())
+        commit("n2", [put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        // While the removal runs, the user makes the directory private.
+        XCTAssertEqual(reconciler.observed("d", directory(mode: 0o700, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .transient("directory not empty"), index: index),
+                       [.observe("d"), .retryLater("d")])
+        XCTAssertEqual(reconciler.observed("d", directory(mode: 0o700, mtime: 300), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d", directory(mode: 0o700, mtime: 300), base: vd)])
+    }
+
+    func testNewerVersionWaitsForTheInstallInFlightAndIsFetchedOverWhatThatInstalled() throws {
+        let (_, first) = commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(first, [.fetch(try XCTUnwrap(index.record(at: "a")), expected: nil)])
+        XCTAssertEqual(commit("n2", [put("a", file(2, mtime: 200), base: 1)]).actions, [],
+                       "a second install of the path would race the first")
+        let installedFirst = file(1, inode: 5)
+        XCTAssertEqual(reconciler.installed("a", version: 1, local: installedFirst, index: index),
+                       [.fetch(try XCTUnwrap(index.record(at: "a")), expected: installedFirst)])
+    }
+
+    func testInstalledVersionIsHeld() {
+        commit("n2", [put("a", file(1), base: 0)])
+        XCTAssertEqual(reconciler.installed("a", version: 1, local: file(1, inode: 3), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
+    }
+}
