@@ -109,7 +109,10 @@ extension Node {
         // (and start the periodic rescans) now, not at the first change.
         handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
-        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
+            saveManifest(synchronously: false)
+            discardStalePartialFiles()
+        }
         sync.timers.append(saver)
         rescan(reason: "start-up")
     }
@@ -162,6 +165,28 @@ extension Node {
             }
             return .serve(size: local.size)
         }
+    }
+
+    /// A `.part` is resumed when its version is fetched again; one of a
+    /// version changed or deleted meanwhile (while this node was down, or
+    /// while its transfer waited for a retry) never is, and would stay in
+    /// `.nsync/tmp` forever. Once this node has nothing to fetch or install
+    /// none can be in use: everything there goes. (A fetch starting after the
+    /// sweep is of a newer version, so under another name.)
+    private func discardStalePartialFiles() {
+        guard fetcher.mayHoldStalePartials, isSettled().settled else { return }
+        fetcher.mayHoldStalePartials = false
+        let directory = temporaryDirectory
+        loop.queueWork({ (try? FileDescriptor.listDirectory(directory)) ?? [] }, completion: { [unowned self] names in
+            guard !names.isEmpty else { return }
+            guard isSettled().settled else {
+                fetcher.mayHoldStalePartials = true
+                return
+            }
+            for name in names { FileSystemCleanup.remove(directory + "/" + name, on: loop) }
+            fetcher.forgetLeftovers()
+            logger.info("removed \(names.count) partial downloads of versions no longer current from \(directory)")
+        })
     }
 
     /// This node's disk failing a fetch (full, most likely) needs the
