@@ -38,6 +38,8 @@ final class TestCluster {
     let directory: String
     let members: [Member]
     let extraArguments: [String]
+    /// Whether `--cluster` gives each peer's name (see `init`).
+    let namesPeers: Bool
     private let certificates: TestCertificates
     private let ownsCertificates: Bool
     private var isShutDown = false
@@ -57,8 +59,11 @@ final class TestCluster {
     /// Creates the directories and certificates, picks ports and starts
     /// `nodes` daemons, each with `extraArguments` (e.g. `--snapshot-entries 50`).
     /// With `running`, only those nodes start (the others join later with
-    /// `restart`, their directories already made). Returns once every
-    /// started process runs; call `waitForLeader()` to know Raft is up.
+    /// `restart`, their directories already made), and every node names its
+    /// peers (`NAME@HOST:...`): Raft counts votes by name, and a name is
+    /// otherwise learned only from the peer's certificate once it answers.
+    /// Returns once every started process runs; call `waitForLeader()` to
+    /// know Raft is up.
     init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
@@ -82,6 +87,7 @@ final class TestCluster {
         let directory = String(cString: template)
         self.directory = directory
         self.extraArguments = extraArguments
+        namesPeers = running != nil
         members = names.enumerated().map { i, name in
             Member(name: name, root: "\(directory)/n\(i + 1)", logPath: "\(directory)/\(name).log",
                    clusterPort: ports[2 * i], filePort: ports[2 * i + 1])
@@ -111,7 +117,9 @@ final class TestCluster {
     /// The command line node `node` runs with.
     func arguments(_ node: Int) -> [String] {
         let member = members[node]
-        let others = members.filter { $0 !== member }.map { "127.0.0.1:\($0.clusterPort):\($0.filePort)" }
+        let others = members.filter { $0 !== member }.map {
+            (namesPeers ? "\($0.name)@" : "") + "127.0.0.1:\($0.clusterPort):\($0.filePort)"
+        }
         return [member.root, "--name", member.name, "--host", "127.0.0.1",
                 "--cluster-port", "\(member.clusterPort)", "--file-server-port", "\(member.filePort)",
                 "--cluster", others.joined(separator: ","),
