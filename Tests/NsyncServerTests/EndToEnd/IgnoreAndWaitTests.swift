@@ -78,6 +78,20 @@ final class EndToEndIgnoreAndWaitTests: ClusterTestCase {
                 XCTAssertEqual(cluster.read(node, path), bytes, "\(path) on node\(node + 1) as soon as `nsyncd wait` returned")
             }
         }
+        // The same request the CLI sends, sent the moment the file is closed
+        // (no process start in between): the daemon must not answer before
+        // it has looked at what its watcher already reported.
+        for round in 0..<10 {
+            let writer = round % cluster.count
+            let path = "barrier/at-once-\(round).txt"
+            let content = "written just before the wait, round \(round)\n"
+            try cluster.write(writer, path, content)
+            let result = try ControlClient.wait(root: cluster.path(writer), timeoutMilliseconds: 30_000)
+            XCTAssertTrue(result.ok, "wait on node\(writer + 1): \(result.missing)")
+            for node in 0..<cluster.count {
+                XCTAssertEqual(cluster.readText(node, path), content, "\(path) on node\(node + 1) when the wait answered")
+            }
+        }
         print("nsyncd wait returned after: \(timings.joined(separator: ", "))")
     }
 
