@@ -539,7 +539,6 @@ extension Node {
         let bytes = Manifest.encode(reconciler.manifest)
         reconciler.markManifestSaved()
         let path = stateDirectory + "/manifest"
-        let directory = stateDirectory
         let journal = installJournalPath
         let write = { () -> Error? in
             do {
@@ -550,8 +549,9 @@ extension Node {
                 }
                 try FileDescriptor.rename(path + ".tmp", to: path)
                 if coversJournal {
-                    // The new manifest must be the one a restart finds before the journal goes.
-                    try FileDescriptor.syncDirectory(directory)
+                    // No directory fsync first: journaling file systems (ext4,
+                    // xfs) commit metadata in order, so after a power cut the
+                    // truncation is never there without the rename before it.
                     try InstallJournal.clear(journal)
                 }
                 return nil

@@ -74,13 +74,14 @@ enum InstallJournal {
         return entries
     }
 
-    /// Appends `entries` to the journal at `path` and makes them durable.
-    static func append(_ entries: [Entry], to path: String) throws {
+    /// Appends `entries` to the journal at `path`; with `sync`, makes them
+    /// durable (without, the caller's flush of the file system does).
+    static func append(_ entries: [Entry], to path: String, sync: Bool = true) throws {
         guard !entries.isEmpty else { return }
         let fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .append], permissions: 0o600)
         try fd.closeAfter {
             try fd.write(all: encode(entries))
-            try fd.syncData()
+            if sync { try fd.syncData() }
         }
     }
 

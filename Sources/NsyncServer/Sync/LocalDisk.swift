@@ -95,6 +95,17 @@ enum LocalDisk {
     static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
                         journal: String? = nil) -> [InstallResult] {
         let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
+        if let journal {
+            // Written before the flush so that one flush covers it with the
+            // files (a single file syncs it itself). Best effort: without it
+            // a crash in the next second is no worse than before it existed.
+            try? InstallJournal.append(files.compactMap { fetched -> InstallJournal.Entry? in
+                guard let status = try? FileSystem.status(fetched.temporaryPath) else { return nil }
+                return InstallJournal.Entry(path: fetched.record.path, version: fetched.record.version, local: LocalFile(
+                    kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                    hash: fetched.record.hash, inode: status.inode))
+            }, to: journal, sync: files.count == 1)
+        }
         var flushError: Error?
         do {
             if files.count == 1 {
@@ -105,15 +116,6 @@ enum LocalDisk {
             }
         } catch {
             flushError = error
-        }
-        if flushError == nil, let journal {
-            // Best effort: without it a crash in the next second is no worse than before it existed.
-            try? InstallJournal.append(files.compactMap { fetched -> InstallJournal.Entry? in
-                guard let status = try? FileSystem.status(fetched.temporaryPath) else { return nil }
-                return InstallJournal.Entry(path: fetched.record.path, version: fetched.record.version, local: LocalFile(
-                    kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
-                    hash: fetched.record.hash, inode: status.inode))
-            }, to: journal)
         }
         var touched = Set<String>()
         // Deletions deepest first, so a directory is empty by the time its turn comes.
