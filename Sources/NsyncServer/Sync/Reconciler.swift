@@ -155,6 +155,13 @@ public struct Reconciler {
         }
         if local == nil && entry?.local == nil {
             // Absent before and now: the user deleted nothing; the record may still need us.
+            if let record, record.kind == .deleted {
+                if entry?.version != record.version {
+                    setManifest(path, ManifestEntry(version: record.version, local: nil))
+                }
+                hold(record)
+                return []
+            }
             return reconcile(path, index: index)
         }
         announce(path, local, base: entry?.version ?? 0, index: index)
@@ -328,6 +335,9 @@ public struct Reconciler {
         }
         if record.kind == .deleted {
             guard let local else {
+                // Knowing nothing of this path is not knowing it is absent
+                // (a manifest lost in a crash): look before holding the deletion.
+                if entry == nil { return [.observe(path)] }
                 setManifest(path, ManifestEntry(version: record.version, local: nil))
                 hold(record)
                 return []
@@ -420,7 +430,8 @@ public struct Reconciler {
     /// The node may skip re-hashing when the stat still equals `local`'s.
     public mutating func conflictCopied(_ path: String, to copyPath: String, local: LocalFile?, index: FileIndex) -> [SyncAction] {
         copying.remove(path)
-        setManifest(path, nil)
+        // The rename left nothing at `path`: known absent, not unknown.
+        setManifest(path, ManifestEntry(version: 0, local: nil))
         var actions: [SyncAction] = [.observe(copyPath)]
         actions += reconcile(path, index: index)
         if recheck.remove(path) != nil { actions.append(.observe(path)) }

@@ -89,12 +89,27 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: v + 2, local: nil))
     }
 
-    func testRemoteDeleteOfAPathThisNodeNeverHadOnlyHolds() {
+    func testRemoteDeleteOfAPathThisNodeNeverHadIsHeldOnceTheDiskShowsItAbsent() {
         commit("n2", [put("a", file(1), base: 0)])
         // n1 has not fetched it yet (the fetch failed); n2 deletes it.
         XCTAssertEqual(reconciler.installFailed("a", version: 1, .transient("no holder"), index: index), [.retryLater("a")])
-        XCTAssertEqual(commit("n2", [put("a", nil, base: 1)]).actions, [])
+        // Knowing nothing of "a" is not knowing it is absent: look first.
+        XCTAssertEqual(commit("n2", [put("a", nil, base: 1)]).actions, [.observe("a")])
+        XCTAssertEqual(reconciler.takeOutbox(), [])
+        XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 2)])
+    }
+
+    func testNodeThatLostItsManifestDoesNotHoldADeletionOfAFileItStillHas() {
+        // A restart after a crash: no manifest entry, the disk still has the
+        // bytes the cluster deleted meanwhile. They are removed, not held as gone.
+        commit("n2", [put("a", file(1), base: 0)])
+        commit("n2", [put("a", nil, base: 1)])
+        reconciler = Reconciler(node: "n1")
+        XCTAssertEqual(reconciler.reconcileAll(index: index), [.observe("a")])
+        XCTAssertEqual(reconciler.takeOutbox(), [])
+        XCTAssertEqual(reconciler.observed("a", file(1), index: index), [.remove(path: "a", version: 2, expected: file(1))])
+        XCTAssertEqual(reconciler.takeOutbox(), [], "no hold before the removal happened")
     }
 
     func testDeletedThenRecreatedNameIsProposedAndAcceptedNotDeletedAgain() throws {
