@@ -89,8 +89,11 @@ enum LocalDisk {
     // MARK: installing
 
     /// Carries out `items` in order; fetched files are made durable together
-    /// first (one flush), and every parent directory touched is fsync'd after.
-    static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64) -> [InstallResult] {
+    /// first (one flush) and recorded in `journal` (see `InstallJournal`)
+    /// before any is renamed into place, and every parent directory touched
+    /// is fsync'd after.
+    static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
+                        journal: String? = nil) -> [InstallResult] {
         let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
         var flushError: Error?
         do {
@@ -102,6 +105,15 @@ enum LocalDisk {
             }
         } catch {
             flushError = error
+        }
+        if flushError == nil, let journal {
+            // Best effort: without it a crash in the next second is no worse than before it existed.
+            try? InstallJournal.append(files.compactMap { fetched -> InstallJournal.Entry? in
+                guard let status = try? FileSystem.status(fetched.temporaryPath) else { return nil }
+                return InstallJournal.Entry(path: fetched.record.path, version: fetched.record.version, local: LocalFile(
+                    kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                    hash: fetched.record.hash, inode: status.inode))
+            }, to: journal)
         }
         var touched = Set<String>()
         // Deletions deepest first, so a directory is empty by the time its turn comes.

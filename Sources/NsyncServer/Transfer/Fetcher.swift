@@ -45,6 +45,10 @@ final class Fetcher {
     private var placementQueued = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
+    /// Whether a `.part` may have outlived its transfer (found at start-up,
+    /// or kept by a transfer given up): the node then sweeps the temporary
+    /// directory once it has nothing left to fetch.
+    var mayHoldStalePartials: Bool
     /// Bytes received since start (status, benchmarks).
     private(set) var bytesReceived: UInt64 = 0
 
@@ -52,6 +56,7 @@ final class Fetcher {
         self.loop = loop
         self.temporaryDirectory = temporaryDirectory
         self.leftovers = leftovers
+        mayHoldStalePartials = !leftovers.isEmpty
         self.logger = logger
         self.hooks = hooks
     }
@@ -117,6 +122,11 @@ final class Fetcher {
         transfer.startedAt = loop.now
         waiting.append(transfer)
         schedule()
+    }
+
+    /// The `.part` files of an earlier run were removed (by the node's sweep).
+    func forgetLeftovers() {
+        leftovers.removeAll()
     }
 
     /// Files waiting or in flight, and the bytes they still need.
@@ -469,6 +479,8 @@ final class Fetcher {
     /// a resume) and let the reconciler retry later, maybe from another holder.
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
+        // A retry of this version resumes it; a retry of a newer one never will.
+        mayHoldStalePartials = true
         closeFile(transfer)
         hooks.failed(transfer.record, why, false)
     }
