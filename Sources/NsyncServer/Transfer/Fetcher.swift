@@ -30,6 +30,8 @@ final class Fetcher {
     /// Requests in flight per channel, and bytes buffered for the disk before
     /// reading from the channel pauses.
     static let maxRequestsPerChannel = 64
+    /// Bytes of a download between two writeback kicks.
+    static let writebackStride: UInt64 = 16 << 20
     static let pauseAboveBufferedBytes = 32 << 20
     static let resumeBelowBufferedBytes = 8 << 20
 
@@ -364,6 +366,14 @@ final class Fetcher {
                     for chunk in chunks {
                         try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
                         hasher.update(chunk.bytes)
+                        // Every 16 MiB, start writing it out: the disk works while
+                        // the network does, and the install's fsync finds little left.
+                        let end = chunk.offset + UInt64(chunk.bytes.count)
+                        let stride = Fetcher.writebackStride
+                        if end / stride != chunk.offset / stride {
+                            let start = (end / stride - 1) * stride
+                            FileSystem.startWriteback(descriptor: fd.rawValue, offset: Int64(start), count: Int64(stride))
+                        }
                     }
                     guard finish else { return (fd, nil) }
                     let digest = hasher.finalize()

@@ -13,9 +13,11 @@ final class EndToEndConflictTests: ClusterTestCase {
         for (i, _) in pairs.enumerated() { try cluster.write(0, "shared-\(i).txt", "base \(i)\n") }
         try cluster.waitUntilConverged()
 
-        for (i, pair) in pairs.enumerated() {
-            try cluster.write(pair.0, "shared-\(i).txt", "edit of shared-\(i) on node\(pair.0 + 1)\n")
-            try cluster.write(pair.1, "shared-\(i).txt", "edit of shared-\(i) on node\(pair.1 + 1)\n")
+        try cluster.whilePaused {
+            for (i, pair) in pairs.enumerated() {
+                try cluster.write(pair.0, "shared-\(i).txt", "edit of shared-\(i) on node\(pair.0 + 1)\n")
+                try cluster.write(pair.1, "shared-\(i).txt", "edit of shared-\(i) on node\(pair.1 + 1)\n")
+            }
         }
 
         let tree = try cluster.waitUntilConverged()
@@ -26,8 +28,10 @@ final class EndToEndConflictTests: ClusterTestCase {
 
     func testSameNewPathCreatedOnThreeNodesAtOnceKeepsAllThree() throws {
         let cluster = try makeCluster()
-        for node in 0..<cluster.count {
-            try cluster.write(node, "notes/new.md", "created on node\(node + 1)\n")
+        try cluster.whilePaused {
+            for node in 0..<cluster.count {
+                try cluster.write(node, "notes/new.md", "created on node\(node + 1)\n")
+            }
         }
         let tree = try cluster.waitUntilConverged()
         try assertBothKept(cluster, tree, path: "notes/new.md", writers: [0, 1, 2])
@@ -40,11 +44,13 @@ final class EndToEndConflictTests: ClusterTestCase {
         try cluster.write(0, "contested-2.txt", "original\n")
         try cluster.waitUntilConverged()
 
-        try cluster.remove(0, "contested.txt")
-        try cluster.write(1, "contested.txt", "edited on node2\n")
-        // The other order of the two at once.
-        try cluster.write(2, "contested-2.txt", "edited on node3\n")
-        try cluster.remove(1, "contested-2.txt")
+        try cluster.whilePaused {
+            try cluster.remove(0, "contested.txt")
+            try cluster.write(1, "contested.txt", "edited on node2\n")
+            // The other order of the two at once.
+            try cluster.write(2, "contested-2.txt", "edited on node3\n")
+            try cluster.remove(1, "contested-2.txt")
+        }
 
         let tree = try cluster.waitUntilConverged()
         for node in 0..<cluster.count {

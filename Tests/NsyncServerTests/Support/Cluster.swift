@@ -180,6 +180,23 @@ final class TestCluster {
         members[node].process = nil
     }
 
+    /// Runs `body` with every running node stopped (SIGSTOP), then lets them
+    /// all go on (SIGCONT), so the changes `body` makes on several nodes are
+    /// concurrent for the cluster: each is on its node's disk before any
+    /// node can announce, fetch or install anything. Without this, "at once"
+    /// is only as tight as the test's thread is fast: on a loaded machine a
+    /// node has been seen to fetch and install another's new file between
+    /// two of the test's writes (36 ms apart), making the second write a
+    /// plain edit instead of a conflict. The inotify events wait in the
+    /// kernel meanwhile; the pause is a few milliseconds, far below Raft's
+    /// election timeout.
+    func whilePaused<T>(_ body: () throws -> T) throws -> T {
+        let paused = members.compactMap { $0.isRunning ? $0.process : nil }
+        for process in paused { process.signal(SIGSTOP) }
+        defer { for process in paused { process.signal(SIGCONT) } }
+        return try body()
+    }
+
     /// Starts node `node` again (same directory, ports and arguments), or
     /// for the first time if the cluster was made without it running.
     func restart(_ node: Int) throws {

@@ -6,12 +6,11 @@ import Foundation
 extension TestCluster {
     /// Writes `bytes` to `relative` on node `node` (truncating), then sets
     /// `mode` with fchmod (so the umask does not strip bits) and, if given,
-    /// `mtime` in nanoseconds since the epoch.
+    /// `mtime` in nanoseconds since the epoch (see the `size:` variant).
     func write(_ node: Int, _ relative: String, _ bytes: [UInt8], mode: mode_t = 0o644, mtime: Int64? = nil) throws {
-        try write(node, relative, size: bytes.count, mode: mode) { offset, count in
+        try write(node, relative, size: bytes.count, mode: mode, mtime: mtime) { offset, count in
             Array(bytes[offset..<(offset + count)])
         }
-        if let mtime { try setModificationTime(node, relative, mtime) }
     }
 
     func write(_ node: Int, _ relative: String, _ text: String, mode: mode_t = 0o644, mtime: Int64? = nil) throws {
@@ -20,30 +19,57 @@ extension TestCluster {
 
     /// Writes `size` bytes produced 1 MiB at a time by `piece(offset, count)`,
     /// so large files need not be held in memory.
-    func write(_ node: Int, _ relative: String, size: Int, mode: mode_t = 0o644,
+    ///
+    /// Without `mtime`: open, write, fchmod, close, in place. With `mtime`,
+    /// the file is written and given its mode and mtime outside the synced
+    /// directory, then renamed into place complete, the way rsync installs
+    /// a file. Setting the time after the close would be a separate `touch`,
+    /// which nsyncd does not announce (README, "What is synced"), and even
+    /// set before the close it is a touch if the writer pauses longer than
+    /// the settle time (a file written without being closed is announced
+    /// once it stops changing): either way the other nodes would get the
+    /// write's mtime or the one set after it depending on the machine's load.
+    func write(_ node: Int, _ relative: String, size: Int, mode: mode_t = 0o644, mtime: Int64? = nil,
                piece: (_ offset: Int, _ count: Int) -> [UInt8]) throws {
         let full = path(node, relative)
         try createParent(of: full)
-        let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw fileError("open", full) }
-        defer { close(fd) }
-        var offset = 0
-        while offset < size {
-            let count = min(1 << 20, size - offset)
-            let bytes = piece(offset, count)
-            precondition(bytes.count == count, "piece(\(offset), \(count)) returned \(bytes.count) bytes")
-            var done = 0
-            while done < count {
-                let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw fileError("write", full)
+        let target = mtime == nil ? full : directory + "/staging-\(UUID().uuidString.prefix(8))"
+        let fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw fileError("open", target) }
+        do {
+            defer { close(fd) }
+            var offset = 0
+            while offset < size {
+                let count = min(1 << 20, size - offset)
+                let bytes = piece(offset, count)
+                precondition(bytes.count == count, "piece(\(offset), \(count)) returned \(bytes.count) bytes")
+                var done = 0
+                while done < count {
+                    let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw fileError("write", target)
+                    }
+                    done += n
                 }
-                done += n
+                offset += count
             }
-            offset += count
+            guard fchmod(fd, mode) == 0 else { throw fileError("fchmod", target) }
+            if let mtime {
+                let time = Self.timespec(nanoseconds: mtime)
+                guard futimens(fd, [time, time]) == 0 else { throw fileError("futimens", target) }
+            }
+        } catch {
+            if target != full { unlink(target) }
+            throw error
         }
-        guard fchmod(fd, mode) == 0 else { throw fileError("fchmod", full) }
+        if target != full {
+            guard Glibc.rename(target, full) == 0 else {
+                let error = fileError("rename", target)
+                unlink(target)
+                throw error
+            }
+        }
     }
 
     /// The content of `relative` on node `node`, nil if there is no such file.
@@ -86,11 +112,15 @@ extension TestCluster {
 
     /// Sets mtime (and atime) to `nanoseconds` since the epoch, not following a symlink.
     func setModificationTime(_ node: Int, _ relative: String, _ nanoseconds: Int64) throws {
-        let time = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+        let time = Self.timespec(nanoseconds: nanoseconds)
         var times = [time, time]
         guard utimensat(AT_FDCWD, path(node, relative), &times, AT_SYMLINK_NOFOLLOW) == 0 else {
             throw fileError("utimensat", path(node, relative))
         }
+    }
+
+    private static func timespec(nanoseconds: Int64) -> Glibc.timespec {
+        Glibc.timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
     }
 
     /// rm -rf.
