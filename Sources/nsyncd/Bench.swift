@@ -85,10 +85,11 @@ struct BenchRaft: ParsableCommand {
         commandName: "raft",
         abstract: "Commit small commands through a 3-node cluster as fast as it goes; time leader failover.",
         discussion: """
-        Throughput: 3 nodes in this process (each on its own event loop and thread, real TLS
-        on loopback, fsync'd Raft logs) and a closed loop of --window commands outstanding
+        Throughput: 3 nodes in this process (each on its own event loop and thread, real TLS \
+        on loopback, fsync'd Raft logs) and a closed loop of --window commands outstanding \
         on the leader; the commands issued in one loop turn share one Raft entry.
-        Failover: 3 nsyncd daemons; the leader is killed with SIGKILL, the time until a
+
+        Failover: 3 nsyncd daemons; the leader is killed with SIGKILL, the time until a \
         survivor leads is recorded, the dead one restarted; median of --failover-rounds.
 
         Examples:
@@ -159,10 +160,10 @@ struct BenchSync: ParsableCommand {
         commandName: "sync",
         abstract: "Sync a large file, many small files and single edits across 3 local daemons.",
         discussion: """
-        Starts 3 nsyncd daemons on loopback with their directories under --dir, writes into
-        the first and measures until the other two hold identical, SHA-256-verified trees.
-        Also measures two references: the TLS transport alone and the disk floor (the large
-        file written twice with fsync, as the two receivers must). --dir /dev/shm takes the
+        Starts 3 nsyncd daemons on loopback with their directories under --dir, writes into \
+        the first and measures until the other two hold identical, SHA-256-verified trees. \
+        Also measures two references: the TLS transport alone and the disk floor (the large \
+        file written twice with fsync, as the two receivers must). --dir /dev/shm takes the \
         disk out of the measure.
 
         Examples:

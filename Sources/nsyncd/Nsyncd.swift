@@ -61,3 +61,23 @@ struct ByteSize: ExpressibleByArgument {
         bytes = n
     }
 }
+
+extension ByteSize: CustomStringConvertible {
+    /// How a default shows in --help: `1GiB`, `512MiB`, `4KiB`.
+    var description: String {
+        for (suffix, factor) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes % factor == 0 {
+            return "\(bytes / factor)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+
+    var defaultValueDescription: String { description }
+}
+
+extension Duration: CustomStringConvertible {
+    var description: String {
+        milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
+    }
+
+    var defaultValueDescription: String { description }
+}

@@ -37,6 +37,13 @@ extension FileSystem {
         return FileDescriptor(rawValue: fd, path: path)
     }
 
+    /// Asks the kernel to start writing `count` bytes at `offset` to disk now
+    /// (sync_file_range WRITE: no waiting, no durability promise). Errors
+    /// are ignored: the final fsync is what guarantees durability.
+    public static func startWriteback(descriptor fd: Int32, offset: Int64, count: Int64) {
+        _ = nsync_start_writeback(fd, offset, count)
+    }
+
     /// fchmod: permission bits only.
     public static func setMode(descriptor fd: Int32, _ mode: UInt32) throws {
         _ = try valueOrErrno("fchmod") { fchmod(fd, mode_t(mode & 0o7777)) }

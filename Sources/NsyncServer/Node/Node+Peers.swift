@@ -44,14 +44,7 @@ extension Node {
                 redial(link, kind)
                 return
             }
-            try? stream.setNoDelay(true)
-            let channel: Channel
-            do {
-                let tls = try TLSConnection(stream: stream, context: clientTLS, loop: loop, logger: logger)
-                channel = Channel(connection: tls, kind: kind, localName: config.name, clusterID: clusterID, logger: logger)
-            } catch {
-                stream.close()
-                recordError("TLS setup for \(link.address) failed: \(error)")
+            guard let channel = makeChannel(stream, context: clientTLS, kind: kind, peer: link.address.description) else {
                 redial(link, kind)
                 return
             }
@@ -121,18 +114,23 @@ extension Node {
         }
     }
 
-    private func accept(_ stream: TCPStream, _ kind: Hello.Channel) {
-        guard !stopping else { return stream.close() }
+    /// TLS and Hello over a connected stream; nil (stream closed, error
+    /// recorded) if TLS cannot even be set up.
+    private func makeChannel(_ stream: TCPStream, context: TLSContext, kind: Hello.Channel, peer: String) -> Channel? {
         try? stream.setNoDelay(true)
-        let channel: Channel
         do {
-            let tls = try TLSConnection(stream: stream, context: serverTLS, loop: loop, logger: logger)
-            channel = Channel(connection: tls, kind: kind, localName: config.name, clusterID: clusterID, logger: logger)
+            let tls = try TLSConnection(stream: stream, context: context, loop: loop, logger: logger)
+            return Channel(connection: tls, kind: kind, localName: config.name, clusterID: clusterID, logger: logger)
         } catch {
             stream.close()
-            recordError("TLS setup for an incoming connection failed: \(error)")
-            return
+            recordError("TLS setup for \(peer) failed: \(error)")
+            return nil
         }
+    }
+
+    private func accept(_ stream: TCPStream, _ kind: Hello.Channel) {
+        guard !stopping else { return stream.close() }
+        guard let channel = makeChannel(stream, context: serverTLS, kind: kind, peer: "an incoming connection") else { return }
         let key = ObjectIdentifier(channel)
         channel.onReady = { [self, unowned channel] peer in
             let allowed = members.isEmpty ? links.contains { $0.name == nil || $0.name == peer } : members.contains(peer)

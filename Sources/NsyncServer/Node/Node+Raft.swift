@@ -6,7 +6,14 @@ extension Node {
     func startRaftIfNamed() {
         guard driver == nil, !stopping, let storage, let recovered else { return }
         let names = links.compactMap(\.name)
-        guard names.count == links.count else { return }
+        guard names.count == links.count else {
+            if !waitingForNamesLogged {
+                waitingForNamesLogged = true
+                let unknown = links.filter { $0.name == nil }.map(\.address.description)
+                logger.notice("raft waits for the names of \(unknown.joined(separator: ", ")): they are learned on first contact; to start without them, write them as NAME@HOST:CLUSTER_PORT:FILE_PORT in --cluster")
+            }
+            return
+        }
         var raftConfig = RaftConfig(name: config.name, peers: names)
         raftConfig.electionTicks = 6...12
         raftConfig.heartbeatTicks = 1

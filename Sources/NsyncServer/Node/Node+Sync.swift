@@ -34,6 +34,8 @@ struct SyncState {
     var flushScheduled = false
     var cleanupScheduled = false
     var manifestSaving = false
+    /// A manifest save waits for the install batch running now.
+    var manifestSaveWanted = false
     /// When a fetch failing on this node's disk was last reported as an error (loop ms).
     var localFetchFailureReportedAt: UInt64?
 
@@ -85,16 +87,26 @@ extension Node {
 
     // MARK: start
 
-    /// Loads what this node knew of its disk before Raft replays anything.
+    /// Loads what this node knew of its disk before Raft replays anything:
+    /// the saved manifest, brought up to date with the install journal.
     func loadManifest() {
         let manifestPath = stateDirectory + "/manifest"
-        guard let bytes = try? FileDescriptor.readWholeFile(manifestPath) else { return }
-        do {
-            reconciler = Reconciler(node: config.name, manifest: try Manifest.decode(bytes))
-        } catch {
-            logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
+        var manifest = PathMap<ManifestEntry>()
+        if let bytes = try? FileDescriptor.readWholeFile(manifestPath) {
+            do {
+                manifest = try Manifest.decode(bytes)
+            } catch {
+                logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
+            }
         }
+        let replayed = InstallJournal.replay(installJournalPath, root: config.root, onto: &manifest)
+        if replayed > 0 {
+            logger.info("\(replayed) files installed after the last manifest save are known from \(installJournalPath)")
+        }
+        if !manifest.isEmpty { reconciler = Reconciler(node: config.name, manifest: manifest) }
     }
+
+    var installJournalPath: String { stateDirectory + "/installs" }
 
     func startSync() throws {
         guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
@@ -109,7 +121,10 @@ extension Node {
         // (and start the periodic rescans) now, not at the first change.
         handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
-        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in saveManifest(synchronously: false) }
+        saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
+            saveManifest(synchronously: false)
+            discardStalePartialFiles()
+        }
         sync.timers.append(saver)
         rescan(reason: "start-up")
     }
@@ -162,6 +177,28 @@ extension Node {
             }
             return .serve(size: local.size)
         }
+    }
+
+    /// A `.part` is resumed when its version is fetched again; one of a
+    /// version changed or deleted meanwhile (while this node was down, or
+    /// while its transfer waited for a retry) never is, and would stay in
+    /// `.nsync/tmp` forever. Once this node has nothing to fetch or install
+    /// none can be in use: everything there goes. (A fetch starting after the
+    /// sweep is of a newer version, so under another name.)
+    private func discardStalePartialFiles() {
+        guard fetcher.mayHoldStalePartials, isSettled().settled else { return }
+        fetcher.mayHoldStalePartials = false
+        let directory = temporaryDirectory
+        loop.queueWork({ (try? FileDescriptor.listDirectory(directory)) ?? [] }, completion: { [unowned self] names in
+            guard !names.isEmpty else { return }
+            guard isSettled().settled else {
+                fetcher.mayHoldStalePartials = true
+                return
+            }
+            for name in names { FileSystemCleanup.remove(directory + "/" + name, on: loop) }
+            fetcher.forgetLeftovers()
+            logger.info("removed \(names.count) partial downloads of versions no longer current from \(directory)")
+        })
     }
 
     /// This node's disk failing a fetch (full, most likely) needs the
@@ -450,14 +487,18 @@ extension Node {
     /// all fetched files, then each renamed into place if the local state is
     /// still what the reconciler expected.
     private func startInstalls() {
-        guard !sync.installing, !sync.installs.isEmpty, !stopping else { return }
+        // Never beside a manifest save: the save empties the install journal,
+        // so it must cover every install the journal holds.
+        guard !sync.installing, !sync.manifestSaving, !sync.installs.isEmpty, !stopping else { return }
         sync.installing = true
         let items = sync.installs
         sync.installs.removeAll()
         let root = config.root
         let node = config.name
         let now = Int64(loop.wallClockSeconds)
-        loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now) }, completion: { [unowned self] results in
+        let journal = installJournalPath
+        loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now, journal: journal) },
+                       completion: { [unowned self] results in
             sync.installing = false
             var actions: [SyncAction] = []
             for result in results {
@@ -479,16 +520,26 @@ extension Node {
             }
             perform(actions)
             flushSoon()
+            if sync.manifestSaveWanted { saveManifest(synchronously: false) }
             startInstalls()
         })
     }
 
-    /// Writes the manifest (temporary file, fsync, rename) when it changed.
+    /// Writes the manifest (temporary file, fsync, rename) when it changed,
+    /// then empties the install journal it now covers. Waits for a running
+    /// install batch (whose journal entries it would not cover) to finish.
     func saveManifest(synchronously: Bool) {
         guard reconciler.manifestDirty, !sync.manifestSaving else { return }
+        if sync.installing {
+            sync.manifestSaveWanted = true
+            guard synchronously else { return }
+        }
+        let coversJournal = !sync.installing
+        sync.manifestSaveWanted = false
         let bytes = Manifest.encode(reconciler.manifest)
         reconciler.markManifestSaved()
         let path = stateDirectory + "/manifest"
+        let journal = installJournalPath
         let write = { () -> Error? in
             do {
                 let fd = try FileDescriptor.open(path + ".tmp", .writeOnly, options: [.create, .truncate], permissions: 0o600)
@@ -497,6 +548,12 @@ extension Node {
                     try fd.syncData()
                 }
                 try FileDescriptor.rename(path + ".tmp", to: path)
+                if coversJournal {
+                    // No directory fsync first: journaling file systems (ext4,
+                    // xfs) commit metadata in order, so after a power cut the
+                    // truncation is never there without the rename before it.
+                    try InstallJournal.clear(journal)
+                }
                 return nil
             } catch {
                 return error
@@ -510,6 +567,7 @@ extension Node {
         loop.queueWork(write, completion: { [unowned self] error in
             sync.manifestSaving = false
             if let error { recordError("cannot save \(path): \(error)") }
+            startInstalls()
         })
     }
 }

@@ -42,6 +42,7 @@ public final class Node {
     var recentErrors: Deque<String> = []
     var recentConflicts: Deque<String> = []
     var stopping = false
+    var waitingForNamesLogged = false
     var onStopped: (() -> Void)?
 
     /// Creates the node: checks certificates, takes the lock, opens the

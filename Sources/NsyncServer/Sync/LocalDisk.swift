@@ -89,9 +89,23 @@ enum LocalDisk {
     // MARK: installing
 
     /// Carries out `items` in order; fetched files are made durable together
-    /// first (one flush), and every parent directory touched is fsync'd after.
-    static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64) -> [InstallResult] {
+    /// first (one flush) and recorded in `journal` (see `InstallJournal`)
+    /// before any is renamed into place, and every parent directory touched
+    /// is fsync'd after.
+    static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
+                        journal: String? = nil) -> [InstallResult] {
         let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
+        if let journal {
+            // Written before the flush so that one flush covers it with the
+            // files (a single file syncs it itself). Best effort: without it
+            // a crash in the next second is no worse than before it existed.
+            try? InstallJournal.append(files.compactMap { fetched -> InstallJournal.Entry? in
+                guard let status = try? FileSystem.status(fetched.temporaryPath) else { return nil }
+                return InstallJournal.Entry(path: fetched.record.path, version: fetched.record.version, local: LocalFile(
+                    kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                    hash: fetched.record.hash, inode: status.inode))
+            }, to: journal, sync: files.count == 1)
+        }
         var flushError: Error?
         do {
             if files.count == 1 {

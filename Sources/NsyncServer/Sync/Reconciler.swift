@@ -105,6 +105,8 @@ public struct Reconciler {
     public private(set) var installing = PathMap<UInt64>()
     /// Changes to propose in the next batch.
     private var outbox: [IndexChange] = []
+    /// Holds already in the outbox, so one batch says each once.
+    private var queuedHolds = PathMap<UInt64>()
     /// Whether the manifest changed since it was last saved.
     public private(set) var manifestDirty = false
 
@@ -115,7 +117,10 @@ public struct Reconciler {
 
     /// Index changes waiting to be proposed (as one batch).
     public mutating func takeOutbox() -> [IndexChange] {
-        defer { outbox.removeAll(keepingCapacity: true) }
+        defer {
+            outbox.removeAll(keepingCapacity: true)
+            queuedHolds.removeAll()
+        }
         return outbox
     }
 
@@ -198,7 +203,9 @@ public struct Reconciler {
     }
 
     private mutating func hold(_ record: FileRecord) {
-        if !record.holders.contains(node) { outbox.append(.hold(path: record.path, version: record.version)) }
+        guard !record.holders.contains(node), queuedHolds[record.path] != record.version else { return }
+        queuedHolds[record.path] = record.version
+        outbox.append(.hold(path: record.path, version: record.version))
     }
 
     private mutating func setManifest(_ path: String, _ entry: ManifestEntry?) {

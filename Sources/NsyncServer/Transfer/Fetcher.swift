@@ -30,6 +30,8 @@ final class Fetcher {
     /// Requests in flight per channel, and bytes buffered for the disk before
     /// reading from the channel pauses.
     static let maxRequestsPerChannel = 64
+    /// Bytes of a download between two writeback kicks.
+    static let writebackStride: UInt64 = 16 << 20
     static let pauseAboveBufferedBytes = 32 << 20
     static let resumeBelowBufferedBytes = 8 << 20
 
@@ -43,6 +45,10 @@ final class Fetcher {
     private var placementQueued = false
     /// `.part` files found at start-up: resumable.
     private var leftovers: Set<String>
+    /// Whether a `.part` may have outlived its transfer (found at start-up,
+    /// or kept by a transfer given up): the node then sweeps the temporary
+    /// directory once it has nothing left to fetch.
+    var mayHoldStalePartials: Bool
     /// Bytes received since start (status, benchmarks).
     private(set) var bytesReceived: UInt64 = 0
 
@@ -50,6 +56,7 @@ final class Fetcher {
         self.loop = loop
         self.temporaryDirectory = temporaryDirectory
         self.leftovers = leftovers
+        mayHoldStalePartials = !leftovers.isEmpty
         self.logger = logger
         self.hooks = hooks
     }
@@ -115,6 +122,11 @@ final class Fetcher {
         transfer.startedAt = loop.now
         waiting.append(transfer)
         schedule()
+    }
+
+    /// The `.part` files of an earlier run were removed (by the node's sweep).
+    func forgetLeftovers() {
+        leftovers.removeAll()
     }
 
     /// Files waiting or in flight, and the bytes they still need.
@@ -354,6 +366,14 @@ final class Fetcher {
                     for chunk in chunks {
                         try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
                         hasher.update(chunk.bytes)
+                        // Every 16 MiB, start writing it out: the disk works while
+                        // the network does, and the install's fsync finds little left.
+                        let end = chunk.offset + UInt64(chunk.bytes.count)
+                        let stride = Fetcher.writebackStride
+                        if end / stride != chunk.offset / stride {
+                            let start = (end / stride - 1) * stride
+                            FileSystem.startWriteback(descriptor: fd.rawValue, offset: Int64(start), count: Int64(stride))
+                        }
                     }
                     guard finish else { return (fd, nil) }
                     let digest = hasher.finalize()
@@ -459,6 +479,8 @@ final class Fetcher {
     /// a resume) and let the reconciler retry later, maybe from another holder.
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
+        // A retry of this version resumes it; a retry of a newer one never will.
+        mayHoldStalePartials = true
         closeFile(transfer)
         hooks.failed(transfer.record, why, false)
     }

@@ -131,6 +131,5 @@ final class IndexCommandCodecTests: XCTestCase {
         }
         let seconds = Date().timeIntervalSince(started)
         print("IndexCommand fuzz: \(cases) cases, \(accepted) still decodable, \(String(format: "%.2f", seconds)) s")
-        XCTAssertLessThan(seconds, 10)
     }
 }

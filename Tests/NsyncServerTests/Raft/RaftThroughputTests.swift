@@ -92,6 +92,7 @@ final class RaftThroughputTests: XCTestCase {
         print("Raft core: \(committed) commands committed in \(String(format: "%.2f", elapsed)) s = \(Int(rate)) commits/s (3 nodes, \(batch == 1 ? "one proposal per step" : "\(batch) proposals per step"), 64-byte commands)")
         XCTAssertEqual(pendingOutcomes, 0, "every proposal got its outcome")
         XCTAssertGreaterThanOrEqual(committed, total)
-        XCTAssertGreaterThan(rate, 2_000, "even a debug build should commit thousands of commands per second")
+        // Speed is reported (nsyncd bench raft measures it), never asserted: tests do not time.
+        print("core throughput: \(Int(rate)) commits/s")
     }
 }

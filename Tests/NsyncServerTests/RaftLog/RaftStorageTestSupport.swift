@@ -69,15 +69,9 @@ enum StorageFixture {
 /// SplitMix64 for the seeded storage tests: a failing run is replayed with
 /// NSYNC_STORAGE_SEED=<printed seed>.
 struct StorageTestRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var source: RaftRandom
+    init(seed: UInt64) { source = RaftRandom(seed: seed) }
+    mutating func next() -> UInt64 { source.next() }
 
     static func seed(_ test: String) -> UInt64 {
         let seed = ProcessInfo.processInfo.environment["NSYNC_STORAGE_SEED"].flatMap { UInt64($0) }

@@ -38,6 +38,8 @@ final class TestCluster {
     let directory: String
     let members: [Member]
     let extraArguments: [String]
+    /// Whether `--cluster` gives each peer's name (see `init`).
+    let namesPeers: Bool
     private let certificates: TestCertificates
     private let ownsCertificates: Bool
     private var isShutDown = false
@@ -56,8 +58,13 @@ final class TestCluster {
 
     /// Creates the directories and certificates, picks ports and starts
     /// `nodes` daemons, each with `extraArguments` (e.g. `--snapshot-entries 50`).
-    /// Returns once every process runs; call `waitForLeader()` to know Raft is up.
-    init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e") throws {
+    /// With `running`, only those nodes start (the others join later with
+    /// `restart`, their directories already made), and every node names its
+    /// peers (`NAME@HOST:...`): Raft counts votes by name, and a name is
+    /// otherwise learned only from the peer's certificate once it answers.
+    /// Returns once every started process runs; call `waitForLeader()` to
+    /// know Raft is up.
+    init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
                 nsyncd is not built at \(Self.executable): end-to-end tests start the real daemon. \
@@ -80,6 +87,7 @@ final class TestCluster {
         let directory = String(cString: template)
         self.directory = directory
         self.extraArguments = extraArguments
+        namesPeers = running != nil
         members = names.enumerated().map { i, name in
             Member(name: name, root: "\(directory)/n\(i + 1)", logPath: "\(directory)/\(name).log",
                    clusterPort: ports[2 * i], filePort: ports[2 * i + 1])
@@ -88,7 +96,7 @@ final class TestCluster {
             for member in members {
                 try FileManager.default.createDirectory(atPath: member.root, withIntermediateDirectories: true)
             }
-            try startAll()
+            try startAll(running ?? Array(members.indices))
         } catch {
             shutDown()
             throw error
@@ -109,7 +117,9 @@ final class TestCluster {
     /// The command line node `node` runs with.
     func arguments(_ node: Int) -> [String] {
         let member = members[node]
-        let others = members.filter { $0 !== member }.map { "127.0.0.1:\($0.clusterPort):\($0.filePort)" }
+        let others = members.filter { $0 !== member }.map {
+            (namesPeers ? "\($0.name)@" : "") + "127.0.0.1:\($0.clusterPort):\($0.filePort)"
+        }
         return [member.root, "--name", member.name, "--host", "127.0.0.1",
                 "--cluster-port", "\(member.clusterPort)", "--file-server-port", "\(member.filePort)",
                 "--cluster", others.joined(separator: ","),
@@ -120,14 +130,14 @@ final class TestCluster {
     /// Starts every node and waits until each answers on its control socket.
     /// A free port can be taken by someone else between our probe and the
     /// daemon's bind: then every node gets new ports and starts again.
-    private func startAll(attempts: Int = 3) throws {
+    private func startAll(_ nodes: [Int], attempts: Int = 3) throws {
         for attempt in 1...attempts {
-            for i in members.indices { try start(i) }
+            for i in nodes { try start(i) }
             let lost = try poll("every node to answer on its control socket", timeout: 15, stopOnExit: false) { () -> Int?? in
                 if let dead = members.indices.first(where: { members[$0].process.map { !$0.isRunning } ?? false }) {
                     return .some(dead)
                 }
-                return members.indices.allSatisfy { (try? status($0, timeout: 1)) != nil } ? .some(nil) : nil
+                return nodes.allSatisfy { (try? status($0, timeout: 1)) != nil } ? .some(nil) : nil
             }
             guard let dead = lost else { return }
             let portTaken = log(dead).contains("already in use")
@@ -187,7 +197,8 @@ final class TestCluster {
         return try body()
     }
 
-    /// Starts node `node` again (same directory, ports and arguments).
+    /// Starts node `node` again (same directory, ports and arguments), or
+    /// for the first time if the cluster was made without it running.
     func restart(_ node: Int) throws {
         if members[node].isRunning { try kill(node, signal: SIGTERM) }
         try start(node)

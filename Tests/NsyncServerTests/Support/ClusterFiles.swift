@@ -186,3 +186,19 @@ struct ClusterRandom: RandomNumberGenerator {
         return out
     }
 }
+
+/// What a node keeps in its state directory, for tests that look past the
+/// synced tree (crash leftovers). The test's thread.
+extension TestCluster {
+    /// Files in node `node`'s `.nsync/tmp` (transfers in progress, or left
+    /// by a crash) and their sizes; empty when there is no such directory.
+    func temporaryFiles(_ node: Int) -> [String: Int64] {
+        let directory = path(node, ".nsync/tmp")
+        var files: [String: Int64] = [:]
+        for name in (try? ClusterTree.listDirectory(directory)) ?? [] {
+            var status = stat()
+            if lstat(directory + "/" + name, &status) == 0 { files[name] = Int64(status.st_size) }
+        }
+        return files
+    }
+}

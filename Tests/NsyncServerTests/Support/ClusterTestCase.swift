@@ -5,9 +5,11 @@ import XCTest
 /// and waits for its leader; the teardown stops it whatever happened and,
 /// when the test failed, prints every node's log tail first. The test's thread.
 class ClusterTestCase: XCTestCase {
-    /// Starts `nodes` daemons and waits until they agree on a leader.
-    func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e") throws -> TestCluster {
-        let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label)
+    /// Starts `nodes` daemons (or only those in `running`) and waits until
+    /// the running ones agree on a leader.
+    func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e",
+                     running: [Int]? = nil) throws -> TestCluster {
+        let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running)
         let started = Date()
         addTeardownBlock { [weak self] in
             if let run = self?.testRun, run.totalFailureCount > 0 {

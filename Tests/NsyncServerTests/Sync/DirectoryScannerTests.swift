@@ -144,6 +144,5 @@ final class DirectoryScannerTests: XCTestCase {
         XCTAssertEqual(result.entries.count, 101_000)
         print("scan: 100,000 files + 1,000 dirs in \(String(format: "%.3f", wall)) s wall, \(String(format: "%.3f", cpu)) s CPU "
               + "(\(Int(Double(result.entries.count) / cpu)) entries/s CPU); creating them took \(String(format: "%.1f", setup)) s")
-        XCTAssertLessThan(cpu, 5.0)
     }
 }

@@ -125,6 +125,21 @@ final class ReconcilerConflictTests: ReconcilerTestCase {
         XCTAssertFalse(reconciler.hasOutbox)
     }
 
+    func testDeletionFoundAtStartUpDoesNotRemoveALosingChangeWhoseCopyWasNotMade() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        // n1 stops before the copy; meanwhile n2 deletes "a". n1 starts again.
+        reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
+        _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", nil, base: nextEntry - 2)]), at: nextEntry)
+        nextEntry += 1
+        XCTAssertEqual(reconciler.reconcileAll(index: index), [.conflictCopy(path: "a", expected: mine)],
+                       "removing n1's bytes would lose them: they were never in the index")
+    }
+
     func testConflictCopyThatFailedIsAskedForAgainWhenTheFileLooksAsBefore() throws {
         let v = installRemote("a", file(1))
         let mine = file(2, mtime: 200)
@@ -195,6 +210,28 @@ final class ReconcilerConflictTests: ReconcilerTestCase {
         XCTAssertEqual(commit("n1", proposal).actions, [.observe("a")])
         XCTAssertEqual(reconciler.observed("a", nil, index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", nil, base: 1)])
+    }
+
+    func testOwnPutRevivedByADuplicateWhileItsBytesAreMovedAsideIsRetractedNotFetched() throws {
+        let v = installRemote("a", file(1))
+        let mine = file(2, mtime: 200)
+        reconciler.observed("a", mine, index: index)
+        let proposal = reconciler.takeOutbox()
+        // Told it timed out, n1 sends it again; in fact the first one commits too.
+        reconciler.proposalFailed(proposal)
+        let duplicate = reconciler.takeOutbox()
+        commit("n2", [put("a", file(3, mtime: 300), base: v)])
+        XCTAssertEqual(commit("n1", proposal).actions, [.conflictCopy(path: "a", expected: mine)])
+        commit("n2", [put("a", nil, base: nextEntry - 2)])
+        // The duplicate lands on the tombstone: edits beat deletes, so it revives "a" with
+        // n1 as sole holder, while n1 is moving those very bytes to the copy.
+        let (outcomes, _) = commit("n1", duplicate)
+        XCTAssertEqual(outcomes, [.accepted(version: nextEntry - 1)])
+        let revived = try XCTUnwrap(index.record(at: "a"))
+        let copyPath = "a.sync-conflict-20240101-000000-n1"
+        let after = reconciler.conflictCopied("a", to: copyPath, local: mine, index: index)
+        XCTAssertFalse(after.contains(.fetch(revived, expected: nil)), "no node has those bytes at a: \(after)")
+        XCTAssertTrue(reconciler.takeOutbox().contains(put("a", nil, base: revived.version)))
     }
 
     func testEditLosingToAStateThisNodeHeldIsProposedOnTopOfIt() throws {

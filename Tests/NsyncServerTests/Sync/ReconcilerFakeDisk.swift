@@ -3,13 +3,26 @@
 /// One simulated node's synced directory: path -> what a stat (and a hash)
 /// would show there. Knows the tree rules the real file system enforces (a
 /// path needs directory ancestors; only an empty directory can be removed;
-/// a directory's mtime moves when an entry is added or removed). Test only.
+/// a directory's mtime moves when an entry is added or removed). Names are
+/// bytes, as on Linux: "caf\u{E9}" and "cafe\u{301}" are two entries, which
+/// Swift's `String` equality (canonical equivalence) would merge. Test only.
 struct ReconcilerFakeDisk {
-    private(set) var entries: [String: LocalFile] = [:]
+    private(set) var entries = PathMap<LocalFile>()
+    /// Every path, in byte order (so a replay visits them in the same order),
+    /// kept sorted as entries come and go: sorting on every look was most of
+    /// the simulation's time.
+    private(set) var paths: [String] = []
 
     subscript(path: String) -> LocalFile? { entries[path] }
 
-    var paths: [String] { entries.keys.sorted() }
+    static func sortedByBytes(_ paths: [String]) -> [String] {
+        paths.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Whether `path` is below `directory`, comparing bytes.
+    static func isInside(_ path: String, _ directory: String) -> Bool {
+        path.utf8.count > directory.utf8.count + 1 && path.utf8.starts(with: (directory + "/").utf8)
+    }
 
     static func parent(of path: String) -> String? {
         path.lastIndex(of: "/").map { String(path[..<$0]) }
@@ -27,15 +40,13 @@ struct ReconcilerFakeDisk {
     }
 
     func hasChildren(_ directory: String) -> Bool {
-        let prefix = directory + "/"
-        return entries.keys.contains { $0.hasPrefix(prefix) }
+        entries.keys.contains { Self.isInside($0, directory) }
     }
 
     /// `directory`'s descendants, deepest first (the order `rm -r` removes them).
     func descendants(of directory: String) -> [String] {
-        let prefix = directory + "/"
-        // Ties broken by name: dictionary order differs between runs, and a replay must not.
-        return entries.keys.filter { $0.hasPrefix(prefix) }.sorted { ($0.count, $1) > ($1.count, $0) }
+        // Ties broken by bytes: dictionary order differs between runs, and a replay must not.
+        Self.sortedByBytes(entries.keys.filter { Self.isInside($0, directory) }).sorted { $0.utf8.count > $1.utf8.count }
     }
 
     /// Whether every ancestor of `path` exists as a directory.
@@ -65,6 +76,15 @@ struct ReconcilerFakeDisk {
     mutating func set(_ path: String, _ local: LocalFile?, clock: Int64) {
         let existed = entries[path] != nil
         entries[path] = local
+        if existed != (local != nil) {
+            var low = 0
+            var high = paths.count
+            while low < high {
+                let middle = (low + high) / 2
+                if paths[middle].utf8.lexicographicallyPrecedes(path.utf8) { low = middle + 1 } else { high = middle }
+            }
+            if local == nil { paths.remove(at: low) } else { paths.insert(path, at: low) }
+        }
         if existed != (local != nil), let parent = Self.parent(of: path), entries[parent] != nil {
             entries[parent]!.mtime = clock
         }

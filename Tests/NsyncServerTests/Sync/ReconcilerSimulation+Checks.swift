@@ -10,7 +10,7 @@ extension ReconcilerSimulation {
         for node in nodes {
             if node.applied != log.count { fail("\(node.name) applied \(node.applied) of \(log.count) entries") }
             if node.index != reference { fail("\(node.name)'s index differs from \(nodes[0].name)'s") }
-            var live: Set<String> = []
+            var live = PathSet()
             for record in node.index {
                 if record.isTombstone {
                     fail("tombstone \(record.path) v\(record.version) left, held by \(record.holders.sorted())")
@@ -37,9 +37,10 @@ extension ReconcilerSimulation {
             }
             if node.reconciler.hasPendingWork { fail("\(node.name)'s reconciler still has pending work") }
         }
+        let hashesOnDisk = nodes.map { node in Set(node.disk.paths.compactMap { node.disk[$0]?.hash }) }
         for content in written.subtracting(superseded).sorted() {
             let hash = hashOfContent[content]!
-            for node in nodes where !node.disk.paths.contains(where: { node.disk[$0]?.hash == hash }) {
+            for (n, node) in nodes.enumerated() where !hashesOnDisk[n].contains(hash) {
                 fail("content #\(content) (never overwritten or deleted by a user) is lost on \(node.name)")
             }
         }

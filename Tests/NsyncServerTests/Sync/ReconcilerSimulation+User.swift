@@ -75,10 +75,18 @@ extension ReconcilerSimulation {
             if files.isEmpty { return }
             userWrite(n, files[random.below(files.count)], content: newContent())
         default:
-            // Re-create a name this node knows was deleted.
-            let deleted = nodes[n].index.filter(\.isTombstone).map(\.path).filter { !directories.contains($0) }
+            // Re-create a name this node knows was deleted (as a file: only
+            // names that were never directories, unless kinds may change).
+            let deleted = nodes[n].index.filter(\.isTombstone).map(\.path)
+                .filter { options.kindChanges || !isDirectoryName($0) }
             userWrite(n, deleted.isEmpty ? leaf : deleted[random.below(deleted.count)], content: newContent())
         }
+    }
+
+    /// Whether `path` is a directory in this run's name pools (listed, or a leaf's ancestor).
+    func isDirectoryName(_ path: String) -> Bool {
+        directories.contains { $0.utf8.elementsEqual(path.utf8) }
+            || leaves.contains { ReconcilerFakeDisk.isInside($0, path) }
     }
 
     mutating func userParents(_ n: Int, _ path: String) -> Bool {

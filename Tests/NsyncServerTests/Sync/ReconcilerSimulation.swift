@@ -76,8 +76,10 @@ struct ReconcilerSimulation {
         }
     }
 
-    static let directories = ["d", "d/e", "f"]
-    static let leaves = ["a", "b.txt", "d/x", "d/y.txt", "d/e/z", "f/w", "caf\u{E9}"]
+    static let directories = ["d", "d/e", "f", "A\u{30A}"]
+    /// "caf\u{E9}"/"cafe\u{301}" and "\u{C5}"/"A\u{30A}" differ only in Unicode
+    /// normalization: distinct names on Linux, equal `String`s in Swift.
+    static let leaves = ["a", "b.txt", "d/x", "d/y.txt", "d/e/z", "f/w", "caf\u{E9}", "cafe\u{301}", "\u{C5}/n", "A\u{30A}/n"]
     static let targets = ["a", "../t", "d/x"]
 
     let seed: UInt64
@@ -98,9 +100,12 @@ struct ReconcilerSimulation {
     var failures: [String] = []
     /// Conflict copies whose bytes the index had adopted by the time the copy was made.
     var lateIdenticalCopies = 0
-    var trace: [String] = []
-    /// Keep every trace line (a replay of one seed), not only the last few hundred.
-    var keepFullTrace = false
+    /// Shared by reference so that `note` need not mutate the simulation.
+    final class Trace {
+        var enabled = false
+        var lines: [String] = []
+    }
+    let trace = Trace()
     // Tunables drawn per seed.
     let userWeight: Int
     /// How eagerly each node applies the log (a slow node lags far behind).
@@ -133,9 +138,17 @@ struct ReconcilerSimulation {
 
     var names: [NodeName] { nodes.map(\.name) }
 
-    mutating func note(_ text: String) {
-        trace.append("\(steps) \(text)")
-        if trace.count > 400 && !keepFullTrace { trace.removeFirst(100) }
+    /// Records a trace line, only when tracing: building the text of every
+    /// event costs more than simulating it, and a failing seed is simply run
+    /// again with tracing on (runs are deterministic).
+    func note(_ text: @autoclosure () -> String) {
+        guard trace.enabled else { return }
+        var shown = text()
+        if !shown.utf8.allSatisfy({ $0 < 0x80 }) {
+            // Non-ASCII escaped, so names that differ only in normalization read differently.
+            shown = shown.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
+        }
+        trace.lines.append("\(steps) \(shown)")
     }
 
     mutating func fail(_ text: String) {
@@ -175,8 +188,12 @@ struct ReconcilerSimulation {
     /// Runs one pending event, decides one node's oldest proposal, or applies
     /// one entry on a lagging node; false when there is nothing to do.
     mutating func stepOnce() -> Bool {
-        let lagging = nodes.indices.filter { nodes[$0].applied < log.count }
-        let proposing = nodes.indices.filter { !nodes[$0].outgoing.isEmpty }
+        var lagging: [Int] = []
+        var proposing: [Int] = []
+        for n in nodes.indices {
+            if nodes[n].applied < log.count { lagging.append(n) }
+            if !nodes[n].outgoing.isEmpty { proposing.append(n) }
+        }
         let applying = lagging.reduce(0) { $0 + applyWeights[$1] }
         let total = pending.count + applying + proposing.count * 2
         guard total > 0 else { return false }
@@ -308,7 +325,9 @@ struct ReconcilerSimulation {
         let manifest = nodes[n].reconciler.manifest
         nodes[n].reconciler = Reconciler(node: nodes[n].name, manifest: manifest)
         var actions: [SyncAction] = []
-        for path in Set(nodes[n].disk.paths).union(manifest.keys).sorted() {
+        var scan = PathSet(nodes[n].disk.paths)
+        for path in manifest.keys { scan.insert(path) }
+        for path in ReconcilerFakeDisk.sortedByBytes(Array(scan)) {
             actions += nodes[n].reconciler.observed(path, nodes[n].disk[path], index: nodes[n].index)
         }
         actions += nodes[n].reconciler.reconcileAll(index: nodes[n].index)

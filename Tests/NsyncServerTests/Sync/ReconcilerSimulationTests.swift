@@ -44,11 +44,7 @@ final class ReconcilerSimulationTests: XCTestCase {
         var failedSeeds: [UInt64] = []
         var totals = (steps: 0, entries: 0, conflicts: 0, lateIdentical: 0)
         for seed in seeds() {
-            var simulation = ReconcilerSimulation(seed: seed, options: options)
-            simulation.keepFullTrace = ProcessInfo.processInfo.environment["NSYNC_RECON_TRACE"] != nil
-            let settled = simulation.run()
-            if !settled { simulation.fail("did not settle within the step bound (a livelock)") }
-            simulation.check()
+            let simulation = Self.simulate(seed: seed, options: options, tracing: false)
             totals.steps += simulation.steps
             totals.entries += simulation.log.count
             totals.lateIdentical += simulation.lateIdenticalCopies
@@ -56,8 +52,10 @@ final class ReconcilerSimulationTests: XCTestCase {
             guard !simulation.failures.isEmpty else { continue }
             failedSeeds.append(seed)
             if failedSeeds.count <= 1 {
-                print("--- \(label) seed \(seed): last events")
-                print(simulation.trace.suffix(simulation.keepFullTrace ? Int.max : 150).joined(separator: "\n"))
+                let traced = Self.simulate(seed: seed, options: options, tracing: true)
+                let whole = ProcessInfo.processInfo.environment["NSYNC_RECON_TRACE"] != nil
+                print("--- \(label) seed \(seed): \(whole ? "all" : "last") events")
+                print(traced.trace.lines.suffix(whole ? Int.max : 150).joined(separator: "\n"))
                 print("--- final disks / index")
                 for node in simulation.nodes {
                     print("\(node.name): " + node.disk.paths.map { "\($0)=\(simulation.describe(node.disk[$0]))" }.joined(separator: " "))
@@ -70,6 +68,15 @@ final class ReconcilerSimulationTests: XCTestCase {
         print("\(label): \(totals.steps) steps, \(totals.entries) log entries, \(totals.conflicts) conflict copies "
               + "(\(totals.lateIdentical) made after the index adopted the same bytes), "
               + "\(String(format: "%.2f", Date().timeIntervalSince(start))) s; failing seeds: \(failedSeeds)")
+    }
+
+    /// Runs one seed to quiescence and checks it.
+    static func simulate(seed: UInt64, options: ReconcilerSimulation.Options, tracing: Bool) -> ReconcilerSimulation {
+        var simulation = ReconcilerSimulation(seed: seed, options: options)
+        simulation.trace.enabled = tracing
+        if !simulation.run() { simulation.fail("did not settle within the step bound (a livelock)") }
+        simulation.check()
+        return simulation
     }
 
     func options() -> ReconcilerSimulation.Options {

@@ -100,6 +100,16 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 2)])
     }
 
+    func testOneBatchHoldsEachVersionOnce() {
+        // n1 already has the bytes n2 announces: each look says "I hold it", once per batch.
+        let (_, actions) = commit("n2", [put("b", file(1), base: 0)])
+        XCTAssertEqual(actions.count, 1)
+        XCTAssertEqual(reconciler.installed("b", version: 1, local: file(1), index: index), [])
+        XCTAssertEqual(reconciler.observed("b", file(1), index: index), [])
+        XCTAssertEqual(reconciler.reconcile("b", index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "b", version: 1)])
+    }
+
     func testNodeThatLostItsManifestDoesNotHoldADeletionOfAFileItStillHas() {
         // A restart after a crash: no manifest entry, the disk still has the
         // bytes the cluster deleted meanwhile. They are removed, not held as gone.

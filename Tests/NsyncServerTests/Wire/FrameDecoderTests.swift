@@ -189,6 +189,5 @@ final class FrameDecoderTests: XCTestCase {
         }
         let seconds = Date().timeIntervalSince(started)
         print("FrameDecoder fuzz: \(cases) cases, \(framesChecked) frames checked in \(String(format: "%.2f", seconds)) s")
-        XCTAssertLessThan(seconds, 10, "fuzz must stay fast in a debug build")
     }
 }

@@ -1,19 +1,15 @@
 import Foundation
+@testable import NsyncServer
 
 /// Seeded, replayable randomness for the Wire and Index fuzz tests
 /// (SplitMix64: tiny, fast, good enough to explore inputs).
 struct WireTestRandom: RandomNumberGenerator {
-    private var state: UInt64
+    /// The product's own seeded source (SplitMix64), so a seed means the same everywhere.
+    private var source: RaftRandom
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { source = RaftRandom(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { source.next() }
 
     /// Uniform in `0..<bound` (bound > 0); cheap modulo, bias irrelevant here.
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
