@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import NsyncServer
 
 /// A node that stops (cleanly or not) and comes back converges through the
 /// same loop as everything else: what changed meanwhile, on either side, syncs.
@@ -19,13 +20,18 @@ final class EndToEndRestartTests: ClusterTestCase {
         try cluster.write(0, "before.txt", "before the crash\n")
         try cluster.write(0, "edited.txt", "old\n")
         try cluster.write(0, "removed.txt", "will be removed\n")
-        try cluster.waitUntilConverged()
+        let converged = try cluster.waitUntilConverged()
         if !killAtOnce {
-            let converged = Date()
-            try eventually(cluster, "node3 to save its manifest") {
-                guard let saved = try? FileManager.default.attributesOfItem(atPath: cluster.path(2, ".nsync/manifest"))[.modificationDate] as? Date
-                else { return false }
-                return saved > converged
+            // Not "saved after the convergence": the save may well have run
+            // before waitUntilConverged returned, and the manifest is saved
+            // only when it changed, so no later one comes.
+            try eventually(cluster, "node3's saved .nsync/manifest to record the files it holds") {
+                guard let bytes = FileManager.default.contents(atPath: cluster.path(2, ".nsync/manifest")),
+                      let manifest = try? Manifest.decode(Array(bytes)) else { return false }
+                return converged.paths.allSatisfy { path in
+                    guard let entry = manifest[path], entry.version > 0, let local = entry.local else { return false }
+                    return SHA256.hex(local.hash) == converged[path]?.hash
+                }
             }
         }
 
