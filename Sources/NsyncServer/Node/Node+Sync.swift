@@ -60,6 +60,7 @@ enum InstallItem {
     case file(Fetcher.Fetched)
     case directory(FileRecord, expected: LocalFile?)
     case symlink(FileRecord, expected: LocalFile?)
+    case modificationTime(FileRecord, expected: LocalFile)
     case remove(path: String, version: UInt64, expected: LocalFile)
     case conflict(path: String, expected: LocalFile)
 
@@ -67,6 +68,7 @@ enum InstallItem {
         switch self {
         case .file(let f): f.record.path
         case .directory(let r, _), .symlink(let r, _): r.path
+        case .modificationTime(let r, _): r.path
         case .remove(let p, _, _), .conflict(let p, _): p
         }
     }
@@ -444,6 +446,8 @@ extension Node {
                 queueInstall(.directory(record, expected: expected))
             case let .makeSymlink(record, expected):
                 queueInstall(.symlink(record, expected: expected))
+            case let .setModificationTime(record, expected):
+                queueInstall(.modificationTime(record, expected: expected))
             case let .remove(path, version, expected):
                 queueInstall(.remove(path: path, version: version, expected: expected))
             case let .conflictCopy(path, expected):

@@ -138,6 +138,8 @@ enum LocalDisk {
                 results.append(installDirectory(record, expected: expected, full: full))
             case let .symlink(record, expected):
                 results.append(installSymlink(record, expected: expected, full: full, root: root))
+            case let .modificationTime(record, expected):
+                results.append(setModificationTime(record, expected: expected, full: full))
             case let .remove(path, version, expected):
                 results.append(remove(path, version: version, expected: expected, full: full))
             case let .conflict(path, expected):
@@ -223,6 +225,19 @@ enum LocalDisk {
                 kind: .symlink, mode: 0, mtime: after.modificationTime, target: record.target, inode: after.inode))
         } catch {
             _ = try? FileDescriptor.removeIfPresent(temporary)
+            return .failed(path: record.path, version: record.version, .transient("\(error)"))
+        }
+    }
+
+    private static func setModificationTime(_ record: FileRecord, expected: LocalFile, full: String) -> InstallResult {
+        guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
+        do {
+            try FileSystem.setModificationTime(full, record.mtime)
+            let after = try FileSystem.status(full)
+            return .installed(path: record.path, version: record.version, local: LocalFile(
+                kind: .file, size: UInt64(after.size), mode: after.mode, mtime: after.modificationTime,
+                hash: expected.hash, inode: after.inode))
+        } catch {
             return .failed(path: record.path, version: record.version, .transient("\(error)"))
         }
     }

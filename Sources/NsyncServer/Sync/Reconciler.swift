@@ -71,6 +71,9 @@ public enum SyncAction: Equatable, Sendable {
     case makeDirectory(FileRecord, expected: LocalFile?)
     /// Create or replace a symlink.
     case makeSymlink(FileRecord, expected: LocalFile?)
+    /// The local file already has the record's bytes and mode: give it the
+    /// record's mtime too (a node that joined with a copy of the same file).
+    case setModificationTime(FileRecord, expected: LocalFile)
     /// Remove the local file, link or (empty) directory: the index deleted it.
     case remove(path: String, version: UInt64, expected: LocalFile)
     /// Our change lost: move our bytes aside as a conflict copy.
@@ -147,6 +150,12 @@ public struct Reconciler {
             return reconcile(path, index: index)
         }
         if let record, record.kind != .deleted, let local, local.sameContent(as: record) {
+            if entry == nil, local.kind == .file, local.mtime != record.mtime {
+                // Same bytes found on a path this node never tracked (it joined
+                // with a copy): trees must match in mtime too, not only bytes.
+                installing[path] = record.version
+                return [.setModificationTime(record, expected: local)]
+            }
             setManifest(path, ManifestEntry(version: record.version, local: local))
             hold(record)
             return []
@@ -241,6 +250,16 @@ public struct Reconciler {
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
+                    if case .alreadyCurrent = outcome, let mine = announced, mine.kind == .file,
+                       let record = index.record(at: path), record.version == version, record.kind == .file,
+                       record.mtime != mine.mtime, mine.sameContent(as: record), !recheck.contains(path) {
+                        // The same bytes were already in the index under another
+                        // mtime (two nodes with one file, e.g. a joiner): take the
+                        // record's mtime so every tree ends identical.
+                        installing[path] = version
+                        actions.append(.setModificationTime(record, expected: mine))
+                        continue
+                    }
                 case .rejected(let current):
                     if current.holders.contains(node) {
                         // The winner is a state we announced holding (a put of ours

@@ -53,12 +53,12 @@ final class EndToEndJoinTests: ClusterTestCase {
         try cluster.write(1, "only-cluster.txt", "only the cluster had this\n")
         try cluster.waitUntilConverged()
 
-        // The joiner's side, made while it was not running. Its identical
-        // files have the cluster's mtimes too (copied with `cp -p`): one with
-        // the same bytes but another mtime keeps that mtime (DESIGN: an mtime
-        // alone is not announced), and the trees would never compare equal.
+        // The joiner's side, made while it was not running. One identical
+        // file has the cluster's mtime (copied with `cp -p`), the other a
+        // different one (copied without -p): both end with the record's mtime,
+        // no new version and no conflict copy.
         try cluster.write(2, "same.txt", "identical on both sides\n", mtime: old)
-        try cluster.write(2, "media/same.bin", shared, mtime: old + 1_000_000_000)
+        try cluster.write(2, "media/same.bin", shared, mtime: old + 7_000_000_000)
         try cluster.write(2, "differ.txt", "the joiner's version\n")
         try cluster.write(2, "docs/differ.md", "the joiner's doc\n")
         try cluster.write(2, "only-joiner.txt", "only the joiner had this\n")

@@ -85,6 +85,12 @@ extension ReconcilerSimulation {
             }
             install(n, record.path, record.version,
                     LocalFile(kind: .symlink, mode: 0o777, mtime: record.mtime, target: record.target, inode: newInode()))
+        case let .setModificationTime(record, expected):
+            guard var local = disk, reconcilerDiskMatches(local, expected) else {
+                return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
+            }
+            local.mtime = record.mtime
+            install(n, record.path, record.version, local)
         case let .remove(path, version, expected):
             guard reconcilerDiskMatches(disk, expected) else {
                 return report(n, .installFailed(path: path, version: version, .localChanged))
@@ -135,7 +141,8 @@ extension ReconcilerSimulation {
 extension SyncAction {
     var path: String {
         switch self {
-        case let .fetch(record, _), let .makeDirectory(record, _), let .makeSymlink(record, _): record.path
+        case let .fetch(record, _), let .makeDirectory(record, _), let .makeSymlink(record, _),
+             let .setModificationTime(record, _): record.path
         case let .remove(path, _, _), let .conflictCopy(path, _), let .observe(path), let .retryLater(path): path
         }
     }

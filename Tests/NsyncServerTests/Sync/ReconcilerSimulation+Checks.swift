@@ -102,6 +102,7 @@ extension ReconcilerSimulation {
         case let .fetch(record, expected): "fetch \(record.path) \(describe(record)) expecting \(describe(expected))"
         case let .makeDirectory(record, expected): "mkdir \(record.path) v\(record.version) expecting \(describe(expected))"
         case let .makeSymlink(record, expected): "symlink \(record.path) v\(record.version) expecting \(describe(expected))"
+        case let .setModificationTime(record, expected): "mtime \(record.path) v\(record.version) expecting \(describe(expected))"
         case let .remove(path, version, expected): "remove \(path) v\(version) expecting \(describe(expected))"
         case let .conflictCopy(path, expected): "conflictCopy \(path) expecting \(describe(expected))"
         case let .observe(path): "observe \(path)"

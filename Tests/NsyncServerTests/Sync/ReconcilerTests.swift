@@ -37,10 +37,23 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertFalse(reconciler.hasPendingWork)
     }
 
-    func testObservationMatchingTheRecordsContentOnlyHolds() {
-        // n1 starts up (or joins) with the bytes n2 announced, under another inode and mtime.
+    func testObservationMatchingTheRecordsContentTakesItsMtimeThenHolds() {
+        // n1 starts up (or joins) with the bytes n2 announced, under another inode and mtime:
+        // no new version, no fetch, only the record's mtime so the trees match.
         _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", file(1, mtime: 100, inode: 7), base: 0)]), at: 1)
         let mine = file(1, mtime: 555, inode: 8)
+        let record = index.record(at: "a")!
+        XCTAssertEqual(reconciler.observed("a", mine, index: index), [.setModificationTime(record, expected: mine)])
+        XCTAssertEqual(reconciler.takeOutbox(), [])
+        let touched = file(1, mtime: 100, inode: 8)
+        XCTAssertEqual(reconciler.installed("a", version: 1, local: touched, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: touched))
+    }
+
+    func testObservationMatchingTheRecordsContentAndMtimeOnlyHolds() {
+        _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", file(1, mtime: 100, inode: 7), base: 0)]), at: 1)
+        let mine = file(1, mtime: 100, inode: 8)
         XCTAssertEqual(reconciler.observed("a", mine, index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: 1)])
         XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: mine))
