@@ -203,6 +203,9 @@ struct BenchSync: ParsableCommand {
     @Flag(help: "Keep the daemons' trees and logs after the run.")
     var keep = false
 
+    @Option(help: "The daemons' log level (with --keep, to read what they did).")
+    var logLevel = "warning"
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -226,6 +229,7 @@ struct BenchSync: ParsableCommand {
         options.tlsBytes = skipReferences ? 0 : tlsSize.bytes
         options.diskFloor = !skipReferences
         options.keep = keep
+        options.logLevel = logLevel
         let result = try SyncBenchmark.run(options, executable: try ownExecutable(),
                                            certificateScript: try certificateScript(), progress: reportProgress)
         if json {

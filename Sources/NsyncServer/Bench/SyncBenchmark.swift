@@ -25,6 +25,8 @@ public enum SyncBenchmark {
         public var diskFloor = true
         /// Leave the scratch directory (daemons' trees and logs) in place.
         public var keep = false
+        /// The daemons' log level (their logs are under the run's directory).
+        public var logLevel = "warning"
         public init() {}
     }
 
@@ -74,7 +76,7 @@ public enum SyncBenchmark {
         var result = Result(largeBytes: options.largeBytes, smallFiles: options.smallFiles, edits: options.edits,
                             peakRssMib: 0, peakRssMibPerNode: [:], directory: scratch)
         let cluster = try DaemonCluster(executable: executable, directory: scratch, certificateDirectory: certificates,
-                                        names: names)
+                                        names: names, logLevel: options.logLevel)
         do {
             defer { cluster.stopAll() }
             try cluster.startAll()

@@ -41,7 +41,7 @@ public struct NodeConfig: Sendable {
         /// Log entries applied since the last snapshot before a new one is taken.
         public var snapshotEntries: Int = 10_000
         /// Bytes per file-data frame.
-        public var chunkSize: Int = 1 << 20
+        public var chunkSize: Int = 256 << 10
         public init() {}
     }
 }

@@ -32,8 +32,8 @@ final class Fetcher {
     static let maxRequestsPerChannel = 64
     /// Bytes of a download between two writeback kicks.
     static let writebackStride: UInt64 = 16 << 20
-    static let pauseAboveBufferedBytes = 32 << 20
-    static let resumeBelowBufferedBytes = 8 << 20
+    static let pauseAboveBufferedBytes = 4 << 20
+    static let resumeBelowBufferedBytes = 1 << 20
 
     private let loop: EventLoop
     private let temporaryDirectory: String
