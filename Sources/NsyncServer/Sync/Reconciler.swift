@@ -150,11 +150,22 @@ public struct Reconciler {
             return reconcile(path, index: index)
         }
         if let record, record.kind != .deleted, let local, local.sameContent(as: record) {
-            if entry == nil, local.kind == .file, local.mtime != record.mtime {
-                // Same bytes found on a path this node never tracked (it joined
-                // with a copy): trees must match in mtime too, not only bytes.
-                installing[path] = record.version
-                return [.setModificationTime(record, expected: local)]
+            if local.kind == .file, local.mtime != record.mtime {
+                if let entry, entry.version == record.version, entry.local?.mtime != local.mtime {
+                    // Same bytes, new mtime on a version we hold: the user
+                    // touched it (or restored an old mtime). Trees must match in
+                    // mtime too: announce it; the index accepts a touch on the
+                    // current version, and the others only set the mtime.
+                    announce(path, local, base: record.version, index: index)
+                    return []
+                }
+                if entry == nil || entry?.version != record.version {
+                    // Same bytes found on a path this node never tracked (it
+                    // joined with a copy), or a touch from another node not yet
+                    // applied here: the record's mtime wins.
+                    installing[path] = record.version
+                    return [.setModificationTime(record, expected: local)]
+                }
             }
             setManifest(path, ManifestEntry(version: record.version, local: local))
             hold(record)
@@ -252,7 +263,7 @@ public struct Reconciler {
                     setManifest(path, ManifestEntry(version: version, local: announced))
                     if case .alreadyCurrent = outcome, let mine = announced, mine.kind == .file,
                        let record = index.record(at: path), record.version == version, record.kind == .file,
-                       record.mtime != mine.mtime, mine.sameContent(as: record), !recheck.contains(path) {
+                       record.mtime != mine.mtime, mine.sameContent(as: record) {
                         // The same bytes were already in the index under another
                         // mtime (two nodes with one file, e.g. a joiner): take the
                         // record's mtime so every tree ends identical.
@@ -375,6 +386,14 @@ public struct Reconciler {
             return [.remove(path: path, version: record.version, expected: local)]
         }
         if let local, local.sameContent(as: record) {
+            if local.kind == .file, local.mtime != record.mtime {
+                // The same bytes under another mtime (a touch elsewhere, or a
+                // copy this node joined with): take the record's mtime.
+                // installed() records what the disk then shows, so a file
+                // system that rounds mtimes does not make this repeat.
+                installing[path] = record.version
+                return [.setModificationTime(record, expected: local)]
+            }
             setManifest(path, ManifestEntry(version: record.version, local: local))
             hold(record)
             return []

@@ -46,6 +46,30 @@ final class EndToEndSyncTests: ClusterTestCase {
         XCTAssertEqual(tree.count, 26, "every path written, plus the directories made for them: \(tree.paths)")
     }
 
+    /// A touch (new mtime, same bytes) on any node reaches every node as an
+    /// mtime only: the bytes do not move again (the file keeps its inode).
+    func testTouchOnAnyNodeSetsTheModificationTimeEverywhere() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "notes.txt", String(repeating: "touch me\n", count: 10_000))
+        _ = try cluster.waitUntilConverged()
+        let inode = { (node: Int) in
+            try FileManager.default.attributesOfItem(atPath: cluster.path(node, "notes.txt"))[.systemFileNumber] as? UInt64
+        }
+        let before = try (0..<cluster.count).map(inode)
+
+        try cluster.setModificationTime(1, "notes.txt", Self.oldModificationTime)
+        var tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["notes.txt"]?.mtime, Self.oldModificationTime)
+        XCTAssertEqual(tree.paths, ["notes.txt"], "a touch is not a conflict")
+        XCTAssertEqual(try (0..<cluster.count).map(inode), before, "only the mtime changed; nothing was fetched")
+
+        // And back from another node, to a later time.
+        try cluster.setModificationTime(2, "notes.txt", Self.oldModificationTime + 86_400_000_000_000)
+        tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["notes.txt"]?.mtime, Self.oldModificationTime + 86_400_000_000_000)
+        XCTAssertEqual(cluster.readText(0, "notes.txt"), String(repeating: "touch me\n", count: 10_000))
+    }
+
     func testBinaryContentOfEveryByteValueAndRandomBytesArrivesExactly() throws {
         let cluster = try makeCluster()
         var random = ClusterRandom(seed: ClusterRandom.seed(for: name))

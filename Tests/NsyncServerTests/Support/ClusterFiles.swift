@@ -24,11 +24,11 @@ extension TestCluster {
     /// the file is written and given its mode and mtime outside the synced
     /// directory, then renamed into place complete, the way rsync installs
     /// a file. Setting the time after the close would be a separate `touch`,
-    /// which nsyncd does not announce (README, "What is synced"), and even
-    /// set before the close it is a touch if the writer pauses longer than
-    /// the settle time (a file written without being closed is announced
-    /// once it stops changing): either way the other nodes would get the
-    /// write's mtime or the one set after it depending on the machine's load.
+    /// announced as a second version, and even set before the close it is a
+    /// touch if the writer pauses longer than the settle time (a file written
+    /// without being closed is announced once it stops changing): the trees
+    /// would still end with the set mtime, but a test reading one version
+    /// could see the write's mtime first, depending on the machine's load.
     func write(_ node: Int, _ relative: String, size: Int, mode: mode_t = 0o644, mtime: Int64? = nil,
                piece: (_ offset: Int, _ count: Int) -> [UInt8]) throws {
         let full = path(node, relative)

@@ -26,6 +26,8 @@ extension ReconcilerSimulation {
                 }
                 if !local.sameContent(as: record) {
                     fail("\(node.name) has \(record.path) = \(describe(local)); index: \(describe(record))")
+                } else if local.kind == .file, local.mtime != record.mtime {
+                    fail("\(node.name) has \(record.path) with mtime \(local.mtime); index: \(record.mtime)")
                 }
                 let entry = node.reconciler.manifest[record.path]
                 if entry?.version != record.version || !(entry?.local?.sameContent(as: record) ?? false) {

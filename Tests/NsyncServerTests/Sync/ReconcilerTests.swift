@@ -51,6 +51,48 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: 1, local: touched))
     }
 
+    func testTouchOfAHeldFileIsAnnouncedOnTheCurrentVersion() {
+        let v = installRemote("a", file(1, mtime: 100))
+        let touched = file(1, mtime: 777)
+        XCTAssertEqual(reconciler.observed("a", touched, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", touched, base: v)])
+        // The index takes a touch on the current version as a new version.
+        let next = nextEntry
+        let (outcomes, actions) = commit("n1", [put("a", touched, base: v)])
+        XCTAssertEqual(outcomes, [.accepted(version: next)])
+        XCTAssertEqual(actions, [])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: next, local: touched))
+        XCTAssertEqual(index.record(at: "a")?.mtime, 777)
+    }
+
+    func testRemoteTouchSetsOnlyTheMtimeHere() {
+        let v = installRemote("a", file(1, mtime: 100))
+        let next = nextEntry
+        let (_, actions) = commit("n2", [put("a", file(1, mtime: 900), base: v)])
+        let record = index.record(at: "a")!
+        XCTAssertEqual(record.version, next)
+        XCTAssertEqual(actions, [.setModificationTime(record, expected: file(1, mtime: 100))],
+                       "the same bytes are not fetched again; only the mtime changes")
+        XCTAssertEqual(reconciler.installed("a", version: next, local: file(1, mtime: 900), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: next)])
+        // The watcher's event for that mtime change is not a touch of ours.
+        XCTAssertEqual(reconciler.observed("a", file(1, mtime: 900), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: next)], "no put: only the hold, not yet committed")
+    }
+
+    func testMtimeTheFileSystemRoundsIsNotAnnouncedBack() {
+        // A receiver whose file system keeps coarser mtimes than the origin's.
+        let v = installRemote("a", file(1, mtime: 100))
+        let next = nextEntry
+        let (_, actions) = commit("n2", [put("a", file(1, mtime: 1_234_567), base: v)])
+        XCTAssertEqual(actions.count, 1)
+        let rounded = file(1, mtime: 1_000_000)
+        XCTAssertEqual(reconciler.installed("a", version: next, local: rounded, index: index), [])
+        _ = reconciler.takeOutbox()
+        XCTAssertEqual(reconciler.observed("a", rounded, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: next)], "what the install left is not a user's touch")
+    }
+
     func testObservationMatchingTheRecordsContentAndMtimeOnlyHolds() {
         _ = index.apply(IndexCommand(origin: "n2", changes: [put("a", file(1, mtime: 100, inode: 7), base: 0)]), at: 1)
         let mine = file(1, mtime: 100, inode: 8)
