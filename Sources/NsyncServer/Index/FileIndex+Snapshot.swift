@@ -134,6 +134,7 @@ extension FileIndex {
                 path: path, version: version, kind: kind, size: size, mode: mode, mtime: mtime,
                 hash: hash, target: target, origin: origin, holders: holders)
             order.append(key)
+            if kind.isLive { countLiveChild(of: path, by: 1) }
         }
         guard buffer.readableBytes == 0 else { throw WireError.malformed("\(buffer.readableBytes) trailing bytes") }
     }

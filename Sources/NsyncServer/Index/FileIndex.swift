@@ -18,6 +18,15 @@
 /// | live directory | directory, stale base        | accepted (metadata merge, never a conflict) |
 /// | live           | anything else, stale base    | rejected(current)               |
 ///
+/// The index is always a tree (the shape rule), checked before the table:
+/// a live put under a live file or symlink is rejected with that ancestor's
+/// record, and a file or symlink over a directory that still has live
+/// entries under it is rejected with the directory's (a directory record
+/// made up for the answer when the name itself has none, or a tombstone). Concurrent changes of
+/// a name's kind (a file on one node, a directory on another) are decided
+/// by commit order like any other conflict; the loser keeps its side as a
+/// conflict copy.
+///
 /// (*) same kind and mode, and same size + hash (files) or target bytes
 /// (symlinks). Mtime does not count: two nodes that join with the same file
 /// must not produce conflict copies.
@@ -29,6 +38,9 @@ public struct FileIndex: Equatable {
     /// The keys of `records` in byte order; brought up to date at the end of
     /// every `apply`, so iteration never sorts the whole index.
     var order: [PathKey] = []
+    /// Live records directly under each path that has any (derived from
+    /// `records`, for the shape rule).
+    var liveChildren: [PathKey: Int] = [:]
     /// The index of the last entry applied (or that the snapshot covers).
     public internal(set) var appliedIndex: UInt64 = 0
 
@@ -87,12 +99,24 @@ public struct FileIndex: Equatable {
     ) -> ChangeOutcome {
         if let why = put.violation() { return .invalid(reason: why) }
         let key = PathKey(put.path)
+        if put.kind.isLive, let blocker = nonDirectoryAncestor(of: put.path) {
+            return .rejected(current: blocker)
+        }
+        if put.kind.isLive, put.kind != .directory, liveChildren[key, default: 0] > 0,
+           records[key].map({ !$0.kind.isLive }) ?? true {
+            // Live entries under a name that has no live record (a directory
+            // deleted while an edit inside it won, or never announced): they
+            // make it a directory, which a file or symlink cannot replace.
+            return .rejected(current: FileRecord(
+                path: put.path, version: records[key]?.version ?? 0, kind: .directory, size: 0, mode: 0o755,
+                mtime: 0, hash: [], target: "", origin: records[key]?.origin ?? origin, holders: []))
+        }
         guard let current = records[key] else {
             // Absent: nothing to delete; anything else is new (a base > 0 means
             // the proposer saw a tombstone since forgotten: the edit still wins).
             guard put.kind.isLive else { return .alreadyCurrent(version: 0) }
             presence.note(key, wasPresent: false)
-            records[key] = Self.record(from: put, origin: origin, index: index)
+            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: nil)
             return .accepted(version: index)
         }
         if current.isTombstone {
@@ -100,8 +124,13 @@ public struct FileIndex: Equatable {
                 records[key]!.holders.insert(origin)
                 return .alreadyCurrent(version: current.version)
             }
-            records[key] = Self.record(from: put, origin: origin, index: index)
+            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: current)
             return .accepted(version: index)
+        }
+        if current.kind == .directory, put.kind.isLive, put.kind != .directory, liveChildren[key, default: 0] > 0 {
+            // Entries under the directory are still live (an edit that beat
+            // the proposer's delete, or one it has not seen): they win.
+            return .rejected(current: current)
         }
         let baseIsCurrent = put.baseVersion == current.version
         if isSameContent(put.kind, put.size, put.mode, put.hash, put.target, as: current)
@@ -110,7 +139,7 @@ public struct FileIndex: Equatable {
             return .alreadyCurrent(version: current.version)
         }
         if baseIsCurrent || (put.kind == .directory && current.kind == .directory) {
-            records[key] = Self.record(from: put, origin: origin, index: index)
+            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: current)
             if put.kind == .deleted {
                 // A tombstone remembers the bytes it deleted, so a node that
                 // lost track of its disk (a crash before its manifest was
@@ -120,6 +149,33 @@ public struct FileIndex: Equatable {
             return .accepted(version: index)
         }
         return .rejected(current: current)
+    }
+
+    /// The nearest ancestor of `path` whose record is a live file or symlink.
+    func nonDirectoryAncestor(of path: String) -> FileRecord? {
+        var ancestor = Substring(path)
+        while let slash = ancestor.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            ancestor = ancestor[..<slash]
+            if let record = records[PathKey(String(ancestor))], record.kind.isLive, record.kind != .directory {
+                return record
+            }
+        }
+        return nil
+    }
+
+    /// Puts `record` at `key`, keeping `liveChildren` in step.
+    private mutating func store(_ record: FileRecord, at key: PathKey, replacing previous: FileRecord?) {
+        records[key] = record
+        let was = previous?.kind.isLive ?? false
+        if was != record.kind.isLive { countLiveChild(of: record.path, by: record.kind.isLive ? 1 : -1) }
+    }
+
+    /// Adds `delta` to the live-entry count of `path`'s parent directory.
+    mutating func countLiveChild(of path: String, by delta: Int) {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
+        let parent = PathKey(String(path[..<slash]))
+        let count = liveChildren[parent, default: 0] + delta
+        liveChildren[parent] = count > 0 ? count : nil
     }
 
     private static func record(from put: PutChange, origin: NodeName, index: UInt64) -> FileRecord {

@@ -102,6 +102,9 @@ public struct Reconciler {
     private var pendingPuts = PathMap<LocalFile?>()
     /// Paths observed again while a put was in flight: look once more after its outcome.
     private var recheck = PathSet()
+    /// Paths rejected because a file or symlink above them held the name,
+    /// by that name: looked at again once something is decided there.
+    private var blocked = PathMap<[String]>()
     /// Paths whose conflict copy was asked for and not yet reported made or failed.
     private var copying = PathSet()
     /// Installs in progress: path -> version being installed.
@@ -123,6 +126,15 @@ public struct Reconciler {
         defer {
             outbox.removeAll(keepingCapacity: true)
             queuedHolds.removeAll()
+        }
+        // Parents before children (a stable sort by depth): the index
+        // rejects an entry under a name that is not a directory yet.
+        if outbox.count > 1, outbox.contains(where: { $0.path.utf8.contains(UInt8(ascii: "/")) }) {
+            return outbox.enumerated().sorted { a, b in
+                let da = a.element.path.utf8.lazy.filter { $0 == UInt8(ascii: "/") }.count
+                let db = b.element.path.utf8.lazy.filter { $0 == UInt8(ascii: "/") }.count
+                return da != db ? da < db : a.offset < b.offset
+            }.map(\.element)
         }
         return outbox
     }
@@ -255,6 +267,9 @@ public struct Reconciler {
         var actions: [SyncAction] = []
         for (change, outcome) in zip(command.changes, outcomes) {
             let path = change.path
+            if !blocked.isEmpty, let waiting = blocked.removeValue(forKey: path) {
+                actions += waiting.map { .observe($0) }
+            }
             if command.origin == node, case .put(let put) = change, let announced = pendingPuts[path],
                Self.put(put, announces: announced) {
                 pendingPuts[path] = nil
@@ -266,13 +281,38 @@ public struct Reconciler {
                        record.mtime != mine.mtime, mine.sameContent(as: record) {
                         // The same bytes were already in the index under another
                         // mtime (two nodes with one file, e.g. a joiner): take the
-                        // record's mtime so every tree ends identical.
+                        // record's mtime so every tree ends identical. Until that
+                        // is done the manifest says we hold the record's mtime: a
+                        // crash before the action then finds a touch to announce
+                        // (the trees still end identical) rather than nothing.
+                        var held = mine
+                        held.mtime = record.mtime
+                        setManifest(path, ManifestEntry(version: version, local: held))
                         installing[path] = version
                         actions.append(.setModificationTime(record, expected: mine))
                         continue
                     }
+                case .rejected(let current) where current.path != path:
+                    // A file or symlink above this path won the name, which is
+                    // a directory here (the index is a tree). The directory,
+                    // with this and everything else in it, is kept as a
+                    // conflict copy; then the winner is fetched.
+                    // Whatever is decided there next (our own directory put
+                    // still on its way, or the copy below), look again then:
+                    // unknown to the manifest, what is still here is announced.
+                    setManifest(path, nil)
+                    blocked[current.path, default: []].append(path)
+                    if pendingPuts[current.path] != nil { continue }
+                    if let directory = manifest[current.path]?.local ?? nil, directory.kind == .directory {
+                        actions += askConflictCopy(current.path, directory)
+                    } else {
+                        actions.append(.observe(current.path))
+                    }
                 case .rejected(let current):
-                    if current.holders.contains(node) {
+                    // Rejected on the version it was based on: not a race but
+                    // the shape rule (live entries still under this name, put
+                    // there by another node): they win; ours becomes a copy.
+                    if current.holders.contains(node), current.version != put.baseVersion {
                         // The winner is a state we announced holding (a put of ours
                         // that committed unmatched, before a restart or twice): what
                         // we have now came after it on our disk, so it is an edit of it.
@@ -478,6 +518,7 @@ public struct Reconciler {
         // The rename left nothing at `path`: known absent, not unknown.
         setManifest(path, ManifestEntry(version: 0, local: nil))
         var actions: [SyncAction] = [.observe(copyPath)]
+        if let waiting = blocked.removeValue(forKey: path) { actions += waiting.map { .observe($0) } }
         actions += reconcile(path, index: index)
         if recheck.remove(path) != nil { actions.append(.observe(path)) }
         return actions

@@ -37,6 +37,41 @@ final class EndToEndConflictTests: ClusterTestCase {
         try assertBothKept(cluster, tree, path: "notes/new.md", writers: [0, 1, 2])
     }
 
+    /// One node makes a name a file while another makes it a directory with
+    /// files in it (and the other way round on a second name): the index
+    /// stays a tree, one side keeps the name, the other survives whole as a
+    /// conflict copy (a directory's copy keeps everything inside it).
+    func testNameMadeAFileOnOneNodeAndADirectoryOnAnotherKeepsBoth() throws {
+        let cluster = try makeCluster()
+        let texts = ["report": "report as a file on node1\n", "report/part-1.txt": "part 1 on node2\n",
+                     "report/sub/part-2.txt": "part 2 on node2\n",
+                     "archive": "archive as a file on node3\n", "archive/2025.txt": "2025 on node1\n"]
+        try cluster.whilePaused {
+            try cluster.write(0, "report", texts["report"]!)
+            try cluster.write(1, "report/part-1.txt", texts["report/part-1.txt"]!)
+            try cluster.write(1, "report/sub/part-2.txt", texts["report/sub/part-2.txt"]!)
+            try cluster.write(0, "archive/2025.txt", texts["archive/2025.txt"]!)
+            try cluster.write(2, "archive", texts["archive"]!)
+        }
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+
+        for name in ["report", "archive"] {
+            let kind = try XCTUnwrap(tree[name]?.kind, "\(name) exists: \(tree.paths)")
+            let copies = tree.paths.filter { $0.hasPrefix(name + ".sync-conflict-") && !$0.dropFirst(name.count).contains("/") }
+            XCTAssertEqual(copies.count, 1, "one side of \(name) is a conflict copy: \(tree.paths)")
+            guard let copy = copies.first else { continue }
+            XCTAssertEqual(tree[copy]?.kind, kind == .file ? .directory : .file, "the copy is the other side")
+        }
+        // Every text written is on every node, at its path or under the copy's name.
+        for node in 0..<cluster.count {
+            var found: Set<String> = []
+            for path in tree.paths where tree[path]?.kind == .file {
+                if let text = cluster.readText(node, path) { found.insert(text) }
+            }
+            XCTAssertEqual(found, Set(texts.values), "node\(node + 1) holds every text written: \(tree.paths)")
+        }
+    }
+
     /// One node deletes while another edits: the edit wins everywhere.
     func testEditRacingADeleteWinsOnEveryNode() throws {
         let cluster = try makeCluster()

@@ -58,7 +58,9 @@ extension ReconcilerSimulation {
             let hasBytes = nodes.indices.contains { m in
                 m != n && nodes[m].disk[record.path].map { $0.kind == .file && $0.hash == record.hash } == true
             }
-            guard hasBytes, disk?.kind != .directory, makeParents(n, record.path) else {
+            // Like LocalDisk: a directory in the way is removed only if empty.
+            guard hasBytes, !(disk?.kind == .directory && nodes[n].disk.hasChildren(record.path)),
+                  makeParents(n, record.path) else {
                 return report(n, .installFailed(path: record.path, version: record.version, .transient("no holder has the bytes")))
             }
             install(n, record.path, record.version, LocalFile(kind: .file, size: record.size, mode: record.mode,
@@ -80,7 +82,7 @@ extension ReconcilerSimulation {
             guard reconcilerDiskMatches(disk, expected) else {
                 return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
             }
-            guard disk?.kind != .directory, makeParents(n, record.path) else {
+            guard !(disk?.kind == .directory && nodes[n].disk.hasChildren(record.path)), makeParents(n, record.path) else {
                 return report(n, .installFailed(path: record.path, version: record.version, .transient("parent")))
             }
             install(n, record.path, record.version,
@@ -110,10 +112,20 @@ extension ReconcilerSimulation {
             while nodes[n].disk[copy] != nil {
                 copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now(), node: name)
             }
+            // A directory moves with everything in it; the watcher reports
+            // that rename, and the node then looks at both subtrees.
+            let inside = local.kind == .directory ? nodes[n].disk.descendants(of: path) : []
+            var moved: [String] = []
+            for old in inside.reversed() {
+                let new = copy + String(decoding: old.utf8.dropFirst(path.utf8.count), as: UTF8.self)
+                nodes[n].disk.set(new, nodes[n].disk[old], clock: clock)
+                moved.append(new)
+            }
+            for old in inside { nodes[n].disk.set(old, nil, clock: clock) }
             nodes[n].disk.set(path, nil, clock: clock)
             nodes[n].disk.set(copy, local, clock: clock)
             note("\(name) renamed \(path) -> \(copy)")
-            if random.below(2) == 0 { watch(n, [path, copy]) }
+            if random.below(2) == 0 || !inside.isEmpty { watch(n, [path, copy] + inside + moved) }
             report(n, .conflictCopied(path: path, copy: copy, local: local))
         case let .observe(path):
             deliver(.observed(path: path), to: n)

@@ -1,3 +1,4 @@
+import Foundation
 @testable import NsyncServer
 
 /// A seeded cluster of reconcilers over fake disks and one shared committed
@@ -149,7 +150,11 @@ struct ReconcilerSimulation {
             shown = shown.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16))}" }.joined()
         }
         trace.lines.append("\(steps) \(shown)")
+        if Self.traceLive { print("\(steps) \(shown)") }
     }
+
+    /// NSYNC_RECON_TRACE_LIVE: print trace lines as they happen (a seed that never ends).
+    static let traceLive = ProcessInfo.processInfo.environment["NSYNC_RECON_TRACE_LIVE"] != nil
 
     mutating func fail(_ text: String) {
         failures.append(text)

@@ -27,8 +27,9 @@ import XCTest
 /// NSYNC_RECON_SEEDS=n runs n seeds (default 500); NSYNC_RECON_SEED=s replays
 /// one (NSYNC_RECON_TRACE=1 prints its whole trace). NSYNC_RECON_NO_RESTARTS,
 /// NSYNC_RECON_NO_AMBIGUOUS narrow a failure down; NSYNC_RECON_KIND_CHANGES
-/// adds names that are a file on one node and a directory on another (known
-/// not to converge: the index does not keep the tree consistent).
+/// runs the first test with the names of the second; NSYNC_RECON_PRINT_SEEDS
+/// prints each seed before it runs, NSYNC_RECON_TRACE_LIVE each event as it
+/// happens (a seed that never ends).
 final class ReconcilerSimulationTests: XCTestCase {
     func seeds() -> [UInt64] {
         let environment = ProcessInfo.processInfo.environment
@@ -43,7 +44,9 @@ final class ReconcilerSimulationTests: XCTestCase {
         let start = Date()
         var failedSeeds: [UInt64] = []
         var totals = (steps: 0, entries: 0, conflicts: 0, lateIdentical: 0)
+        let announce = ProcessInfo.processInfo.environment["NSYNC_RECON_PRINT_SEEDS"] != nil
         for seed in seeds() {
+            if announce { print("seed \(seed)") }
             let simulation = Self.simulate(seed: seed, options: options, tracing: false)
             totals.steps += simulation.steps
             totals.entries += simulation.log.count
@@ -73,7 +76,7 @@ final class ReconcilerSimulationTests: XCTestCase {
     /// Runs one seed to quiescence and checks it.
     static func simulate(seed: UInt64, options: ReconcilerSimulation.Options, tracing: Bool) -> ReconcilerSimulation {
         var simulation = ReconcilerSimulation(seed: seed, options: options)
-        simulation.trace.enabled = tracing
+        simulation.trace.enabled = tracing || ReconcilerSimulation.traceLive
         if !simulation.run() { simulation.fail("did not settle within the step bound (a livelock)") }
         simulation.check()
         return simulation
@@ -90,5 +93,14 @@ final class ReconcilerSimulationTests: XCTestCase {
 
     func testNodesConvergeAndKeepEveryUserWrite() {
         run(options(), label: "reconciler simulation")
+    }
+
+    /// Names that are a file on one node and a directory (or a file inside
+    /// one) on another, at the same time: the index stays a tree (its shape
+    /// rule), the loser's side becomes a conflict copy, nothing is lost.
+    func testNodesConvergeWhenNamesChangeKind() {
+        var options = options()
+        options.kindChanges = true
+        run(options, label: "reconciler simulation with kind changes")
     }
 }
