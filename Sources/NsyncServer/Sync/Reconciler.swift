@@ -127,16 +127,20 @@ public struct Reconciler {
             outbox.removeAll(keepingCapacity: true)
             queuedHolds.removeAll()
         }
-        // Parents before children (a stable sort by depth): the index
-        // rejects an entry under a name that is not a directory yet.
-        if outbox.count > 1, outbox.contains(where: { $0.path.utf8.contains(UInt8(ascii: "/")) }) {
-            return outbox.enumerated().sorted { a, b in
-                let da = a.element.path.utf8.lazy.filter { $0 == UInt8(ascii: "/") }.count
-                let db = b.element.path.utf8.lazy.filter { $0 == UInt8(ascii: "/") }.count
-                return da != db ? da < db : a.offset < b.offset
-            }.map(\.element)
+        // New directories first, parents before children: the index rejects
+        // an entry under a name that is not a directory yet. The rest keep
+        // their order (a directory's entries are deleted before a file
+        // replaces it, or the index would keep the directory).
+        func isDirectory(_ change: IndexChange) -> Bool {
+            if case .put(let put) = change { return put.kind == .directory }
+            return false
         }
-        return outbox
+        let directories = outbox.filter(isDirectory)
+        guard !directories.isEmpty, directories.count < outbox.count || directories.count > 1 else { return outbox }
+        let depth = { (change: IndexChange) in change.path.utf8.reduce(0) { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 } }
+        let sorted = directories.enumerated().map { (depth($0.element), $0.offset, $0.element) }
+            .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.map(\.2)
+        return sorted + outbox.filter { !isDirectory($0) }
     }
 
     public var hasOutbox: Bool { !outbox.isEmpty }

@@ -70,6 +70,28 @@ final class EndToEndSyncTests: ClusterTestCase {
         XCTAssertEqual(cluster.readText(0, "notes.txt"), String(repeating: "touch me\n", count: 10_000))
     }
 
+    /// A directory replaced by a file, then the file by a directory, each on
+    /// one node: every node follows, with no conflict copy.
+    func testNameChangingKindOnOneNodeIsFollowedEverywhere() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "swap/a.txt", "a\n")
+        try cluster.write(0, "swap/deeper/b.txt", "b\n")
+        _ = try cluster.waitUntilConverged()
+
+        try cluster.remove(1, "swap")
+        try cluster.write(1, "swap", "now a file\n")
+        var tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["swap"]?.kind, .file)
+        XCTAssertEqual(tree.paths, ["swap"])
+
+        try cluster.remove(2, "swap")
+        try cluster.write(2, "swap/inner.txt", "a directory again\n")
+        tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["swap"]?.kind, .directory)
+        XCTAssertEqual(tree.paths, ["swap", "swap/inner.txt"])
+        XCTAssertEqual(cluster.readText(0, "swap/inner.txt"), "a directory again\n")
+    }
+
     func testBinaryContentOfEveryByteValueAndRandomBytesArrivesExactly() throws {
         let cluster = try makeCluster()
         var random = ClusterRandom(seed: ClusterRandom.seed(for: name))

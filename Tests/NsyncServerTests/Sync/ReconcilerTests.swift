@@ -111,6 +111,22 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(2, mtime: 200), base: 1)])
     }
 
+    func testABatchAnnouncesNewDirectoriesBeforeWhatIsInThem() {
+        // Seen child first (the order watcher events and hashing can give).
+        XCTAssertEqual(reconciler.observed("d/e/f.txt", file(1), index: index), [])
+        XCTAssertEqual(reconciler.observed("d/e", directory(inode: 51), index: index), [])
+        XCTAssertEqual(reconciler.observed("d", directory(inode: 52), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox().map(\.path), ["d", "d/e", "d/e/f.txt"])
+    }
+
+    func testABatchReplacingADirectoryWithAFileDeletesItsEntriesFirst() {
+        let d = installRemote("d", directory())
+        let x = installRemote("d/x", file(1))
+        XCTAssertEqual(reconciler.observed("d/x", nil, index: index), [])
+        XCTAssertEqual(reconciler.observed("d", file(2, inode: 9), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d/x", nil, base: x), put("d", file(2, inode: 9), base: d)])
+    }
+
     func testFailedProposalIsProposedAgain() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         let proposal = reconciler.takeOutbox()
