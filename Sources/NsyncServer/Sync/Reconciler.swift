@@ -505,7 +505,15 @@ public struct Reconciler {
         case .localChanged: return [.observe(path)]
         // The user changed the path while the install ran: look at it first,
         // or that change is never announced.
-        case .transient: return changedMeanwhile ? [.observe(path), .retryLater(path)] : [.retryLater(path)]
+        case .transient:
+            if changedMeanwhile { return [.observe(path), .retryLater(path)] }
+            if let record = index.record(at: path), record.version != version {
+                // The index moved on while this ran (a holder refuses the old
+                // version once a touch or an edit replaced it): go for the
+                // new one now, not after the retry delay.
+                return reconcile(path, index: index)
+            }
+            return [.retryLater(path)]
         }
     }
 

@@ -127,6 +127,21 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [put("d/x", nil, base: x), put("d", file(2, inode: 9), base: d)])
     }
 
+    func testFetchFailingAfterTheIndexMovedOnGoesForTheNewVersionAtOnce() {
+        let next = nextEntry
+        let (_, first) = commit("n2", [put("a", file(1, mtime: 100), base: 0)])
+        let v1 = index.record(at: "a")!
+        XCTAssertEqual(first, [.fetch(v1, expected: nil)])
+        // A touch on n2 commits while the fetch runs; n2 then refuses the old version.
+        XCTAssertEqual(commit("n2", [put("a", file(1, mtime: 200), base: next)]).actions, [], "one install at a time")
+        let v2 = index.record(at: "a")!
+        XCTAssertEqual(reconciler.installFailed("a", version: v1.version, .transient("refused"), index: index),
+                       [.fetch(v2, expected: nil)])
+        // A failure of the current version still waits before retrying.
+        XCTAssertEqual(reconciler.installFailed("a", version: v2.version, .transient("refused"), index: index),
+                       [.retryLater("a")])
+    }
+
     func testFailedProposalIsProposedAgain() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         let proposal = reconciler.takeOutbox()
