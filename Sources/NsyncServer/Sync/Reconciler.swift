@@ -297,13 +297,13 @@ public struct Reconciler {
                         continue
                     }
                 case .rejected(let current) where current.path != path:
-                    // A file or symlink above this path won the name, which is
-                    // a directory here (the index is a tree). The directory,
-                    // with this and everything else in it, is kept as a
-                    // conflict copy; then the winner is fetched.
-                    // Whatever is decided there next (our own directory put
-                    // still on its way, or the copy below), look again then:
-                    // unknown to the manifest, what is still here is announced.
+                    // A file or symlink above this path holds the name, which is
+                    // a directory here (the index is a tree). Our directory, with
+                    // this and everything else in it, becomes a conflict copy and
+                    // the winner is fetched — unless our own put of that directory
+                    // is still on its way. Either way this path is looked at again
+                    // once the name is decided, and, unknown to the manifest,
+                    // announced if it is still here.
                     setManifest(path, nil)
                     blocked[current.path, default: []].append(path)
                     if pendingPuts[current.path] != nil { continue }
@@ -313,13 +313,13 @@ public struct Reconciler {
                         actions.append(.observe(current.path))
                     }
                 case .rejected(let current):
-                    // Rejected on the version it was based on: not a race but
-                    // the shape rule (live entries still under this name, put
-                    // there by another node): they win; ours becomes a copy.
                     if current.holders.contains(node), current.version != put.baseVersion {
                         // The winner is a state we announced holding (a put of ours
                         // that committed unmatched, before a restart or twice): what
                         // we have now came after it on our disk, so it is an edit of it.
+                        // (Rejected on its own base version is the shape rule instead:
+                        // entries another node put under this name win, and ours
+                        // becomes a copy below.)
                         propose(path, announced, base: current.version)
                         continue
                     }
