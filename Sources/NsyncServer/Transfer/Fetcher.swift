@@ -395,6 +395,7 @@ final class Fetcher {
             case .failure(let error):
                 transfer.fd = nil
                 transfer.failed = true
+                dropPending(transfer)
                 // This disk failed (full, most likely): a resume would not
                 // help, the bytes are room the raft log needs, and the holder
                 // need not send the rest.
@@ -405,7 +406,8 @@ final class Fetcher {
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
-                queueWrite(transfer)
+                // Given up while this write ran: nothing more will be written.
+                if transfer.failed { closeFile(transfer) } else { queueWrite(transfer) }
             case .success((_, let digest?)):
                 transfer.fd = nil
                 if digest == transfer.record.hash {
@@ -434,6 +436,17 @@ final class Fetcher {
         let rate = Double(transfer.received) / seconds
         let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
         logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
+    }
+
+    /// Forgets bytes received for a failed transfer and not yet written:
+    /// they were counted against the link's buffer, and a link left paused
+    /// by them would never read again, for any transfer.
+    private func dropPending(_ transfer: Transfer) {
+        guard transfer.pendingBytes > 0 else { return }
+        let bytes = transfer.pendingBytes
+        transfer.pending.removeAll()
+        transfer.pendingBytes = 0
+        releaseBuffered(bytes, of: transfer)
     }
 
     private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
@@ -479,6 +492,7 @@ final class Fetcher {
     /// a resume) and let the reconciler retry later, maybe from another holder.
     private func giveUp(_ transfer: Transfer, _ why: String) {
         transfer.failed = true
+        dropPending(transfer)
         // A retry of this version resumes it; a retry of a newer one never will.
         mayHoldStalePartials = true
         closeFile(transfer)

@@ -65,8 +65,10 @@ final class DaemonDiskFullTests: XCTestCase {
         FileManager.default.createFile(atPath: filler, contents: Data(count: fillerSize))
         print("node2's tmpfs: \(freeBytes(target) >> 10) KiB free after a \(fillerSize >> 20) MiB filler")
 
-        // node1 replaces data.bin with 6 MiB, atomically (written outside PATH, renamed in).
-        let new = pattern(6 << 20, seed: seed &+ 1)
+        // node1 replaces data.bin with 12 MiB, atomically (written outside PATH, renamed in):
+        // more than the fetcher buffers per link, so bytes still arrive after the write
+        // fails, and a link left paused by them would never fetch again.
+        let new = pattern(12 << 20, seed: seed &+ 1)
         let staged = scratch.path + "/data.bin.new"
         FileManager.default.createFile(atPath: staged, contents: new)
         XCTAssertEqual(rename(staged, source + "/data.bin"), 0)
