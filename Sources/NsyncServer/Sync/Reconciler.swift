@@ -159,8 +159,17 @@ public struct Reconciler {
             recheck.insert(path)
             return []
         }
-        let entry = manifest[path]
+        var entry = manifest[path]
         let record = index.record(at: path)
+        if record == nil, let stale = entry, stale.version > 0, stale.local != nil, local != nil {
+            // The manifest says we hold a live version the index no longer
+            // has any record of. The index only forgets a deletion every node
+            // held, this one included: the entry predates a crash (manifests
+            // are saved about once a second) and what is on disk is unknown
+            // to the cluster. Announce it rather than keep it here alone.
+            setManifest(path, nil)
+            entry = nil
+        }
         if let local, let known = entry?.local, local.sameStat(as: known), local.sameContent(as: known) {
             // Unchanged since we last looked; the record may still need us.
             return reconcile(path, index: index)

@@ -142,6 +142,25 @@ final class ReconcilerTests: ReconcilerTestCase {
                        [.retryLater("a")])
     }
 
+    func testLiveEntryWhoseRecordTheIndexForgotIsAnnouncedAgain() {
+        // The manifest saved before a crash says n1 holds the directory at v1;
+        // since then the cluster deleted it, every node (n1 too, before the
+        // crash) held the deletion, and the tombstone was forgotten. The
+        // directory is on n1's disk again: unknown to the cluster, announced.
+        let dir = directory(inode: 70)
+        reconciler = Reconciler(node: "n1", manifest: ["d": ManifestEntry(version: 1, local: dir)])
+        XCTAssertNil(index.record(at: "d"))
+        XCTAssertEqual(reconciler.observed("d", dir, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d", dir, base: 0)])
+    }
+
+    func testAbsentPathWhoseRecordTheIndexForgotIsForgottenQuietly() {
+        reconciler = Reconciler(node: "n1", manifest: ["gone": ManifestEntry(version: 4, local: file(1))])
+        XCTAssertEqual(reconciler.observed("gone", nil, index: index), [])
+        // A deletion of something the index does not have: the index answers alreadyCurrent(0).
+        XCTAssertEqual(commitOutbox().outcomes.allSatisfy { if case .alreadyCurrent = $0 { true } else { false } }, true)
+    }
+
     func testFailedProposalIsProposedAgain() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         let proposal = reconciler.takeOutbox()
