@@ -364,8 +364,15 @@ public struct Reconciler {
                 // after a timeout though it had committed): our disk had that state
                 // at this version, so whatever is there now came after it. Look,
                 // and announce it on top if it differs.
-                let state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
+                var state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
                                                                    mtime: put.mtime, hash: put.hash, target: put.target)
+                if var mine = state, mine.kind == .file, let record = index.record(at: path), record.version == version,
+                   record.kind == .file, record.mtime != mine.mtime, mine.sameContent(as: record) {
+                    // Found current: the same bytes were in under another mtime.
+                    // Say we hold the record's, so the look below finds ours a touch.
+                    mine.mtime = record.mtime
+                    state = mine
+                }
                 setManifest(path, ManifestEntry(version: version, local: state))
                 actions.append(.observe(path))
                 continue
