@@ -105,6 +105,8 @@ public struct Reconciler {
     /// Paths rejected because a file or symlink above them held the name,
     /// by that name: looked at again once something is decided there.
     private var blocked = PathMap<[String]>()
+    /// Directories replaced by a file, held back once for their entries' deletions.
+    private var deferred = PathSet()
     /// Paths whose conflict copy was asked for and not yet reported made or failed.
     private var copying = PathSet()
     /// Installs in progress: path -> version being installed.
@@ -214,6 +216,20 @@ public struct Reconciler {
             }
             return reconcile(path, index: index)
         }
+        if let local, local.kind != .directory, entry?.local?.kind == .directory, deferred.insert(path).inserted {
+            // A directory replaced by a file or symlink: its entries' deletions
+            // must reach the index first, or the index keeps the directory
+            // (and ours would lose as a conflict). Look at them, and at this
+            // path again once each is decided (once: an entry that stays live,
+            // an edit elsewhere, makes ours a copy as it should).
+            let prefix = path + "/"
+            let inside = manifest.keys.filter { $0.hasPrefix(prefix) && manifest[$0]?.local != nil }
+            if !inside.isEmpty {
+                for child in inside { blocked[child, default: []].append(path) }
+                return inside.map { .observe($0) }
+            }
+        }
+        deferred.remove(path)
         announce(path, local, base: entry?.version ?? 0, index: index)
         return []
     }

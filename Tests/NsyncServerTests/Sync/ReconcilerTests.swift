@@ -123,8 +123,15 @@ final class ReconcilerTests: ReconcilerTestCase {
         let d = installRemote("d", directory())
         let x = installRemote("d/x", file(1))
         XCTAssertEqual(reconciler.observed("d/x", nil, index: index), [])
+        XCTAssertEqual(reconciler.observed("d", file(2, inode: 9), index: index), [.observe("d/x")],
+                       "the file waits for the deletion of what was in the directory")
+        let (outcomes, actions) = commitOutbox()
+        XCTAssertEqual(outcomes, [.accepted(version: x + 2)])
+        XCTAssertTrue(actions.contains(.observe("d")), "\(actions)")
         XCTAssertEqual(reconciler.observed("d", file(2, inode: 9), index: index), [])
-        XCTAssertEqual(reconciler.takeOutbox(), [put("d/x", nil, base: x), put("d", file(2, inode: 9), base: d)])
+        let proposal = reconciler.takeOutbox()
+        XCTAssertEqual(proposal, [put("d", file(2, inode: 9), base: d)])
+        XCTAssertEqual(commit("n1", proposal).outcomes, [.accepted(version: x + 3)], "not a conflict")
     }
 
     func testFetchFailingAfterTheIndexMovedOnGoesForTheNewVersionAtOnce() {
