@@ -22,10 +22,10 @@
 /// a live put under a live file or symlink is rejected with that ancestor's
 /// record, and a file or symlink over a directory that still has live
 /// entries under it is rejected with the directory's (a directory record
-/// made up for the answer when the name itself has none, or a tombstone). Concurrent changes of
-/// a name's kind (a file on one node, a directory on another) are decided
-/// by commit order like any other conflict; the loser keeps its side as a
-/// conflict copy.
+/// made up for the answer when the name itself has none, or a tombstone).
+/// Concurrent changes of a name's kind (a file on one node, a directory on
+/// another) are decided by commit order like any other conflict; the loser
+/// keeps its side as a conflict copy.
 ///
 /// (*) same kind and mode, and same size + hash (files) or target bytes
 /// (symlinks). Mtime does not count: two nodes that join with the same file

@@ -35,6 +35,12 @@ public struct LocalFile: Equatable, Sendable {
         }
     }
 
+    /// A file with `record`'s bytes and mode under another mtime: only the
+    /// mtime is to be synced (a touch).
+    public func differsOnlyInMtime(from record: FileRecord) -> Bool {
+        kind == .file && mtime != record.mtime && sameContent(as: record)
+    }
+
     /// Same content and permission bits as `other`.
     public func sameContent(as other: LocalFile) -> Bool {
         kind == other.kind && mode == other.mode && size == other.size && hash == other.hash && target == other.target
@@ -138,11 +144,13 @@ public struct Reconciler {
             return false
         }
         let directories = outbox.filter(isDirectory)
-        guard !directories.isEmpty, directories.count < outbox.count || directories.count > 1 else { return outbox }
+        guard !directories.isEmpty else { return outbox }
         let depth = { (change: IndexChange) in change.path.utf8.reduce(0) { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 } }
-        let sorted = directories.enumerated().map { (depth($0.element), $0.offset, $0.element) }
-            .sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.map(\.2)
-        return sorted + outbox.filter { !isDirectory($0) }
+        // Swift's sort is not stable: the original position breaks ties.
+        let parentsFirst = directories.enumerated().sorted {
+            (depth($0.element), $0.offset) < (depth($1.element), $1.offset)
+        }.map(\.element)
+        return parentsFirst + outbox.filter { !isDirectory($0) }
     }
 
     public var hasOutbox: Bool { !outbox.isEmpty }
@@ -177,7 +185,7 @@ public struct Reconciler {
             return reconcile(path, index: index)
         }
         if let record, record.kind != .deleted, let local, local.sameContent(as: record) {
-            if local.kind == .file, local.mtime != record.mtime {
+            if local.differsOnlyInMtime(from: record) {
                 if let entry, entry.version == record.version, entry.local?.mtime != local.mtime {
                     // Same bytes, new mtime on a version we hold: the user
                     // touched it (or restored an old mtime). Trees must match in
@@ -222,8 +230,10 @@ public struct Reconciler {
             // (and ours would lose as a conflict). Look at them, and at this
             // path again once each is decided (once: an entry that stays live,
             // an edit elsewhere, makes ours a copy as it should).
-            let prefix = path + "/"
-            let inside = manifest.keys.filter { $0.hasPrefix(prefix) && manifest[$0]?.local != nil }
+            let prefix = Array((path + "/").utf8)
+            let inside = manifest.compactMap { key, entry in
+                entry.local != nil && key.utf8.starts(with: prefix) ? key : nil
+            }
             if !inside.isEmpty {
                 for child in inside { blocked[child, default: []].append(path) }
                 return inside.map { .observe($0) }
@@ -305,9 +315,8 @@ public struct Reconciler {
                 switch outcome {
                 case .accepted(let version), .alreadyCurrent(let version):
                     setManifest(path, ManifestEntry(version: version, local: announced))
-                    if case .alreadyCurrent = outcome, let mine = announced, mine.kind == .file,
-                       let record = index.record(at: path), record.version == version, record.kind == .file,
-                       record.mtime != mine.mtime, mine.sameContent(as: record) {
+                    if case .alreadyCurrent = outcome, let mine = announced, let record = index.record(at: path),
+                       record.version == version, mine.differsOnlyInMtime(from: record) {
                         // The same bytes were already in the index under another
                         // mtime (two nodes with one file, e.g. a joiner): take the
                         // record's mtime so every tree ends identical. Until that
@@ -382,8 +391,8 @@ public struct Reconciler {
                 // and announce it on top if it differs.
                 var state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
                                                                    mtime: put.mtime, hash: put.hash, target: put.target)
-                if var mine = state, mine.kind == .file, let record = index.record(at: path), record.version == version,
-                   record.kind == .file, record.mtime != mine.mtime, mine.sameContent(as: record) {
+                if var mine = state, let record = index.record(at: path), record.version == version,
+                   mine.differsOnlyInMtime(from: record) {
                     // Found current: the same bytes were in under another mtime.
                     // Say we hold the record's, so the look below finds ours a touch.
                     mine.mtime = record.mtime
@@ -462,7 +471,7 @@ public struct Reconciler {
             return [.remove(path: path, version: record.version, expected: local)]
         }
         if let local, local.sameContent(as: record) {
-            if local.kind == .file, local.mtime != record.mtime {
+            if local.differsOnlyInMtime(from: record) {
                 // The same bytes under another mtime (a touch elsewhere, or a
                 // copy this node joined with): take the record's mtime.
                 // installed() records what the disk then shows, so a file

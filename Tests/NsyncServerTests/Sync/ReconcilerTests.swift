@@ -165,7 +165,10 @@ final class ReconcilerTests: ReconcilerTestCase {
         reconciler = Reconciler(node: "n1", manifest: ["gone": ManifestEntry(version: 4, local: file(1))])
         XCTAssertEqual(reconciler.observed("gone", nil, index: index), [])
         // A deletion of something the index does not have: the index answers alreadyCurrent(0).
-        XCTAssertEqual(commitOutbox().outcomes.allSatisfy { if case .alreadyCurrent = $0 { true } else { false } }, true)
+        let proposal = reconciler.takeOutbox()
+        XCTAssertEqual(proposal, [put("gone", nil, base: 4)])
+        XCTAssertEqual(commit("n1", proposal).outcomes, [.alreadyCurrent(version: 0)])
+        XCTAssertEqual(reconciler.manifest["gone"], ManifestEntry(version: 0, local: nil))
     }
 
     func testFailedProposalIsProposedAgain() {
