@@ -18,6 +18,19 @@ extern int sync_file_range(int fd, long long offset, long long nbytes, unsigned 
 static inline int nsync_start_writeback(int fd, long long offset, long long nbytes) {
     return sync_file_range(fd, offset, nbytes, 2 /* SYNC_FILE_RANGE_WRITE */);
 }
+// O_DIRECT is a GNU extension Swift's Glibc module does not declare; its
+// value differs between architectures, so it comes from the C headers.
+// A large download is written around the page cache (see ChunkWriter).
+static inline int nsync_open_direct_flag(void) { return __O_DIRECT; }
+static inline int nsync_is_direct(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags == -1 ? -1 : (flags & __O_DIRECT) != 0;
+}
+static inline int nsync_set_direct(int fd, int on) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags == -1) return -1;
+    return fcntl(fd, F_SETFL, on ? (flags | __O_DIRECT) : (flags & ~__O_DIRECT));
+}
 #include <sys/syscall.h>
 #include <linux/openat2.h>
 #include <errno.h>

@@ -30,6 +30,10 @@ final class Fetcher {
     /// Requests in flight per channel, and bytes buffered for the disk before
     /// reading from the channel pauses.
     static let maxRequestsPerChannel = 64
+    /// Downloads at least this large are written around the page cache
+    /// (ChunkWriter); smaller ones go through it, where many are made
+    /// durable by one flush at install.
+    static let directWriteMinimumSize: UInt64 = 8 << 20
     /// Bytes of a download between two writeback kicks.
     static let writebackStride: UInt64 = 16 << 20
     static let pauseAboveBufferedBytes = 4 << 20
@@ -361,16 +365,17 @@ final class Fetcher {
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
                 if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
-                let fd = try existing ?? FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
+                let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
                 do {
-                    for chunk in chunks {
-                        try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
-                        hasher.update(chunk.bytes)
+                    let buffered = !ChunkWriter.isDirect(fd)
+                    try ChunkWriter.write(chunks, to: fd) { hasher.update($0) }
+                    if buffered, let last = chunks.last {
                         // Every 16 MiB, start writing it out: the disk works while
                         // the network does, and the install's fsync finds little left.
-                        let end = chunk.offset + UInt64(chunk.bytes.count)
                         let stride = Fetcher.writebackStride
-                        if end / stride != chunk.offset / stride {
+                        let end = last.offset + UInt64(last.bytes.count)
+                        let first = chunks[0].offset
+                        if end / stride != first / stride {
                             let start = (end / stride - 1) * stride
                             FileSystem.startWriteback(descriptor: fd.rawValue, offset: Int64(start), count: Int64(stride))
                         }

@@ -1,0 +1,97 @@
+import Foundation
+@testable import NsyncServer
+import XCTest
+
+/// ChunkWriter against real files in the temporary directory (a disk file
+/// system on the machines we run on, which allows O_DIRECT).
+final class ChunkWriterTests: XCTestCase {
+    private var root = ""
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "nsync-chunks-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileDescriptor.makeDirectories(root)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    private typealias Chunk = (offset: UInt64, bytes: ArraySlice<UInt8>)
+
+    /// `bytes` cut into `size`-byte chunks from `from` on, in order.
+    private func chunks(of bytes: [UInt8], size: Int, from: Int = 0) -> [Chunk] {
+        stride(from: from, to: bytes.count, by: size).map { start in
+            (UInt64(start), bytes[start..<min(start + size, bytes.count)])
+        }
+    }
+
+    private func content(_ count: Int, seed: UInt64 = 7) -> [UInt8] {
+        BenchFiles.content(seed: seed, count: count)
+    }
+
+    func testADownloadInJobsOfAlignedChunksThenAnUnalignedTailWritesEveryByte() throws {
+        let bytes = content(5 * (256 << 10) + 1_234)
+        let all = chunks(of: bytes, size: 256 << 10)
+        let fd = try ChunkWriter.create(root + "/large.part", direct: true)
+        try fd.closeAfter {
+            XCTAssertTrue(ChunkWriter.isDirect(fd), "the temporary directory's file system takes O_DIRECT")
+            var handed: [UInt64] = []
+            // As the fetcher's jobs come: what arrived meanwhile, several chunks at once.
+            try ChunkWriter.write(Array(all[0..<1]), to: fd) { handed.append(UInt64($0.startIndex)) }
+            try ChunkWriter.write(Array(all[1..<5]), to: fd) { handed.append(UInt64($0.startIndex)) }
+            XCTAssertTrue(ChunkWriter.isDirect(fd), "aligned chunks keep the descriptor direct")
+            try ChunkWriter.write(Array(all[5...]), to: fd) { handed.append(UInt64($0.startIndex)) }
+            XCTAssertFalse(ChunkWriter.isDirect(fd), "the unaligned last bytes went through the page cache")
+            XCTAssertEqual(handed, all.map(\.offset), "each chunk handed on once, in order")
+            try fd.sync()
+        }
+        XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/large.part"), bytes)
+    }
+
+    func testAChunkLargerThanTheGatheringBufferIsWrittenWhole() throws {
+        let bytes = content(3 * ChunkWriter.bufferSize + 4_096)
+        let fd = try ChunkWriter.create(root + "/big-chunk.part", direct: true)
+        try fd.closeAfter {
+            try ChunkWriter.write([(0, bytes[...])], to: fd) { _ in }
+            XCTAssertTrue(ChunkWriter.isDirect(fd))
+        }
+        XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/big-chunk.part"), bytes)
+    }
+
+    func testChunksWithAGapOrAnUnalignedStartStillLandAtTheirOffsets() throws {
+        let bytes = content(64 << 10)
+        let fd = try ChunkWriter.create(root + "/gaps.part", direct: true)
+        try fd.closeAfter {
+            // A gap between aligned chunks: two direct writes, a hole between.
+            try ChunkWriter.write([(0, bytes[0..<8_192]), (16_384, bytes[16_384..<24_576])], to: fd) { _ in }
+            XCTAssertTrue(ChunkWriter.isDirect(fd))
+            // An unaligned start (as a resume of an odd-sized .part would be).
+            try ChunkWriter.write([(8_192 + 100, bytes[8_292..<16_384])], to: fd) { _ in }
+            XCTAssertFalse(ChunkWriter.isDirect(fd))
+            try ChunkWriter.write([(8_192, bytes[8_192..<8_292]), (24_576, bytes[24_576...])], to: fd) { _ in }
+        }
+        XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/gaps.part"), bytes)
+    }
+
+    func testABufferedDescriptorWritesThroughThePageCache() throws {
+        let bytes = content(300_001)
+        let fd = try ChunkWriter.create(root + "/small.part", direct: false)
+        try fd.closeAfter {
+            XCTAssertFalse(ChunkWriter.isDirect(fd))
+            var handed = 0
+            try ChunkWriter.write(chunks(of: bytes, size: 65_536), to: fd) { handed += $0.count }
+            XCTAssertEqual(handed, bytes.count)
+        }
+        XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/small.part"), bytes)
+    }
+
+    func testCreateTruncatesAnEarlierFileAndRefusesAMissingDirectory() throws {
+        let path = root + "/again.part"
+        try BenchFiles.write(content(10_000), to: path)
+        let fd = try ChunkWriter.create(path, direct: true)
+        try fd.closeAfter { XCTAssertEqual(try fd.size(), 0) }
+        XCTAssertThrowsError(try ChunkWriter.create(root + "/missing/x.part", direct: true)) { error in
+            XCTAssertEqual((error as? SystemError)?.errno, ENOENT, "\(error)")
+        }
+    }
+}
