@@ -40,6 +40,9 @@ final class TestCluster {
     let extraArguments: [String]
     /// Whether `--cluster` gives each peer's name (see `init`).
     let namesPeers: Bool
+    /// The ports node `node` dials for `peer`, when something stands between
+    /// them (a `PartitionProxy`); nil: the peer's own ports.
+    let peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))?
     private let certificates: TestCertificates
     private let ownsCertificates: Bool
     private var isShutDown = false
@@ -62,9 +65,11 @@ final class TestCluster {
     /// `restart`, their directories already made), and every node names its
     /// peers (`NAME@HOST:...`): Raft counts votes by name, and a name is
     /// otherwise learned only from the peer's certificate once it answers.
+    /// With `peerPorts`, node i dials peer j at `peerPorts(i, j)` instead.
     /// Returns once every started process runs; call `waitForLeader()` to
     /// know Raft is up.
-    init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil) throws {
+    init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil,
+         peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
                 nsyncd is not built at \(Self.executable): end-to-end tests start the real daemon. \
@@ -88,6 +93,7 @@ final class TestCluster {
         self.directory = directory
         self.extraArguments = extraArguments
         namesPeers = running != nil
+        self.peerPorts = peerPorts
         members = names.enumerated().map { i, name in
             Member(name: name, root: "\(directory)/n\(i + 1)", logPath: "\(directory)/\(name).log",
                    clusterPort: ports[2 * i], filePort: ports[2 * i + 1])
@@ -117,8 +123,9 @@ final class TestCluster {
     /// The command line node `node` runs with.
     func arguments(_ node: Int) -> [String] {
         let member = members[node]
-        let others = members.filter { $0 !== member }.map {
-            (namesPeers ? "\($0.name)@" : "") + "127.0.0.1:\($0.clusterPort):\($0.filePort)"
+        let others = members.indices.filter { $0 != node }.map { peer in
+            let ports: (cluster: Int, file: Int) = peerPorts?(node, peer) ?? (members[peer].clusterPort, members[peer].filePort)
+            return (namesPeers ? "\(members[peer].name)@" : "") + "127.0.0.1:\(ports.cluster):\(ports.file)"
         }
         return [member.root, "--name", member.name, "--host", "127.0.0.1",
                 "--cluster-port", "\(member.clusterPort)", "--file-server-port", "\(member.filePort)",
