@@ -38,6 +38,11 @@ struct SyncState {
     var manifestSaveWanted = false
     /// When a fetch failing on this node's disk was last reported as an error (loop ms).
     var localFetchFailureReportedAt: UInt64?
+    /// The applied index at the last memory release, at the last 1 s tick,
+    /// and when the release ran (loop ms).
+    var appliedAtLastRelease: UInt64 = 0
+    var appliedAtLastTick: UInt64 = 0
+    var lastReleaseAt: UInt64 = 0
 
     init(root: String) { self.root = root }
 
@@ -126,6 +131,7 @@ extension Node {
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
             saveManifest(synchronously: false)
             discardStalePartialFiles()
+            releaseMemoryIfIdle()
         }
         sync.timers.append(saver)
         rescan(reason: "start-up")
@@ -201,6 +207,24 @@ extension Node {
             fetcher.forgetLeftovers()
             logger.info("removed \(names.count) partial downloads of versions no longer current from \(directory)")
         })
+    }
+
+    /// Once a burst of changes is over (nothing to fetch or install, the
+    /// index still for a moment), hands freed heap memory back to the
+    /// kernel, at most every 10 s: what a big sync allocated on the way
+    /// would otherwise stay resident for the life of the process.
+    private func releaseMemoryIfIdle() {
+        let applied = index.appliedIndex
+        guard applied != sync.appliedAtLastRelease, loop.now >= sync.lastReleaseAt + 10_000 else { return }
+        let idle = !sync.isBusy && sync.installs.isEmpty && sync.toObserve.isEmpty && !sync.scanning
+            && !reconciler.hasPendingWork && fetcher.inFlight == 0
+        guard applied == sync.appliedAtLastTick, idle else {
+            sync.appliedAtLastTick = applied
+            return
+        }
+        sync.appliedAtLastRelease = applied
+        sync.lastReleaseAt = loop.now
+        loop.queueWork({ ProcessMemory.releaseFreeMemory() }, completion: { _ in })
     }
 
     /// This node's disk failing a fetch (full, most likely) needs the
