@@ -132,7 +132,7 @@ extension FileIndex {
             for _ in 0..<holderCount { holders.insert(try name(try buffer.readInteger(as: UInt16.self))) }
             records[key] = FileRecord(
                 path: path, version: version, kind: kind, size: size, mode: mode, mtime: mtime,
-                hash: hash, target: target, origin: origin, holders: holders)
+                hash: hash, target: target, origin: origin, holders: shared(holders))
             order.append(key)
             if kind.isLive { countLiveChild(of: path, by: 1) }
         }

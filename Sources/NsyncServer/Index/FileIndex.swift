@@ -43,8 +43,32 @@ public struct FileIndex: Equatable {
     var liveChildren: [PathKey: Int] = [:]
     /// The index of the last entry applied (or that the snapshot covers).
     public internal(set) var appliedIndex: UInt64 = 0
+    /// One instance of each holder set in use: most records share one of a
+    /// few (every member, the origin alone), where a set of their own cost
+    /// about 130 bytes per path. A cache, not part of the index's value.
+    private var holderSets: [Set<NodeName>: Set<NodeName>] = [:]
 
     public init() {}
+
+    public static func == (lhs: FileIndex, rhs: FileIndex) -> Bool {
+        lhs.appliedIndex == rhs.appliedIndex && lhs.records == rhs.records && lhs.order == rhs.order
+            && lhs.liveChildren == rhs.liveChildren
+    }
+
+    /// The shared instance of `holders`.
+    mutating func shared(_ holders: Set<NodeName>) -> Set<NodeName> {
+        if let instance = holderSets[holders] { return instance }
+        // Only members' names make sets: this bound is reached only after
+        // much membership churn, and then the cache starts over.
+        if holderSets.count >= 256 { holderSets.removeAll() }
+        holderSets[holders] = holders
+        return holders
+    }
+
+    private mutating func addHolder(_ node: NodeName, at key: PathKey) {
+        guard var holders = records[key]?.holders, holders.insert(node).inserted else { return }
+        records[key]!.holders = shared(holders)
+    }
 
     /// Number of records, tombstones included.
     public var count: Int { records.count }
@@ -82,7 +106,7 @@ public struct FileIndex: Equatable {
             if let error = IndexPath.violation(in: path) { return .invalid(reason: error.description) }
             let key = PathKey(path)
             guard records[key]?.version == version else { return .stale }
-            records[key]!.holders.insert(origin)
+            addHolder(origin, at: key)
             return .accepted(version: version)
         case let .forget(path, version):
             if let error = IndexPath.violation(in: path) { return .invalid(reason: error.description) }
@@ -116,15 +140,15 @@ public struct FileIndex: Equatable {
             // the proposer saw a tombstone since forgotten: the edit still wins).
             guard put.kind.isLive else { return .alreadyCurrent(version: 0) }
             presence.note(key, wasPresent: false)
-            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: nil)
+            store(Self.record(from: put, origin: origin, index: index, holders: shared([origin])), at: key, replacing: nil)
             return .accepted(version: index)
         }
         if current.isTombstone {
             guard put.kind.isLive else {
-                records[key]!.holders.insert(origin)
+                addHolder(origin, at: key)
                 return .alreadyCurrent(version: current.version)
             }
-            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: current)
+            store(Self.record(from: put, origin: origin, index: index, holders: shared([origin])), at: key, replacing: current)
             return .accepted(version: index)
         }
         if current.kind == .directory, put.kind.isLive, put.kind != .directory, liveChildren[key, default: 0] > 0 {
@@ -135,11 +159,11 @@ public struct FileIndex: Equatable {
         let baseIsCurrent = put.baseVersion == current.version
         if isSameContent(put.kind, put.size, put.mode, put.hash, put.target, as: current)
             && (!baseIsCurrent || put.mtime == current.mtime) {
-            records[key]!.holders.insert(origin)
+            addHolder(origin, at: key)
             return .alreadyCurrent(version: current.version)
         }
         if baseIsCurrent || (put.kind == .directory && current.kind == .directory) {
-            store(Self.record(from: put, origin: origin, index: index), at: key, replacing: current)
+            store(Self.record(from: put, origin: origin, index: index, holders: shared([origin])), at: key, replacing: current)
             if put.kind == .deleted {
                 // A tombstone remembers the bytes it deleted, so a node that
                 // lost track of its disk (a crash before its manifest was
@@ -178,13 +202,14 @@ public struct FileIndex: Equatable {
         liveChildren[parent] = count > 0 ? count : nil
     }
 
-    private static func record(from put: PutChange, origin: NodeName, index: UInt64) -> FileRecord {
+    private static func record(from put: PutChange, origin: NodeName, index: UInt64,
+                               holders: Set<NodeName>) -> FileRecord {
         FileRecord(
             path: put.path, version: index, kind: put.kind,
             size: put.kind == .file ? put.size : 0,
             mode: put.kind.isLive ? put.mode : 0,
             mtime: put.mtime, hash: put.hash, target: put.target,
-            origin: origin, holders: [origin])
+            origin: origin, holders: holders)
     }
 }
 
