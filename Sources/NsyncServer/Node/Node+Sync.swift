@@ -38,6 +38,9 @@ struct SyncState {
     var manifestSaveWanted = false
     /// When a fetch failing on this node's disk was last reported as an error (loop ms).
     var localFetchFailureReportedAt: UInt64?
+    /// Large files being hashed for their announcement, offered to the
+    /// peers meanwhile (served as version 0 for a while): path -> offer.
+    var offers: [String: (size: UInt64, mtime: Int64, at: UInt64)] = [:]
     /// The applied index at the last memory release, at the last 1 s tick,
     /// and when the release ran (loop ms).
     var appliedAtLastRelease: UInt64 = 0
@@ -130,6 +133,8 @@ extension Node {
         let saver = LoopTimer(loop: loop)
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
             saveManifest(synchronously: false)
+            fetcher.expireSpeculations()
+            sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }
             discardStalePartialFiles()
             releaseMemoryIfIdle()
         }
@@ -169,9 +174,30 @@ extension Node {
                     logger.info("fetch of \(record.path) did not finish: \(why)")
                 }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
+            },
+            wantsOffer: { [unowned self] offer in
+                guard !sync.ignore.isIgnored(path: offer.path, isDirectory: false) else { return false }
+                // The version the index has already: fetched the usual way.
+                if let record = index.record(at: offer.path), record.kind == .file, record.size == offer.size,
+                   record.mtime == offer.mtime {
+                    return false
+                }
+                // Same size here: most likely the same bytes (a touch, a
+                // rescan); not worth a speculative copy.
+                if let local = reconciler.manifest[offer.path]?.local, local.kind == .file, local.size == offer.size {
+                    return false
+                }
+                return true
             }))
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
             [unowned self] path, version in
+            if version == 0 {
+                // Version 0: an offered file, before its announcement.
+                guard let offer = sync.offers[path], loop.now < offer.at + Node.offerLifetime else {
+                    return .refuse(.init(status: .notFound, message: "not offered by this node"))
+                }
+                return .serve(size: offer.size)
+            }
             if version > index.appliedIndex { return .notYet }
             guard let record = index.record(at: path), record.kind == .file else {
                 return .refuse(.init(status: .notFound, message: "not a file in the index"))
@@ -203,9 +229,24 @@ extension Node {
                 fetcher.mayHoldStalePartials = true
                 return
             }
-            for name in names { FileSystemCleanup.remove(directory + "/" + name, on: loop) }
-            fetcher.forgetLeftovers()
-            logger.info("removed \(names.count) partial downloads of versions no longer current from \(directory)")
+            let inUse = fetcher.speculativeFiles
+            // An early copy cut off by a restart waits a while for the
+            // announcement it was taken ahead of (then a fetch resumes it).
+            let youngOffers = loop.now < startedAt + Node.offerLifetime
+            var kept: Set<String> = []
+            for name in names where !inUse.contains(name) {
+                if youngOffers, name.hasPrefix("offered-") {
+                    kept.insert(name)
+                    continue
+                }
+                FileSystemCleanup.remove(directory + "/" + name, on: loop)
+            }
+            if !kept.isEmpty { fetcher.mayHoldStalePartials = true }
+            fetcher.forgetLeftovers(except: kept)
+            let removed = names.count - kept.count - names.filter(inUse.contains).count
+            if removed > 0 {
+                logger.info("removed \(removed) partial downloads of versions no longer current from \(directory)")
+            }
         })
     }
 
@@ -225,6 +266,24 @@ extension Node {
         sync.appliedAtLastRelease = applied
         sync.lastReleaseAt = loop.now
         loop.queueWork({ ProcessMemory.releaseFreeMemory() }, completion: { _ in })
+    }
+
+    /// How long an offered file may be fetched as version 0 (ms): enough
+    /// to hash a large file and commit its announcement.
+    static let offerLifetime: UInt64 = 60_000
+
+    /// Offers a large file this node is about to hash to every peer, which
+    /// may copy it meanwhile (`Fetcher.speculate`).
+    func offer(_ path: String, _ local: LocalFile) {
+        guard !stopping else { return }
+        // Size and mtime of the index's version: most likely that version
+        // (just installed here, or looked at again), not a new one.
+        if let record = index.record(at: path), record.kind == .file, record.size == local.size,
+           record.mtime == local.mtime {
+            return
+        }
+        sync.offers[path] = (local.size, local.mtime, loop.now)
+        transferServer.broadcast(FileOffer(path: path, size: local.size, mtime: local.mtime))
     }
 
     /// This node's disk failing a fetch (full, most likely) needs the
@@ -354,7 +413,15 @@ extension Node {
             sync.observeJobs += 1
             let known = batch.map { reconciler.manifest[$0]?.local ?? nil }
             let root = config.root
-            loop.queueWork({ zip(batch, known).map { LocalDisk.look(root: root, path: $0, known: $1) } },
+            let loop = self.loop
+            let offer: (String, LocalFile) -> Void = { [weak self] path, local in
+                // On the pool: the loop sends the offer while this job hashes.
+                guard local.size >= Fetcher.speculationMinimumSize else { return }
+                _ = loop.execute { self?.offer(path, local) }
+            }
+            loop.queueWork({ zip(batch, known).map { path, known in
+                LocalDisk.look(root: root, path: path, known: known) { offer(path, $0) }
+            } },
                            completion: { [unowned self] looks in
                 sync.observeJobs -= 1
                 var actions: [SyncAction] = []

@@ -14,7 +14,9 @@ enum LocalDisk {
     }
 
     /// Stats `path` and hashes it if its stat differs from `known`.
-    static func look(root: String, path: String, known: LocalFile?) -> Look {
+    /// `beforeHashing` is told the file's stat when its bytes must be hashed.
+    static func look(root: String, path: String, known: LocalFile?,
+                     beforeHashing: ((LocalFile) -> Void)? = nil) -> Look {
         let full = root + "/" + path
         let status: FileStatus
         do {
@@ -39,6 +41,7 @@ enum LocalDisk {
                 local.hash = known.hash
                 return .found(local)
             }
+            beforeHashing?(local)
             do {
                 let hashed = try FileSystem.hashStableFile(full, into: SHA256())
                 guard hashed.isStable else { return .changing }
@@ -49,7 +52,7 @@ enum LocalDisk {
                 local.hash = hashed.digest
                 return .found(local)
             } catch let error as SystemError where error.isNotFound || error.isSymlink {
-                return look(root: root, path: path, known: nil)
+                return look(root: root, path: path, known: nil, beforeHashing: beforeHashing)
             } catch {
                 return .failed("\(error)")
             }

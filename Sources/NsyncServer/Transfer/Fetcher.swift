@@ -25,6 +25,9 @@ final class Fetcher {
         /// `local` is true when this node is at fault (its disk, e.g. full),
         /// not the holder: the operator must act.
         var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
+        /// Whether to copy an offered file before its announcement (this
+        /// node may already have it, or ignore it).
+        var wantsOffer: (FileOffer) -> Bool
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -37,6 +40,12 @@ final class Fetcher {
     /// Bytes of a download between two writeback kicks.
     static let writebackStride: UInt64 = 16 << 20
     static let pauseAboveBufferedBytes = 4 << 20
+    /// Offered files at least this large are copied before their
+    /// announcement: for them the origin's hashing is worth overlapping.
+    static let speculationMinimumSize: UInt64 = 64 << 20
+    /// How long a complete copy of an offered file waits for its record
+    /// before it is dropped (ms).
+    static let speculationLifetime: UInt64 = 60_000
     static let resumeBelowBufferedBytes = 1 << 20
 
     private let loop: EventLoop
@@ -55,6 +64,16 @@ final class Fetcher {
     var mayHoldStalePartials: Bool
     /// Bytes received since start (status, benchmarks).
     private(set) var bytesReceived: UInt64 = 0
+    /// Copies of offered files, complete and verified against nothing yet,
+    /// waiting for the record that announces them; by path.
+    private var speculated: [String: Speculated] = [:]
+
+    struct Speculated {
+        var size: UInt64
+        var digest: [UInt8]
+        var temporaryPath: String
+        var finishedAt: UInt64
+    }
 
     init(loop: EventLoop, temporaryDirectory: String, leftovers: Set<String>, logger: Logger, hooks: Hooks) {
         self.loop = loop
@@ -67,9 +86,12 @@ final class Fetcher {
 
     /// One file being fetched: its request, temporary file and running hash.
     final class Transfer {
-        let record: FileRecord
-        let expected: LocalFile?
+        /// Version 0 while speculative (an offered file, not yet announced).
+        var record: FileRecord
+        var expected: LocalFile?
         let temporaryPath: String
+        /// A copy of an offered file that no record asked for (yet).
+        var speculative = false
         var requestID: UInt32 = 0
         var holder: NodeName?
         /// Holders that failed this transfer; tried again only when no other is left.
@@ -115,22 +137,31 @@ final class Fetcher {
 
     /// Fetches `record` unless it is already being fetched.
     func fetch(_ record: FileRecord, expected: LocalFile?) {
+        if adoptSpeculation(record, expected: expected) { return }
         // Unique per path: files with the same content committed in one Raft
         // entry share version and hash, and one .part for both would mix
         // their mtimes and let one transfer truncate the other's bytes.
         // Still deterministic, so a restarted node resumes its .part files.
-        let pathDigest = SHA256.hex(SHA256.hash(Array(record.path.utf8))).prefix(16)
-        let name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16))-\(pathDigest).part"
+        let pathDigest = Fetcher.pathDigest(record.path)
+        var name = "\(record.version)-\(SHA256.hex(record.hash).prefix(16))-\(pathDigest).part"
+        var resume = leftovers.remove(name) != nil
+        if !resume, leftovers.remove(Fetcher.offeredName(pathDigest, size: record.size)) != nil {
+            // An early copy cut off by a restart: most likely the start of
+            // this very version; the hash at the end tells.
+            name = Fetcher.offeredName(pathDigest, size: record.size)
+            resume = true
+        }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
-        if leftovers.remove(name) != nil { transfer.resumeFromDisk = true }
+        transfer.resumeFromDisk = resume
         transfer.startedAt = loop.now
         waiting.append(transfer)
         schedule()
     }
 
-    /// The `.part` files of an earlier run were removed (by the node's sweep).
-    func forgetLeftovers() {
-        leftovers.removeAll()
+    /// The `.part` files of an earlier run were removed (by the node's
+    /// sweep), but for `kept`.
+    func forgetLeftovers(except kept: Set<String> = []) {
+        leftovers.formIntersection(kept)
     }
 
     /// Files waiting or in flight, and the bytes they still need.
@@ -168,6 +199,10 @@ final class Fetcher {
         guard let link = links[peer], link.channel === channel else { return }
         links[peer] = nil
         for transfer in link.active.values.sorted(by: { $0.requestID < $1.requestID }) {
+            if transfer.speculative {
+                dropSpeculation(transfer, "the channel to \(peer) closed")
+                continue
+            }
             transfer.holder = nil
             transfer.headerSeen = false
             transfer.avoid.insert(peer)
@@ -340,6 +375,8 @@ final class Fetcher {
             transfer.ended = true
             queueWrite(transfer)
             schedule()
+        case .offer(let offer):
+            speculate(offer, from: link)
         case .request, .cancel:
             logger.warning("closing file channel: a server sent a request", metadata: ["peer": "\(link.peer)"])
             link.channel.close()
@@ -407,6 +444,10 @@ final class Fetcher {
                 FileSystemCleanup.remove(path, on: loop)
                 cancel(transfer)
                 detach(transfer)
+                if transfer.speculative {
+                    logger.info("dropped the early copy of \(transfer.record.path): cannot write \(path): \(error)")
+                    return
+                }
                 hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
             case .success((let fd, nil)):
                 transfer.fd = fd
@@ -415,7 +456,17 @@ final class Fetcher {
                 if transfer.failed { closeFile(transfer) } else { queueWrite(transfer) }
             case .success((_, let digest?)):
                 transfer.fd = nil
-                if digest == transfer.record.hash {
+                if transfer.speculative, transfer.failed {
+                    FileSystemCleanup.remove(path, on: loop)  // dropped while this write ran
+                } else if transfer.speculative {
+                    detach(transfer)
+                    speculated[transfer.record.path] = Speculated(size: transfer.record.size, digest: digest,
+                                                                  temporaryPath: path, finishedAt: loop.now)
+                } else if digest == transfer.record.hash, record.version != transfer.record.version {
+                    // Adopted after this last write was queued: the job
+                    // checked the offer's hash, so mode and mtime are not set.
+                    handOver(transfer.record, expected: transfer.expected, temporaryPath: path)
+                } else if digest == transfer.record.hash {
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
                 } else {
                     // Not what the index promised: start again from zero elsewhere.
@@ -496,6 +547,7 @@ final class Fetcher {
     /// The holder cannot serve this: drop the transfer (its `.part` stays for
     /// a resume) and let the reconciler retry later, maybe from another holder.
     private func giveUp(_ transfer: Transfer, _ why: String) {
+        if transfer.speculative { return dropSpeculation(transfer, why) }
         transfer.failed = true
         dropPending(transfer)
         // A retry of this version resumes it; a retry of a newer one never will.
@@ -508,6 +560,132 @@ final class Fetcher {
         guard let fd = transfer.fd, !transfer.writing else { return }
         transfer.fd = nil
         loop.queueWork({ try? fd.close() }, completion: { _ in })
+    }
+
+    // MARK: offered files (speculation)
+
+    /// An offered file is copied at once, as version 0, from the node that
+    /// offered it, while that node is still hashing it for its announcement.
+    /// When the record commits, a copy whose SHA-256 matches is installed
+    /// like any fetched file (`adoptSpeculation`); any other copy is dropped.
+    private func speculate(_ offer: FileOffer, from link: Link) {
+        guard offer.size >= Fetcher.speculationMinimumSize, IndexPath.violation(in: offer.path) == nil,
+              link.channel.isReady, link.active.count < Fetcher.maxRequestsPerChannel,
+              speculated[offer.path] == nil, !isFetching(offer.path), hooks.wantsOffer(offer) else { return }
+        let record = FileRecord(path: offer.path, version: 0, kind: .file, size: offer.size, mode: 0o600,
+                                mtime: offer.mtime, origin: link.peer, holders: [link.peer])
+        let transfer = Transfer(record: record, expected: nil,
+                                temporaryPath: temporaryDirectory + "/"
+                                    + Fetcher.offeredName(Fetcher.pathDigest(offer.path), size: offer.size))
+        transfer.speculative = true
+        transfer.startedAt = loop.now
+        if start(transfer) {
+            logger.debug("copying \(offer.path) from \(link.peer) before its announcement")
+        }
+    }
+
+    /// 16 hex digits of the SHA-256 of `path`: in every `.part` name, so
+    /// files with the same content committed together never share one.
+    static func pathDigest(_ path: String) -> Substring {
+        SHA256.hex(SHA256.hash(Array(path.utf8))).prefix(16)
+    }
+
+    /// The `.part` of an early copy of the file of `size` bytes at the path
+    /// of `pathDigest` (kept under that name once adopted, so that a restart
+    /// resumes it for a record of that size).
+    static func offeredName(_ pathDigest: Substring, size: UInt64) -> String {
+        "offered-\(pathDigest)-\(size).part"
+    }
+
+    private func isFetching(_ path: String) -> Bool {
+        waiting.contains { $0.record.path == path }
+            || links.values.contains { $0.active.values.contains { $0.record.path == path } }
+    }
+
+    /// Turns a copy of an offered file into the fetch of `record`, when
+    /// `record` announces the same file: true when it did.
+    private func adoptSpeculation(_ record: FileRecord, expected: LocalFile?) -> Bool {
+        if let done = speculated.removeValue(forKey: record.path) {
+            guard record.kind == .file, done.size == record.size, done.digest == record.hash else {
+                logger.info("dropped the early copy of \(record.path): the announced version differs")
+                FileSystemCleanup.remove(done.temporaryPath, on: loop)
+                return false
+            }
+            logger.info("\(record.path) was copied before its announcement (\(NodeStatus.bytes(record.size)))")
+            handOver(record, expected: expected, temporaryPath: done.temporaryPath)
+            return true
+        }
+        for link in links.values {
+            guard let transfer = link.active.values.first(where: { $0.speculative && $0.record.path == record.path }) else {
+                continue
+            }
+            guard record.kind == .file, transfer.record.size == record.size else {
+                cancel(transfer)
+                dropSpeculation(transfer, "the announced version differs")
+                return false
+            }
+            logger.info("\(record.path) announced while being copied: \(NodeStatus.bytes(transfer.received)) of \(NodeStatus.bytes(record.size)) already here")
+            transfer.record = record
+            transfer.expected = expected
+            transfer.speculative = false
+            return true
+        }
+        return false
+    }
+
+    /// Sets `record`'s mode and mtime on a verified copy, then hands it on.
+    private func handOver(_ record: FileRecord, expected: LocalFile?, temporaryPath: String) {
+        loop.queueWork({ () -> Result<Void, Error> in
+            Result {
+                let fd = try FileDescriptor.open(temporaryPath, .readWrite)
+                try fd.closeAfter {
+                    try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
+                    try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)
+                }
+            }
+        }, completion: { [self] result in
+            switch result {
+            case .success:
+                hooks.fetched(Fetched(record: record, expected: expected, temporaryPath: temporaryPath))
+            case .failure(let error):
+                FileSystemCleanup.remove(temporaryPath, on: loop)
+                hooks.failed(record, "cannot prepare \(temporaryPath): \(error)", true)
+            }
+        })
+    }
+
+    /// Forgets a copy of an offered file (its holder refused or vanished,
+    /// the file changed, or the copy failed): nobody waits for it.
+    private func dropSpeculation(_ transfer: Transfer, _ why: String) {
+        logger.debug("dropped the early copy of \(transfer.record.path): \(why)")
+        transfer.failed = true
+        dropPending(transfer)
+        detach(transfer)
+        closeFile(transfer)
+        FileSystemCleanup.remove(transfer.temporaryPath, on: loop)
+    }
+
+    /// Drops complete copies whose announcement never came.
+    func expireSpeculations() {
+        let now = loop.now
+        for (path, done) in speculated where now >= done.finishedAt + Fetcher.speculationLifetime {
+            speculated[path] = nil
+            FileSystemCleanup.remove(done.temporaryPath, on: loop)
+            logger.info("dropped the early copy of \(path): not announced within \(Fetcher.speculationLifetime / 1000) s")
+        }
+    }
+
+    /// Temporary files that belong to copies of offered files (the sweep of
+    /// stale partial files must leave them).
+    var speculativeFiles: Set<String> {
+        let name = { (path: String) in String(path.split(separator: "/").last ?? "") }
+        var names = Set(speculated.values.map { name($0.temporaryPath) })
+        for link in links.values {
+            for transfer in link.active.values where transfer.speculative {
+                names.insert(name(transfer.temporaryPath))
+            }
+        }
+        return names
     }
 }
 

@@ -9,6 +9,9 @@ public enum TransferMessage: Equatable, Sendable {
     case data(requestID: UInt32, offset: UInt64, bytes: ArraySlice<UInt8>)
     case end(requestID: UInt32)
     case cancel(requestID: UInt32)
+    /// Server to fetcher, unasked: a large file of the server's is being
+    /// hashed for its announcement; it may be fetched as version 0 now.
+    case offer(FileOffer)
 
     /// Frame types on the file channel (distinct from the raft channel's).
     public enum FrameType: UInt8, Sendable {
@@ -17,6 +20,7 @@ public enum TransferMessage: Equatable, Sendable {
         case data = 18
         case end = 19
         case cancel = 20
+        case offer = 21
     }
 
     public var frameType: FrameType {
@@ -26,6 +30,7 @@ public enum TransferMessage: Equatable, Sendable {
         case .data: .data
         case .end: .end
         case .cancel: .cancel
+        case .offer: .offer
         }
     }
 
@@ -51,6 +56,10 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeBytes(bytes)
         case .end(let id), .cancel(let id):
             buffer.writeInteger(id)
+        case .offer(let o):
+            buffer.writeShortString(o.path)
+            buffer.writeInteger(o.size)
+            buffer.writeInteger(o.mtime)
         }
     }
 
@@ -79,6 +88,9 @@ public enum TransferMessage: Equatable, Sendable {
             message = .end(requestID: try payload.readInteger())
         case .cancel:
             message = .cancel(requestID: try payload.readInteger())
+        case .offer:
+            let path = try payload.readShortString()
+            message = .offer(FileOffer(path: path, size: try payload.readInteger(), mtime: try payload.readInteger()))
         }
         if case .data = message {} else if payload.readableBytes != 0 {
             throw WireError.malformed("\(payload.readableBytes) trailing bytes in \(kind)")
@@ -102,6 +114,21 @@ public struct FetchRequest: Equatable, Sendable {
         self.version = version
         self.offset = offset
         self.length = length
+    }
+}
+
+/// A file its node is about to announce, offered before its hash is known:
+/// a fetcher may copy it as version 0 and keep the copy if the SHA-256
+/// that commits matches (the origin's hashing then overlaps the transfer).
+public struct FileOffer: Equatable, Sendable {
+    public var path: String
+    public var size: UInt64
+    public var mtime: Int64
+
+    public init(path: String, size: UInt64, mtime: Int64) {
+        self.path = path
+        self.size = size
+        self.mtime = mtime
     }
 }
 

@@ -80,6 +80,11 @@ final class TransferServer {
         for session in sessions.values { session.indexAdvanced() }
     }
 
+    /// Tells every fetcher connected here about `offer`.
+    func broadcast(_ offer: FileOffer) {
+        for session in sessions.values { session.send(.offer(offer)) }
+    }
+
     /// Closes every serving channel.
     func closeAll() {
         for session in sessions.values { session.channel.close() }
@@ -333,6 +338,13 @@ final class TransferServer {
                     s.readAhead = bytes
                     streaming = s
                     pump()
+                case .success where s.item.request.version == 0:
+                    // An offered file still changing: its copy would not
+                    // match the hash anyway. End it, keep the channel.
+                    try? s.fd.close()
+                    streaming = nil
+                    send(.end(requestID: s.item.request.requestID))
+                    pump()
                 case .success:
                     fail(s, "file shrank while being sent")
                 case .failure(let error):
@@ -350,7 +362,7 @@ final class TransferServer {
             channel.close()
         }
 
-        private func send(_ message: TransferMessage) {
+        func send(_ message: TransferMessage) {
             guard let frame = try? Frame.encode(type: message.frameType.rawValue, { message.encodePayload(into: &$0) }) else { return }
             channel.send(frame)
         }

@@ -176,6 +176,8 @@ final class NodeHostilePeerTests: XCTestCase {
             ("escape/secret.txt", f.helloVersion, .notFound),  // through a symlink to outside PATH
             ("escape", f.helloVersion, .notFound),
             ("hello.txt", f.helloVersion - 1, .versionNotHeld), // an older version than the one held
+            ("hello.txt", 0, .notFound),                        // version 0: only for files this node offers
+            ("escape/secret.txt", 0, .notFound),
         ]
         for (i, c) in cases.enumerated() {
             peer.sendRequest(FetchRequest(requestID: UInt32(i + 1), path: c.0, version: c.1))
@@ -290,7 +292,8 @@ final class NodeHostilePeerTests: XCTestCase {
         let cases: [(name: String, certificate: String, hello: [UInt8], logged: String)] = [
             ("wrong cluster id", "node3", Hello(clusterID: wrongID, nodeName: "node3", channel: .file).encoded(), "belongs to cluster"),
             ("name not in the certificate", "node3", Hello(clusterID: goodID, nodeName: "node2", channel: .file).encoded(), "claims to be \"node2\""),
-            ("protocol version 2", "node3", Hello(version: 2, clusterID: goodID, nodeName: "node3", channel: .file).encoded(), "speaks protocol version 2"),
+            ("another protocol version", "node3", Hello(version: Hello.currentVersion + 1, clusterID: goodID, nodeName: "node3", channel: .file).encoded(),
+             "speaks protocol version \(Hello.currentVersion + 1)"),
             ("raft channel on the file port", "node3", Hello(clusterID: goodID, nodeName: "node3", channel: .raft).encoded(), "opened a raft connection on our file port"),
             ("control channel on the file port", "node3", Hello(clusterID: goodID, nodeName: "node3", channel: .control).encoded(), "opened a control connection"),
             ("the receiver's own name", "node1", Hello(clusterID: goodID, nodeName: "node1", channel: .file).encoded(), "claims our own name"),
