@@ -455,6 +455,15 @@ public struct Reconciler {
             hold(record)
             return []
         }
+        if let entry, entry.version > record.version {
+            // The manifest is newer than the index: a restart replays the log
+            // since the last snapshot, and the manifest was saved later. The
+            // disk already holds what a later entry of that log says, so
+            // acting on this older record would undo it (remove a file that
+            // was created again after this deletion). Versions only grow: the
+            // index reaches the manifest's version, or passes it, by itself.
+            return []
+        }
         if record.kind == .deleted {
             guard let local else {
                 // Knowing nothing of this path is not knowing it is absent

@@ -6,6 +6,25 @@ import XCTest
 final class ReconcilerTests: ReconcilerTestCase {
     // MARK: local changes
 
+    func testAReplayedOldDeletionLeavesTheNewerFileTheManifestHolds() {
+        // The log since the snapshot: a, deleted by n2, then made again by n1.
+        let first = installRemote("a", file(1))
+        let (deletion, recreation) = (nextEntry, nextEntry + 1)
+        let log = [IndexCommand(origin: "n2", changes: [put("a", nil, base: first)]),
+                   IndexCommand(origin: "n1", changes: [put("a", file(2, mtime: 200), base: deletion)])]
+        var latest = index
+        _ = latest.apply(log[0], at: deletion)
+        _ = latest.apply(log[1], at: recreation)
+        XCTAssertEqual(latest.record(at: "a")?.version, recreation)
+        // A restart: the manifest saved at the end of that log, the index at the snapshot before it.
+        reconciler = Reconciler(node: "n1", manifest: ["a": ManifestEntry(version: recreation, local: file(2, mtime: 200))])
+        XCTAssertEqual(commit("n2", log[0].changes).actions, [], "the deletion is older than the file on disk")
+        XCTAssertFalse(reconciler.hasOutbox)
+        XCTAssertEqual(commit("n1", log[1].changes).outcomes, [.accepted(version: recreation)])
+        XCTAssertEqual(reconciler.manifest["a"], ManifestEntry(version: recreation, local: file(2, mtime: 200)))
+        XCTAssertEqual(reconciler.reconcile("a", index: index), [], "the index caught up: nothing to do")
+    }
+
     func testNewLocalFileIsProposedWithBaseZero() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(1), base: 0)])
