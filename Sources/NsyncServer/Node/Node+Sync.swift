@@ -540,6 +540,9 @@ extension Node {
             case let .setModificationTime(record, expected):
                 queueInstall(.modificationTime(record, expected: expected))
             case let .remove(path, version, expected):
+                // Debug, not info: an rm -rf elsewhere is thousands of these.
+                let by = index.record(at: path).map { " (deleted by \($0.origin))" } ?? ""
+                logger.debug("removing \(path): version \(version) of the index is a deletion\(by)")
                 queueInstall(.remove(path: path, version: version, expected: expected))
             case let .conflictCopy(path, expected):
                 queueInstall(.conflict(path: path, expected: expected))
