@@ -234,16 +234,17 @@ extension Node {
             // announcement it was taken ahead of (then a fetch resumes it).
             let youngOffers = loop.now < startedAt + Node.offerLifetime
             var kept: Set<String> = []
+            var removed = 0
             for name in names where !inUse.contains(name) {
                 if youngOffers, name.hasPrefix("offered-") {
                     kept.insert(name)
-                    continue
+                } else {
+                    FileSystemCleanup.remove(directory + "/" + name, on: loop)
+                    removed += 1
                 }
-                FileSystemCleanup.remove(directory + "/" + name, on: loop)
             }
             if !kept.isEmpty { fetcher.mayHoldStalePartials = true }
             fetcher.forgetLeftovers(except: kept)
-            let removed = names.count - kept.count - names.filter(inUse.contains).count
             if removed > 0 {
                 logger.info("removed \(removed) partial downloads of versions no longer current from \(directory)")
             }
@@ -541,8 +542,7 @@ extension Node {
                 queueInstall(.modificationTime(record, expected: expected))
             case let .remove(path, version, expected):
                 // Debug, not info: an rm -rf elsewhere is thousands of these.
-                let by = index.record(at: path).map { " (deleted by \($0.origin))" } ?? ""
-                logger.debug("removing \(path): version \(version) of the index is a deletion\(by)")
+                logger.debug("removing \(path): version \(version) of the index is a deletion by \(index.record(at: path)?.origin ?? "?")")
                 queueInstall(.remove(path: path, version: version, expected: expected))
             case let .conflictCopy(path, expected):
                 queueInstall(.conflict(path: path, expected: expected))

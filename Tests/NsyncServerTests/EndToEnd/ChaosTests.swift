@@ -23,7 +23,7 @@ final class EndToEndChaosTests: ClusterTestCase {
         // whole log): each stresses a different recovery path.
         let snapshots = settings.seed % 2 == 0 ? ["--snapshot-entries", "40"] : []
         print("\(name): \(snapshots.isEmpty ? "default snapshots" : snapshots.joined(separator: " "))")
-        let (cluster, proxy) = try makePartitionableCluster(arguments: snapshots, lifetime: settings.budget + 400)
+        let (cluster, proxy) = try makePartitionableCluster(extraArguments: snapshots, label: "chaos", lifetime: settings.budget + 400)
         let chaos = ChaosRun(cluster: cluster, proxy: proxy, settings: settings)
         addTeardownBlock { [weak self] in
             if ProcessInfo.processInfo.environment["NSYNC_CHAOS_VERBOSE"] != nil || (self?.testRun?.totalFailureCount ?? 0) > 0 {
@@ -100,27 +100,5 @@ final class EndToEndChaosTests: ClusterTestCase {
                 + lines.suffix(25).map { "      " + $0 }.joined(separator: "\n")
         }
         return text
-    }
-
-    /// Three daemons dialing one another through a `PartitionProxy` (as in
-    /// EndToEndPartitionTests); the teardown stops both whatever happened,
-    /// with logs and the proxy's counters when the test failed.
-    private func makePartitionableCluster(arguments: [String], lifetime: TimeInterval) throws -> (TestCluster, PartitionProxy) {
-        let proxy = try PartitionProxy(nodes: 3, lifetime: lifetime)
-        addTeardownBlock { proxy.stop() }
-        let cluster = try TestCluster(nodes: 3, extraArguments: arguments, label: "chaos",
-                                      peerPorts: { proxy.ports(from: $0, to: $1) })
-        let started = Date()
-        addTeardownBlock { [weak self] in
-            if let run = self?.testRun, run.totalFailureCount > 0 {
-                print("==== \(self?.name ?? "test") failed; node logs (tails) ====\n" + cluster.diagnostics(logLines: 60)
-                      + "\n" + proxy.report())
-            }
-            cluster.shutDown()
-            print("\(self?.name ?? "test"): cluster ran \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
-        }
-        try proxy.setTargets(cluster.members.map { ($0.clusterPort, $0.filePort) })
-        try cluster.waitForLeader()
-        return (cluster, proxy)
     }
 }

@@ -9,7 +9,7 @@ import XCTest
 /// converges with nothing lost.
 final class EndToEndPartitionTests: ClusterTestCase {
     func testIsolatedLeaderKeepsItsWritesAndTakesTheMajoritysAfterTheHeal() throws {
-        let (cluster, proxy) = try makePartitionableCluster()
+        let (cluster, proxy) = try makePartitionableCluster(label: "partition")
         try cluster.write(0, "a.txt", "a as first written\n")
         try cluster.write(0, "b.txt", "b as first written\n")
         try cluster.write(0, "c.txt", "c, deleted by the majority\n")
@@ -169,25 +169,4 @@ final class EndToEndPartitionTests: ClusterTestCase {
     /// What a node logs (debug) when a proposal it appended as leader
     /// expires after it lost leadership.
     private static let expiredProposal = "failed: the leader lost leadership before it committed"
-
-    /// Three daemons dialing one another through a `PartitionProxy`; the
-    /// teardown stops both whatever happened, with logs and the proxy's
-    /// counters when the test failed.
-    private func makePartitionableCluster() throws -> (TestCluster, PartitionProxy) {
-        let proxy = try PartitionProxy(nodes: 3)
-        addTeardownBlock { proxy.stop() }
-        let cluster = try TestCluster(nodes: 3, label: "partition", peerPorts: { proxy.ports(from: $0, to: $1) })
-        let started = Date()
-        addTeardownBlock { [weak self] in
-            if let run = self?.testRun, run.totalFailureCount > 0 {
-                print("==== \(self?.name ?? "test") failed; node logs (tails) ====\n" + cluster.diagnostics(logLines: 60)
-                      + "\n" + proxy.report())
-            }
-            cluster.shutDown()
-            print("\(self?.name ?? "test"): cluster ran \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
-        }
-        try proxy.setTargets(cluster.members.map { ($0.clusterPort, $0.filePort) })
-        try cluster.waitForLeader()
-        return (cluster, proxy)
-    }
 }

@@ -10,16 +10,38 @@ class ClusterTestCase: XCTestCase {
     func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e",
                      running: [Int]? = nil) throws -> TestCluster {
         let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running)
+        shutDownAtTeardown(cluster)
+        try cluster.waitForLeader()
+        return cluster
+    }
+
+    /// Three daemons dialing one another through a `PartitionProxy` (which
+    /// ends by itself after `lifetime` s); the teardown stops both whatever
+    /// happened, with the proxy's counters too when the test failed.
+    func makePartitionableCluster(extraArguments: [String] = [], label: String,
+                                  lifetime: TimeInterval = 600) throws -> (TestCluster, PartitionProxy) {
+        let proxy = try PartitionProxy(nodes: 3, lifetime: lifetime)
+        addTeardownBlock { proxy.stop() }
+        let cluster = try TestCluster(nodes: 3, extraArguments: extraArguments, label: label,
+                                      peerPorts: { proxy.ports(from: $0, to: $1) })
+        shutDownAtTeardown(cluster, failureReport: proxy.report)
+        try proxy.setTargets(cluster.members.map { ($0.clusterPort, $0.filePort) })
+        try cluster.waitForLeader()
+        return (cluster, proxy)
+    }
+
+    /// Stops `cluster` at the end of the test, printing every node's log
+    /// tail (and `failureReport`) first when the test failed.
+    private func shutDownAtTeardown(_ cluster: TestCluster, failureReport: (() -> String)? = nil) {
         let started = Date()
         addTeardownBlock { [weak self] in
             if let run = self?.testRun, run.totalFailureCount > 0 {
-                print("==== \(self?.name ?? "test") failed; node logs (tails) ====\n" + cluster.diagnostics(logLines: 60))
+                print("==== \(self?.name ?? "test") failed; node logs (tails) ====\n" + cluster.diagnostics(logLines: 60)
+                      + (failureReport.map { "\n" + $0() } ?? ""))
             }
             cluster.shutDown()
             print("\(self?.name ?? "test"): cluster ran \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
         }
-        try cluster.waitForLeader()
-        return cluster
     }
 
     /// Fails (with node diagnostics) unless `condition` holds within `timeout`.
