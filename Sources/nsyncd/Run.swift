@@ -47,6 +47,10 @@ struct Run: ParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp("Seconds of silence after which a peer connection is taken for dead and "
+                               + "dialed again (keepalives go every second).", valueName: "seconds"))
+    var peerTimeout: Double = Double(Channel.defaultSilenceLimit) / 1000
+
     @Option(help: ArgumentHelp("Snapshot the index after this many applied Raft entries.", visibility: .hidden))
     var snapshotEntries: Int?
 
@@ -61,6 +65,10 @@ struct Run: ParsableCommand {
                 root: path, name: name, listenHost: host, clusterPort: clusterPort, filePort: fileServerPort,
                 peers: try PeerAddress.parseList(cluster), caPath: ca, certificatePath: cert, keyPath: key)
             if let snapshotEntries { config.tuning.snapshotEntries = snapshotEntries }
+            guard peerTimeout.isFinite, peerTimeout >= 2, peerTimeout <= 3_600 else {
+                throw StartupError.invalidPeerTimeout(peerTimeout)
+            }
+            config.tuning.peerSilenceLimit = UInt64(peerTimeout * 1000)
             config = try config.validated()
             try Daemon.run(config: config, logger: Logger(label: "nsyncd"))
         } catch let error as StartupError {

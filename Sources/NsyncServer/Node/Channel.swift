@@ -6,11 +6,26 @@ import Logging
 /// Lifetime: the connection keeps itself alive while open; `onClose` runs
 /// once, last. A malformed frame or a failed Hello check closes only this
 /// channel, with the reason logged.
+///
+/// Liveness: after the Hello both ends send an empty keepalive frame every
+/// second, and a channel that hears nothing at all for `silenceLimit` is
+/// closed. A peer gone without a word (a partition, a cut cable, a host
+/// powered off) is otherwise noticed by TCP after many minutes, or never
+/// on a connection with nothing to send: a fetch would wait on it forever
+/// while another holder could serve, and after a long partition the
+/// retransmission backoff keeps a frozen connection silent for up to two
+/// minutes where a new one is up at once.
 public final class Channel {
     /// Frame type of the Hello, the first frame each way.
     static let helloFrameType: UInt8 = 0
+    /// Frame type of the keepalive (empty payload), on every kind of channel.
+    static let keepaliveFrameType: UInt8 = 255
     /// A peer that finished TLS but sends no Hello within this is dropped.
     static let helloTimeout: UInt64 = 10_000
+    /// How often each end sends a keepalive (ms).
+    static let keepaliveInterval: UInt64 = 1_000
+    /// Silence after which a channel is taken for dead, unless set (ms).
+    public static let defaultSilenceLimit: UInt64 = 10_000
 
     public let kind: Hello.Channel
     public let connection: TLSConnection
@@ -32,15 +47,22 @@ public final class Channel {
     private var decoder = FrameDecoder()
     private var identity: TLSPeerIdentity?
     private var helloTimer: LoopTimer?
+    private var keepaliveTimer: LoopTimer?
+    private let silenceLimit: UInt64
+    /// When the peer was last heard (any bytes), and when the keepalive timer last ran (loop ms).
+    private var lastHeard: UInt64 = 0
+    private var lastTick: UInt64 = 0
     private var closed = false
     private var logger: Logger
 
-    public init(connection: TLSConnection, kind: Hello.Channel, localName: NodeName, clusterID: [UInt8], logger: Logger) {
+    public init(connection: TLSConnection, kind: Hello.Channel, localName: NodeName, clusterID: [UInt8], logger: Logger,
+                silenceLimit: UInt64 = Channel.defaultSilenceLimit) {
         self.connection = connection
         self.kind = kind
         self.localName = localName
         self.clusterID = clusterID
         self.logger = logger
+        self.silenceLimit = max(silenceLimit, 2 * Channel.keepaliveInterval)
         self.logger[metadataKey: "channel"] = "\(kind)"
     }
 
@@ -58,6 +80,7 @@ public final class Channel {
             }
         }
         connection.onData = { [self] bytes in
+            lastHeard = connection.loop.now
             decoder.append(bytes)
             drainFrames()
         }
@@ -66,6 +89,8 @@ public final class Channel {
             closed = true
             helloTimer?.close()
             helloTimer = nil
+            keepaliveTimer?.close()
+            keepaliveTimer = nil
             let callback = onClose
             onReady = nil
             onFrame = nil
@@ -88,6 +113,11 @@ public final class Channel {
             guard let frame else { return }
             if peerName == nil {
                 receiveHello(frame)
+            } else if frame.type == Channel.keepaliveFrameType {
+                guard frame.payload.readableBytes == 0 else {
+                    fail("malformed keepalive from \(peerName ?? "?"): \(frame.payload.readableBytes) payload bytes")
+                    return
+                }
             } else {
                 onFrame?(frame)
             }
@@ -111,6 +141,7 @@ public final class Channel {
             logger[metadataKey: "peer"] = "\(hello.nodeName)"
             helloTimer?.close()
             helloTimer = nil
+            startKeepalive()
             onReady?(hello.nodeName)
         } catch {
             fail("refused peer \(connection.stream.peerAddress ?? "?"): \(error)")
@@ -150,8 +181,47 @@ public final class Channel {
         connection.close()
     }
 
+    private func startKeepalive() {
+        let timer = LoopTimer(loop: connection.loop)
+        keepaliveTimer = timer
+        lastHeard = connection.loop.now
+        lastTick = lastHeard
+        timer.start(after: Channel.keepaliveInterval, repeating: Channel.keepaliveInterval) { [weak self] in
+            self?.keepaliveTick()
+        }
+    }
+
+    private func keepaliveTick() {
+        guard !closed else { return }
+        let now = connection.loop.now
+        defer { lastTick = now }
+        if now - lastTick > 3 * Channel.keepaliveInterval || connection.isReadingPaused {
+            // This loop was held up (the timer ran late; what arrived meanwhile
+            // is not read yet), or we stopped reading (a slow disk): the
+            // silence is ours, not the peer's.
+            lastHeard = now
+        }
+        if now - lastHeard >= silenceLimit {
+            let reason = "heard nothing from \(peerName ?? "?") for \(Double(now - lastHeard) / 1000) s on the \(kind) channel; "
+                + "closing it (the peer or the network is down)"
+            logger.warning("\(reason)")
+            keepaliveTimer?.close()
+            keepaliveTimer = nil
+            // A silent peer reads no close_notify: no graceful close, no linger.
+            connection.abort(ChannelSilence(reason: reason))
+            return
+        }
+        connection.write(Frame.header(type: Channel.keepaliveFrameType, payloadLength: 0))
+    }
+
     private func fail(_ reason: String) {
         logger.warning("\(reason)")
         close()
     }
+}
+
+/// Why a channel was closed: its peer was silent for the channel's limit.
+public struct ChannelSilence: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { reason }
 }

@@ -120,7 +120,8 @@ extension Node {
         try? stream.setNoDelay(true)
         do {
             let tls = try TLSConnection(stream: stream, context: context, loop: loop, logger: logger)
-            return Channel(connection: tls, kind: kind, localName: config.name, clusterID: clusterID, logger: logger)
+            return Channel(connection: tls, kind: kind, localName: config.name, clusterID: clusterID, logger: logger,
+                           silenceLimit: config.tuning.peerSilenceLimit)
         } catch {
             stream.close()
             recordError("TLS setup for \(peer) failed: \(error)")

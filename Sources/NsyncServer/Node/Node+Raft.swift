@@ -86,6 +86,7 @@ extension Node {
         perform(actions)
         flushSoon()
         transferServer.indexAdvanced()
+        fetcher.indexAdvanced()
     }
 
     /// First byte of an entry that is not an index command and that every

@@ -22,6 +22,7 @@ extension Node {
                 behindEntries: behind, filesBehind: files, bytesBehind: bytes))
         }
         let now = loop.now
+        let unavailable = unavailableFiles(limit: NodeStatus.unavailableListLimit)
         let transfers = (fetcher?.activeTransfers ?? []).filter { $0.total > 0 }.map { t in
             let seconds = Double(max(now - t.startedAt, 1)) / 1000
             return NodeStatus.Transfer(path: t.path, from: t.from, bytesDone: t.done, bytesTotal: t.total,
@@ -32,9 +33,52 @@ extension Node {
             term: raftStatus.term, leader: raftStatus.leader, commitIndex: raft?.commitIndex ?? 0,
             appliedIndex: index.appliedIndex, snapshotIndex: raft?.snapshotIndex ?? 0, files: index.count,
             peers: peers, transfers: transfers, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
-            pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count, scan: sync.scanProgress,
+            pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count,
+            unavailable: unavailable.files, unavailableFiles: unavailable.count, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
             uptimeSeconds: Double(now - startedAt) / 1000)
+    }
+
+    /// Versions this node lacks and cannot fetch now, oldest first: those
+    /// waiting with none of their holders connected, and those whose last
+    /// attempt failed on the holder's side (retried meanwhile). Forgets
+    /// failures of versions no longer current or now held here.
+    func unavailableFiles(limit: Int) -> (files: [NodeStatus.Unavailable], count: Int) {
+        let now = loop.now
+        let seconds = { (since: UInt64) in Double(now - min(since, now)) / 1000 }
+        let unreachable = fetcher?.unreachable(limit: limit) ?? (files: [], count: 0)
+        var files = unreachable.files.map {
+            NodeStatus.Unavailable(path: $0.path, version: $0.version, holders: $0.holders,
+                                   reason: "no connection to a node holding it (\($0.holders.joined(separator: ", ")))",
+                                   seconds: seconds($0.since))
+        }
+        var count = unreachable.count
+        let listed = Set(files.map(\.path))
+        for (path, trouble) in sync.fetchTrouble {
+            guard let record = index.record(at: path), record.version == trouble.version,
+                  reconciler.manifest[path]?.version != trouble.version else {
+                sync.fetchTrouble[path] = nil
+                continue
+            }
+            guard !listed.contains(path) else { continue }
+            count += 1
+            files.append(NodeStatus.Unavailable(path: path, version: trouble.version, holders: record.holders.sorted(),
+                                                reason: "the last attempt failed: \(trouble.why)", seconds: seconds(trouble.since)))
+        }
+        files.sort { $0.seconds > $1.seconds }
+        return (Array(files.prefix(limit)), count)
+    }
+
+    /// Logs a warning, at most once a minute, while some version has been
+    /// unavailable for 30 s: an operator must bring a holder back.
+    func warnOfUnavailableFiles() {
+        let now = loop.now
+        guard now >= sync.unavailableWarnedAt + 60_000 else { return }
+        let unavailable = unavailableFiles(limit: 3)
+        guard let oldest = unavailable.files.first, oldest.seconds >= 30 else { return }
+        sync.unavailableWarnedAt = now
+        let examples = unavailable.files.map { "\($0.path) (version \($0.version)): \($0.reason)" }.joined(separator: "; ")
+        logger.warning("\(unavailable.count) files cannot be fetched now, the oldest for \(Int(oldest.seconds)) s: \(examples)")
     }
 
     /// True when every change this node has seen is committed and every

@@ -38,6 +38,11 @@ struct SyncState {
     var manifestSaveWanted = false
     /// When a fetch failing on this node's disk was last reported as an error (loop ms).
     var localFetchFailureReportedAt: UInt64?
+    /// Fetches that failed on the holders' side (refused, cut off, wrong
+    /// bytes) and are retried: path -> the version, why, since when (loop ms).
+    var fetchTrouble: [String: (version: UInt64, why: String, since: UInt64)] = [:]
+    /// When files that cannot be fetched were last warned about (loop ms).
+    var unavailableWarnedAt: UInt64 = 0
     /// Large files being hashed for their announcement, offered to the
     /// peers meanwhile (served as version 0 for a while): path -> offer.
     var offers: [String: (size: UInt64, mtime: Int64, at: UInt64)] = [:]
@@ -137,6 +142,7 @@ extension Node {
             sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }
             discardStalePartialFiles()
             releaseMemoryIfIdle()
+            warnOfUnavailableFiles()
         }
         sync.timers.append(saver)
         rescan(reason: "start-up")
@@ -172,6 +178,8 @@ extension Node {
                     reportLocalFetchFailure(record.path, why)
                 } else {
                     logger.info("fetch of \(record.path) did not finish: \(why)")
+                    let since = sync.fetchTrouble[record.path].flatMap { $0.version == record.version ? $0.since : nil }
+                    sync.fetchTrouble[record.path] = (record.version, why, since ?? loop.now)
                 }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
             },
@@ -188,6 +196,12 @@ extension Node {
                     return false
                 }
                 return true
+            },
+            holders: { [unowned self] record in
+                guard let current = index.record(at: record.path), current.version == record.version else {
+                    return record.holders
+                }
+                return current.holders
             }))
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
             [unowned self] path, version in

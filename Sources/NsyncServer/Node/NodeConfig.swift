@@ -42,6 +42,8 @@ public struct NodeConfig: Sendable {
         public var snapshotEntries: Int = 10_000
         /// Bytes per file-data frame.
         public var chunkSize: Int = 256 << 10
+        /// Silence on a peer channel after which it is closed and dialed again (ms).
+        public var peerSilenceLimit: UInt64 = Channel.defaultSilenceLimit
         public init() {}
     }
 }

@@ -19,6 +19,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var pendingBytes: UInt64
     /// Local changes not yet committed.
     public var pendingAnnouncements: Int
+    /// Files this node cannot fetch now (oldest first, at most
+    /// `unavailableListLimit` listed), and how many there are in all.
+    public var unavailable: [Unavailable]
+    public var unavailableFiles: Int
     public var scan: Scan?
     public var recentConflicts: [String]
     public var recentErrors: [String]
@@ -47,6 +51,19 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         public var bytesPerSecond: Double
     }
 
+    /// A version this node lacks and cannot fetch now: it is connected to
+    /// none of its holders, or the last attempt failed.
+    public struct Unavailable: Codable, Equatable, Sendable {
+        public var path: String
+        public var version: UInt64
+        public var holders: [String]
+        public var reason: String
+        /// For how long (s).
+        public var seconds: Double
+    }
+
+    public static let unavailableListLimit = 20
+
     /// The start-up (or overflow) scan while it runs.
     public struct Scan: Codable, Equatable, Sendable {
         public var filesDone: Int
@@ -72,6 +89,13 @@ public struct NodeStatus: Codable, Equatable, Sendable {
             out += "scanning: \(scan.filesDone)/\(scan.filesTotal) files, \(Self.bytes(scan.bytesHashed)) hashed\n"
         }
         out += "to fetch: \(pendingFiles) files (\(Self.bytes(pendingBytes))); local changes not yet committed: \(pendingAnnouncements)\n"
+        if unavailableFiles > 0 {
+            out += "cannot fetch now: \(unavailableFiles) files (they arrive once a node holding them is reachable)\n"
+            for u in unavailable {
+                out += "  \(u.path) (version \(u.version)): \(u.reason), for \(String(format: "%.0f", u.seconds)) s\n"
+            }
+            if unavailableFiles > unavailable.count { out += "  ... and \(unavailableFiles - unavailable.count) more\n" }
+        }
         out += "members:\n"
         for p in peers {
             var line = "  \(p.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(p.connected ? "connected   " : "DISCONNECTED") \(p.address)"

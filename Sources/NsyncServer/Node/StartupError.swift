@@ -17,6 +17,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
     case watchLimitTooLow(path: String, setting: String, current: Int?)
     /// The certificate does not carry --name, so every peer would refuse our Hello.
     case nameNotInCertificate(name: String, certificate: String, names: String)
+    /// --peer-timeout outside 2...3600 s (keepalives go every second).
+    case invalidPeerTimeout(Double)
     case state(String)
 
     public var description: String {
@@ -47,6 +49,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
             "cannot watch \(path): the inotify limit \(setting) (now \(current.map(String.init) ?? "unknown")) is used up: raise it, e.g. sysctl -w \(setting)=\(setting.hasSuffix("watches") ? 524288 : 1024) (persist it in /etc/sysctl.d/)"
         case let .nameNotInCertificate(name, certificate, names):
             "--name '\(name)' is not a name in certificate \(certificate) (it names \(names)), so peers would refuse this node: pass the --name it was made for, or make one with certs/gen-certs.sh --out DIR \(name)"
+        case .invalidPeerTimeout(let seconds):
+            "--peer-timeout \(seconds) is out of range: give 2 to 3600 seconds (keepalives go every second; the default is \(Channel.defaultSilenceLimit / 1000))"
         case .state(let why):
             why
         }

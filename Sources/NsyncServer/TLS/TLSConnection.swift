@@ -148,6 +148,9 @@ public final class TLSConnection {
         }
     }
 
+    /// Whether `pauseReading` holds `onData` back.
+    public var isReadingPaused: Bool { readingPaused }
+
     /// Resumes `onData` after `pauseReading`.
     public func resumeReading() {
         guard readingPaused else { return }
@@ -172,6 +175,24 @@ public final class TLSConnection {
     /// waits briefly for the peer's end, and closes; `onClose(nil)` follows.
     public func close() {
         beginClosing(nil)
+    }
+
+    /// Closes the socket now, without close_notify or waiting for the peer:
+    /// for a peer taken for dead, which would read neither. `onClose(error)` follows.
+    public func abort(_ error: Error) {
+        switch phase {
+        case .closed:
+            return
+        case .closing:
+            timer?.close()
+            timer = nil
+            closeSocket()
+        case .idle, .handshaking, .established:
+            closeError = error
+            phase = .closing
+            wantsWritable = false
+            closeSocket()
+        }
     }
 
     // MARK: - Events

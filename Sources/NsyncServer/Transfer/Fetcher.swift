@@ -28,6 +28,9 @@ final class Fetcher {
         /// Whether to copy an offered file before its announcement (this
         /// node may already have it, or ignore it).
         var wantsOffer: (FileOffer) -> Bool
+        /// Who holds `record`'s version now: nodes that fetched it since the
+        /// fetch was asked for serve it too.
+        var holders: (FileRecord) -> Set<NodeName>
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -112,6 +115,8 @@ final class Fetcher {
         var resumeFromDisk = false
         var startedAt: UInt64 = 0
         var lastLoggedAt: UInt64 = 0
+        /// When it last went into the waiting queue (loop ms).
+        var queuedAt: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -154,6 +159,7 @@ final class Fetcher {
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
         transfer.startedAt = loop.now
+        transfer.queuedAt = loop.now
         waiting.append(transfer)
         schedule()
     }
@@ -185,6 +191,32 @@ final class Fetcher {
         }
     }
 
+    /// Waiting fetches that no holder this node is connected to can serve
+    /// (the holders are down or cut off), oldest first: path, version,
+    /// holders, and since when (loop ms). At most `limit`, and how many in all.
+    func unreachable(limit: Int) -> (files: [(path: String, version: UInt64, holders: [NodeName], since: UInt64)], count: Int) {
+        let connected = Set(links.values.filter { $0.channel.isReady }.map(\.peer))
+        var files: [(path: String, version: UInt64, holders: [NodeName], since: UInt64)] = []
+        var count = 0
+        for transfer in waiting where !transfer.writing {
+            let holders = holders(of: transfer)
+            guard holders.isDisjoint(with: connected) else { continue }
+            count += 1
+            files.append((transfer.record.path, transfer.record.version, holders.sorted(), transfer.queuedAt))
+        }
+        files.sort { $0.since < $1.since }
+        return (Array(files.prefix(limit)), count)
+    }
+
+    private func holders(of transfer: Transfer) -> Set<NodeName> {
+        transfer.speculative ? transfer.record.holders : hooks.holders(transfer.record)
+    }
+
+    /// Entries were applied: a waiting fetch may have a new holder to go to.
+    func indexAdvanced() {
+        if !waiting.isEmpty { schedule() }
+    }
+
     func channelReady(_ peer: NodeName, _ channel: Channel) {
         links[peer]?.channel.close()
         let link = Link(peer: peer, channel: channel)
@@ -206,6 +238,7 @@ final class Fetcher {
             transfer.holder = nil
             transfer.headerSeen = false
             transfer.avoid.insert(peer)
+            transfer.queuedAt = loop.now
             waiting.append(transfer)
         }
         schedule()
@@ -259,7 +292,7 @@ final class Fetcher {
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
     private func start(_ transfer: Transfer) -> Bool {
         if transfer.writing { return false }
-        let holders = transfer.record.holders
+        let holders = holders(of: transfer)
         let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
         let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
         let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }

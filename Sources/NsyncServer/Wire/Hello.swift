@@ -27,7 +27,8 @@ public struct Hello: Equatable, Sendable {
 
     public static let magic: [UInt8] = Array("NSYN".utf8)
     /// 2: the file channel carries offers (`TransferMessage.offer`).
-    public static let currentVersion: UInt16 = 2
+    /// 3: every channel carries keepalives (`Channel.keepaliveFrameType`).
+    public static let currentVersion: UInt16 = 3
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

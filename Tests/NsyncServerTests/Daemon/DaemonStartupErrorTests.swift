@@ -72,6 +72,13 @@ final class DaemonStartupErrorTests: XCTestCase {
         try assertRefusedToStart(in: scratch, arguments(), wrapper: wrapper, mentions: [root, "not writable"])
     }
 
+    func testPeerTimeoutOutOfRangeIsRefused() throws {
+        for value in ["1", "0", "-5", "4000", "nan"] {
+            try assertRefusedToStart(in: scratch, arguments() + ["--peer-timeout=\(value)"],
+                                     mentions: ["--peer-timeout", "out of range", "2 to 3600 seconds"])
+        }
+    }
+
     // MARK: ports
 
     func testClusterPortInUseIsRefusedNamingThePort() throws {

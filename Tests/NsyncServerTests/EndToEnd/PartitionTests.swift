@@ -166,6 +166,56 @@ final class EndToEndPartitionTests: ClusterTestCase {
               + String(format: "all converged %.2f s later; ", converged) + "a.txt's other edit kept as \(copy)")
     }
 
+    /// A holder whose file port falls silent (a firewall dropping that
+    /// traffic: nothing arrives, nothing is closed) while the raft links stay
+    /// up. The fetches sent to it on the channels made before must not wait
+    /// on it forever: the channels are closed once silent for the peer
+    /// timeout, status names the files no reachable node holds, and each
+    /// fetch goes to the first other node that holds the file.
+    func testFetchesStuckOnASilentHolderMoveToAnotherHolder() throws {
+        let (cluster, proxy) = try makePartitionableCluster(extraArguments: ["--peer-timeout", "2"], label: "silent-holder")
+        try cluster.write(0, "warm.txt", "every channel is up\n")
+        try cluster.waitUntilConverged()
+        let silentFor = [1, 2].map { PartitionProxy.Route(from: $0, to: 0, port: .file) }
+        try proxy.cut(silentFor)
+        let node1ToNode3Before = proxy.counters(silentFor[1]).back
+        var random = ClusterRandom(seed: 0x51_1e47)
+        let bytes = random.bytes((8 << 20) + 4_321)
+        try cluster.write(0, "big.bin", bytes)
+
+        // node2 and node3 asked node1 on the channels they had; both fall silent.
+        var last = ""
+        let stuck = try cluster.poll("node3 to report big.bin unavailable", timeout: 20, detail: { last }) { () -> NodeStatus.Unavailable? in
+            guard let s = try? cluster.status(2, timeout: 1) else { return nil }
+            last = "node3: \(s.unavailableFiles) unavailable \(s.unavailable), transfers \(s.transfers.map(\.path))"
+            return s.unavailable.first { $0.path == "big.bin" }
+        }
+        XCTAssertEqual(stuck.holders, ["node1"])
+        XCTAssertTrue(stuck.reason.contains("no connection to a node holding it"), stuck.reason)
+        XCTAssertTrue(cluster.log(2).contains("heard nothing from node1"), "node3 closed its silent channel to node1")
+        let rendered = try cluster.runCommand(["status", cluster.path(2)], timeout: 10).output
+        XCTAssertTrue(rendered.contains("cannot fetch now: 1 files"), rendered)
+        XCTAssertTrue(rendered.contains("big.bin (version \(stuck.version)): no connection to a node holding it (node1)"), rendered)
+        XCTAssertNil(cluster.read(1, "big.bin"), "node2 cannot have it yet")
+        XCTAssertNil(cluster.read(2, "big.bin"), "node3 cannot have it yet")
+
+        // node2 reaches node1 again; node3 still cannot, and gets it from node2.
+        try proxy.heal([silentFor[0]])
+        try cluster.poll("big.bin on node2 and node3 while node3 still cannot reach node1's file port", timeout: 30,
+                         detail: { last }) { () -> Bool? in
+            let s = try? cluster.status(2, timeout: 1)
+            last = "node3: \(s.map { "\($0.unavailable)" } ?? "?")"
+            return cluster.read(1, "big.bin") == bytes && cluster.read(2, "big.bin") == bytes ? true : nil
+        }
+        try cluster.poll("node3's status to list nothing unavailable", timeout: 10) { () -> Bool? in
+            (try? cluster.status(2, timeout: 1)).map { $0.unavailableFiles == 0 && $0.unavailable.isEmpty } == true ? true : nil
+        }
+        XCTAssertEqual(proxy.counters(silentFor[1]).back, node1ToNode3Before,
+                       "not a byte of node1's file port reached node3: it fetched from node2")
+        try proxy.heal()
+        try cluster.waitUntilConverged()
+    }
+
     /// What a node logs (debug) when a proposal it appended as leader
     /// expires after it lost leadership.
     private static let expiredProposal = "failed: the leader lost leadership before it committed"

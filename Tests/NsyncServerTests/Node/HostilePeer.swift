@@ -153,8 +153,11 @@ final class HostilePeer {
         return answer
     }
 
-    /// Transfer messages (anything after the node's Hello) received so far.
-    var transferFrames: [Frame] { Array(frames.dropFirst()) }
+    /// Transfer messages (anything after the node's Hello but keepalives) received so far.
+    var transferFrames: [Frame] { frames.dropFirst().filter { $0.type != Channel.keepaliveFrameType } }
+
+    /// Keepalive frames received so far.
+    var keepalives: [Frame] { frames.dropFirst().filter { $0.type == Channel.keepaliveFrameType } }
 
     /// Whether `needle` occurs anywhere in what the node sent.
     func received(_ needle: [UInt8]) -> Bool {

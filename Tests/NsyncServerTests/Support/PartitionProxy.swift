@@ -86,9 +86,23 @@ final class PartitionProxy {
         try change { $0.cut.insert(node) }
     }
 
+    /// Freezes only these routes (one port of one direction each), as a
+    /// firewall dropping one kind of traffic would.
+    func cut(_ routes: [Route]) throws {
+        try change { $0.cutRoutes.formUnion(routes) }
+    }
+
+    /// Lets these routes move again (unless their node is cut as a whole).
+    func heal(_ routes: [Route]) throws {
+        try change { $0.cutRoutes.subtract(routes) }
+    }
+
     /// Lets every link move again; held connections then connect onwards.
     func heal() throws {
-        try change { $0.cut.removeAll() }
+        try change {
+            $0.cut.removeAll()
+            $0.cutRoutes.removeAll()
+        }
     }
 
     /// Connections and bytes of one route so far (as of the thread's last round).
@@ -100,7 +114,9 @@ final class PartitionProxy {
     func report() -> String {
         let counters = control.withLock { $0.counters }
         let cut = control.withLock { $0.cut }
-        var lines = ["partition proxy: cut \(cut.isEmpty ? "nothing" : cut.sorted().map { "node\($0 + 1)" }.joined(separator: ", "))"]
+        let routes = control.withLock { $0.cutRoutes }
+        var lines = ["partition proxy: cut \(cut.isEmpty ? "nothing" : cut.sorted().map { "node\($0 + 1)" }.joined(separator: ", "))"
+                     + (routes.isEmpty ? "" : "; routes \(routes.sorted().map(\.description).joined(separator: ", "))")]
         for route in listenPorts.keys.sorted() {
             let c = counters[route] ?? PartitionCounters()
             lines.append("  \(route) (port \(listenPorts[route]!)): \(c.accepted) accepted, \(c.open) open, \(c.held) held, "
@@ -203,6 +219,7 @@ struct PartitionCounters {
 /// `PartitionControl`'s lock.
 struct PartitionShared {
     var cut: Set<Int> = []
+    var cutRoutes: Set<PartitionProxy.Route> = []
     var targets: [(cluster: Int, file: Int)]?
     var stopping = false
     var finished = false
@@ -298,12 +315,14 @@ private final class PartitionForwarder {
         }
         // Bounded by `stop()` or, failing that, by the deadline.
         while Date() < deadline {
-            let (cut, targets, stopping) = control.withLock { shared in
+            let (cut, cutRoutes, targets, stopping) = control.withLock { shared in
                 shared.applied = shared.requested
-                return (shared.cut, shared.targets, shared.stopping)
+                return (shared.cut, shared.cutRoutes, shared.targets, shared.stopping)
             }
             if stopping { return }
-            let frozen = { (link: PartitionLink) in cut.contains(link.route.from) || cut.contains(link.route.to) }
+            let frozen = { (link: PartitionLink) in
+                cut.contains(link.route.from) || cut.contains(link.route.to) || cutRoutes.contains(link.route)
+            }
             for link in links where link.upstream < 0 && !frozen(link) {
                 if let targets { connectOnwards(link, targets) }
             }

@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// Liveness of peer channels against a real nsyncd started with
+/// `--peer-timeout 2`, over real TCP and TLS: it sends a keepalive every
+/// second on both kinds of channel, closes one whose peer falls silent
+/// (logging why), keeps one whose peer sends keepalives, and closes one
+/// that sends a malformed keepalive. node2 is a configured member that is
+/// down; the test speaks as node2.
+final class NodeKeepaliveTests: XCTestCase {
+    private var scratch: DaemonScratch!
+    private var certificates: TestCertificates!
+    private var cluster: DaemonCluster!
+    private var node1: DaemonProcess!
+
+    override func setUpWithError() throws {
+        scratch = try DaemonScratch(name)
+        certificates = try TestCertificates(nodes: ["node1", "node2"])
+        cluster = try DaemonCluster(names: ["node1", "node2"], certificates: certificates, in: scratch)
+        node1 = try cluster.start("node1", in: scratch, extra: ["--peer-timeout", "2"])
+        DaemonWait.until("node1 to start", timeout: 15, context: { self.node1.log }) { node1.log.contains("nsyncd started") }
+    }
+
+    override func tearDown() {
+        scratch?.remove()
+        certificates?.remove()
+    }
+
+    /// A connection to node1's `kind` port as node2, Hellos exchanged.
+    private func connect(_ kind: Hello.Channel, file: StaticString = #filePath, line: UInt = #line) throws -> HostilePeer {
+        let member = cluster.member("node1")
+        let peer = try HostilePeer(port: kind == .raft ? member.clusterPort : member.filePort, caPath: certificates.caPath,
+                                   certificatePath: certificates.certificatePath("node2"), keyPath: certificates.keyPath("node2"))
+        peer.sendHello(Hello(clusterID: peer.clusterID, nodeName: "node2", channel: kind))
+        XCTAssertEqual(peer.waitForHello()?.nodeName, "node1", "node1's Hello on the \(kind) port", file: file, line: line)
+        return peer
+    }
+
+    func testASilentPeerIsDroppedAfterThePeerTimeoutOnBothKindsOfChannel() throws {
+        for kind in [Hello.Channel.file, .raft] {
+            let before = node1.log.components(separatedBy: "heard nothing from node2").count
+            let peer = try connect(kind)
+            let connectedAt = Date()
+            XCTAssertTrue(peer.waitForClose(timeout: 8_000), "node1 kept a silent \(kind) channel open")
+            let after = Date().timeIntervalSince(connectedAt)
+            XCTAssertGreaterThanOrEqual(after, 1.9, "\(kind): node1 closed before the 2 s timeout")
+            XCTAssertGreaterThanOrEqual(peer.keepalives.count, 1, "\(kind): node1 sent no keepalive while waiting")
+            XCTAssertTrue(peer.keepalives.allSatisfy { $0.payload.readableBytes == 0 }, "\(kind): keepalives are empty")
+            XCTAssertNil(peer.malformed)
+            DaemonWait.until("node1 to log why it closed the \(kind) channel", timeout: 3, context: { self.node1.log }) {
+                node1.log.components(separatedBy: "heard nothing from node2").count > before
+            }
+        }
+        XCTAssertTrue(node1.isRunning, node1.log)
+    }
+
+    func testAPeerSendingKeepalivesStaysConnectedPastTheTimeout() throws {
+        let peer = try connect(.file)
+        let keepalive = Frame.header(type: Channel.keepaliveFrameType, payloadLength: 0)
+        for _ in 0..<10 {  // 5 s, well past the 2 s timeout
+            peer.send(keepalive)
+            peer.pump(milliseconds: 500)
+            XCTAssertFalse(peer.closed, "node1 closed a channel whose peer kept sending keepalives")
+        }
+        XCTAssertGreaterThanOrEqual(peer.keepalives.count, 3, "node1 sends one every second")
+        // Still served: a request for a file not offered is refused with an error header.
+        peer.sendRequest(FetchRequest(requestID: 1, path: "not-offered.bin", version: 0))
+        let answer = peer.waitForAnswer(1)
+        XCTAssertEqual(answer.header?.status, .notFound, "\(answer)")
+        XCTAssertFalse(peer.closed)
+    }
+
+    func testAKeepaliveWithAPayloadClosesOnlyThatChannel() throws {
+        let peer = try connect(.raft)
+        peer.send(Frame(type: Channel.keepaliveFrameType, payload: [1, 2, 3]).encoded())
+        XCTAssertTrue(peer.waitForClose(timeout: 3_000), "node1 accepted a keepalive with a payload")
+        DaemonWait.until("node1 to log the malformed keepalive", timeout: 3, context: { self.node1.log }) {
+            node1.log.contains("malformed keepalive from node2: 3 payload bytes")
+        }
+        let other = try connect(.file)
+        XCTAssertFalse(other.closed)
+        XCTAssertTrue(node1.isRunning, node1.log)
+    }
+}
