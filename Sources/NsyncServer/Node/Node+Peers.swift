@@ -37,7 +37,21 @@ extension Node {
         guard !stopping, !link.closed else { return }
         let port = kind == .raft ? link.address.clusterPort : link.address.filePort
         let stream = TCPStream(loop: loop)
+        // A host that is down or cut off answers no SYN: the kernel would
+        // wait about two minutes, and a host back meanwhile would be found
+        // only at the next retransmission (up to a minute apart). Give up
+        // after the peer timeout instead; the dial is tried again.
+        let limit = config.tuning.peerSilenceLimit
+        var connecting = true
+        let timeout = loop.schedule(after: limit) { [self] in
+            guard connecting else { return }
+            logger.debug("connecting to \(link.address) (\(kind)) timed out after \(Double(limit) / 1000) s; trying again")
+            stream.close()  // the connect then completes with ECANCELED
+        }
+        link.timers.append(timeout)
         stream.connect(host: link.address.host, port: port) { [self] error in
+            connecting = false
+            timeout.close()
             if let error {
                 stream.close()
                 logger.trace("cannot connect to \(link.address) (\(kind)): \(error)")

@@ -5,9 +5,9 @@ import XCTest
 /// Liveness of peer channels against a real nsyncd started with
 /// `--peer-timeout 2`, over real TCP and TLS: it sends a keepalive every
 /// second on both kinds of channel, closes one whose peer falls silent
-/// (logging why), keeps one whose peer sends keepalives, and closes one
-/// that sends a malformed keepalive. node2 is a configured member that is
-/// down; the test speaks as node2.
+/// (logging why), keeps one whose peer sends keepalives, closes one that
+/// sends a malformed keepalive, and abandons a dial that gets no answer.
+/// node2 is a configured member that is down; the test speaks as node2.
 final class NodeKeepaliveTests: XCTestCase {
     private var scratch: DaemonScratch!
     private var certificates: TestCertificates!
@@ -18,7 +18,7 @@ final class NodeKeepaliveTests: XCTestCase {
         scratch = try DaemonScratch(name)
         certificates = try TestCertificates(nodes: ["node1", "node2"])
         cluster = try DaemonCluster(names: ["node1", "node2"], certificates: certificates, in: scratch)
-        node1 = try cluster.start("node1", in: scratch, extra: ["--peer-timeout", "2"])
+        node1 = try cluster.start("node1", in: scratch, extra: ["--peer-timeout", "2", "--log-level", "debug"])
         DaemonWait.until("node1 to start", timeout: 15, context: { self.node1.log }) { node1.log.contains("nsyncd started") }
     }
 
@@ -81,5 +81,67 @@ final class NodeKeepaliveTests: XCTestCase {
         let other = try connect(.file)
         XCTAssertFalse(other.closed)
         XCTAssertTrue(node1.isRunning, node1.log)
+    }
+
+    func testADialThatGetsNoAnswerIsAbandonedAfterThePeerTimeoutAndTriedAgain() throws {
+        // node2's cluster port drops every SYN, as a host cut off the network
+        // would: a listener whose accept queue is full and never accepted.
+        let member = cluster.member("node2")
+        let blackhole = try SilentListener(port: member.clusterPort)
+        let timedOut = "connecting to node2@127.0.0.1:\(member.clusterPort):\(member.filePort) (raft) timed out after 2.0 s"
+        DaemonWait.until("node1 to give up a dial that gets no answer", timeout: 15, context: { self.node1.log }) {
+            node1.log.contains(timedOut)
+        }
+        // node2 comes up on that port: node1's next dial reaches it.
+        blackhole.close()
+        let node2 = try cluster.start("node2", in: scratch)
+        DaemonWait.until("node1 to connect to node2's raft port", timeout: 20, context: { self.node1.log + node2.log }) {
+            node1.log.contains("channel=raft node=node1 peer=node2 [NsyncServer] connected to peer")
+        }
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that never accepts, with its accept queue
+/// filled by connections of its own: the kernel then drops every further
+/// SYN, so a connect to its port waits unanswered (a host that is down or
+/// cut off). Test thread.
+private final class SilentListener {
+    private var descriptors: [Int32] = []
+
+    init(port: Int) throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard listener >= 0 else { throw DaemonTestError("socket: errno \(errno)") }
+        descriptors.append(listener)
+        var yes: Int32 = 1
+        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(listener, 0) == 0 else {
+            close()
+            throw DaemonTestError("cannot listen on 127.0.0.1:\(port): errno \(errno)")
+        }
+        // Backlog 0 holds one connection; two more fill it for good.
+        for _ in 0..<3 {
+            let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard client >= 0 else { continue }
+            descriptors.append(client)
+            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+            _ = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        usleep(100_000)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for fd in descriptors { Glibc.close(fd) }
+        descriptors.removeAll()
     }
 }
