@@ -19,6 +19,9 @@ struct SyncState {
     var observeScheduled = false
     /// Files still being written: looked at again once they settle.
     var settling = PathMap<LoopTimer>()
+    /// Files that keep changing without a pause: since when, and how long
+    /// until they are looked at anyway (doubling each time).
+    var busyWriters = PathMap<(since: UInt64, wait: UInt64)>()
     var installs: [InstallItem] = []
     var installing = false
     var installScheduled = false
@@ -63,6 +66,7 @@ struct SyncState {
         watcher = nil
         for t in settling.values { t.close() }
         settling.removeAll()
+        busyWriters.removeAll()
         retryTimer?.close()
         for t in timers { t.close() }
     }
@@ -99,6 +103,13 @@ extension Node {
     /// How long a file that is written without being closed must stay
     /// unchanged before it is announced.
     static let settleMilliseconds: UInt64 = 300
+    /// A file that never stays unchanged that long (a log appended all the
+    /// time) is looked at anyway after 2 s, then after 4, 8, ... at most 60 s
+    /// apart: what it holds then is announced if it holds still while it is
+    /// hashed. Doubling keeps the hashing of a file written for minutes
+    /// (a slow download) to about twice its final size.
+    static let busyWriterFirstLook: UInt64 = 2_000
+    static let busyWriterMaximumWait: UInt64 = 60_000
 
     // MARK: start
 
@@ -336,11 +347,13 @@ extension Node {
             switch event {
             case .changed(let path):
                 sync.settling.removeValue(forKey: path)?.close()
+                sync.busyWriters[path] = nil
                 observe(path)
             case .modified(let path):
                 settle(path)
             case .removed(let path):
                 sync.settling.removeValue(forKey: path)?.close()
+                sync.busyWriters[path] = nil
                 observeTree(path)
             case let .renamed(from, to):
                 observeTree(from)
@@ -356,11 +369,22 @@ extension Node {
         }
     }
 
-    /// Looks at `path` again once it stopped changing for a while.
+    /// Looks at `path` again once it stopped changing for a while, or,
+    /// if it never does, from time to time anyway (`busyWriterFirstLook`).
     private func settle(_ path: String) {
         sync.settling.removeValue(forKey: path)?.close()
+        let now = loop.now
+        let busy = sync.busyWriters[path] ?? (since: now, wait: Node.busyWriterFirstLook)
+        if now - busy.since >= busy.wait {
+            sync.busyWriters[path] = (since: now, wait: min(busy.wait * 2, Node.busyWriterMaximumWait))
+            logger.debug("\(path) has changed for \(busy.wait / 1000) s without a pause: looking at it anyway")
+            observe(path)
+            return
+        }
+        sync.busyWriters[path] = busy
         sync.settling[path] = loop.schedule(after: Node.settleMilliseconds) { [unowned self] in
             sync.settling[path] = nil
+            sync.busyWriters[path] = nil
             observe(path)
         }
     }

@@ -48,6 +48,46 @@ final class EndToEndSyncTests: ClusterTestCase {
 
     /// A touch (new mtime, same bytes) on any node reaches every node as an
     /// mtime only: the bytes do not move again (the file keeps its inode).
+    /// A file written without a pause and never closed (a log appended
+    /// every 100 ms) never settles; it is still synced while it grows: a
+    /// prefix of what was written reaches the other nodes while the writer
+    /// runs, and everything once it closes.
+    func testAFileAppendedWithoutPauseIsSyncedWhileItIsStillWritten() throws {
+        let cluster = try makeCluster(label: "busy-writer")
+        let path = cluster.path(0, "app.log")
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        guard fd >= 0 else { return }
+        var written: [UInt8] = []
+        var closed = false
+        defer { if !closed { close(fd) } }
+        let started = Date()
+        var seen: [Int: [UInt8]] = [:]
+        for line in 0..<150 {  // at most 15 s of appends, one every 100 ms
+            let text = Array("line \(line) at \(String(format: "%.1f", Date().timeIntervalSince(started))) s\n".utf8)
+            XCTAssertEqual(text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }, text.count)
+            written += text
+            for node in [1, 2] where seen[node] == nil {
+                if let copy = cluster.read(node, "app.log"), !copy.isEmpty { seen[node] = copy }
+            }
+            if seen.count == 2 { break }
+            usleep(100_000)
+        }
+        let whileWriting = Date().timeIntervalSince(started)
+        for node in [1, 2] {
+            let copy = seen[node] ?? []
+            XCTAssertFalse(copy.isEmpty, "node\(node + 1) got nothing of app.log in \(whileWriting) s of appends")
+            XCTAssertTrue(written.starts(with: copy), "node\(node + 1) has a prefix of what was written")
+        }
+        close(fd)
+        closed = true
+        let tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(cluster.read(1, "app.log"), written)
+        XCTAssertEqual(cluster.read(2, "app.log"), written)
+        XCTAssertNotNil(tree["app.log"])
+        print("busy writer: app.log on both other nodes after \(String(format: "%.1f", whileWriting)) s of appends every 100 ms")
+    }
+
     func testTouchOnAnyNodeSetsTheModificationTimeEverywhere() throws {
         let cluster = try makeCluster()
         try cluster.write(0, "notes.txt", String(repeating: "touch me\n", count: 10_000))
