@@ -22,7 +22,9 @@ public final class Channel {
     static let keepaliveFrameType: UInt8 = 255
     /// A peer that finished TLS but sends no Hello within this is dropped.
     static let helloTimeout: UInt64 = 10_000
-    /// How often each end sends a keepalive (ms).
+    /// How often each end sends a keepalive (ms), at most: a quarter of
+    /// the silence limit when that is shorter, so one late keepalive never
+    /// looks like silence.
     static let keepaliveInterval: UInt64 = 1_000
     /// Silence after which a channel is taken for dead, unless set (ms).
     public static let defaultSilenceLimit: UInt64 = 10_000
@@ -49,6 +51,7 @@ public final class Channel {
     private var helloTimer: LoopTimer?
     private var keepaliveTimer: LoopTimer?
     private let silenceLimit: UInt64
+    private let interval: UInt64
     /// When the peer was last heard (any bytes), and when the keepalive timer last ran (loop ms).
     private var lastHeard: UInt64 = 0
     private var lastTick: UInt64 = 0
@@ -62,7 +65,8 @@ public final class Channel {
         self.localName = localName
         self.clusterID = clusterID
         self.logger = logger
-        self.silenceLimit = max(silenceLimit, 2 * Channel.keepaliveInterval)
+        self.silenceLimit = max(silenceLimit, 1_000)
+        interval = min(Channel.keepaliveInterval, self.silenceLimit / 4)
         self.logger[metadataKey: "channel"] = "\(kind)"
     }
 
@@ -186,7 +190,7 @@ public final class Channel {
         keepaliveTimer = timer
         lastHeard = connection.loop.now
         lastTick = lastHeard
-        timer.start(after: Channel.keepaliveInterval, repeating: Channel.keepaliveInterval) { [weak self] in
+        timer.start(after: interval, repeating: interval) { [weak self] in
             self?.keepaliveTick()
         }
     }
@@ -195,10 +199,10 @@ public final class Channel {
         guard !closed else { return }
         let now = connection.loop.now
         defer { lastTick = now }
-        if now - lastTick > 3 * Channel.keepaliveInterval || connection.isReadingPaused {
-            // This loop was held up (the timer ran late; what arrived meanwhile
-            // is not read yet), or we stopped reading (a slow disk): the
-            // silence is ours, not the peer's.
+        if now - lastTick > interval + interval / 2 || connection.isReadingPaused {
+            // This loop was held up (the timer ran late, and libuv runs timers
+            // before it reads: what arrived meanwhile is not read yet), or we
+            // stopped reading (a slow disk): the silence is ours, not the peer's.
             lastHeard = now
         }
         if now - lastHeard >= silenceLimit {

@@ -11,6 +11,8 @@ final class PeerLink {
     var raftBackoff = Backoff(initial: 100, maximum: 2_000)
     var fileBackoff = Backoff(initial: 100, maximum: 2_000)
     var timers: [LoopTimer] = []
+    /// Streams still connecting (closed if the link closes first).
+    var connecting: [TCPStream] = []
     var closed = false
     /// When each channel last connected (loop ms), for status.
     var raftConnected = false
@@ -26,6 +28,8 @@ final class PeerLink {
         closed = true
         for t in timers { t.close() }
         timers.removeAll()
+        for stream in connecting { stream.close() }
+        connecting.removeAll()
         raft?.close()
         file?.close()
     }
@@ -49,9 +53,11 @@ extension Node {
             stream.close()  // the connect then completes with ECANCELED
         }
         link.timers.append(timeout)
+        link.connecting.append(stream)
         stream.connect(host: link.address.host, port: port) { [self] error in
             connecting = false
             timeout.close()
+            link.connecting.removeAll { $0 === stream }
             if let error {
                 stream.close()
                 logger.trace("cannot connect to \(link.address) (\(kind)): \(error)")

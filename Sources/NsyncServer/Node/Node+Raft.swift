@@ -60,12 +60,14 @@ extension Node {
         }
         logger.info("index restored from a snapshot", metadata: ["index": "\(snapshot.metadata.index)", "paths": "\(index.count)"])
         perform(reconciler.reconcileAll(index: index))
+        fetcher.holdersAdded()
     }
 
     /// Applies committed entries to the index, in order, and lets the
     /// reconciler act on what changed.
     private func apply(_ entries: [RaftEntry]) {
         var actions: [SyncAction] = []
+        var holdsApplied = false
         for entry in entries where entry.kind == .command && entry.data.first != Node.opaqueEntryMarker {
             let command: IndexCommand
             do {
@@ -77,6 +79,7 @@ extension Node {
             }
             let outcomes = index.apply(command, at: entry.index)
             for (change, outcome) in zip(command.changes, outcomes) {
+                if case .hold = change { holdsApplied = true }
                 if case .invalid(let reason) = outcome {
                     logger.warning("rejected change to \(change.path) from \(command.origin): \(reason)")
                 }
@@ -86,7 +89,7 @@ extension Node {
         perform(actions)
         flushSoon()
         transferServer.indexAdvanced()
-        fetcher.indexAdvanced()
+        if holdsApplied { fetcher.holdersAdded() }
     }
 
     /// First byte of an entry that is not an index command and that every

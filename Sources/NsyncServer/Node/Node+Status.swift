@@ -46,14 +46,14 @@ extension Node {
     func unavailableFiles(limit: Int) -> (files: [NodeStatus.Unavailable], count: Int) {
         let now = loop.now
         let seconds = { (since: UInt64) in Double(now - min(since, now)) / 1000 }
-        let unreachable = fetcher?.unreachable(limit: limit) ?? (files: [], count: 0)
+        let unreachable = fetcher?.unreachable(limit: limit) ?? (files: [], paths: [])
         var files = unreachable.files.map {
             NodeStatus.Unavailable(path: $0.path, version: $0.version, holders: $0.holders,
                                    reason: "no connection to a node holding it (\($0.holders.joined(separator: ", ")))",
                                    seconds: seconds($0.since))
         }
-        var count = unreachable.count
-        let listed = Set(files.map(\.path))
+        var count = unreachable.paths.count
+        let listed = unreachable.paths
         for (path, trouble) in sync.fetchTrouble {
             guard let record = index.record(at: path), record.version == trouble.version,
                   reconciler.manifest[path]?.version != trouble.version else {
@@ -73,7 +73,9 @@ extension Node {
     /// unavailable for 30 s: an operator must bring a holder back.
     func warnOfUnavailableFiles() {
         let now = loop.now
-        guard now >= sync.unavailableWarnedAt + 60_000 else { return }
+        // Looked at every 10 s: with 100,000 files queued the look is not free.
+        guard now >= sync.unavailableWarnedAt + 60_000, now >= sync.unavailableCheckedAt + 10_000 else { return }
+        sync.unavailableCheckedAt = now
         let unavailable = unavailableFiles(limit: 3)
         guard let oldest = unavailable.files.first, oldest.seconds >= 30 else { return }
         sync.unavailableWarnedAt = now

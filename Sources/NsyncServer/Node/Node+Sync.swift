@@ -19,9 +19,8 @@ struct SyncState {
     var observeScheduled = false
     /// Files still being written: looked at again once they settle.
     var settling = PathMap<LoopTimer>()
-    /// Files that keep changing without a pause: since when, and how long
-    /// until they are looked at anyway (doubling each time).
-    var busyWriters = PathMap<(since: UInt64, wait: UInt64)>()
+    /// Files that keep changing without a pause (`Node.busyWriterFirstLook`).
+    var busyWriters = PathMap<BusyWriter>()
     var installs: [InstallItem] = []
     var installing = false
     var installScheduled = false
@@ -44,8 +43,10 @@ struct SyncState {
     /// Fetches that failed on the holders' side (refused, cut off, wrong
     /// bytes) and are retried: path -> the version, why, since when (loop ms).
     var fetchTrouble: [String: (version: UInt64, why: String, since: UInt64)] = [:]
-    /// When files that cannot be fetched were last warned about (loop ms).
+    /// When files that cannot be fetched were last warned about, and last
+    /// looked for (loop ms).
     var unavailableWarnedAt: UInt64 = 0
+    var unavailableCheckedAt: UInt64 = 0
     /// Large files being hashed for their announcement, offered to the
     /// peers meanwhile (served as version 0 for a while): path -> offer.
     var offers: [String: (size: UInt64, mtime: Int64, at: UInt64)] = [:]
@@ -56,6 +57,21 @@ struct SyncState {
     var lastReleaseAt: UInt64 = 0
 
     init(root: String) { self.root = root }
+
+    /// A file changing without a pause: since when (the burst's start, or
+    /// the end of the last look), how long until it is looked at anyway,
+    /// and when that look began while it runs (loop ms).
+    struct BusyWriter {
+        var since: UInt64
+        var wait: UInt64
+        var lookStartedAt: UInt64?
+    }
+
+    /// An entry whose burst is over: no settle timer, no look running, and
+    /// quiet since (its writer paused; a new burst starts afresh).
+    func isStale(_ busy: BusyWriter, _ path: String, now: UInt64) -> Bool {
+        settling[path] == nil && busy.lookStartedAt == nil && now - min(busy.since, now) > Node.settleMilliseconds
+    }
 
     var isBusy: Bool { installing || observeJobs > 0 || manifestSaving }
 
@@ -104,10 +120,11 @@ extension Node {
     /// unchanged before it is announced.
     static let settleMilliseconds: UInt64 = 300
     /// A file that never stays unchanged that long (a log appended all the
-    /// time) is looked at anyway after 2 s, then after 4, 8, ... at most 60 s
-    /// apart: what it holds then is announced if it holds still while it is
-    /// hashed. Doubling keeps the hashing of a file written for minutes
-    /// (a slow download) to about twice its final size.
+    /// time) is looked at anyway after 2 s, then 4, 8, ... at most 60 s after
+    /// the last look ended (and never sooner than three times that look
+    /// took): what it holds then is announced if it holds still while it is
+    /// hashed. The growing waits keep the hashing of a file written for
+    /// minutes (a slow download) to a few times its final size.
     static let busyWriterFirstLook: UInt64 = 2_000
     static let busyWriterMaximumWait: UInt64 = 60_000
 
@@ -154,6 +171,11 @@ extension Node {
             discardStalePartialFiles()
             releaseMemoryIfIdle()
             warnOfUnavailableFiles()
+            if !sync.busyWriters.isEmpty {
+                let now = loop.now
+                let stale = sync.busyWriters.filter { sync.isStale($0.value, $0.key, now: now) }.map(\.key)
+                for path in stale { sync.busyWriters[path] = nil }
+            }
         }
         sync.timers.append(saver)
         rescan(reason: "start-up")
@@ -372,11 +394,15 @@ extension Node {
     /// Looks at `path` again once it stopped changing for a while, or,
     /// if it never does, from time to time anyway (`busyWriterFirstLook`).
     private func settle(_ path: String) {
-        sync.settling.removeValue(forKey: path)?.close()
         let now = loop.now
-        let busy = sync.busyWriters[path] ?? (since: now, wait: Node.busyWriterFirstLook)
-        if now - busy.since >= busy.wait {
-            sync.busyWriters[path] = (since: now, wait: min(busy.wait * 2, Node.busyWriterMaximumWait))
+        var busy = sync.busyWriters[path] ?? SyncState.BusyWriter(since: now, wait: Node.busyWriterFirstLook)
+        // (Before the settle timer goes: a pending timer means the burst goes on.)
+        if sync.isStale(busy, path, now: now) { busy = SyncState.BusyWriter(since: now, wait: Node.busyWriterFirstLook) }
+        sync.settling.removeValue(forKey: path)?.close()
+        if busy.lookStartedAt == nil, now - busy.since >= busy.wait,
+           !sync.toObserve.contains(path), !sync.observing.contains(path) {
+            busy.lookStartedAt = now
+            sync.busyWriters[path] = busy
             logger.debug("\(path) has changed for \(busy.wait / 1000) s without a pause: looking at it anyway")
             observe(path)
             return
@@ -387,6 +413,18 @@ extension Node {
             sync.busyWriters[path] = nil
             observe(path)
         }
+    }
+
+    /// A look at a busy writer's file finished: the next waits twice as
+    /// long, counted from now, and at least three times what this one took
+    /// (a large file's hash), so looks never run back to back.
+    private func busyWriterLooked(_ path: String) {
+        guard var busy = sync.busyWriters[path], let started = busy.lookStartedAt else { return }
+        let now = loop.now
+        busy.lookStartedAt = nil
+        busy.since = now
+        busy.wait = max(min(busy.wait * 2, Node.busyWriterMaximumWait), 3 * (now - min(started, now)))
+        sync.busyWriters[path] = busy
     }
 
     /// `path` and everything the manifest knows below it (a removed or moved-away directory).
@@ -453,9 +491,12 @@ extension Node {
             let known = batch.map { reconciler.manifest[$0]?.local ?? nil }
             let root = config.root
             let loop = self.loop
+            // A file looked at while its writer is still busy is no offer:
+            // it is most likely changing under the look.
+            let busy = Set(batch.filter { sync.busyWriters[$0]?.lookStartedAt != nil })
             let offer: (String, LocalFile) -> Void = { [weak self] path, local in
                 // On the pool: the loop sends the offer while this job hashes.
-                guard local.size >= Fetcher.speculationMinimumSize else { return }
+                guard local.size >= Fetcher.speculationMinimumSize, !busy.contains(path) else { return }
                 _ = loop.execute { self?.offer(path, local) }
             }
             loop.queueWork({ zip(batch, known).map { path, known in
@@ -466,6 +507,7 @@ extension Node {
                 var actions: [SyncAction] = []
                 for (path, look) in zip(batch, looks) {
                     sync.observing.remove(path)
+                    if busy.contains(path) { busyWriterLooked(path) }
                     if sync.scanPending.remove(path) != nil {
                         if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
                     }

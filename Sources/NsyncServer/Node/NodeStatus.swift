@@ -21,8 +21,9 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var pendingAnnouncements: Int
     /// Files this node cannot fetch now (oldest first, at most
     /// `unavailableListLimit` listed), and how many there are in all.
-    public var unavailable: [Unavailable]
-    public var unavailableFiles: Int
+    /// Optional so that a newer `nsyncd status` still reads an older daemon.
+    public var unavailable: [Unavailable]?
+    public var unavailableFiles: Int?
     public var scan: Scan?
     public var recentConflicts: [String]
     public var recentErrors: [String]
@@ -89,12 +90,13 @@ public struct NodeStatus: Codable, Equatable, Sendable {
             out += "scanning: \(scan.filesDone)/\(scan.filesTotal) files, \(Self.bytes(scan.bytesHashed)) hashed\n"
         }
         out += "to fetch: \(pendingFiles) files (\(Self.bytes(pendingBytes))); local changes not yet committed: \(pendingAnnouncements)\n"
-        if unavailableFiles > 0 {
-            out += "cannot fetch now: \(unavailableFiles) files (they arrive once a node holding them is reachable)\n"
-            for u in unavailable {
+        if let count = unavailableFiles, count > 0 {
+            let listed = unavailable ?? []
+            out += "cannot fetch now: \(count) files (they arrive once a node holding them is reachable)\n"
+            for u in listed {
                 out += "  \(u.path) (version \(u.version)): \(u.reason), for \(String(format: "%.0f", u.seconds)) s\n"
             }
-            if unavailableFiles > unavailable.count { out += "  ... and \(unavailableFiles - unavailable.count) more\n" }
+            if count > listed.count { out += "  ... and \(count - listed.count) more\n" }
         }
         out += "members:\n"
         for p in peers {

@@ -184,6 +184,7 @@ public final class TLSConnection {
         case .closed:
             return
         case .closing:
+            if closeError == nil { closeError = error }
             timer?.close()
             timer = nil
             closeSocket()

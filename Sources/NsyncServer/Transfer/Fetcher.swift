@@ -194,26 +194,26 @@ final class Fetcher {
     /// Waiting fetches that no holder this node is connected to can serve
     /// (the holders are down or cut off), oldest first: path, version,
     /// holders, and since when (loop ms). At most `limit`, and how many in all.
-    func unreachable(limit: Int) -> (files: [(path: String, version: UInt64, holders: [NodeName], since: UInt64)], count: Int) {
+    func unreachable(limit: Int) -> (files: [(path: String, version: UInt64, holders: [NodeName], since: UInt64)],
+                                     paths: Set<String>) {
         let connected = Set(links.values.filter { $0.channel.isReady }.map(\.peer))
-        var files: [(path: String, version: UInt64, holders: [NodeName], since: UInt64)] = []
-        var count = 0
+        var found: [(transfer: Transfer, holders: Set<NodeName>)] = []
         for transfer in waiting where !transfer.writing {
             let holders = holders(of: transfer)
-            guard holders.isDisjoint(with: connected) else { continue }
-            count += 1
-            files.append((transfer.record.path, transfer.record.version, holders.sorted(), transfer.queuedAt))
+            if holders.isDisjoint(with: connected) { found.append((transfer, holders)) }
         }
-        files.sort { $0.since < $1.since }
-        return (Array(files.prefix(limit)), count)
+        let paths = Set(found.map(\.transfer.record.path))
+        let oldest = found.sorted { $0.transfer.queuedAt < $1.transfer.queuedAt }.prefix(limit)
+        return (oldest.map { ($0.transfer.record.path, $0.transfer.record.version, $0.holders.sorted(), $0.transfer.queuedAt) },
+                paths)
     }
 
     private func holders(of transfer: Transfer) -> Set<NodeName> {
         transfer.speculative ? transfer.record.holders : hooks.holders(transfer.record)
     }
 
-    /// Entries were applied: a waiting fetch may have a new holder to go to.
-    func indexAdvanced() {
+    /// Nodes announced holding versions: a waiting fetch may have a new holder to go to.
+    func holdersAdded() {
         if !waiting.isEmpty { schedule() }
     }
 

@@ -187,8 +187,8 @@ final class EndToEndPartitionTests: ClusterTestCase {
         var last = ""
         let stuck = try cluster.poll("node3 to report big.bin unavailable", timeout: 20, detail: { last }) { () -> NodeStatus.Unavailable? in
             guard let s = try? cluster.status(2, timeout: 1) else { return nil }
-            last = "node3: \(s.unavailableFiles) unavailable \(s.unavailable), transfers \(s.transfers.map(\.path))"
-            return s.unavailable.first { $0.path == "big.bin" }
+            last = "node3: \(s.unavailableFiles ?? -1) unavailable \(s.unavailable ?? []), transfers \(s.transfers.map(\.path))"
+            return s.unavailable?.first { $0.path == "big.bin" }
         }
         XCTAssertEqual(stuck.holders, ["node1"])
         XCTAssertTrue(stuck.reason.contains("no connection to a node holding it"), stuck.reason)
@@ -204,11 +204,11 @@ final class EndToEndPartitionTests: ClusterTestCase {
         try cluster.poll("big.bin on node2 and node3 while node3 still cannot reach node1's file port", timeout: 30,
                          detail: { last }) { () -> Bool? in
             let s = try? cluster.status(2, timeout: 1)
-            last = "node3: \(s.map { "\($0.unavailable)" } ?? "?")"
+            last = "node3: \(s.map { "\($0.unavailable ?? [])" } ?? "?")"
             return cluster.read(1, "big.bin") == bytes && cluster.read(2, "big.bin") == bytes ? true : nil
         }
         try cluster.poll("node3's status to list nothing unavailable", timeout: 10) { () -> Bool? in
-            (try? cluster.status(2, timeout: 1)).map { $0.unavailableFiles == 0 && $0.unavailable.isEmpty } == true ? true : nil
+            (try? cluster.status(2, timeout: 1)).map { $0.unavailableFiles == 0 && $0.unavailable?.isEmpty == true } == true ? true : nil
         }
         XCTAssertEqual(proxy.counters(silentFor[1]).back, node1ToNode3Before,
                        "not a byte of node1's file port reached node3: it fetched from node2")

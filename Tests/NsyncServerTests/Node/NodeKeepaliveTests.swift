@@ -40,11 +40,11 @@ final class NodeKeepaliveTests: XCTestCase {
     func testASilentPeerIsDroppedAfterThePeerTimeoutOnBothKindsOfChannel() throws {
         for kind in [Hello.Channel.file, .raft] {
             let before = node1.log.components(separatedBy: "heard nothing from node2").count
+            let connectingAt = Date()
             let peer = try connect(kind)
-            let connectedAt = Date()
             XCTAssertTrue(peer.waitForClose(timeout: 8_000), "node1 kept a silent \(kind) channel open")
-            let after = Date().timeIntervalSince(connectedAt)
-            XCTAssertGreaterThanOrEqual(after, 1.9, "\(kind): node1 closed before the 2 s timeout")
+            let after = Date().timeIntervalSince(connectingAt)
+            XCTAssertGreaterThanOrEqual(after, 1.5, "\(kind): node1 closed well before the 2 s timeout")
             XCTAssertGreaterThanOrEqual(peer.keepalives.count, 1, "\(kind): node1 sent no keepalive while waiting")
             XCTAssertTrue(peer.keepalives.allSatisfy { $0.payload.readableBytes == 0 }, "\(kind): keepalives are empty")
             XCTAssertNil(peer.malformed)
@@ -63,7 +63,7 @@ final class NodeKeepaliveTests: XCTestCase {
             peer.pump(milliseconds: 500)
             XCTAssertFalse(peer.closed, "node1 closed a channel whose peer kept sending keepalives")
         }
-        XCTAssertGreaterThanOrEqual(peer.keepalives.count, 3, "node1 sends one every second")
+        XCTAssertGreaterThanOrEqual(peer.keepalives.count, 5, "node1 sends one every 500 ms (a quarter of the timeout)")
         // Still served: a request for a file not offered is refused with an error header.
         peer.sendRequest(FetchRequest(requestID: 1, path: "not-offered.bin", version: 0))
         let answer = peer.waitForAnswer(1)
@@ -74,7 +74,8 @@ final class NodeKeepaliveTests: XCTestCase {
     func testAKeepaliveWithAPayloadClosesOnlyThatChannel() throws {
         let peer = try connect(.raft)
         peer.send(Frame(type: Channel.keepaliveFrameType, payload: [1, 2, 3]).encoded())
-        XCTAssertTrue(peer.waitForClose(timeout: 3_000), "node1 accepted a keepalive with a payload")
+        // Well before the 2 s silence limit would close it anyway.
+        XCTAssertTrue(peer.waitForClose(timeout: 1_500), "node1 accepted a keepalive with a payload")
         DaemonWait.until("node1 to log the malformed keepalive", timeout: 3, context: { self.node1.log }) {
             node1.log.contains("malformed keepalive from node2: 3 payload bytes")
         }
