@@ -153,16 +153,18 @@ public final class Channel {
     }
 
     /// Queues one encoded frame (or several back to back). Returns false when
-    /// the peer is slow: wait for `onWritable` before sending more.
+    /// the peer is slow: wait for `onWritable` before sending more. Before
+    /// the peer's Hello (TLS may not even be up) and after a close it sends
+    /// nothing and returns false.
     @discardableResult
     public func send(_ bytes: ByteBuffer) -> Bool {
-        guard !closed else { return false }
+        guard isReady else { return false }
         return connection.write(bytes)
     }
 
     @discardableResult
     public func send(_ bytes: [UInt8]) -> Bool {
-        guard !closed else { return false }
+        guard isReady else { return false }
         return connection.write(bytes)
     }
 
@@ -170,7 +172,7 @@ public final class Channel {
     /// copying `body` into a frame buffer (file data).
     @discardableResult
     public func send(type: UInt8, prefix: ByteBuffer, body: UnsafeRawBufferPointer) -> Bool {
-        guard !closed else { return false }
+        guard isReady else { return false }
         var head = ByteBuffer(bytes: Frame.header(type: type, payloadLength: prefix.readableBytes + body.count))
         head.writeBytes(prefix.readableView)
         _ = connection.write(head)

@@ -331,6 +331,7 @@ extension Node {
             return
         }
         sync.offers[path] = (local.size, local.mtime, loop.now)
+        logger.debug("offering \(path) (\(NodeStatus.bytes(local.size))) to the peers while hashing it")
         transferServer.broadcast(FileOffer(path: path, size: local.size, mtime: local.mtime))
     }
 

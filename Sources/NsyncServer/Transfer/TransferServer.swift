@@ -82,7 +82,8 @@ final class TransferServer {
 
     /// Tells every fetcher connected here about `offer`.
     func broadcast(_ offer: FileOffer) {
-        for session in sessions.values { session.send(.offer(offer)) }
+        // Not to a channel still in its handshake: nothing may go before the Hello.
+        for session in sessions.values where session.channel.isReady { session.send(.offer(offer)) }
     }
 
     /// Closes every serving channel.

@@ -84,6 +84,34 @@ final class NodeKeepaliveTests: XCTestCase {
         XCTAssertTrue(node1.isRunning, node1.log)
     }
 
+    /// A large file is offered to the peers while it is hashed: never to a
+    /// connection whose Hello has not come (nothing but the node's Hello may
+    /// go before it; a debug build asserted when one was mid-handshake).
+    func testAnOfferIsNotSentBeforeThePeersHello() throws {
+        let member = cluster.member("node1")
+        let waiting = try HostilePeer(port: member.filePort, caPath: certificates.caPath,
+                                      certificatePath: certificates.certificatePath("node2"), keyPath: certificates.keyPath("node2"))
+        let greeted = try connect(.file)
+        let fd = open(member.root + "/large.bin", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(ftruncate(fd, 64 << 20), 0)  // 64 MiB of zeros: large enough to be offered
+        close(fd)
+        DaemonWait.until("node1 to offer large.bin", timeout: 15, context: { self.node1.log }) {
+            node1.log.contains("offering large.bin")
+        }
+        var offered = false
+        for _ in 0..<40 where !offered {  // at most 2 s
+            greeted.pump(milliseconds: 50)
+            offered = greeted.transferFrames.contains { $0.type == TransferMessage.FrameType.offer.rawValue }
+        }
+        XCTAssertTrue(offered, "the peer that sent its Hello got the offer")
+        waiting.pump(milliseconds: 200)
+        XCTAssertEqual(waiting.waitForHello()?.nodeName, "node1", "node1's own Hello goes first")
+        XCTAssertTrue(waiting.transferFrames.isEmpty, "frames before our Hello: \(waiting.transferFrames.map(\.type))")
+        XCTAssertFalse(waiting.closed)
+        XCTAssertTrue(node1.isRunning, node1.log)
+    }
+
     func testADialThatGetsNoAnswerIsAbandonedAfterThePeerTimeoutAndTriedAgain() throws {
         // node2's cluster port drops every SYN, as a host cut off the network
         // would: a listener whose accept queue is full and never accepted.
