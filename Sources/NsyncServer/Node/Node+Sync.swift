@@ -241,6 +241,8 @@ extension Node {
             if version == 0 {
                 // Version 0: an offered file, before its announcement.
                 guard let offer = sync.offers[path], loop.now < offer.at + Node.offerLifetime else {
+                    // Or one this node is copying early: relayed as it arrives.
+                    if let feed = fetcher.relayFeed(path: path, version: 0) { return .relay(feed) }
                     return .refuse(.init(status: .notFound, message: "not offered by this node"))
                 }
                 return .serve(size: offer.size)
@@ -251,6 +253,8 @@ extension Node {
             }
             guard let held = reconciler.manifest[path], held.version == version, let local = held.local,
                   local.kind == .file else {
+                // Being received here: relayed as it arrives.
+                if let feed = fetcher.relayFeed(path: path, version: version) { return .relay(feed) }
                 // Committed here but maybe not yet announced as held: the
                 // origin's own put is applied before its manifest knows it.
                 if record.version == version, record.origin == config.name, reconciler.isAnnouncing(path) { return .notYet }

@@ -107,6 +107,11 @@ final class Fetcher {
         var written: UInt64 = 0
         var pending: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
         var pendingBytes = 0
+        /// The links the pending bytes came in on, and how many from each:
+        /// a transfer can move to another link (a redirect, a relay that
+        /// stopped) while bytes of the first wait for the disk, and they must
+        /// be released on the link that counted them, or it stays paused.
+        var pendingSources: [(link: Link, bytes: Int)] = []
         var writing = false
         var headerSeen = false
         var ended = false
@@ -117,11 +122,29 @@ final class Fetcher {
         var lastLoggedAt: UInt64 = 0
         /// When it last went into the waiting queue (loop ms).
         var queuedAt: UInt64 = 0
+        /// The version this transfer asked for at first (0 for an offered
+        /// file, even once adopted): what a relay request names.
+        let requestedVersion: UInt64
+        /// Peers relaying from this transfer read through this.
+        var feed: RelayFeed?
+        /// A holder sent us to this node (receiving the same version): ask it next.
+        var relay: NodeName?
+        /// Redirected once already: later requests say `noRedirect`.
+        var redirected = false
+        /// The request in flight went to a relay, not to a holder.
+        var onRelay = false
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
             self.expected = expected
             self.temporaryPath = temporaryPath
+            requestedVersion = record.version
+        }
+
+        /// Peers relaying from this transfer stop (it failed or went back to the queue).
+        func stopFeed() {
+            feed?.fail()
+            feed = nil
         }
     }
 
@@ -235,19 +258,50 @@ final class Fetcher {
                 dropSpeculation(transfer, "the channel to \(peer) closed")
                 continue
             }
-            transfer.holder = nil
-            transfer.headerSeen = false
-            transfer.avoid.insert(peer)
-            transfer.queuedAt = loop.now
-            waiting.append(transfer)
+            requeue(transfer, avoiding: peer)
         }
         schedule()
+    }
+
+    /// Puts an in-flight transfer back in the queue (its holder's channel
+    /// closed, a relay stopped, a redirect came): it resumes from what it
+    /// has. Peers relaying from it stop; they resume elsewhere too.
+    private func requeue(_ transfer: Transfer, avoiding peer: NodeName?, first: Bool = false) {
+        transfer.holder = nil
+        transfer.headerSeen = false
+        transfer.onRelay = false
+        if let peer { transfer.avoid.insert(peer) }
+        transfer.stopFeed()
+        transfer.queuedAt = loop.now
+        if first { waiting.prepend(transfer) } else { waiting.append(transfer) }
+        schedule()
+    }
+
+    /// What this node's server relays from when a peer asks for `version`
+    /// of `path` while this node is receiving it: nil unless a transfer of
+    /// that version is in flight here (and not given up).
+    func relayFeed(path: String, version: UInt64) -> RelayFeed? {
+        for link in links.values {
+            for transfer in link.active.values where transfer.record.path == path && transfer.requestedVersion == version
+                && !transfer.failed && !transfer.onRelay {
+                if transfer.feed == nil {
+                    transfer.feed = RelayFeed(size: transfer.record.size, temporaryPath: transfer.temporaryPath,
+                                              available: transfer.written)
+                }
+                return transfer.feed
+            }
+        }
+        return nil
     }
 
     /// Stops everything; temporary files stay for a later resume.
     func shutdown() {
         for link in links.values {
-            for transfer in link.active.values { transfer.failed = true; closeFile(transfer) }
+            for transfer in link.active.values {
+                transfer.failed = true
+                transfer.stopFeed()
+                closeFile(transfer)
+            }
         }
         for transfer in waiting { closeFile(transfer) }
         waiting.removeAll()
@@ -292,11 +346,23 @@ final class Fetcher {
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
     private func start(_ transfer: Transfer) -> Bool {
         if transfer.writing { return false }
-        let holders = holders(of: transfer)
-        let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
-        let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
-        let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }
-        guard let link = candidates.min(by: { $0.active.count < $1.active.count }) else { return false }
+        var chosen: Link?
+        if let relay = transfer.relay {
+            transfer.relay = nil
+            if let link = links[relay], link.channel.isReady, !transfer.avoid.contains(relay),
+               link.active.count < Fetcher.maxRequestsPerChannel {
+                chosen = link
+            }
+        }
+        transfer.onRelay = chosen != nil
+        if chosen == nil {
+            let holders = holders(of: transfer)
+            let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
+            let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
+            let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }
+            chosen = candidates.min(by: { $0.active.count < $1.active.count })
+        }
+        guard let link = chosen else { return false }
         if transfer.resumeFromDisk {
             resumeFromDisk(transfer)
             return true
@@ -305,8 +371,11 @@ final class Fetcher {
         nextRequestID = nextRequestID &+ 1
         transfer.holder = link.peer
         link.active[transfer.requestID] = transfer
+        // A relayed request asks for the version the relay's own transfer
+        // asked for (an offered file stays version 0 there until it is announced).
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
-                                   version: transfer.record.version, offset: transfer.received)
+                                   version: transfer.onRelay ? transfer.requestedVersion : transfer.record.version,
+                                   offset: transfer.received, noRedirect: transfer.redirected)
         if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
             TransferMessage.request(request).encodePayload(into: &$0)
         }) {
@@ -364,6 +433,25 @@ final class Fetcher {
         switch message {
         case .header(let header):
             guard let transfer = link.active[header.requestID] else { return }
+            if header.status == .redirect, !transfer.redirected, !transfer.onRelay,
+               NodeNameRule.violation(in: header.message) == nil, header.message != link.peer {
+                // Another node is receiving this very version from that holder:
+                // take it from there as it arrives (the file then leaves its
+                // origin once, not once per receiver).
+                link.active[header.requestID] = nil
+                transfer.redirected = true
+                transfer.relay = header.message
+                logger.debug("\(link.peer) sends us to \(header.message) for \(transfer.record.path)")
+                requeue(transfer, avoiding: nil, first: true)
+                return
+            }
+            if header.status != .ok, transfer.onRelay {
+                // The relay is not receiving it (any more): go to a holder.
+                link.active[header.requestID] = nil
+                transfer.redirected = true
+                requeue(transfer, avoiding: link.peer, first: true)
+                return
+            }
             guard header.status == .ok else {
                 link.active[header.requestID] = nil
                 transfer.avoid.insert(link.peer)
@@ -391,6 +479,11 @@ final class Fetcher {
             logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
             transfer.pendingBytes += bytes.count
+            if let last = transfer.pendingSources.last, last.link === link {
+                transfer.pendingSources[transfer.pendingSources.count - 1].bytes += bytes.count
+            } else {
+                transfer.pendingSources.append((link, bytes.count))
+            }
             link.bufferedBytes += bytes.count
             if link.bufferedBytes > Fetcher.pauseAboveBufferedBytes, !link.paused {
                 link.paused = true
@@ -400,6 +493,12 @@ final class Fetcher {
         case .end(let id):
             guard let transfer = link.active.removeValue(forKey: id) else { return }
             guard transfer.received == transfer.record.size else {
+                if transfer.onRelay {
+                    // Its own transfer stopped: resume from what we have, at a holder.
+                    logger.debug("\(link.peer) stopped relaying \(transfer.record.path) at \(transfer.received) bytes")
+                    requeue(transfer, avoiding: link.peer, first: true)
+                    return
+                }
                 transfer.avoid.insert(link.peer)
                 giveUp(transfer, "\(link.peer) ended after \(transfer.received) of \(transfer.record.size) bytes")
                 schedule()
@@ -422,10 +521,12 @@ final class Fetcher {
         guard !transfer.writing, !transfer.failed else { return }
         let chunks = transfer.pending
         let bytes = transfer.pendingBytes
+        let sources = transfer.pendingSources
         let finish = transfer.ended && transfer.received == transfer.record.size
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
         transfer.pending.removeAll(keepingCapacity: true)
         transfer.pendingBytes = 0
+        transfer.pendingSources.removeAll()
         transfer.writing = true
         let path = transfer.temporaryPath
         let hasher = transfer.hasher
@@ -465,11 +566,12 @@ final class Fetcher {
             }
         }, completion: { [self] result in
             transfer.writing = false
-            releaseBuffered(bytes, of: transfer)
+            releaseBuffered(sources)
             switch result {
             case .failure(let error):
                 transfer.fd = nil
                 transfer.failed = true
+                transfer.stopFeed()
                 dropPending(transfer)
                 // This disk failed (full, most likely): a resume would not
                 // help, the bytes are room the raft log needs, and the holder
@@ -485,10 +587,16 @@ final class Fetcher {
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
+                transfer.feed?.advance(to: transfer.written)
                 // Given up while this write ran: nothing more will be written.
                 if transfer.failed { closeFile(transfer) } else { queueWrite(transfer) }
             case .success((_, let digest?)):
                 transfer.fd = nil
+                if digest == transfer.record.hash || (transfer.speculative && !transfer.failed) {
+                    transfer.feed?.advance(to: transfer.record.size)  // complete: relays send the rest
+                } else {
+                    transfer.stopFeed()
+                }
                 if transfer.speculative, transfer.failed {
                     FileSystemCleanup.remove(path, on: loop)  // dropped while this write ran
                 } else if transfer.speculative {
@@ -532,18 +640,22 @@ final class Fetcher {
     /// by them would never read again, for any transfer.
     private func dropPending(_ transfer: Transfer) {
         guard transfer.pendingBytes > 0 else { return }
-        let bytes = transfer.pendingBytes
+        let sources = transfer.pendingSources
         transfer.pending.removeAll()
         transfer.pendingBytes = 0
-        releaseBuffered(bytes, of: transfer)
+        transfer.pendingSources.removeAll()
+        releaseBuffered(sources)
     }
 
-    private func releaseBuffered(_ bytes: Int, of transfer: Transfer) {
-        guard let holder = transfer.holder, let link = links[holder] else { return }
-        link.bufferedBytes -= bytes
-        if link.paused, link.bufferedBytes < Fetcher.resumeBelowBufferedBytes {
-            link.paused = false
-            link.channel.connection.resumeReading()
+    /// Bytes counted against links' buffers were written (or dropped): a
+    /// link paused for them reads again once below the threshold.
+    private func releaseBuffered(_ sources: [(link: Link, bytes: Int)]) {
+        for (link, bytes) in sources {
+            link.bufferedBytes -= bytes
+            if link.paused, link.bufferedBytes < Fetcher.resumeBelowBufferedBytes {
+                link.paused = false
+                link.channel.connection.resumeReading()
+            }
         }
     }
 
@@ -582,6 +694,7 @@ final class Fetcher {
     private func giveUp(_ transfer: Transfer, _ why: String) {
         if transfer.speculative { return dropSpeculation(transfer, why) }
         transfer.failed = true
+        transfer.stopFeed()
         dropPending(transfer)
         // A retry of this version resumes it; a retry of a newer one never will.
         mayHoldStalePartials = true
@@ -692,6 +805,7 @@ final class Fetcher {
     private func dropSpeculation(_ transfer: Transfer, _ why: String) {
         logger.debug("dropped the early copy of \(transfer.record.path): \(why)")
         transfer.failed = true
+        transfer.stopFeed()
         dropPending(transfer)
         detach(transfer)
         closeFile(transfer)
@@ -726,5 +840,51 @@ final class Fetcher {
 enum FileSystemCleanup {
     static func remove(_ path: String, on loop: EventLoop) {
         loop.queueWork({ _ = try? FileDescriptor.removeIfPresent(path) }, completion: { _ in })
+    }
+}
+
+/// A file this node is receiving, as its server relays it to a peer that
+/// a holder sent here: the temporary file and how much of it is written so
+/// far. The fetcher advances it after each write and fails it when its
+/// transfer stops; the server reads only what is written and waits for
+/// more. Loop thread only.
+final class RelayFeed {
+    let size: UInt64
+    let temporaryPath: String
+    private(set) var available: UInt64
+    private(set) var failed = false
+    private var observers: [ObjectIdentifier: () -> Void] = [:]
+
+    init(size: UInt64, temporaryPath: String, available: UInt64) {
+        self.size = size
+        self.temporaryPath = temporaryPath
+        self.available = min(available, size)
+    }
+
+    var isComplete: Bool { available >= size }
+
+    func advance(to bytes: UInt64) {
+        guard !failed, bytes > available else { return }
+        available = min(bytes, size)
+        notify()
+    }
+
+    func fail() {
+        guard !failed else { return }
+        failed = true
+        notify()
+    }
+
+    /// Calls `body` after every advance and at the failure, until removed.
+    func observe(_ owner: AnyObject, _ body: @escaping () -> Void) {
+        observers[ObjectIdentifier(owner)] = body
+    }
+
+    func stopObserving(_ owner: AnyObject) {
+        observers[ObjectIdentifier(owner)] = nil
+    }
+
+    private func notify() {
+        for body in Array(observers.values) { body() }
     }
 }

@@ -45,6 +45,7 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeInteger(r.version)
             buffer.writeInteger(r.offset)
             buffer.writeInteger(r.length)
+            buffer.writeInteger(r.noRedirect ? FetchRequest.noRedirectFlag : 0)
         case .header(let h):
             buffer.writeInteger(h.requestID)
             buffer.writeInteger(h.status.rawValue)
@@ -72,8 +73,13 @@ public enum TransferMessage: Equatable, Sendable {
         case .request:
             let id: UInt32 = try payload.readInteger()
             let path = try payload.readShortString()
-            message = .request(FetchRequest(requestID: id, path: path, version: try payload.readInteger(),
-                                            offset: try payload.readInteger(), length: try payload.readInteger()))
+            let version: UInt64 = try payload.readInteger()
+            let offset: UInt64 = try payload.readInteger()
+            let length: UInt64 = try payload.readInteger()
+            let flags: UInt8 = try payload.readInteger()
+            guard flags & ~FetchRequest.noRedirectFlag == 0 else { throw WireError.malformed("unknown request flags \(flags)") }
+            message = .request(FetchRequest(requestID: id, path: path, version: version, offset: offset, length: length,
+                                            noRedirect: flags & FetchRequest.noRedirectFlag != 0))
         case .header:
             let id: UInt32 = try payload.readInteger()
             let raw: UInt8 = try payload.readInteger()
@@ -100,20 +106,26 @@ public enum TransferMessage: Equatable, Sendable {
 }
 
 /// "Send me bytes offset..<offset+length of version V of path" (length
-/// UInt64.max: to the end).
+/// UInt64.max: to the end). With `noRedirect` the server must not answer
+/// `.redirect` (the fetcher was redirected once already).
 public struct FetchRequest: Equatable, Sendable {
     public var requestID: UInt32
     public var path: String
     public var version: UInt64
     public var offset: UInt64
     public var length: UInt64
+    public var noRedirect: Bool
 
-    public init(requestID: UInt32, path: String, version: UInt64, offset: UInt64 = 0, length: UInt64 = .max) {
+    static let noRedirectFlag: UInt8 = 1
+
+    public init(requestID: UInt32, path: String, version: UInt64, offset: UInt64 = 0, length: UInt64 = .max,
+                noRedirect: Bool = false) {
         self.requestID = requestID
         self.path = path
         self.version = version
         self.offset = offset
         self.length = length
+        self.noRedirect = noRedirect
     }
 }
 
@@ -158,4 +170,8 @@ public enum FetchStatus: UInt8, Sendable {
     case invalidPath = 3
     /// The server could not read the file.
     case readError = 4
+    /// Ask the node named in the message instead: it is receiving this very
+    /// version right now and relays it as it arrives, so the file leaves
+    /// its origin once, not once per receiver.
+    case redirect = 5
 }

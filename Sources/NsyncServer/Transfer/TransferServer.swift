@@ -16,8 +16,33 @@ final class TransferServer {
         /// This node has not applied that version yet (a leader may ask
         /// before followers learn the commit): ask again after the next apply.
         case notYet
+        /// This node is receiving that version: relay it as it arrives.
+        case relay(RelayFeed)
         case refuse(Refusal)
     }
+
+    /// Files at least this large are relayed: a holder serving one sends the
+    /// next receiver that asks to the receiver it already serves, and so on
+    /// (a chain), so the file leaves its origin once whatever the number of
+    /// receivers. Smaller files go straight from a holder.
+    static let relayMinimumSize: UInt64 = 16 << 20
+
+    /// One file being served straight from here, and the receivers sent
+    /// along the chain behind it, in order.
+    struct Chain {
+        let session: ObjectIdentifier
+        var members: [NodeName]
+    }
+
+    struct FileKey: Hashable {
+        let path: String
+        let version: UInt64
+    }
+
+    /// Chains of the large files this node is sending, by path and version.
+    private var chains: [FileKey: Chain] = [:]
+    /// Receivers sent along a chain since start (status, tests).
+    private(set) var redirects: UInt64 = 0
 
     struct Refusal: Error {
         var status: FetchStatus
@@ -80,6 +105,29 @@ final class TransferServer {
         for session in sessions.values { session.indexAdvanced() }
     }
 
+    /// Where `requester` should fetch a large file this node is already
+    /// sending to someone: the last receiver of its chain (which then
+    /// relays it); nil to serve it from here (this request then starts the
+    /// chain). `session` is the requester's.
+    fileprivate func relayTarget(_ key: FileKey, for requester: NodeName, session: ObjectIdentifier) -> NodeName? {
+        guard var chain = chains[key] else {
+            chains[key] = Chain(session: session, members: [requester])
+            return nil
+        }
+        guard chain.session != session, !chain.members.contains(requester), let last = chain.members.last else { return nil }
+        chain.members.append(requester)
+        chains[key] = chain
+        redirects += 1
+        logger.debug("sending \(requester) to \(last) for \(key.path) (version \(key.version)): a chain of \(chain.members.count)")
+        return last
+    }
+
+    /// The request that started a chain is over (sent, failed or gone):
+    /// later receivers are served from here again.
+    fileprivate func endChain(_ key: FileKey, session: ObjectIdentifier) {
+        if chains[key]?.session == session { chains[key] = nil }
+    }
+
     /// Tells every fetcher connected here about `offer`.
     func broadcast(_ offer: FileOffer) {
         // Not to a channel still in its handshake: nothing may go before the Hello.
@@ -115,6 +163,10 @@ final class TransferServer {
             let request: FetchRequest
             var state: State = .queued
             var cancelled = false
+            /// The chain this request started (a large file served from here).
+            var chain: FileKey?
+            /// What a relayed request reads from.
+            var feed: RelayFeed?
             /// When the first `.notYet` came (loop ms).
             var waitingSince: UInt64?
             init(_ request: FetchRequest) { self.request = request }
@@ -126,6 +178,8 @@ final class TransferServer {
                 case whole([UInt8])
                 /// Open, to be streamed in chunks.
                 case open(FileDescriptor, size: UInt64)
+                /// A relay waiting for the first bytes of the file it relays.
+                case awaitingRelay
             }
         }
 
@@ -137,6 +191,9 @@ final class TransferServer {
             let end: UInt64
             var readAhead: [UInt8]?
             var reading = false
+            /// Bytes that may be read now: all of them, or, for a relay, what
+            /// its transfer has written so far.
+            var readable: UInt64 { item.feed.map { min($0.available, end) } ?? end }
         }
 
         func enqueue(_ request: FetchRequest) {
@@ -170,12 +227,24 @@ final class TransferServer {
             abandoned = true
             waitTimer?.close()
             waitTimer = nil
-            if let s = streaming { try? s.fd.close() }
+            if let s = streaming {
+                try? s.fd.close()
+                finished(s.item)
+            }
             streaming = nil
             for item in items {
                 if case .open(let fd, _) = item.state { try? fd.close() }
+                finished(item)
             }
             items.removeAll()
+        }
+
+        /// An item is done with (sent, refused, cancelled or abandoned):
+        /// its chain ends and it stops watching a relay feed.
+        private func finished(_ item: Item) {
+            if let key = item.chain { server.endChain(key, session: ObjectIdentifier(self)) }
+            item.chain = nil
+            item.feed?.stopObserving(item)
         }
 
         private func prepareMore() {
@@ -205,8 +274,26 @@ final class TransferServer {
                     item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
                 }
                 return
+            case .relay(let feed):
+                server.logger.debug("relaying \(request.path) (version \(request.version)) to \(channel.peerName ?? "?") as it arrives: \(feed.available) of \(feed.size) bytes here")
+                item.feed = feed
+                item.state = .awaitingRelay
+                feed.observe(item) { [weak self, weak item] in
+                    guard let self, let item else { return }
+                    if case .awaitingRelay = item.state { openRelay(item) } else { pump() }
+                }
+                openRelay(item)
+                return
             case .serve(let size):
                 expected = size
+            }
+            if size(expected, isRelayedFor: request), let requester = channel.peerName {
+                let key = FileKey(path: request.path, version: request.version)
+                if let target = server.relayTarget(key, for: requester, session: ObjectIdentifier(self)) {
+                    item.state = .refused(Refusal(status: .redirect, message: target))
+                    return
+                }
+                if server.chains[key]?.session == ObjectIdentifier(self) { item.chain = key }
             }
             item.state = .preparing
             preparing += 1
@@ -226,6 +313,45 @@ final class TransferServer {
                     return .open(fd, size: expected)
                 } catch {
                     return .refused(Refusal(status: .readError, message: "\(error)"))
+                }
+            }, completion: { [self] state in
+                preparing -= 1
+                if abandoned {
+                    if case .open(let fd, _) = state { try? fd.close() }
+                    return
+                }
+                item.state = state
+                pump()
+                prepareMore()
+            })
+        }
+
+        /// Whether a request for a file of `size` may be sent along a chain:
+        /// large, from the start, and not already redirected once.
+        private func size(_ size: UInt64, isRelayedFor request: FetchRequest) -> Bool {
+            size >= TransferServer.relayMinimumSize && request.offset == 0 && !request.noRedirect
+                && request.length == .max
+        }
+
+        /// Opens the file a relay reads once its first bytes are written
+        /// (or refuses the request if its transfer stopped first).
+        private func openRelay(_ item: Item) {
+            guard case .awaitingRelay = item.state, let feed = item.feed else { return }
+            if feed.failed {
+                item.state = .refused(Refusal(status: .versionNotHeld, message: "the transfer it would be relayed from stopped"))
+                pump()
+                return
+            }
+            guard feed.available > 0 else { return }
+            item.state = .preparing
+            preparing += 1
+            let path = feed.temporaryPath
+            let size = feed.size
+            server.loop.queueWork({ () -> Item.State in
+                do {
+                    return .open(try FileDescriptor.open(path, .readOnly), size: size)
+                } catch {
+                    return .refused(Refusal(status: .versionNotHeld, message: "the file being received is gone: \(error)"))
                 }
             }, completion: { [self] state in
                 preparing -= 1
@@ -270,16 +396,19 @@ final class TransferServer {
                     if case .open(let fd, _) = head.state { try? fd.close() }
                     if case .preparing = head.state { return }
                     items.removeFirst()
+                    finished(head)
                     continue
                 }
                 switch head.state {
-                case .queued, .preparing:
+                case .queued, .preparing, .awaitingRelay:
                     return
                 case .refused(let refusal):
                     items.removeFirst()
+                    finished(head)
                     send(.header(FetchHeader(requestID: id, status: refusal.status, message: refusal.message)))
                 case .whole(let bytes):
                     items.removeFirst()
+                    finished(head)
                     send(.header(FetchHeader(requestID: id, status: .ok, size: UInt64(bytes.count))))
                     if !bytes.isEmpty { sendData(id: id, offset: 0, bytes) }
                     send(.end(requestID: id))
@@ -299,10 +428,14 @@ final class TransferServer {
         /// Sends the chunk read ahead, if there is one; false when waiting for a read.
         private func sendNextChunk() -> Bool {
             guard var s = streaming else { return true }
-            if s.item.cancelled || s.next >= s.end {
+            let relayStopped = s.item.feed?.failed == true && s.readAhead == nil && s.next >= s.readable
+            if s.item.cancelled || s.next >= s.end || relayStopped {
                 if s.reading { return false }
                 try? s.fd.close()
                 streaming = nil
+                finished(s.item)
+                // A relay whose transfer stopped ends short: the fetcher
+                // resumes from what it has, at a holder.
                 if !s.item.cancelled { send(.end(requestID: s.item.request.requestID)) }
                 return true
             }
@@ -324,8 +457,10 @@ final class TransferServer {
         private func readAhead() {
             guard var s = streaming, !s.reading, s.readAhead == nil else { return }
             let offset = s.next
-            guard offset < s.end else { return }
-            let count = Int(min(UInt64(server.chunkSize), s.end - offset))
+            // A relay waits here for its transfer to write more (its feed's
+            // observer pumps again).
+            guard offset < s.readable else { return }
+            let count = Int(min(UInt64(server.chunkSize), s.readable - offset))
             s.reading = true
             streaming = s
             let fd = s.fd
@@ -360,6 +495,7 @@ final class TransferServer {
             server.logger.warning("stopped serving \(s.item.request.path): \(why)")
             try? s.fd.close()
             streaming = nil
+            finished(s.item)
             channel.close()
         }
 

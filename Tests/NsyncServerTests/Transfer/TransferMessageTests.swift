@@ -11,7 +11,9 @@ final class TransferMessageTests: XCTestCase {
     func testEveryMessageRoundTrips() throws {
         let messages: [TransferMessage] = [
             .request(FetchRequest(requestID: 7, path: "a/b.bin", version: 42, offset: 1 << 20, length: 4_096)),
+            .request(FetchRequest(requestID: 8, path: "a/b.bin", version: 42, noRedirect: true)),
             .header(FetchHeader(requestID: 7, status: .versionNotHeld, size: 9, message: "gone")),
+            .header(FetchHeader(requestID: 8, status: .redirect, message: "node-3")),
             .data(requestID: 7, offset: 262_144, bytes: [1, 2, 3][...]),
             .end(requestID: 7),
             .cancel(requestID: 7),
@@ -35,5 +37,19 @@ final class TransferMessageTests: XCTestCase {
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.offer.rawValue, payload: &long)) {
             XCTAssertTrue("\($0)".contains("trailing"), "\($0)")
         }
+    }
+
+    func testARequestWithUnknownFlagsIsMalformed() {
+        var buffer = ByteBuffer()
+        TransferMessage.request(FetchRequest(requestID: 1, path: "x", version: 2)).encodePayload(into: &buffer)
+        var bytes = Array(buffer.readableView)
+        XCTAssertEqual(bytes.last, 0, "no flags")
+        bytes[bytes.count - 1] = 2
+        var unknown = ByteBuffer(bytes: bytes)
+        XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &unknown)) {
+            XCTAssertTrue("\($0)".contains("flags"), "\($0)")
+        }
+        var short = ByteBuffer(bytes: Array(bytes.dropLast()))
+        XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &short))
     }
 }

@@ -1,0 +1,71 @@
+import Foundation
+import XCTest
+
+/// Large files leave their origin once: the holder sends the second
+/// receiver to the first, which relays the file as it arrives. Every node
+/// dials the others through a `PartitionProxy`, whose byte counters show
+/// which node sent what, and which can cut the relay's own source mid-way.
+final class EndToEndRelayTests: ClusterTestCase {
+    /// Bytes node `from` received from node `to`'s file port so far.
+    private func received(_ proxy: PartitionProxy, _ from: Int, _ to: Int) -> Int {
+        proxy.counters(PartitionProxy.Route(from: from, to: to, port: .file)).back
+    }
+
+    func testALargeFileLeavesItsOriginOnceAndTheSecondReceiverGetsItRelayed() throws {
+        let (cluster, proxy) = try makePartitionableCluster(label: "relay")
+        try cluster.write(0, "warm.txt", "every channel is up\n")
+        try cluster.waitUntilConverged()
+        let before = (0..<3).map { a in (0..<3).map { b in a == b ? 0 : received(proxy, a, b) } }
+        var random = ClusterRandom(seed: 0x7e1a7)
+        let size = 40 << 20  // relayed (16 MiB and more), not offered early (under 64 MiB)
+        let bytes = random.bytes(size + 12_345)
+        try cluster.write(0, "big.bin", bytes)
+        try cluster.waitUntilConverged(timeout: 60)
+        for node in 1...2 { XCTAssertEqual(cluster.read(node, "big.bin"), bytes, "big.bin on node\(node + 1)") }
+
+        let delta = { (a: Int, b: Int) in self.received(proxy, a, b) - before[a][b] }
+        let fromOrigin = delta(1, 0) + delta(2, 0)
+        let relayed = max(delta(1, 2), delta(2, 1))
+        print("relay: node2 got \(delta(1, 0)) B from node1 and \(delta(1, 2)) B from node3; "
+              + "node3 got \(delta(2, 0)) B from node1 and \(delta(2, 1)) B from node2")
+        XCTAssertLessThan(fromOrigin, bytes.count + bytes.count / 4, "node1 sent big.bin about once, not once per receiver")
+        XCTAssertGreaterThan(relayed, bytes.count * 3 / 4, "one receiver relayed big.bin to the other")
+        XCTAssertTrue(cluster.log(0).contains("for big.bin (version"), "node1 logged the redirect")
+        XCTAssertEqual(cluster.temporaryFiles(1), [:], "nothing left in node2's .nsync/tmp")
+        XCTAssertEqual(cluster.temporaryFiles(2), [:], "nothing left in node3's .nsync/tmp")
+    }
+
+    /// The relaying node loses its own source mid-file (its link to the
+    /// origin's file port falls silent): the node it relays to resumes from
+    /// the origin with what it has, and the relay gets the file from it.
+    func testAReceiverWhoseRelayLosesItsSourceResumesFromTheOrigin() throws {
+        let (cluster, proxy) = try makePartitionableCluster(extraArguments: ["--peer-timeout", "2"], label: "relay-cut")
+        try cluster.write(0, "warm.txt", "every channel is up\n")
+        try cluster.waitUntilConverged()
+        let before = (0..<3).map { a in (0..<3).map { b in a == b ? 0 : received(proxy, a, b) } }
+        let delta = { (a: Int, b: Int) in self.received(proxy, a, b) - before[a][b] }
+        var random = ClusterRandom(seed: 0xc0ffee)
+        let bytes = random.bytes((200 << 20) + 777)  // offered early too: relayed as version 0
+        try cluster.write(0, "huge.bin", bytes)
+
+        // The receiver served by node1 is the relay; cut its source once it is under way.
+        let relay = try cluster.poll("a receiver to be getting huge.bin from node1", timeout: 30) { () -> Int? in
+            [1, 2].first { delta($0, 0) > 16 << 20 }
+        }
+        let downstream = relay == 1 ? 2 : 1
+        let cut = PartitionProxy.Route(from: relay, to: 0, port: .file)
+        try proxy.cut([cut])
+        let relayedBeforeCut = delta(downstream, relay)
+        try cluster.poll("huge.bin on both receivers while the relay cannot reach node1's file port", timeout: 90) { () -> Bool? in
+            cluster.read(1, "huge.bin") == bytes && cluster.read(2, "huge.bin") == bytes ? true : nil
+        }
+        print("relay cut: node\(relay + 1) relayed \(relayedBeforeCut) B before its source was cut; "
+              + "node\(downstream + 1) then got \(delta(downstream, 0)) B from node1 in all, node\(relay + 1) got "
+              + "\(delta(relay, downstream)) B from node\(downstream + 1)")
+        XCTAssertGreaterThan(relayedBeforeCut, 0, "node\(downstream + 1) was relayed to by node\(relay + 1) before the cut")
+        XCTAssertGreaterThan(delta(downstream, 0), 0, "node\(downstream + 1) resumed from node1")
+        XCTAssertGreaterThan(delta(relay, downstream), 0, "node\(relay + 1) got the rest from node\(downstream + 1)")
+        try proxy.heal()
+        try cluster.waitUntilConverged(timeout: 60)
+    }
+}
