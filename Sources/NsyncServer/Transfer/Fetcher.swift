@@ -286,7 +286,7 @@ final class Fetcher {
                 && !transfer.failed && !transfer.onRelay {
                 if transfer.feed == nil {
                     transfer.feed = RelayFeed(size: transfer.record.size, temporaryPath: transfer.temporaryPath,
-                                              available: transfer.written)
+                                              written: transfer.written, arrived: transfer.received)
                 }
                 return transfer.feed
             }
@@ -478,6 +478,7 @@ final class Fetcher {
             bytesReceived += UInt64(bytes.count)
             logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
+            transfer.feed?.arrived(offset: offset, bytes: bytes)
             transfer.pendingBytes += bytes.count
             if let last = transfer.pendingSources.last, last.link === link {
                 transfer.pendingSources[transfer.pendingSources.count - 1].bytes += bytes.count
@@ -587,13 +588,13 @@ final class Fetcher {
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
-                transfer.feed?.advance(to: transfer.written)
+                transfer.feed?.wrote(to: transfer.written)
                 // Given up while this write ran: nothing more will be written.
                 if transfer.failed { closeFile(transfer) } else { queueWrite(transfer) }
             case .success((_, let digest?)):
                 transfer.fd = nil
                 if digest == transfer.record.hash || (transfer.speculative && !transfer.failed) {
-                    transfer.feed?.advance(to: transfer.record.size)  // complete: relays send the rest
+                    transfer.feed?.wrote(to: transfer.record.size)  // complete: relays send the rest
                 } else {
                     transfer.stopFeed()
                 }
@@ -844,35 +845,85 @@ enum FileSystemCleanup {
 }
 
 /// A file this node is receiving, as its server relays it to a peer that
-/// a holder sent here: the temporary file and how much of it is written so
-/// far. The fetcher advances it after each write and fails it when its
-/// transfer stops; the server reads only what is written and waits for
-/// more. Loop thread only.
+/// a holder sent here. The fetcher reports each chunk as it arrives and
+/// each write as it lands, and fails the feed when its transfer stops. The
+/// chunks that arrived last (a few MiB) are kept in memory while a relay
+/// watches, so a relay that follows closely sends them at once, neither
+/// waiting for this node's disk nor reading them back from it (large files
+/// are written around the page cache); a relay further behind reads the
+/// temporary file, up to what is written. Loop thread only.
 final class RelayFeed {
     let size: UInt64
     let temporaryPath: String
+    /// Bytes received in order so far (may be sent), and bytes in the file.
     private(set) var available: UInt64
+    private(set) var written: UInt64
     private(set) var failed = false
     private var observers: [ObjectIdentifier: () -> Void] = [:]
+    private var recent: Deque<(offset: UInt64, bytes: ArraySlice<UInt8>)> = []
+    private var recentBytes = 0
+    /// Bytes of recent chunks kept for relays.
+    static let recentLimit = 8 << 20
 
-    init(size: UInt64, temporaryPath: String, available: UInt64) {
+    init(size: UInt64, temporaryPath: String, written: UInt64, arrived: UInt64) {
         self.size = size
         self.temporaryPath = temporaryPath
-        self.available = min(available, size)
+        self.written = min(written, size)
+        available = min(max(arrived, written), size)
     }
 
-    var isComplete: Bool { available >= size }
+    /// A chunk arrived (in order): kept while a relay watches.
+    func arrived(offset: UInt64, bytes: ArraySlice<UInt8>) {
+        guard !failed, !bytes.isEmpty else { return }
+        if !observers.isEmpty {
+            recent.append((offset, bytes))
+            recentBytes += bytes.count
+            while recentBytes > RelayFeed.recentLimit, let first = recent.popFirst() {
+                recentBytes -= first.bytes.count
+            }
+        }
+        let end = min(offset + UInt64(bytes.count), size)
+        if offset <= available, end > available {
+            available = end
+            notify()
+        }
+    }
 
-    func advance(to bytes: UInt64) {
-        guard !failed, bytes > available else { return }
-        available = min(bytes, size)
+    /// The file holds the first `bytes` bytes.
+    func wrote(to bytes: UInt64) {
+        guard !failed, bytes > written else { return }
+        written = min(bytes, size)
+        available = max(available, written)
         notify()
     }
 
     func fail() {
         guard !failed else { return }
         failed = true
+        recent.removeAll()
+        recentBytes = 0
         notify()
+    }
+
+    /// Bytes `offset..<offset+count` from the recent chunks, if all of them
+    /// are there; nil sends the reader to the file.
+    func cached(offset: UInt64, count: Int) -> [UInt8]? {
+        let end = offset + UInt64(count)
+        guard count > 0, end <= available, let first = recent.first, first.offset <= offset else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        var want = offset
+        for chunk in recent {
+            let chunkEnd = chunk.offset + UInt64(chunk.bytes.count)
+            guard chunkEnd > want else { continue }
+            guard chunk.offset <= want else { return nil }
+            let from = chunk.bytes.startIndex + Int(want - chunk.offset)
+            let to = chunk.bytes.startIndex + Int(min(end, chunkEnd) - chunk.offset)
+            out.append(contentsOf: chunk.bytes[from..<to])
+            want = min(end, chunkEnd)
+            if want == end { return out }
+        }
+        return nil
     }
 
     /// Calls `body` after every advance and at the failure, until removed.
@@ -882,6 +933,10 @@ final class RelayFeed {
 
     func stopObserving(_ owner: AnyObject) {
         observers[ObjectIdentifier(owner)] = nil
+        if observers.isEmpty {
+            recent.removeAll()
+            recentBytes = 0
+        }
     }
 
     private func notify() {

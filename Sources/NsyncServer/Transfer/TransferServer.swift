@@ -342,7 +342,7 @@ final class TransferServer {
                 pump()
                 return
             }
-            guard feed.available > 0 else { return }
+            guard feed.written > 0 else { return }  // the file exists once its first write landed
             item.state = .preparing
             preparing += 1
             let path = feed.temporaryPath
@@ -428,7 +428,8 @@ final class TransferServer {
         /// Sends the chunk read ahead, if there is one; false when waiting for a read.
         private func sendNextChunk() -> Bool {
             guard var s = streaming else { return true }
-            let relayStopped = s.item.feed?.failed == true && s.readAhead == nil && s.next >= s.readable
+            // A relay whose transfer stopped sends what it holds in hand, then ends.
+            let relayStopped = s.item.feed?.failed == true && s.readAhead == nil
             if s.item.cancelled || s.next >= s.end || relayStopped {
                 if s.reading { return false }
                 try? s.fd.close()
@@ -441,7 +442,8 @@ final class TransferServer {
             }
             guard let chunk = s.readAhead else {
                 readAhead()
-                return false
+                // Filled at once from a relay's memory: go on sending.
+                return streaming?.readAhead != nil
             }
             s.readAhead = nil
             let offset = s.next
@@ -460,7 +462,18 @@ final class TransferServer {
             // A relay waits here for its transfer to write more (its feed's
             // observer pumps again).
             guard offset < s.readable else { return }
-            let count = Int(min(UInt64(server.chunkSize), s.readable - offset))
+            var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
+            if let feed = s.item.feed {
+                if let cached = feed.cached(offset: offset, count: count) {
+                    // Relayed from memory: just arrived, still there.
+                    s.readAhead = cached
+                    streaming = s
+                    return
+                }
+                // Further behind: from the file, once written there.
+                guard offset < feed.written else { return }
+                count = Int(min(UInt64(count), feed.written - offset))
+            }
             s.reading = true
             streaming = s
             let fd = s.fd

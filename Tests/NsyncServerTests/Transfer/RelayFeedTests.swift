@@ -1,0 +1,60 @@
+@testable import NsyncServer
+import XCTest
+
+/// What a relay sends from: chunks that just arrived, kept while a relay
+/// watches and handed out whole; the file up to what is written.
+final class RelayFeedTests: XCTestCase {
+    private func bytes(_ offset: Int, _ count: Int) -> ArraySlice<UInt8> {
+        ArraySlice((0..<count).map { UInt8(truncatingIfNeeded: offset + $0) })
+    }
+
+    private func expected(_ offset: Int, _ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: offset + $0) }
+    }
+
+    func testNothingIsKeptWithoutAWatcher() {
+        let feed = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        feed.arrived(offset: 0, bytes: bytes(0, 1_000))
+        XCTAssertEqual(feed.available, 1_000)
+        XCTAssertNil(feed.cached(offset: 0, count: 100))
+    }
+
+    func testArrivedBytesComeBackAcrossChunksAndNothingElseDoes() {
+        let feed = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        let watcher = NSObject()
+        var notified = 0
+        feed.observe(watcher) { notified += 1 }
+        feed.arrived(offset: 0, bytes: bytes(0, 1_000))
+        feed.arrived(offset: 1_000, bytes: bytes(1_000, 1_000))
+        XCTAssertEqual(notified, 2)
+        XCTAssertEqual(feed.available, 2_000)
+        XCTAssertEqual(feed.written, 0, "arrived is not written")
+        XCTAssertEqual(feed.cached(offset: 900, count: 200), expected(900, 200), "across two chunks")
+        XCTAssertEqual(feed.cached(offset: 0, count: 2_000), expected(0, 2_000))
+        XCTAssertNil(feed.cached(offset: 1_900, count: 200), "past what arrived")
+        feed.wrote(to: 2_000)
+        XCTAssertEqual(feed.written, 2_000)
+        XCTAssertEqual(notified, 3)
+        feed.stopObserving(watcher)
+        XCTAssertNil(feed.cached(offset: 0, count: 100), "dropped once nobody watches")
+        XCTAssertEqual(feed.available, 2_000)
+    }
+
+    func testOnlyTheLastFewMiBAreKeptAndAFailureDropsThem() {
+        let size = RelayFeed.recentLimit * 2
+        let feed = RelayFeed(size: UInt64(size), temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        let watcher = NSObject()
+        feed.observe(watcher) {}
+        let piece = 256 << 10
+        for offset in stride(from: 0, to: size, by: piece) {
+            feed.arrived(offset: UInt64(offset), bytes: bytes(offset, piece))
+        }
+        XCTAssertNil(feed.cached(offset: 0, count: 10), "the oldest are gone")
+        XCTAssertEqual(feed.cached(offset: UInt64(size - piece), count: piece), expected(size - piece, piece))
+        feed.fail()
+        XCTAssertTrue(feed.failed)
+        XCTAssertNil(feed.cached(offset: UInt64(size - piece), count: 10))
+        feed.arrived(offset: UInt64(size), bytes: bytes(size, 10))
+        XCTAssertEqual(feed.available, UInt64(size), "nothing moves after a failure")
+    }
+}
