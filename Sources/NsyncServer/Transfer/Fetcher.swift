@@ -272,6 +272,15 @@ final class Fetcher {
         transfer.onRelay = false
         if let peer { transfer.avoid.insert(peer) }
         transfer.stopFeed()
+        if transfer.speculative {
+            // An early copy never waits in the queue (its adoption looks only
+            // at transfers in flight): it goes on now, or not at all.
+            if !start(transfer) { dropSpeculation(transfer, "no node to copy it from now") }
+            return
+        }
+        // Sent on at once when it can go: a relay asked for right after us
+        // finds our transfer in flight (and relays it) rather than queued.
+        if first, start(transfer) { return }
         transfer.queuedAt = loop.now
         if first { waiting.prepend(transfer) } else { waiting.append(transfer) }
         schedule()
@@ -279,11 +288,13 @@ final class Fetcher {
 
     /// What this node's server relays from when a peer asks for `version`
     /// of `path` while this node is receiving it: nil unless a transfer of
-    /// that version is in flight here (and not given up).
+    /// that version is in flight here (and not given up). A transfer that is
+    /// itself relayed serves too: chains longer than two. (No cycle: a
+    /// holder only sends a receiver along a chain on its first request.)
     func relayFeed(path: String, version: UInt64) -> RelayFeed? {
         for link in links.values {
             for transfer in link.active.values where transfer.record.path == path && transfer.requestedVersion == version
-                && !transfer.failed && !transfer.onRelay {
+                && !transfer.failed {
                 if transfer.feed == nil {
                     transfer.feed = RelayFeed(size: transfer.record.size, temporaryPath: transfer.temporaryPath,
                                               written: transfer.written, arrived: transfer.received)
@@ -862,8 +873,11 @@ final class RelayFeed {
     private var observers: [ObjectIdentifier: () -> Void] = [:]
     private var recent: Deque<(offset: UInt64, bytes: ArraySlice<UInt8>)> = []
     private var recentBytes = 0
-    /// Bytes of recent chunks kept for relays.
+    /// Bytes of recent chunks kept for relays, per feed and in all feeds
+    /// of this process (beyond that, relays read the file).
     static let recentLimit = 8 << 20
+    static let totalRecentLimit = 16 << 20
+    private static var totalRecent = 0
 
     init(size: UInt64, temporaryPath: String, written: UInt64, arrived: UInt64) {
         self.size = size
@@ -878,8 +892,11 @@ final class RelayFeed {
         if !observers.isEmpty {
             recent.append((offset, bytes))
             recentBytes += bytes.count
-            while recentBytes > RelayFeed.recentLimit, let first = recent.popFirst() {
+            RelayFeed.totalRecent += bytes.count
+            while recentBytes > RelayFeed.recentLimit || RelayFeed.totalRecent > RelayFeed.totalRecentLimit,
+                  let first = recent.popFirst() {
                 recentBytes -= first.bytes.count
+                RelayFeed.totalRecent -= first.bytes.count
             }
         }
         let end = min(offset + UInt64(bytes.count), size)
@@ -900,10 +917,17 @@ final class RelayFeed {
     func fail() {
         guard !failed else { return }
         failed = true
-        recent.removeAll()
-        recentBytes = 0
+        forgetRecent()
         notify()
     }
+
+    private func forgetRecent() {
+        RelayFeed.totalRecent -= recentBytes
+        recent.removeAll()
+        recentBytes = 0
+    }
+
+    deinit { RelayFeed.totalRecent -= recentBytes }
 
     /// Bytes `offset..<offset+count` from the recent chunks, if all of them
     /// are there; nil sends the reader to the file.
@@ -933,10 +957,7 @@ final class RelayFeed {
 
     func stopObserving(_ owner: AnyObject) {
         observers[ObjectIdentifier(owner)] = nil
-        if observers.isEmpty {
-            recent.removeAll()
-            recentBytes = 0
-        }
+        if observers.isEmpty { forgetRecent() }
     }
 
     private func notify() {

@@ -464,6 +464,8 @@ final class TransferServer {
             guard offset < s.readable else { return }
             var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
             if let feed = s.item.feed {
+                // Its transfer stopped: nothing more is read (sendNextChunk ends it).
+                guard !feed.failed else { return }
                 if let cached = feed.cached(offset: offset, count: count) {
                     // Relayed from memory: just arrived, still there.
                     s.readAhead = cached
@@ -492,6 +494,7 @@ final class TransferServer {
                     // match the hash anyway. End it, keep the channel.
                     try? s.fd.close()
                     streaming = nil
+                    finished(s.item)
                     send(.end(requestID: s.item.request.requestID))
                     pump()
                 case .success:

@@ -28,7 +28,8 @@ public struct Hello: Equatable, Sendable {
     public static let magic: [UInt8] = Array("NSYN".utf8)
     /// 2: the file channel carries offers (`TransferMessage.offer`).
     /// 3: every channel carries keepalives (`Channel.keepaliveFrameType`).
-    public static let currentVersion: UInt16 = 3
+    /// 4: fetch requests carry flags (`noRedirect`), answers may redirect.
+    public static let currentVersion: UInt16 = 4
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

@@ -55,6 +55,7 @@ final class EndToEndRelayTests: ClusterTestCase {
         let downstream = relay == 1 ? 2 : 1
         let cut = PartitionProxy.Route(from: relay, to: 0, port: .file)
         try proxy.cut([cut])
+        usleep(100_000)  // bytes already in the proxy's hands when the cut came are counted
         let relayedBeforeCut = delta(downstream, relay)
         try cluster.poll("huge.bin on both receivers while the relay cannot reach node1's file port", timeout: 90) { () -> Bool? in
             cluster.read(1, "huge.bin") == bytes && cluster.read(2, "huge.bin") == bytes ? true : nil
@@ -62,10 +63,29 @@ final class EndToEndRelayTests: ClusterTestCase {
         print("relay cut: node\(relay + 1) relayed \(relayedBeforeCut) B before its source was cut; "
               + "node\(downstream + 1) then got \(delta(downstream, 0)) B from node1 in all, node\(relay + 1) got "
               + "\(delta(relay, downstream)) B from node\(downstream + 1)")
-        XCTAssertGreaterThan(relayedBeforeCut, 0, "node\(downstream + 1) was relayed to by node\(relay + 1) before the cut")
-        XCTAssertGreaterThan(delta(downstream, 0), 0, "node\(downstream + 1) resumed from node1")
-        XCTAssertGreaterThan(delta(relay, downstream), 0, "node\(relay + 1) got the rest from node\(downstream + 1)")
+        // Keepalives move a few bytes a second on every channel: count MiB.
+        XCTAssertGreaterThan(relayedBeforeCut, 4 << 20, "node\(downstream + 1) was relayed to by node\(relay + 1) before the cut")
+        XCTAssertLessThan(relayedBeforeCut, bytes.count, "the cut came while the relay was under way")
+        XCTAssertGreaterThan(delta(downstream, 0), 4 << 20, "node\(downstream + 1) resumed from node1")
+        XCTAssertGreaterThan(delta(relay, downstream), 4 << 20, "node\(relay + 1) got the rest from node\(downstream + 1)")
         try proxy.heal()
         try cluster.waitUntilConverged(timeout: 60)
+    }
+
+    /// Four nodes: the origin sends the file to the first receiver only; the
+    /// second relays from the first and the third from the second.
+    func testAChainOfThreeReceiversGetsTheFileFromTheOriginOnce() throws {
+        let cluster = try makeCluster(nodes: 4, label: "relay-chain")
+        var random = ClusterRandom(seed: 0xc4a1)
+        let bytes = random.bytes((48 << 20) + 99)
+        try cluster.write(0, "chain.bin", bytes)
+        try cluster.waitUntilConverged(timeout: 60)
+        for node in 1...3 { XCTAssertEqual(cluster.read(node, "chain.bin"), bytes, "chain.bin on node\(node + 1)") }
+        let redirects = cluster.log(0).components(separatedBy: " for chain.bin (version").count - 1
+        let relays = (1...3).map { cluster.log($0).components(separatedBy: "relaying chain.bin").count - 1 }
+        print("relay chain: node1 sent \(redirects) receivers along the chain; relays per receiver \(relays)")
+        XCTAssertEqual(redirects, 2, "node1 served one receiver and sent the two others along the chain")
+        XCTAssertEqual(relays.reduce(0, +), 2, "two receivers relayed (the first and the second of the chain)")
+        XCTAssertEqual(relays.filter { $0 > 0 }.count, 2, "each relay served one other receiver")
     }
 }
