@@ -237,7 +237,8 @@ struct BenchSync: ParsableCommand {
             return
         }
         func figure(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "skipped" }
-        print("large file (\(result.largeBytes >> 20) MiB): " + figure(result.largeMbPerS, "%.0f MB/s"))
+        print("large file (\(result.largeBytes >> 20) MiB): " + figure(result.largeMbPerS, "%.0f MB/s")
+              + (result.largeSentByOrigin.map { String(format: ", %.2f copies sent by n1", $0) } ?? ""))
         print("small files (\(result.smallFiles)): " + figure(result.smallFilesS, "%.2f s"))
         print("edits (\(result.edits)): p50 " + figure(result.editP50Ms, "%.1f ms") + ", p99 " + figure(result.editP99Ms, "%.1f ms"))
         print("peak RSS: " + result.peakRssMibPerNode.sorted { $0.key < $1.key }

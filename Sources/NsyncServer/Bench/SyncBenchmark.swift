@@ -35,6 +35,9 @@ public enum SyncBenchmark {
         /// Large file: bytes / (appearance in node 1 -> verified on both others).
         public var largeMbPerS: Double?
         public var largeBytes: Int
+        /// Copies of the large file that left node 1 (1 when receivers relay
+        /// it along a chain, 2 when node 1 sends it to each).
+        public var largeSentByOrigin: Double?
         /// Small files: first write -> all verified on both others.
         public var smallFilesS: Double?
         public var smallFiles: Int
@@ -84,7 +87,7 @@ public enum SyncBenchmark {
             progress("3 daemons up in \(scratch)")
             let run = SyncWorkloads(cluster: cluster, staging: scratch + "/staging", progress: progress)
             if options.largeBytes > 0 {
-                result.largeMbPerS = try run.largeFile(size: options.largeBytes)
+                (result.largeMbPerS, result.largeSentByOrigin) = try run.largeFile(size: options.largeBytes)
             }
             if options.smallFiles > 0 {
                 (result.smallFilesS, result.smallWriteS) = try run.smallFiles(

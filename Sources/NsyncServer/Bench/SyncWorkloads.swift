@@ -27,11 +27,12 @@ final class SyncWorkloads {
     /// into node 1, so it appears whole at one instant; returns MB/s from
     /// that instant to verified on every other node. The file is deleted
     /// afterwards (and the deletion waited for), to leave room for the rest.
-    func largeFile(size: Int) throws -> Double {
+    func largeFile(size: Int) throws -> (mbPerS: Double, sentByOrigin: Double?) {
         progress("large file: writing \(size >> 20) MiB to the staging directory (not timed)")
         let name = "large.bin"
         let staged = staging + "/" + name
         let digest = try BenchFiles.writeLarge(size: size, to: staged, seed: 1)
+        let sentBefore = cluster.members.indices.map { cluster.status($0)?.bytesSent }
         let start = BenchSupport.now()
         try FileDescriptor.rename(staged, to: origin + "/" + name)
         expected.entries[name] = .file(size: Int64(size), sha256: digest)
@@ -47,13 +48,24 @@ final class SyncWorkloads {
         let seconds = Double(done - start) / 1e9
         let rate = Double(size) / seconds / 1e6
         progress(String(format: "large file: %.1f s, %.0f MB/s", seconds, rate))
+        // Who sent it: node 1 once and a receiver once when it is relayed.
+        let sent = cluster.members.indices.map { i -> UInt64? in
+            guard let before = sentBefore[i], let after = cluster.status(i)?.bytesSent, after >= before else { return nil }
+            return after - before
+        }
+        var sentByOrigin: Double?
+        if sent.allSatisfy({ $0 != nil }) {
+            sentByOrigin = Double(sent[0]!) / Double(size)
+            progress("large file: sent " + cluster.members.indices.map { "by \(self.name($0)) \(NodeStatus.bytes(sent[$0]!))" }
+                .joined(separator: ", ") + String(format: " (node 1 sent %.2f copies)", sentByOrigin!))
+        }
         try FileSystem.removeFile(origin + "/" + name)
         expected.entries[name] = nil
         try BenchSupport.poll("the deletion of \(name) on every node", timeout: 120, interval: 20) {
             try cluster.checkAlive(Array(0..<cluster.count))
             return receivers.allSatisfy { !FileDescriptor.exists(root($0) + "/" + name) }
         }
-        return rate
+        return (rate, sentByOrigin)
     }
 
     /// `count` files of `size` bytes written straight into node 1, folder

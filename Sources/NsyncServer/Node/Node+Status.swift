@@ -34,7 +34,8 @@ extension Node {
             appliedIndex: index.appliedIndex, snapshotIndex: raft?.snapshotIndex ?? 0, files: index.count,
             peers: peers, transfers: transfers, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
             pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count,
-            unavailable: unavailable.files, unavailableFiles: unavailable.count, scan: sync.scanProgress,
+            unavailable: unavailable.files, unavailableFiles: unavailable.count,
+            bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
             uptimeSeconds: Double(now - startedAt) / 1000)
     }

@@ -24,6 +24,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     /// Optional so that a newer `nsyncd status` still reads an older daemon.
     public var unavailable: [Unavailable]?
     public var unavailableFiles: Int?
+    /// File bytes this node sent to peers (served or relayed) and received
+    /// from them since it started. Optional, as above.
+    public var bytesSent: UInt64?
+    public var bytesReceived: UInt64?
     public var scan: Scan?
     public var recentConflicts: [String]
     public var recentErrors: [String]
@@ -97,6 +101,9 @@ public struct NodeStatus: Codable, Equatable, Sendable {
                 out += "  \(u.path) (version \(u.version)): \(u.reason), for \(String(format: "%.0f", u.seconds)) s\n"
             }
             if count > listed.count { out += "  ... and \(count - listed.count) more\n" }
+        }
+        if let sent = bytesSent, let received = bytesReceived {
+            out += "file data since start: sent \(Self.bytes(sent)), received \(Self.bytes(received))\n"
         }
         out += "members:\n"
         for p in peers {

@@ -21,6 +21,8 @@ final class SyncBenchmarkTests: XCTestCase {
                                            progress: { print("SyncBenchmark: \($0)") })
         print("SyncBenchmark (debug build, tiny): \(try BenchSupport.json(result))")
         XCTAssertGreaterThan(try XCTUnwrap(result.largeMbPerS), 0)
+        // 3 MiB is under the relay size: node 1 sends it to each receiver.
+        XCTAssertEqual(try XCTUnwrap(result.largeSentByOrigin), 2, accuracy: 0.05)
         XCTAssertGreaterThan(try XCTUnwrap(result.smallFilesS), 0)
         XCTAssertLessThanOrEqual(try XCTUnwrap(result.smallWriteS), try XCTUnwrap(result.smallFilesS))
         let p50 = try XCTUnwrap(result.editP50Ms)
@@ -33,7 +35,7 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), [], "the scratch directory is removed")
 
         let json = try BenchSupport.json(result)
-        for key in ["large_mb_per_s", "small_files_s", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
+        for key in ["large_mb_per_s", "large_sent_by_origin", "small_files_s", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
                     "disk_floor_mb_per_s"] {
             XCTAssertTrue(json.contains("\"\(key)\""), "\(key) in \(json)")
         }
