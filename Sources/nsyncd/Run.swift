@@ -48,7 +48,7 @@ struct Run: ParsableCommand {
     var logLevel: Logger.Level = .info
 
     @Option(help: ArgumentHelp("Seconds of silence after which a peer connection is taken for dead and "
-                               + "dialed again (keepalives go every second).", valueName: "seconds"))
+                               + "dialed again (keepalives go every second, or four times per timeout if it is shorter).", valueName: "seconds"))
     var peerTimeout: Double = Double(Channel.defaultSilenceLimit) / 1000
 
     @Option(help: ArgumentHelp("Snapshot the index after this many applied Raft entries.", visibility: .hidden))
