@@ -32,7 +32,10 @@ extension Node {
             name: config.name, role: driver == nil ? "starting (waiting for peers' names)" : "\(raftStatus.role)",
             term: raftStatus.term, leader: raftStatus.leader, commitIndex: raft?.commitIndex ?? 0,
             appliedIndex: index.appliedIndex, snapshotIndex: raft?.snapshotIndex ?? 0, files: index.count,
-            peers: peers, transfers: transfers, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
+            peers: peers, transfers: transfers,
+            sending: (transferServer?.activeStreams ?? []).map {
+                NodeStatus.Sending(path: $0.path, to: $0.to, bytesDone: $0.done, bytesTotal: $0.total, relayed: $0.relayed)
+            }, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
             pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count,
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,

@@ -14,6 +14,8 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var files: Int
     public var peers: [Peer]
     public var transfers: [Transfer]
+    /// Files being sent to peers now (optional: older daemons lack it).
+    public var sending: [Sending]?
     /// Files and bytes this node still has to fetch.
     public var pendingFiles: Int
     public var pendingBytes: UInt64
@@ -54,6 +56,16 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         public var bytesDone: UInt64
         public var bytesTotal: UInt64
         public var bytesPerSecond: Double
+    }
+
+    /// A file being sent to a peer; `relayed` when this node is still
+    /// receiving it and passes it on as it arrives.
+    public struct Sending: Codable, Equatable, Sendable {
+        public var path: String
+        public var to: String
+        public var bytesDone: UInt64
+        public var bytesTotal: UInt64
+        public var relayed: Bool
     }
 
     /// A version this node lacks and cannot fetch now: it is connected to
@@ -124,6 +136,14 @@ public struct NodeStatus: Codable, Equatable, Sendable {
                     eta = String(format: ", ETA %.0fs", Double(t.bytesTotal - min(t.bytesDone, t.bytesTotal)) / t.bytesPerSecond)
                 }
                 out += "  [\(bar)] \(String(format: "%3.0f%%", fraction * 100)) \(t.path) from \(t.from), \(Self.bytes(UInt64(t.bytesPerSecond)))/s\(eta)\n"
+            }
+        }
+        if let sending, !sending.isEmpty {
+            out += "sending:\n"
+            for t in sending {
+                let percent = t.bytesTotal == 0 ? 100 : Double(t.bytesDone) * 100 / Double(t.bytesTotal)
+                out += "  \(t.path) to \(t.to): \(String(format: "%.0f%%", percent)) of \(Self.bytes(t.bytesTotal))"
+                    + (t.relayed ? " (relayed as it arrives here)" : "") + "\n"
             }
         }
         if !recentConflicts.isEmpty {

@@ -71,6 +71,15 @@ final class TransferServer {
 
     var sessionCount: Int { sessions.count }
 
+    /// Files being sent now (for status): path, peer, bytes sent and to
+    /// send, and whether it is relayed as it arrives here.
+    var activeStreams: [(path: String, to: NodeName, done: UInt64, total: UInt64, relayed: Bool)] {
+        sessions.values.compactMap { session in
+            guard let s = session.currentStream else { return nil }
+            return (s.item.request.path, session.channel.peerName ?? "?", s.next, s.end, s.item.feed != nil)
+        }
+    }
+
     /// Takes over an accepted file channel (before `start()`).
     func accept(_ channel: Channel) {
         let session = Session(server: self, channel: channel)
@@ -148,6 +157,7 @@ final class TransferServer {
         private var items: Deque<Item> = []
         private var preparing = 0
         private var streaming: Stream?
+        var currentStream: Stream? { streaming }
         private var abandoned = false
         /// Wakes the session when a request waiting for the index has waited
         /// `maxWaitForIndex`: on an idle cluster no apply would ever wake it.

@@ -57,6 +57,10 @@ final class EndToEndRelayTests: ClusterTestCase {
         try proxy.cut([cut])
         usleep(100_000)  // bytes already in the proxy's hands when the cut came are counted
         let relayedBeforeCut = delta(downstream, relay)
+        // Until its silent source is given up (2 s), the relay's status shows the stream it relays.
+        let sending = try cluster.status(relay).sending ?? []
+        XCTAssertTrue(sending.contains { $0.path == "huge.bin" && $0.to == cluster.names[downstream] && $0.relayed },
+                      "node\(relay + 1) shows it relays huge.bin to node\(downstream + 1): \(sending)")
         try cluster.poll("huge.bin on both receivers while the relay cannot reach node1's file port", timeout: 90) { () -> Bool? in
             cluster.read(1, "huge.bin") == bytes && cluster.read(2, "huge.bin") == bytes ? true : nil
         }
