@@ -106,12 +106,12 @@ final class Fetcher {
         /// Bytes made it to the temporary file.
         var written: UInt64 = 0
         var pending: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
-        var pendingBytes = 0
         /// The links the pending bytes came in on, and how many from each:
         /// a transfer can move to another link (a redirect, a relay that
         /// stopped) while bytes of the first wait for the disk, and they must
         /// be released on the link that counted them, or it stays paused.
         var pendingSources: [(link: Link, bytes: Int)] = []
+        var pendingBytes: Int { pendingSources.reduce(0) { $0 + $1.bytes } }
         var writing = false
         var headerSeen = false
         var ended = false
@@ -490,7 +490,6 @@ final class Fetcher {
             logProgress(transfer, from: link.peer)
             transfer.pending.append((offset, bytes))
             transfer.feed?.arrived(offset: offset, bytes: bytes)
-            transfer.pendingBytes += bytes.count
             if let last = transfer.pendingSources.last, last.link === link {
                 transfer.pendingSources[transfer.pendingSources.count - 1].bytes += bytes.count
             } else {
@@ -537,7 +536,6 @@ final class Fetcher {
         let finish = transfer.ended && transfer.received == transfer.record.size
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
         transfer.pending.removeAll(keepingCapacity: true)
-        transfer.pendingBytes = 0
         transfer.pendingSources.removeAll()
         transfer.writing = true
         let path = transfer.temporaryPath
@@ -654,7 +652,6 @@ final class Fetcher {
         guard transfer.pendingBytes > 0 else { return }
         let sources = transfer.pendingSources
         transfer.pending.removeAll()
-        transfer.pendingBytes = 0
         transfer.pendingSources.removeAll()
         releaseBuffered(sources)
     }

@@ -41,8 +41,16 @@ final class TransferServer {
 
     /// Chains of the large files this node is sending, by path and version.
     private var chains: [FileKey: Chain] = [:]
-    /// Receivers sent along a chain since start (status, tests).
-    private(set) var redirects: UInt64 = 0
+
+    /// What a holder does with a request for a large file.
+    enum ChainDecision {
+        /// Serve it from here; the request starts the file's chain.
+        case start
+        /// Serve it from here, outside any chain (the chain is this session's already).
+        case serve
+        /// Send the requester to this node, the chain's last receiver.
+        case redirect(NodeName)
+    }
 
     struct Refusal: Error {
         var status: FetchStatus
@@ -114,21 +122,20 @@ final class TransferServer {
         for session in sessions.values { session.indexAdvanced() }
     }
 
-    /// Where `requester` should fetch a large file this node is already
-    /// sending to someone: the last receiver of its chain (which then
-    /// relays it); nil to serve it from here (this request then starts the
-    /// chain). `session` is the requester's.
-    fileprivate func relayTarget(_ key: FileKey, for requester: NodeName, session: ObjectIdentifier) -> NodeName? {
+    /// Where `requester` should fetch a large file: from here when this node
+    /// is not sending it to anyone yet (the request starts its chain), else
+    /// from the last receiver of its chain (which relays it). `session` is
+    /// the requester's.
+    fileprivate func chainDecision(_ key: FileKey, for requester: NodeName, session: ObjectIdentifier) -> ChainDecision {
         guard var chain = chains[key] else {
             chains[key] = Chain(session: session, members: [requester])
-            return nil
+            return .start
         }
-        guard chain.session != session, !chain.members.contains(requester), let last = chain.members.last else { return nil }
+        guard chain.session != session, !chain.members.contains(requester), let last = chain.members.last else { return .serve }
         chain.members.append(requester)
         chains[key] = chain
-        redirects += 1
         logger.debug("sending \(requester) to \(last) for \(key.path) (version \(key.version)): a chain of \(chain.members.count)")
-        return last
+        return .redirect(last)
     }
 
     /// The request that started a chain is over (sent, failed or gone):
@@ -201,8 +208,8 @@ final class TransferServer {
             let end: UInt64
             var readAhead: [UInt8]?
             var reading = false
-            /// Bytes that may be read now: all of them, or, for a relay, what
-            /// its transfer has written so far.
+            /// Bytes that may be sent now: all of them, or, for a relay, what
+            /// its transfer has received so far.
             var readable: UInt64 { item.feed.map { min($0.available, end) } ?? end }
         }
 
@@ -297,19 +304,19 @@ final class TransferServer {
             case .serve(let size):
                 expected = size
             }
-            if size(expected, isRelayedFor: request), let requester = channel.peerName {
+            if mayRedirect(request, size: expected), let requester = channel.peerName {
                 let key = FileKey(path: request.path, version: request.version)
-                if let target = server.relayTarget(key, for: requester, session: ObjectIdentifier(self)) {
+                switch server.chainDecision(key, for: requester, session: ObjectIdentifier(self)) {
+                case .redirect(let target):
                     item.state = .refused(Refusal(status: .redirect, message: target))
                     return
+                case .start: item.chain = key
+                case .serve: break
                 }
-                if server.chains[key]?.session == ObjectIdentifier(self) { item.chain = key }
             }
-            item.state = .preparing
-            preparing += 1
             let root = server.root
             let wholeLimit = UInt64(server.chunkSize)
-            server.loop.queueWork({ () -> Item.State in
+            prepareOnPool(item) {
                 do {
                     let fd = try FileSystem.openBeneath(root: root, path: request.path)
                     let status = try FileSystem.status(descriptor: fd.rawValue, path: request.path)
@@ -324,7 +331,15 @@ final class TransferServer {
                 } catch {
                     return .refused(Refusal(status: .readError, message: "\(error)"))
                 }
-            }, completion: { [self] state in
+            }
+        }
+
+        /// Runs `job` (opening, maybe reading the file) on the thread pool as
+        /// `item`'s preparation, then sends what is ready.
+        private func prepareOnPool(_ item: Item, _ job: @escaping @Sendable () -> Item.State) {
+            item.state = .preparing
+            preparing += 1
+            server.loop.queueWork(job, completion: { [self] state in
                 preparing -= 1
                 if abandoned {
                     if case .open(let fd, _) = state { try? fd.close() }
@@ -338,7 +353,7 @@ final class TransferServer {
 
         /// Whether a request for a file of `size` may be sent along a chain:
         /// large, from the start, and not already redirected once.
-        private func size(_ size: UInt64, isRelayedFor request: FetchRequest) -> Bool {
+        private func mayRedirect(_ request: FetchRequest, size: UInt64) -> Bool {
             size >= TransferServer.relayMinimumSize && request.offset == 0 && !request.noRedirect
                 && request.length == .max
         }
@@ -353,26 +368,15 @@ final class TransferServer {
                 return
             }
             guard feed.written > 0 else { return }  // the file exists once its first write landed
-            item.state = .preparing
-            preparing += 1
             let path = feed.temporaryPath
             let size = feed.size
-            server.loop.queueWork({ () -> Item.State in
+            prepareOnPool(item) {
                 do {
                     return .open(try FileDescriptor.open(path, .readOnly), size: size)
                 } catch {
                     return .refused(Refusal(status: .versionNotHeld, message: "the file being received is gone: \(error)"))
                 }
-            }, completion: { [self] state in
-                preparing -= 1
-                if abandoned {
-                    if case .open(let fd, _) = state { try? fd.close() }
-                    return
-                }
-                item.state = state
-                pump()
-                prepareMore()
-            })
+            }
         }
 
         private func scheduleWaitTimeout(after delay: UInt64 = TransferServer.maxWaitForIndex + 1) {
