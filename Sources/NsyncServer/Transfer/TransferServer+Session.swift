@@ -1,0 +1,480 @@
+import Collections
+import Logging
+
+extension TransferServer {
+    /// The requests of one file channel. A few at a time are prepared on the
+    /// pool (opened, small files read whole); each is answered once it is
+    /// ready, not in arrival order, and up to `maxStreams` large files are
+    /// streamed a chunk each in turn, alternating with the small answers. So
+    /// an edit is not held up behind a huge file, nor behind a relay whose
+    /// source is slow. Loop thread only.
+    final class Session {
+        unowned let server: TransferServer
+        let channel: Channel
+        /// Requests not streamed yet, in arrival order.
+        private var items: Deque<Item> = []
+        /// Large files being sent, a chunk of each in turn.
+        private(set) var streams: [Stream] = []
+        private var nextStream = 0
+        /// Whether a stream's chunk goes before the next ready answer (they alternate).
+        private var streamTurn = false
+        private var abandoned = false
+        /// Wakes the session when a request waiting for the index has waited
+        /// `maxWaitForIndex`: on an idle cluster no apply would ever wake it.
+        private var waitTimer: LoopTimer?
+
+        init(server: TransferServer, channel: Channel) {
+            self.server = server
+            self.channel = channel
+        }
+
+        /// One request and what preparing it found.
+        final class Item {
+            let request: FetchRequest
+            var state: State = .queued
+            var cancelled = false
+            /// Answered as a stream (large, a range, or a relay), not whole.
+            var streamed = false
+            /// The chain this request started (a large file served from here).
+            var chain: FileKey?
+            /// What a relayed request reads from.
+            var feed: RelayFeed?
+            /// When the first `.notYet` came (loop ms).
+            var waitingSince: UInt64?
+            init(_ request: FetchRequest) { self.request = request }
+
+            enum State {
+                case queued, preparing
+                case refused(Refusal)
+                /// Small enough to have been read whole.
+                case whole([UInt8])
+                /// Open, to be streamed in chunks.
+                case open(FileDescriptor, size: UInt64)
+                /// A relay waiting for the first bytes of the file it relays.
+                case awaitingRelay
+            }
+
+            /// Holds memory or a descriptor here until it is sent (counts
+            /// against `prepareWindow`).
+            var isHeld: Bool {
+                switch state {
+                case .preparing, .whole, .open, .awaitingRelay: true
+                case .queued, .refused: false
+                }
+            }
+        }
+
+        /// A large file being sent chunk by chunk.
+        final class Stream {
+            let item: Item
+            let fd: FileDescriptor
+            var next: UInt64
+            let end: UInt64
+            var readAhead: [UInt8]?
+            var reading = false
+            /// Out of the session: its file is closed once no read is running.
+            var retired = false
+            /// Bytes that may be sent now: all of them, or, for a relay, what
+            /// its transfer has received so far.
+            var readable: UInt64 { item.feed.map { min($0.available, end) } ?? end }
+
+            init(item: Item, fd: FileDescriptor, next: UInt64, end: UInt64) {
+                self.item = item
+                self.fd = fd
+                self.next = next
+                self.end = end
+            }
+        }
+
+        func enqueue(_ request: FetchRequest) {
+            guard items.count < 4096 else {
+                server.logger.warning("peer queued over 4096 fetch requests; closing its channel")
+                channel.close()
+                return
+            }
+            server.logger.trace("fetch request", metadata: ["path": "\(request.path)", "version": "\(request.version)",
+                                                       "peer": "\(channel.peerName ?? "?")"])
+            items.append(Item(request))
+            prepareMore()
+            pump()
+        }
+
+        /// The node applied more entries: requests waiting for them may go now.
+        func indexAdvanced() {
+            prepareMore()
+            pump()
+        }
+
+        func cancel(_ id: UInt32) {
+            for item in items where item.request.requestID == id { item.cancelled = true }
+            for s in streams where s.item.request.requestID == id { s.item.cancelled = true }
+            pump()
+        }
+
+        /// The channel closed: release open files (once their jobs return).
+        func abandon() {
+            abandoned = true
+            waitTimer?.close()
+            waitTimer = nil
+            for s in streams { retire(s) }
+            streams.removeAll()
+            for item in items {
+                if case .open(let fd, _) = item.state { try? fd.close() }
+                finished(item)
+            }
+            items.removeAll()
+        }
+
+        /// An item is done with (sent, refused, cancelled or abandoned):
+        /// its chain ends and it stops watching a relay feed.
+        private func finished(_ item: Item) {
+            if let key = item.chain { server.endChain(key, session: ObjectIdentifier(self)) }
+            item.chain = nil
+            item.feed?.stopObserving(item)
+        }
+
+        /// Takes `s` out of the session; its file closes now, or when its read returns.
+        private func retire(_ s: Stream) {
+            s.retired = true
+            if !s.reading { try? s.fd.close() }
+            finished(s.item)
+        }
+
+        private func removeStream(_ s: Stream) {
+            streams.removeAll { $0 === s }
+            retire(s)
+        }
+
+        // MARK: preparing
+
+        /// Prepares queued requests, in order, while fewer than
+        /// `prepareWindow` are held here. A large one waits while enough
+        /// streams are running or ready to run, so small requests behind a
+        /// run of large ones are still prepared (and answered in between).
+        private func prepareMore() {
+            var held = 0
+            var streamsAhead = streams.count
+            for item in items where item.isHeld {
+                held += 1
+                if item.streamed { streamsAhead += 1 }
+            }
+            guard held < TransferServer.prepareWindow else { return }
+            for item in items {
+                guard held < TransferServer.prepareWindow else { return }
+                guard case .queued = item.state, !item.cancelled else { continue }
+                prepare(item, mayStream: streamsAhead < 2 * TransferServer.maxStreams)
+                if item.isHeld {
+                    held += 1
+                    if item.streamed { streamsAhead += 1 }
+                }
+            }
+        }
+
+        private func prepare(_ item: Item, mayStream: Bool) {
+            let request = item.request
+            if let violation = IndexPath.violation(in: request.path) {
+                item.state = .refused(Refusal(status: .invalidPath, message: "\(violation)"))
+                return
+            }
+            let expected: UInt64
+            switch server.resolve(request.path, request.version) {
+            case .refuse(let refusal):
+                item.state = .refused(refusal)
+                return
+            case .notYet:
+                if item.waitingSince == nil {
+                    item.waitingSince = server.loop.now
+                    scheduleWaitTimeout()
+                }
+                if server.loop.now - item.waitingSince! > TransferServer.maxWaitForIndex {
+                    item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
+                }
+                return
+            case .relay(let feed):
+                guard mayStream else { return }
+                server.logger.debug("relaying \(request.path) (version \(request.version)) to \(channel.peerName ?? "?") as it arrives: \(feed.available) of \(feed.size) bytes here")
+                item.streamed = true
+                item.feed = feed
+                item.state = .awaitingRelay
+                feed.observe(item) { [weak self, weak item] in
+                    guard let self, let item else { return }
+                    if case .awaitingRelay = item.state { openRelay(item) } else { pump() }
+                }
+                openRelay(item)
+                return
+            case .serve(let size):
+                expected = size
+            }
+            let wholeLimit = UInt64(server.chunkSize)
+            let streamed = expected > wholeLimit || request.offset > 0 || request.length != .max
+            guard !streamed || mayStream else { return }
+            item.streamed = streamed
+            if mayRedirect(request, size: expected), let requester = channel.peerName {
+                let key = FileKey(path: request.path, version: request.version)
+                switch server.chainDecision(key, for: requester, session: ObjectIdentifier(self)) {
+                case .redirect(let target):
+                    item.state = .refused(Refusal(status: .redirect, message: target))
+                    return
+                case .start: item.chain = key
+                case .serve: break
+                }
+            }
+            let root = server.root
+            prepareOnPool(item) {
+                do {
+                    let fd = try FileSystem.openBeneath(root: root, path: request.path)
+                    let status = try FileSystem.status(descriptor: fd.rawValue, path: request.path)
+                    guard status.kind == .regular, UInt64(status.size) == expected else {
+                        try? fd.close()
+                        return .refused(Refusal(status: .versionNotHeld, message: "changed on disk since it was announced"))
+                    }
+                    guard streamed else {
+                        return .whole(try fd.closeAfter { try fd.read(upToCount: Int(expected), at: 0) })
+                    }
+                    return .open(fd, size: expected)
+                } catch {
+                    return .refused(Refusal(status: .readError, message: "\(error)"))
+                }
+            }
+        }
+
+        /// Runs `job` (opening, maybe reading the file) on the thread pool as
+        /// `item`'s preparation, then sends what is ready.
+        private func prepareOnPool(_ item: Item, _ job: @escaping @Sendable () -> Item.State) {
+            item.state = .preparing
+            server.loop.queueWork(job, completion: { [self] state in
+                if abandoned {
+                    if case .open(let fd, _) = state { try? fd.close() }
+                    return
+                }
+                item.state = state
+                pump()
+                prepareMore()
+            })
+        }
+
+        /// Whether a request for a file of `size` may be sent along a chain:
+        /// large, from the start, and not already redirected once.
+        private func mayRedirect(_ request: FetchRequest, size: UInt64) -> Bool {
+            size >= TransferServer.relayMinimumSize && request.offset == 0 && !request.noRedirect
+                && request.length == .max
+        }
+
+        /// Opens the file a relay reads once its first bytes are written
+        /// (or refuses the request if its transfer stopped first).
+        private func openRelay(_ item: Item) {
+            guard case .awaitingRelay = item.state, let feed = item.feed else { return }
+            if feed.failed {
+                item.state = .refused(Refusal(status: .versionNotHeld, message: "the transfer it would be relayed from stopped"))
+                pump()
+                return
+            }
+            guard feed.written > 0 else { return }  // the file exists once its first write landed
+            let path = feed.temporaryPath
+            let size = feed.size
+            prepareOnPool(item) {
+                do {
+                    return .open(try FileDescriptor.open(path, .readOnly), size: size)
+                } catch {
+                    return .refused(Refusal(status: .versionNotHeld, message: "the file being received is gone: \(error)"))
+                }
+            }
+        }
+
+        private func scheduleWaitTimeout(after delay: UInt64 = TransferServer.maxWaitForIndex + 1) {
+            guard waitTimer == nil else { return }
+            waitTimer = server.loop.schedule(after: delay) { [weak self] in
+                guard let self, !abandoned else { return }
+                waitTimer = nil
+                indexAdvanced()
+                // Requests that began waiting later need their own wake-up.
+                let since = items.compactMap { item -> UInt64? in
+                    guard case .queued = item.state else { return nil }
+                    return item.waitingSince
+                }
+                if let earliest = since.min() {
+                    let due = earliest + TransferServer.maxWaitForIndex + 1
+                    scheduleWaitTimeout(after: due > server.loop.now ? due - server.loop.now : 1)
+                }
+            }
+        }
+
+        // MARK: sending
+
+        /// Sends while the channel takes it: ready answers and streams'
+        /// chunks in turn.
+        func pump() {
+            while !abandoned, channel.isWritable {
+                streamTurn.toggle()
+                let sent = streamTurn ? (sendStreamChunk() || answerReady()) : (answerReady() || sendStreamChunk())
+                guard sent else { return }
+            }
+        }
+
+        /// Answers the first request that is ready (a refusal, a small file
+        /// whole, the header of a large one when a stream is free), or drops
+        /// a cancelled one; false if none is.
+        private func answerReady() -> Bool {
+            var index = items.startIndex
+            while index < items.endIndex {
+                let item = items[index]
+                let id = item.request.requestID
+                switch item.state {
+                case .preparing:
+                    index += 1
+                    continue  // even if cancelled: its job returns first
+                case .queued, .awaitingRelay:
+                    guard item.cancelled else {
+                        index += 1
+                        continue
+                    }
+                case .refused(let refusal):
+                    if !item.cancelled {
+                        send(.header(FetchHeader(requestID: id, status: refusal.status, message: refusal.message)))
+                    }
+                case .whole(let bytes):
+                    if !item.cancelled {
+                        send(.header(FetchHeader(requestID: id, status: .ok, size: UInt64(bytes.count))))
+                        if !bytes.isEmpty { sendData(id: id, offset: 0, bytes) }
+                        send(.end(requestID: id))
+                        server.bytesServed += UInt64(bytes.count)
+                    }
+                case .open(let fd, let size):
+                    if item.cancelled {
+                        try? fd.close()
+                    } else {
+                        guard streams.count < TransferServer.maxStreams else {
+                            index += 1
+                            continue
+                        }
+                        items.remove(at: index)
+                        let start = min(item.request.offset, size)
+                        let length = item.request.length == .max ? size - start : min(item.request.length, size - start)
+                        send(.header(FetchHeader(requestID: id, status: .ok, size: size)))
+                        let stream = Stream(item: item, fd: fd, next: start, end: start + length)
+                        streams.append(stream)
+                        readAhead(stream)
+                        prepareMore()
+                        return true
+                    }
+                }
+                items.remove(at: index)
+                finished(item)
+                prepareMore()
+                return true
+            }
+            return false
+        }
+
+        /// Sends one chunk of the next stream, in turn, that has one in hand,
+        /// or ends one that is done; false if none can go now.
+        private func sendStreamChunk() -> Bool {
+            let count = streams.count
+            for step in 0..<count {
+                let i = (nextStream + step) % count
+                if advance(streams[i]) {
+                    nextStream = streams.isEmpty ? 0 : (i + 1) % streams.count
+                    return true
+                }
+            }
+            return false
+        }
+
+        /// Sends `s`'s chunk read ahead, or ends it when it is done; false
+        /// when it waits for a read (or for its relay to receive more).
+        private func advance(_ s: Stream) -> Bool {
+            // A relay whose transfer stopped sends what it holds in hand, then ends.
+            let relayStopped = s.item.feed?.failed == true && s.readAhead == nil
+            if s.item.cancelled || s.next >= s.end || relayStopped {
+                if s.reading { return false }
+                removeStream(s)
+                // A relay whose transfer stopped ends short: the fetcher
+                // resumes from what it has, at a holder.
+                if !s.item.cancelled { send(.end(requestID: s.item.request.requestID)) }
+                prepareMore()
+                return true
+            }
+            if s.readAhead == nil { readAhead(s) }  // filled at once from a relay's memory
+            guard let chunk = s.readAhead else { return false }
+            s.readAhead = nil
+            let offset = s.next
+            s.next += UInt64(chunk.count)
+            readAhead(s)
+            sendData(id: s.item.request.requestID, offset: offset, chunk)
+            server.bytesServed += UInt64(chunk.count)
+            return true
+        }
+
+        /// Reads `s`'s next chunk on the pool, unless one is read or being read.
+        private func readAhead(_ s: Stream) {
+            guard !s.retired, !s.reading, s.readAhead == nil else { return }
+            let offset = s.next
+            // A relay waits here for its transfer to write more (its feed's
+            // observer pumps again).
+            guard offset < s.readable else { return }
+            var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
+            if let feed = s.item.feed {
+                // Its transfer stopped: nothing more is read (advance ends it).
+                guard !feed.failed else { return }
+                if let cached = feed.cached(offset: offset, count: count) {
+                    // Relayed from memory: just arrived, still there.
+                    s.readAhead = cached
+                    return
+                }
+                // Further behind: from the file, once written there.
+                guard offset < feed.written else { return }
+                count = Int(min(UInt64(count), feed.written - offset))
+            }
+            s.reading = true
+            let fd = s.fd
+            server.loop.queueWork({ () -> Result<[UInt8], Error> in
+                Result { try fd.read(upToCount: count, at: Int64(offset)) }
+            }, completion: { [self] result in
+                s.reading = false
+                guard !s.retired else {
+                    try? s.fd.close()
+                    return
+                }
+                switch result {
+                case .success(let bytes) where bytes.count == count:
+                    s.readAhead = bytes
+                case .success where s.item.request.version == 0:
+                    // An offered file still changing: its copy would not
+                    // match the hash anyway. End it, keep the channel.
+                    removeStream(s)
+                    send(.end(requestID: s.item.request.requestID))
+                    prepareMore()
+                case .success:
+                    fail(s, "file shrank while being sent")
+                    return
+                case .failure(let error):
+                    fail(s, "read failed: \(error)")
+                    return
+                }
+                pump()
+            })
+        }
+
+        private func fail(_ s: Stream, _ why: String) {
+            // The header already said ok: the fetcher can only learn of this
+            // by the channel closing; it resumes from another holder.
+            server.logger.warning("stopped serving \(s.item.request.path): \(why)")
+            removeStream(s)
+            channel.close()
+        }
+
+        func send(_ message: TransferMessage) {
+            guard let frame = try? Frame.encode(type: message.frameType.rawValue, { message.encodePayload(into: &$0) }) else { return }
+            channel.send(frame)
+        }
+
+        private func sendData(id: UInt32, offset: UInt64, _ bytes: [UInt8]) {
+            var prefix = ByteBuffer(capacity: TransferMessage.dataPrefixSize)
+            prefix.writeInteger(id)
+            prefix.writeInteger(offset)
+            bytes.withUnsafeBytes { raw in
+                _ = channel.send(type: TransferMessage.FrameType.data.rawValue, prefix: prefix, body: raw)
+            }
+        }
+    }
+}
