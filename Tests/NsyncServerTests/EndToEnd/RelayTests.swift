@@ -76,6 +76,42 @@ final class EndToEndRelayTests: ClusterTestCase {
         try cluster.waitUntilConverged(timeout: 60)
     }
 
+    /// A relay whose source falls silent stalls the stream it relays until
+    /// the peer timeout; a file written on the relay meanwhile still reaches
+    /// the node it relays to at once, on that very channel.
+    func testAnEditOnAStalledRelayIsNotHeldUpBehindTheStreamItRelays() throws {
+        let (cluster, proxy) = try makePartitionableCluster(extraArguments: ["--peer-timeout", "30"], label: "relay-stall")
+        try cluster.write(0, "warm.txt", "every channel is up\n")
+        try cluster.waitUntilConverged()
+        let before = (0..<3).map { a in (0..<3).map { b in a == b ? 0 : received(proxy, a, b) } }
+        let delta = { (a: Int, b: Int) in self.received(proxy, a, b) - before[a][b] }
+        var random = ClusterRandom(seed: 0x57a11)
+        let bytes = random.bytes((160 << 20) + 5)
+        try cluster.write(0, "huge.bin", bytes)
+        let relay = try cluster.poll("a receiver to relay huge.bin to the other", timeout: 30) { () -> Int? in
+            [1, 2].first { delta($0, 0) > 16 << 20 && delta($0 == 1 ? 2 : 1, $0) > 1 << 20 }
+        }
+        let downstream = relay == 1 ? 2 : 1
+        try proxy.cut([PartitionProxy.Route(from: relay, to: 0, port: .file)])
+        usleep(100_000)
+        let stalledAt = delta(downstream, relay)
+        let edit = "written on the relay while its stream stalls \(UUID().uuidString)\n"
+        try cluster.write(relay, "edit.txt", edit)
+        let started = Date()
+        try cluster.poll("edit.txt on node\(downstream + 1) (the peer timeout is 30 s)", timeout: 15) { () -> Bool? in
+            cluster.readText(downstream, "edit.txt") == edit ? true : nil
+        }
+        print("relay stall: edit.txt reached node\(downstream + 1) \(String(format: "%.2f", Date().timeIntervalSince(started))) s "
+              + "after it was written, while node\(relay + 1)'s relay of huge.bin stood at \(stalledAt) B")
+        XCTAssertNil(cluster.read(downstream, "huge.bin"), "huge.bin was complete before the edit came")
+        let sending = try cluster.status(relay).sending ?? []
+        XCTAssertTrue(sending.contains { $0.path == "huge.bin" && $0.to == cluster.names[downstream] && $0.relayed },
+                      "node\(relay + 1) still relays huge.bin to node\(downstream + 1): \(sending)")
+        try proxy.heal()
+        try cluster.waitUntilConverged(timeout: 90)
+        for node in 0..<3 { XCTAssertEqual(cluster.read(node, "huge.bin"), bytes, "huge.bin on node\(node + 1)") }
+    }
+
     /// Four nodes: the origin sends the file to the first receiver only; the
     /// second relays from the first and the third from the second.
     func testAChainOfThreeReceiversGetsTheFileFromTheOriginOnce() throws {
