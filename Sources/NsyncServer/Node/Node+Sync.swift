@@ -50,6 +50,18 @@ struct SyncState {
     /// Large files being hashed for their announcement, offered to the
     /// peers meanwhile (served as version 0 for a while): path -> offer.
     var offers: [String: (size: UInt64, mtime: Int64, at: UInt64)] = [:]
+    /// Files the index deleted here, kept a while under `.nsync/tmp` by
+    /// their bytes: a file renamed elsewhere whose new name commits later
+    /// is moved from there instead of fetched (`Node+Moves`).
+    var kept: [FileContent: [KeptFile]] = [:]
+    var keptPurgeTimer: LoopTimer?
+    /// Bytes of the files the running install batch deletes (and keeps),
+    /// and the fetches of such bytes that wait for it to end.
+    var removalsRunning: [FileContent: Int] = [:]
+    var fetchesAwaitingRemovals: [SyncAction] = []
+    /// New paths of a rename here -> what the old path held and when the
+    /// rename was seen: if the stat still matches, its hash is reused.
+    var renameHints = PathMap<(local: LocalFile, at: UInt64)>()
     /// The applied index at the last memory release, at the last 1 s tick,
     /// and when the release ran (loop ms).
     var appliedAtLastRelease: UInt64 = 0
@@ -96,6 +108,9 @@ enum InstallItem {
     case modificationTime(FileRecord, expected: LocalFile)
     case remove(path: String, version: UInt64, expected: LocalFile)
     case conflict(path: String, expected: LocalFile)
+    /// A file the index deleted here has the bytes a new record wants
+    /// elsewhere (a rename on another node): moved there, nothing fetched.
+    case move(LocalMove)
 
     var path: String {
         switch self {
@@ -103,9 +118,11 @@ enum InstallItem {
         case .directory(let r, _), .symlink(let r, _): r.path
         case .modificationTime(let r, _): r.path
         case .remove(let p, _, _), .conflict(let p, _): p
+        case .move(let m): m.record.path
         }
     }
 }
+
 
 /// What an install job did with one item.
 enum InstallResult {
@@ -113,6 +130,9 @@ enum InstallResult {
     case failed(path: String, version: UInt64, InstallFailure)
     case conflictCopied(path: String, copy: String, local: LocalFile?)
     case conflictFailed(path: String, String)
+    /// A file deleted as the index says, its bytes kept at `at` (under
+    /// `.nsync/tmp`) for a while: `content` is what it held.
+    case kept(path: String, version: UInt64, at: String, content: LocalFile)
 }
 
 extension Node {
@@ -280,7 +300,7 @@ extension Node {
                 fetcher.mayHoldStalePartials = true
                 return
             }
-            let inUse = fetcher.speculativeFiles
+            let inUse = fetcher.speculativeFiles.union(keptFileNames)
             // An early copy cut off by a restart waits a while for the
             // announcement it was taken ahead of (then a fetch resumes it).
             let youngOffers = loop.now < startedAt + Node.offerLifetime
@@ -383,6 +403,7 @@ extension Node {
                 sync.busyWriters[path] = nil
                 observeTree(path)
             case let .renamed(from, to):
+                noteRename(from: from, to: to)
                 observeTree(from)
                 observe(to)
                 scanSubtree(to)
@@ -494,6 +515,7 @@ extension Node {
             }
             sync.observeJobs += 1
             let known = batch.map { reconciler.manifest[$0]?.local ?? nil }
+            let hints = batch.map { takeRenameHint($0) }
             let root = config.root
             let loop = self.loop
             // A file looked at while its writer is still busy is no offer:
@@ -504,8 +526,8 @@ extension Node {
                 guard local.size >= Fetcher.speculationMinimumSize, !busy.contains(path) else { return }
                 _ = loop.execute { self?.offer(path, local) }
             }
-            loop.queueWork({ zip(batch, known).map { path, known in
-                LocalDisk.look(root: root, path: path, known: known) { offer(path, $0) }
+            loop.queueWork({ batch.indices.map { i in
+                LocalDisk.look(root: root, path: batch[i], known: known[i], hint: hints[i]) { offer(batch[i], $0) }
             } },
                            completion: { [unowned self] looks in
                 sync.observeJobs -= 1
@@ -615,6 +637,12 @@ extension Node {
 
     /// Carries out the reconciler's actions.
     func perform(_ actions: [SyncAction]) {
+        var actions = actions
+        let moves = pairMoves(&actions)
+        defer {
+            // After the other installs: a directory made for a moved file first.
+            for move in moves { queueInstall(.move(move)) }
+        }
         for action in actions {
             switch action {
             case let .fetch(record, expected):
@@ -676,11 +704,13 @@ extension Node {
         sync.installing = true
         let items = sync.installs
         sync.installs.removeAll()
+        noteRemovalsRunning(items)
         let root = config.root
         let node = config.name
         let now = Int64(loop.wallClockSeconds)
         let journal = installJournalPath
-        loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now, journal: journal) },
+        let keeping = LocalDisk.Keep(directory: temporaryDirectory, minimumSize: Node.keepMinimumSize)
+        loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now, journal: journal, keep: keeping) },
                        completion: { [unowned self] results in
             sync.installing = false
             var actions: [SyncAction] = []
@@ -688,6 +718,9 @@ extension Node {
                 switch result {
                 case let .installed(path, version, local):
                     actions += reconciler.installed(path, version: version, local: local, index: index)
+                case let .kept(path, version, at, content):
+                    actions += reconciler.installed(path, version: version, local: nil, index: index)
+                    keep(at, content)
                 case let .failed(path, version, failure):
                     if case .transient(let why) = failure { logger.info("cannot install \(path) yet: \(why)") }
                     actions += reconciler.installFailed(path, version: version, failure, index: index)
@@ -701,6 +734,10 @@ extension Node {
                     actions += reconciler.conflictCopyFailed(path, index: index)
                 }
             }
+            // Fetches that waited for this batch's deletions: moved from the kept files now.
+            actions += sync.fetchesAwaitingRemovals
+            sync.fetchesAwaitingRemovals.removeAll()
+            sync.removalsRunning.removeAll()
             perform(actions)
             flushSoon()
             if sync.manifestSaveWanted { saveManifest(synchronously: false) }

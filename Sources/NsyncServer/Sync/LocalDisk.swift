@@ -15,7 +15,9 @@ enum LocalDisk {
 
     /// Stats `path` and hashes it if its stat differs from `known`.
     /// `beforeHashing` is told the file's stat when its bytes must be hashed.
-    static func look(root: String, path: String, known: LocalFile?,
+    /// `hint` is what the path held under its old name when it was renamed
+    /// here: with the same stat (the same inode), its hash still holds.
+    static func look(root: String, path: String, known: LocalFile?, hint: LocalFile? = nil,
                      beforeHashing: ((LocalFile) -> Void)? = nil) -> Look {
         let full = root + "/" + path
         let status: FileStatus
@@ -37,9 +39,11 @@ enum LocalDisk {
         case .regular:
             var local = LocalFile(kind: .file, size: UInt64(status.size), mode: status.mode,
                                   mtime: status.modificationTime, inode: status.inode)
-            if let known, known.kind == .file, local.sameStat(as: known) {
-                local.hash = known.hash
-                return .found(local)
+            for earlier in [known, hint] {
+                if let earlier, earlier.kind == .file, local.sameStat(as: earlier) {
+                    local.hash = earlier.hash
+                    return .found(local)
+                }
             }
             beforeHashing?(local)
             do {
@@ -95,8 +99,15 @@ enum LocalDisk {
     /// first (one flush) and recorded in `journal` (see `InstallJournal`)
     /// before any is renamed into place, and every parent directory touched
     /// is fsync'd after.
+    /// Where and from what size files the index deletes are kept a while
+    /// instead of unlinked (a rename elsewhere may want their bytes).
+    struct Keep {
+        var directory: String
+        var minimumSize: UInt64
+    }
+
     static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
-                        journal: String? = nil) -> [InstallResult] {
+                        journal: String? = nil, keep: Keep? = nil) -> [InstallResult] {
         let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
         if let journal {
             // Written before the flush so that one flush covers it with the
@@ -144,9 +155,12 @@ enum LocalDisk {
             case let .modificationTime(record, expected):
                 results.append(setModificationTime(record, expected: expected, full: full))
             case let .remove(path, version, expected):
-                results.append(remove(path, version: version, expected: expected, full: full))
+                results.append(remove(path, version: version, expected: expected, full: full, keep: keep))
             case let .conflict(path, expected):
                 results.append(conflictCopy(path, expected: expected, root: root, node: node, now: now))
+            case .move(let move):
+                if case .deleted(let from, _, _) = move.source { touched.insert(parent(of: root + "/" + from)) }
+                results += self.move(move, root: root)
             }
         }
         // The renames are durable once their directories are: one flush of
@@ -245,8 +259,15 @@ enum LocalDisk {
         }
     }
 
-    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String) -> InstallResult {
+    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String,
+                               keep: Keep? = nil) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
+        if let keep, expected.kind == .file, expected.size >= keep.minimumSize {
+            let kept = keep.directory + "/kept-\(version)-\(UInt32.random(in: 0...UInt32.max))"
+            if (try? FileSystem.rename(full, to: kept)) != nil {
+                return .kept(path: path, version: version, at: kept, content: expected)
+            }
+        }
         do {
             if expected.kind == .directory {
                 try FileSystem.removeDirectory(full)
@@ -258,6 +279,65 @@ enum LocalDisk {
             return .installed(path: path, version: version, local: nil)
         } catch {
             return .failed(path: path, version: version, .transient("\(error)"))
+        }
+    }
+
+    /// Installs a record from bytes this node has already: a file the index
+    /// deletes in the same batch (renamed to the record's path), or one it
+    /// deleted a moment ago and kept. Mode and mtime are set on the way,
+    /// under `.nsync/tmp`. For a deleted path: two results, the deletion's
+    /// then the record's; for a kept file, the record's. The file was
+    /// installed or hashed here and still has the stat it had then, so its
+    /// bytes are the record's without reading them again. If it changed
+    /// since, it stays (the reconciler looks at it again) and the record
+    /// fails as transient, to be fetched from a holder.
+    private static func move(_ m: LocalMove, root: String) -> [InstallResult] {
+        let to = root + "/" + m.record.path
+        let record = m.record
+        var done: [InstallResult] = []
+        let staging: String
+        switch m.source {
+        case let .deleted(path, version, expected):
+            let from = root + "/" + path
+            guard matches(from, expected) else {
+                return [.failed(path: path, version: version, .localChanged),
+                        .failed(path: record.path, version: record.version, .transient("\(path), to be moved here, changed"))]
+            }
+            guard matches(to, m.expected) else {
+                return [remove(path, version: version, expected: expected, full: from),
+                        .failed(path: record.path, version: record.version, .localChanged)]
+            }
+            staging = root + "/.nsync/tmp/move-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+            do {
+                try FileSystem.rename(from, to: staging)
+            } catch {
+                return [.failed(path: path, version: version, .transient("\(error)")),
+                        .failed(path: record.path, version: record.version, .transient("cannot move \(path) here: \(error)"))]
+            }
+            // The deletion is done: whatever follows, the old name is gone.
+            done.append(.installed(path: path, version: version, local: nil))
+        case .kept(let path):
+            guard let status = try? FileSystem.status(path), status.kind == .regular, UInt64(status.size) == record.size else {
+                return [.failed(path: record.path, version: record.version, .transient("its kept copy is gone"))]
+            }
+            guard matches(to, m.expected) else { return [.failed(path: record.path, version: record.version, .localChanged)] }
+            staging = path
+        }
+        do {
+            try FileSystem.setMode(staging, record.mode)
+            try FileSystem.setModificationTime(staging, record.mtime)
+            try makeParents(of: to)
+            if let status = try? FileSystem.status(to), status.kind == .directory {
+                try FileSystem.removeDirectory(to)
+            }
+            try FileSystem.rename(staging, to: to)
+            let status = try FileSystem.status(to)
+            return done + [.installed(path: record.path, version: record.version, local: LocalFile(
+                kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                hash: record.hash, inode: status.inode))]
+        } catch {
+            _ = try? FileDescriptor.removeIfPresent(staging)
+            return done + [.failed(path: record.path, version: record.version, .transient("\(error)"))]
         }
     }
 

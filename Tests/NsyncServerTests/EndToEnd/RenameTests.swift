@@ -54,4 +54,37 @@ final class EndToEndRenameTests: ClusterTestCase {
             }
         }
     }
+
+    /// Renames cost no transfer: the other nodes rename their own copies
+    /// (whether the deletion of the old names and the new names commit
+    /// together or apart), and file data received stays at zero.
+    func testRenamedFilesAndDirectoriesMoveLocallyOnTheOtherNodesWithoutATransfer() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        var contents: [String: [UInt8]] = [:]
+        for i in 0..<12 { contents["photos/2024/img\(i).jpg"] = random.bytes(300_000 + i * 50_000) }
+        contents["photos/video.mp4"] = random.bytes(24 << 20)
+        contents["notes/big.log"] = random.bytes(2 << 20)
+        for (path, bytes) in contents { try cluster.write(0, path, bytes, mode: 0o640, mtime: EndToEndSyncTests.oldModificationTime) }
+        let before = try cluster.waitUntilConverged(timeout: 60)
+        let received = { (node: Int) throws -> UInt64 in try cluster.status(node).bytesReceived ?? 0 }
+        let receivedBefore = try (0..<3).map(received)
+
+        try cluster.rename(0, "photos", "albums/photos-2024")
+        try cluster.rename(0, "notes/big.log", "archive/big.log")
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+
+        XCTAssertEqual(tree.paths.filter { $0.hasPrefix("photos") || $0.hasPrefix("notes/") }, [], "the old names are gone")
+        for (path, bytes) in contents {
+            let moved = path.hasPrefix("photos") ? "albums/photos-2024" + path.dropFirst("photos".count) : "archive/big.log"
+            XCTAssertEqual(tree[moved]?.mode, 0o640, moved)
+            XCTAssertEqual(tree[moved]?.mtime, before[path]?.mtime, moved)
+            for node in 1..<3 { XCTAssertEqual(cluster.read(node, moved), bytes, "\(moved) on node\(node + 1)") }
+        }
+        for node in 1..<3 {
+            let moved = try received(node) - receivedBefore[node]
+            XCTAssertEqual(moved, 0, "node\(node + 1) received \(moved) bytes of file data for a rename")
+            XCTAssertTrue(cluster.log(node).contains("moved here from the old name"), "node\(node + 1) logged the local moves")
+        }
+    }
 }

@@ -1,0 +1,171 @@
+/// A file's bytes by size and SHA-256: what a deletion and a fetch have in
+/// common when the file was renamed on another node. A plain value.
+struct FileContent: Hashable {
+    let size: UInt64
+    let hash: [UInt8]
+}
+
+/// A file the index deleted here, kept under `.nsync/tmp` (full path) since
+/// `at` (loop ms).
+struct KeptFile {
+    let path: String
+    let at: UInt64
+}
+
+/// A fetch done with bytes this node already has, as one rename.
+struct LocalMove {
+    enum Source {
+        /// A file the index deletes in the same batch: the move is its deletion.
+        case deleted(path: String, version: UInt64, expected: LocalFile)
+        /// A file it deleted a moment ago, kept at this full path.
+        case kept(String)
+    }
+
+    var source: Source
+    /// The record to install, and what must be at its path.
+    var record: FileRecord
+    var expected: LocalFile?
+}
+
+/// Renames and moves cost no transfer. On the node where a file is renamed,
+/// the new name's hash is taken from the old name's when the stat (inode
+/// included) is unchanged, so nothing is read again. On the others, the
+/// deletion of the old name and the fetch of the new one carry the same
+/// bytes: the file is renamed into place. The two may commit in one batch
+/// (paired in `perform`) or apart (the deleted file was kept a while).
+extension Node {
+    /// How long the bytes of a deleted file are kept for a rename's new name (ms).
+    static let keptFileLifetime: UInt64 = 60_000
+    /// Smaller deleted files are not kept: fetching them again costs little.
+    static let keepMinimumSize: UInt64 = 256 << 10
+    /// How long a rename seen here vouches for the old name's hash (ms).
+    static let renameHintLifetime: UInt64 = 60_000
+
+    // MARK: where the rename happened
+
+    /// Remembers what `from` and everything the manifest knows below it held,
+    /// as hints for the same names under `to`.
+    func noteRename(from: String, to: String) {
+        let now = loop.now
+        if !sync.renameHints.isEmpty {
+            let stale = sync.renameHints.compactMap { now - min($0.value.at, now) > Node.renameHintLifetime ? $0.key : nil }
+            for path in stale { sync.renameHints[path] = nil }
+        }
+        if let local = reconciler.manifest[from]?.local, local.kind == .file {
+            sync.renameHints[to] = (local, now)
+        }
+        let prefix = from + "/"
+        for (path, entry) in reconciler.manifest where path.hasPrefix(prefix) {
+            guard let local = entry.local, local.kind == .file else { continue }
+            sync.renameHints[to + path.dropFirst(from.count)] = (local, now)
+        }
+    }
+
+    func takeRenameHint(_ path: String) -> LocalFile? {
+        guard !sync.renameHints.isEmpty, let hint = sync.renameHints.removeValue(forKey: path) else { return nil }
+        return loop.now - min(hint.at, loop.now) <= Node.renameHintLifetime ? hint.local : nil
+    }
+
+    // MARK: on the other nodes
+
+    /// Turns fetches of bytes this node has into local moves: the bytes of a
+    /// file deleted in `actions` or in the installs not started yet (that
+    /// deletion leaves them), else of one deleted and kept a moment ago.
+    func pairMoves(_ actions: inout [SyncAction]) -> [LocalMove] {
+        var wanted: [FileContent: [Int]] = [:]
+        for (i, action) in actions.enumerated() {
+            if case .fetch(let record, _) = action, record.kind == .file, record.size > 0 {
+                wanted[FileContent(size: record.size, hash: record.hash), default: []].append(i)
+            }
+        }
+        guard !wanted.isEmpty else { return [] }
+        var moves: [LocalMove] = []
+        var pairedActions = Set<Int>()
+        var pairedInstalls = Set<Int>()
+        func pair(_ path: String, _ version: UInt64, _ expected: LocalFile) -> Bool {
+            guard expected.kind == .file, expected.size > 0,
+                  let i = wanted[FileContent(size: expected.size, hash: expected.hash)]?.popLast(),
+                  case let .fetch(record, target) = actions[i] else { return false }
+            pairedActions.insert(i)
+            moves.append(LocalMove(source: .deleted(path: path, version: version, expected: expected), record: record,
+                                   expected: target))
+            return true
+        }
+        for (i, item) in sync.installs.enumerated() {
+            if case let .remove(path, version, expected) = item, pair(path, version, expected) { pairedInstalls.insert(i) }
+        }
+        for (i, action) in actions.enumerated() {
+            if case let .remove(path, version, expected) = action, pair(path, version, expected) { pairedActions.insert(i) }
+        }
+        if !sync.kept.isEmpty {
+            for (content, indices) in wanted {
+                for i in indices {
+                    guard let kept = sync.kept[content]?.popLast(), case let .fetch(record, target) = actions[i] else { break }
+                    if sync.kept[content]?.isEmpty == true { sync.kept[content] = nil }
+                    pairedActions.insert(i)
+                    moves.append(LocalMove(source: .kept(kept.path), record: record, expected: target))
+                }
+            }
+        }
+        if !sync.removalsRunning.isEmpty {
+            // The batch running now deletes (and keeps) these bytes: wait for it.
+            for (content, indices) in wanted {
+                for i in indices where !pairedActions.contains(i) {
+                    guard let running = sync.removalsRunning[content], running > 0 else { break }
+                    sync.removalsRunning[content] = running - 1
+                    pairedActions.insert(i)
+                    sync.fetchesAwaitingRemovals.append(actions[i])
+                }
+            }
+        }
+        guard !pairedActions.isEmpty else { return [] }
+        actions = actions.enumerated().filter { !pairedActions.contains($0.offset) }.map(\.element)
+        if !pairedInstalls.isEmpty {
+            sync.installs = sync.installs.enumerated().filter { !pairedInstalls.contains($0.offset) }.map(\.element)
+        }
+        guard !moves.isEmpty else { return [] }
+        logger.info("\(moves.count) file\(moves.count == 1 ? "" : "s") renamed or moved elsewhere: moved here from the old name, nothing to fetch")
+        for move in moves { logger.debug("moving \(move.source) to \(move.record.path) (version \(move.record.version)): same bytes") }
+        return moves
+    }
+
+    /// Counts the bytes of the files `items` delete that will be kept, so a
+    /// fetch of them committed meanwhile waits for the batch (`pairMoves`).
+    func noteRemovalsRunning(_ items: [InstallItem]) {
+        for item in items {
+            guard case let .remove(_, _, expected) = item, expected.kind == .file,
+                  expected.size >= Node.keepMinimumSize else { continue }
+            sync.removalsRunning[FileContent(size: expected.size, hash: expected.hash), default: 0] += 1
+        }
+    }
+
+    /// A deleted file's bytes are at `path` now; dropped after `keptFileLifetime`.
+    func keep(_ path: String, _ content: LocalFile) {
+        sync.kept[FileContent(size: content.size, hash: content.hash), default: []].append(KeptFile(path: path, at: loop.now))
+        scheduleKeptPurge()
+    }
+
+    /// Names (in `.nsync/tmp`) of the kept files: not stale partial downloads.
+    var keptFileNames: Set<String> {
+        Set(sync.kept.values.joined().map { $0.path.split(separator: "/").last.map(String.init) ?? $0.path })
+    }
+
+    private func scheduleKeptPurge() {
+        guard sync.keptPurgeTimer == nil, !stopping else { return }
+        sync.keptPurgeTimer = loop.schedule(after: 5_000) { [unowned self] in
+            sync.keptPurgeTimer = nil
+            purgeKeptFiles(olderThan: Node.keptFileLifetime)
+            if !sync.kept.isEmpty { scheduleKeptPurge() }
+        }
+    }
+
+    /// Removes kept files older than `age` ms (all with 0).
+    func purgeKeptFiles(olderThan age: UInt64) {
+        let now = loop.now
+        for (content, files) in sync.kept {
+            let (old, young) = (files.filter { now - min($0.at, now) >= age }, files.filter { now - min($0.at, now) < age })
+            for file in old { FileSystemCleanup.remove(file.path, on: loop) }
+            sync.kept[content] = young.isEmpty ? nil : young
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// `LocalDisk.install` with moves and kept deletions, on a real directory:
+/// a deleted file's bytes become a new record's by rename (mode and mtime
+/// set), a deleted file at least the keep size is kept under `.nsync/tmp`,
+/// and a file the user changed meanwhile is never moved or removed.
+final class LocalDiskMoveTests: XCTestCase {
+    private var scratch: SyncScratchDirectory!
+    private var root: String { scratch.path }
+    private var temporary: String { root + "/.nsync/tmp" }
+    private let mtime: Int64 = 1_600_000_000_123_456_789
+
+    override func setUpWithError() throws {
+        scratch = try SyncScratchDirectory("local-disk-move")
+        try scratch.mkdir(".nsync/tmp")
+    }
+
+    override func tearDown() {
+        scratch = nil
+    }
+
+    /// Writes `text` at `path` and returns what the manifest would know of it.
+    private func file(_ path: String, _ text: String) throws -> LocalFile {
+        try scratch.mkdir((path as NSString).deletingLastPathComponent)
+        try scratch.write(path, text)
+        let status = try FileSystem.status(root + "/" + path)
+        return LocalFile(kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                         hash: SHA256.hash(Array(text.utf8)), inode: status.inode)
+    }
+
+    private func record(_ path: String, _ local: LocalFile, version: UInt64) -> FileRecord {
+        FileRecord(path: path, version: version, kind: .file, size: local.size, mode: 0o600, mtime: mtime,
+                   hash: local.hash, origin: "n1", holders: ["n1"])
+    }
+
+    private func install(_ items: [InstallItem], keepFrom size: UInt64 = 1 << 30) -> [InstallResult] {
+        LocalDisk.install(items, root: root, node: "n2", now: 0, keep: LocalDisk.Keep(directory: temporary, minimumSize: size))
+    }
+
+    private func contents(_ path: String) -> String? {
+        FileManager.default.contents(atPath: root + "/" + path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func testADeletedFileIsRenamedToTheNewRecordWithItsModeAndMtime() throws {
+        let old = try file("photos/a.jpg", "the bytes of a.jpg")
+        let target = record("albums/2024/a.jpg", old, version: 9)
+        let results = install([.move(LocalMove(source: .deleted(path: "photos/a.jpg", version: 8, expected: old),
+                                               record: target, expected: nil))])
+        XCTAssertEqual(results.count, 2)
+        guard case .installed("photos/a.jpg", 8, nil)? = results.first else { return XCTFail("deletion: \(results)") }
+        guard case let .installed("albums/2024/a.jpg", 9, local?)? = results.last else { return XCTFail("record: \(results)") }
+        XCTAssertNil(contents("photos/a.jpg"))
+        XCTAssertEqual(contents("albums/2024/a.jpg"), "the bytes of a.jpg")
+        let status = try FileSystem.status(root + "/albums/2024/a.jpg")
+        XCTAssertEqual(status.mode, 0o600)
+        XCTAssertEqual(status.modificationTime, mtime)
+        XCTAssertEqual(status.inode, old.inode, "renamed, not copied")
+        XCTAssertEqual(local.hash, old.hash)
+        XCTAssertEqual(local.inode, status.inode)
+        XCTAssertEqual(try FileDescriptor.listDirectory(temporary), [], "nothing left in .nsync/tmp")
+    }
+
+    func testAFileTheUserChangedBeforeTheMoveStaysAndTheRecordIsFetchedInstead() throws {
+        let old = try file("photos/a.jpg", "the bytes of a.jpg")
+        let target = record("albums/a.jpg", old, version: 9)
+        try scratch.write("photos/a.jpg", "edited by the user, same name")
+        let results = install([.move(LocalMove(source: .deleted(path: "photos/a.jpg", version: 8, expected: old),
+                                               record: target, expected: nil))])
+        guard case .failed("photos/a.jpg", 8, .localChanged)? = results.first else { return XCTFail("deletion: \(results)") }
+        guard case .failed("albums/a.jpg", 9, .transient)? = results.last else { return XCTFail("record: \(results)") }
+        XCTAssertEqual(contents("photos/a.jpg"), "edited by the user, same name", "the user's edit is kept")
+        XCTAssertNil(contents("albums/a.jpg"))
+    }
+
+    func testSomethingTheUserPutAtTheNewNameIsLeftAndTheOldNameIsStillDeleted() throws {
+        let old = try file("photos/a.jpg", "the bytes of a.jpg")
+        let target = record("albums/a.jpg", old, version: 9)
+        _ = try file("albums/a.jpg", "the user's own albums/a.jpg")
+        let results = install([.move(LocalMove(source: .deleted(path: "photos/a.jpg", version: 8, expected: old),
+                                               record: target, expected: nil))])
+        guard case .installed("photos/a.jpg", 8, nil)? = results.first else { return XCTFail("deletion: \(results)") }
+        guard case .failed("albums/a.jpg", 9, .localChanged)? = results.last else { return XCTFail("record: \(results)") }
+        XCTAssertEqual(contents("albums/a.jpg"), "the user's own albums/a.jpg")
+    }
+
+    func testADeletedFileAtLeastTheKeepSizeIsKeptAndLaterMovedFromThere() throws {
+        let big = try file("photos/big.raw", String(repeating: "r", count: 4_096))
+        let small = try file("photos/small.txt", "small")
+        let results = install([.remove(path: "photos/big.raw", version: 8, expected: big),
+                               .remove(path: "photos/small.txt", version: 8, expected: small)], keepFrom: 1_000)
+        XCTAssertNil(contents("photos/big.raw"))
+        XCTAssertNil(contents("photos/small.txt"))
+        guard case let .kept("photos/big.raw", 8, keptPath, content)? = results.first(where: { $0.path == "photos/big.raw" }) else {
+            return XCTFail("\(results)")
+        }
+        XCTAssertEqual(content, big)
+        XCTAssertTrue(keptPath.hasPrefix(temporary + "/"), keptPath)
+        guard case .installed("photos/small.txt", 8, nil)? = results.first(where: { $0.path == "photos/small.txt" }) else {
+            return XCTFail("a file under the keep size is just removed: \(results)")
+        }
+        XCTAssertEqual(try FileDescriptor.listDirectory(temporary).count, 1)
+
+        let target = record("raw/big.raw", big, version: 10)
+        let moved = install([.move(LocalMove(source: .kept(keptPath), record: target, expected: nil))])
+        guard case .installed("raw/big.raw", 10, _)? = moved.first, moved.count == 1 else { return XCTFail("\(moved)") }
+        XCTAssertEqual(contents("raw/big.raw"), String(repeating: "r", count: 4_096))
+        XCTAssertEqual(try FileSystem.status(root + "/raw/big.raw").modificationTime, mtime)
+        XCTAssertEqual(try FileDescriptor.listDirectory(temporary), [])
+    }
+
+    func testARenamedFileKeepsItsOldHashWhileItsStatIsTheOldOnesAndIsHashedOtherwise() throws {
+        // The hint's hash is deliberately not the file's: only a look that
+        // trusts the hint returns it (nothing was read).
+        var old = try file("photos/a.jpg", "the bytes of a.jpg")
+        old.hash = [UInt8](repeating: 0xab, count: 32)
+        try FileSystem.rename(root + "/photos/a.jpg", to: root + "/a.jpg")
+        guard case .found(let same?) = LocalDisk.look(root: root, path: "a.jpg", known: nil, hint: old) else {
+            return XCTFail("not found")
+        }
+        XCTAssertEqual(same.hash, old.hash, "the hint's hash, nothing read")
+
+        try scratch.write("b.jpg", "the bytes of a.jpg")  // same size and bytes, another inode
+        guard case .found(let other?) = LocalDisk.look(root: root, path: "b.jpg", known: nil, hint: old) else {
+            return XCTFail("not found")
+        }
+        XCTAssertEqual(other.hash, SHA256.hash(Array("the bytes of a.jpg".utf8)), "another file is hashed")
+
+        try scratch.write("a.jpg", "changed after the rename")
+        guard case .found(let changed?) = LocalDisk.look(root: root, path: "a.jpg", known: nil, hint: old) else {
+            return XCTFail("not found")
+        }
+        XCTAssertEqual(changed.hash, SHA256.hash(Array("changed after the rename".utf8)), "a changed file is hashed")
+    }
+
+    func testAKeptCopyThatIsGoneFailsAsTransient() throws {
+        let old = try file("a.bin", "bytes")
+        let target = record("b.bin", old, version: 3)
+        let results = install([.move(LocalMove(source: .kept(temporary + "/kept-1-1"), record: target, expected: nil))])
+        guard case .failed("b.bin", 3, .transient)? = results.first else { return XCTFail("\(results)") }
+        XCTAssertNil(contents("b.bin"))
+    }
+}
+
+private extension InstallResult {
+    var path: String {
+        switch self {
+        case .installed(let path, _, _), .failed(let path, _, _), .conflictCopied(let path, _, _),
+             .conflictFailed(let path, _), .kept(let path, _, _, _): path
+        }
+    }
+}
