@@ -1,10 +1,3 @@
-/// A file's bytes by size and SHA-256: what a deletion and a fetch have in
-/// common when the file was renamed on another node. A plain value.
-struct FileContent: Hashable {
-    let size: UInt64
-    let hash: [UInt8]
-}
-
 /// A file the index deleted here, kept under `.nsync/tmp` (full path) since
 /// `at` (loop ms).
 struct KeptFile {
@@ -37,7 +30,7 @@ extension Node {
     /// How long the bytes of a deleted file are kept for a rename's new name (ms).
     static let keptFileLifetime: UInt64 = 60_000
     /// Smaller deleted files are not kept: fetching them again costs little.
-    static let keepMinimumSize: UInt64 = 256 << 10
+    static let keepMinimumSize = FileContent.localCopyMinimumSize
     /// How long a rename seen here vouches for the old name's hash (ms).
     static let renameHintLifetime: UInt64 = 60_000
 
@@ -127,6 +120,42 @@ extension Node {
         logger.info("\(moves.count) file\(moves.count == 1 ? "" : "s") renamed or moved elsewhere: moved here from the old name, nothing to fetch")
         for move in moves { logger.debug("moving \(move.source) to \(move.record.path) (version \(move.record.version)): same bytes") }
         return moves
+    }
+
+    /// Turns fetches of bytes a name here holds into local copies, verified
+    /// as they are read: a copy made on another node, or a mode change (the
+    /// record's bytes are the path's own). A copy that does not match is
+    /// fetched after all.
+    func copyLocally(_ actions: inout [SyncAction]) {
+        guard !reconciler.largeFiles.isEmpty else { return }
+        var copied = 0
+        actions.removeAll { action in
+            guard case let .fetch(record, expected) = action, record.kind == .file,
+                  record.size >= FileContent.localCopyMinimumSize,
+                  let source = reconciler.largeFiles[FileContent(size: record.size, hash: record.hash)]?.first
+            else { return false }
+            copy(record, expected: expected, from: source)
+            copied += 1
+            return true
+        }
+        if copied > 0 {
+            logger.info("\(copied) file\(copied == 1 ? "" : "s") with bytes this node has: copied here, nothing to fetch")
+        }
+    }
+
+    private func copy(_ record: FileRecord, expected: LocalFile?, from source: String) {
+        let temporary = temporaryDirectory + "/copy-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+        let root = config.root
+        logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")
+        loop.queueWork({ LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record) },
+                       completion: { [unowned self] failure in
+            if let failure {
+                logger.info("fetching \(record.path) after all: \(failure)")
+                fetcher.fetch(record, expected: expected)
+            } else {
+                queueInstall(.file(Fetcher.Fetched(record: record, expected: expected, temporaryPath: temporary)))
+            }
+        })
     }
 
     /// Counts the bytes of the files `items` delete that will be kept, so a

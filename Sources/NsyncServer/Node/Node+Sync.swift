@@ -639,6 +639,7 @@ extension Node {
     func perform(_ actions: [SyncAction]) {
         var actions = actions
         let moves = pairMoves(&actions)
+        copyLocally(&actions)
         defer {
             // After the other installs: a directory made for a moved file first.
             for move in moves { queueInstall(.move(move)) }

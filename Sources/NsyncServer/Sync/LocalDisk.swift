@@ -341,6 +341,47 @@ enum LocalDisk {
         }
     }
 
+    /// Copies `source` (relative to `root`: a file this node holds, its
+    /// manifest says with `record`'s bytes) to `temporary`, hashing what it
+    /// reads; the copy stands only if that is the record's SHA-256 (the
+    /// source may have changed since). Mode and mtime are the record's.
+    /// Returns why not, or nil. Thread pool.
+    static func copyVerified(root: String, from source: String, to temporary: String, record: FileRecord) -> String? {
+        do {
+            let input = try FileSystem.openBeneath(root: root, path: source)
+            return try input.closeAfter { () -> String? in
+                let status = try FileSystem.status(descriptor: input.rawValue, path: source)
+                guard status.kind == .regular, UInt64(status.size) == record.size else {
+                    return "\(source) is not a file of \(record.size) bytes any more"
+                }
+                let output = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .exclusive], permissions: 0o600)
+                let hasher = SHA256()
+                let matched = try output.closeAfter { () -> Bool in
+                    var offset: Int64 = 0
+                    while offset < Int64(record.size) {
+                        let chunk = try input.read(upToCount: Int(min(Int64(1 << 20), Int64(record.size) - offset)), at: offset)
+                        guard !chunk.isEmpty else { break }
+                        hasher.update(chunk)
+                        try output.write(all: chunk, at: offset)
+                        offset += Int64(chunk.count)
+                    }
+                    guard offset == Int64(record.size), hasher.finalize() == record.hash else { return false }
+                    try FileSystem.setMode(descriptor: output.rawValue, record.mode)
+                    try FileSystem.setModificationTime(descriptor: output.rawValue, record.mtime)
+                    return true
+                }
+                if !matched {
+                    _ = try? FileDescriptor.removeIfPresent(temporary)
+                    return "\(source) no longer has the bytes"
+                }
+                return nil
+            }
+        } catch {
+            _ = try? FileDescriptor.removeIfPresent(temporary)
+            return "\(error)"
+        }
+    }
+
     private static func conflictCopy(_ path: String, expected: LocalFile, root: String, node: NodeName, now: Int64) -> InstallResult {
         let full = root + "/" + path
         guard matches(full, expected) else { return .conflictFailed(path: path, "it changed again") }

@@ -54,6 +54,31 @@ public struct LocalFile: Equatable, Sendable {
     }
 }
 
+/// A file's bytes by size and SHA-256: what a deletion and a fetch have in
+/// common when the file was renamed on another node, or two names when one
+/// is a copy of the other. A plain value.
+public struct FileContent: Hashable, Sendable {
+    public let size: UInt64
+    public let hash: [UInt8]
+
+    /// Smaller files are fetched (it costs little) rather than kept after a
+    /// deletion or copied from another name.
+    public static let localCopyMinimumSize: UInt64 = 256 << 10
+
+    public init(size: UInt64, hash: [UInt8]) {
+        self.size = size
+        self.hash = hash
+    }
+}
+
+private extension Dictionary where Key == FileContent, Value == Set<String> {
+    mutating func remove(_ path: String, from content: FileContent) {
+        guard var paths = self[content] else { return }
+        paths.remove(path)
+        self[content] = paths.isEmpty ? nil : paths
+    }
+}
+
 /// This node's memory of a path: which index version its disk holds.
 public struct ManifestEntry: Equatable, Sendable {
     /// The record version the local state corresponds to; 0 when the local
@@ -124,9 +149,17 @@ public struct Reconciler {
     /// Whether the manifest changed since it was last saved.
     public private(set) var manifestDirty = false
 
+    /// Paths whose files here hold these bytes (files of
+    /// `FileContent.localCopyMinimumSize` and more): a new name with the same
+    /// bytes is copied from one of them, not fetched.
+    public private(set) var largeFiles: [FileContent: Set<String>] = [:]
+
     public init(node: NodeName, manifest: PathMap<ManifestEntry> = [:]) {
         self.node = node
         self.manifest = manifest
+        for (path, entry) in manifest {
+            if let content = Self.largeContent(entry) { largeFiles[content, default: []].insert(path) }
+        }
     }
 
     /// Index changes waiting to be proposed (as one batch).
@@ -280,10 +313,21 @@ public struct Reconciler {
     }
 
     private mutating func setManifest(_ path: String, _ entry: ManifestEntry?) {
-        if manifest[path] != entry {
+        let old = manifest[path]
+        if old != entry {
+            if let content = Self.largeContent(old) { largeFiles.remove(path, from: content) }
+            if let content = Self.largeContent(entry) { largeFiles[content, default: []].insert(path) }
             manifest[path] = entry
             manifestDirty = true
         }
+    }
+
+    /// The bytes of a file this node holds, if it is large enough to be
+    /// worth copying locally rather than fetching.
+    private static func largeContent(_ entry: ManifestEntry?) -> FileContent? {
+        guard let local = entry?.local ?? nil, local.kind == .file, local.size >= FileContent.localCopyMinimumSize,
+              local.hash.count == PutChange.hashSize else { return nil }
+        return FileContent(size: local.size, hash: local.hash)
     }
 
     /// A proposal carrying these changes failed (no leader, timeout): propose them again.

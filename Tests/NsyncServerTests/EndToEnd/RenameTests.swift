@@ -87,4 +87,30 @@ final class EndToEndRenameTests: ClusterTestCase {
             XCTAssertTrue(cluster.log(node).contains("moved here from the old name"), "node\(node + 1) logged the local moves")
         }
     }
+
+    /// A copy made on one node, and a mode change, cost no transfer either:
+    /// the other nodes copy the bytes they hold (checking them as they read).
+    func testCopiesAndModeChangesAreCopiedLocallyOnTheOtherNodes() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let bytes = random.bytes(3 << 20)
+        try cluster.write(0, "data/original.bin", bytes, mode: 0o644)
+        try cluster.waitUntilConverged(timeout: 60)
+        let received = { (node: Int) throws -> UInt64 in try cluster.status(node).bytesReceived ?? 0 }
+        let receivedBefore = try (0..<3).map(received)
+
+        try cluster.write(0, "backup/copy.bin", bytes, mode: 0o600)
+        XCTAssertEqual(chmod(cluster.path(0, "data/original.bin"), 0o755), 0)
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+
+        XCTAssertEqual(tree["backup/copy.bin"]?.mode, 0o600)
+        XCTAssertEqual(tree["data/original.bin"]?.mode, 0o755)
+        for node in 1..<3 {
+            XCTAssertEqual(cluster.read(node, "backup/copy.bin"), bytes, "the copy on node\(node + 1)")
+            XCTAssertEqual(cluster.read(node, "data/original.bin"), bytes, "the original on node\(node + 1)")
+            let moved = try received(node) - receivedBefore[node]
+            XCTAssertEqual(moved, 0, "node\(node + 1) received \(moved) bytes of file data for a copy and a chmod")
+            XCTAssertTrue(cluster.log(node).contains("copied here, nothing to fetch"), "node\(node + 1) logged the local copies")
+        }
+    }
 }

@@ -134,6 +134,28 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertEqual(changed.hash, SHA256.hash(Array("changed after the rename".utf8)), "a changed file is hashed")
     }
 
+    func testALocalCopyStandsOnlyWithTheRecordsBytes() throws {
+        let source = try file("data/a.bin", String(repeating: "a", count: 10_000))
+        let target = record("backup/a.bin", source, version: 5)
+        let copy = temporary + "/copy-5-1"
+        XCTAssertNil(LocalDisk.copyVerified(root: root, from: "data/a.bin", to: copy, record: target))
+        XCTAssertEqual(FileManager.default.contents(atPath: copy).map { [UInt8]($0) }, Array(String(repeating: "a", count: 10_000).utf8))
+        let status = try FileSystem.status(copy)
+        XCTAssertEqual(status.mode, 0o600)
+        XCTAssertEqual(status.modificationTime, mtime)
+
+        // Changed since the manifest saw it (same size): no copy, nothing left.
+        try scratch.write("data/a.bin", String(repeating: "b", count: 10_000))
+        let failure = LocalDisk.copyVerified(root: root, from: "data/a.bin", to: temporary + "/copy-5-2", record: target)
+        XCTAssertNotNil(failure)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary + "/copy-5-2"))
+        // Gone, or a symlink out of the tree: no copy.
+        try FileSystem.removeFile(root + "/data/a.bin")
+        try FileManager.default.createSymbolicLink(atPath: root + "/data/a.bin", withDestinationPath: copy)
+        XCTAssertNotNil(LocalDisk.copyVerified(root: root, from: "data/a.bin", to: temporary + "/copy-5-3", record: target))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary + "/copy-5-3"))
+    }
+
     func testAKeptCopyThatIsGoneFailsAsTransient() throws {
         let old = try file("a.bin", "bytes")
         let target = record("b.bin", old, version: 3)
