@@ -117,6 +117,7 @@ extension Node {
             sync.installs = sync.installs.enumerated().filter { !pairedInstalls.contains($0.offset) }.map(\.element)
         }
         guard !moves.isEmpty else { return [] }
+        for move in moves { fetcher.abandonSpeculation(move.record.path) }
         logger.info("\(moves.count) file\(moves.count == 1 ? "" : "s") renamed or moved elsewhere: moved here from the old name, nothing to fetch")
         for move in moves { logger.debug("moving \(move.source) to \(move.record.path) (version \(move.record.version)): same bytes") }
         return moves
@@ -144,6 +145,7 @@ extension Node {
     }
 
     private func copy(_ record: FileRecord, expected: LocalFile?, from source: String) {
+        fetcher.abandonSpeculation(record.path)
         let temporary = temporaryDirectory + "/copy-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
         let root = config.root
         logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")

@@ -248,6 +248,11 @@ extension Node {
                 if let local = reconciler.manifest[offer.path]?.local, local.kind == .file, local.size == offer.size {
                     return false
                 }
+                // A file of that size elsewhere here: most likely a copy or a
+                // move, made from bytes this node holds (`copyLocally`,
+                // `pairMoves`). A different file of the same size only loses
+                // the overlap with the origin's hashing.
+                if reconciler.largeFiles.keys.contains(where: { $0.size == offer.size }) { return false }
                 return true
             },
             holders: { [unowned self] record in

@@ -788,6 +788,20 @@ final class Fetcher {
         return false
     }
 
+    /// Drops any early copy of `path`: its record is installed another way
+    /// (from bytes this node holds).
+    func abandonSpeculation(_ path: String) {
+        if let done = speculated.removeValue(forKey: path) {
+            FileSystemCleanup.remove(done.temporaryPath, on: loop)
+        }
+        for link in links.values {
+            for transfer in link.active.values where transfer.speculative && transfer.record.path == path {
+                cancel(transfer)
+                dropSpeculation(transfer, "its bytes are here already")
+            }
+        }
+    }
+
     /// Sets `record`'s mode and mtime on a verified copy, then hands it on.
     private func handOver(_ record: FileRecord, expected: LocalFile?, temporaryPath: String) {
         loop.queueWork({ () -> Result<Void, Error> in
