@@ -25,6 +25,25 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.reconcile("a", index: index), [], "the index caught up: nothing to do")
     }
 
+    func testLargeFilesAreFoundByTheirBytesAsTheManifestChanges() {
+        let big = FileContent.localCopyMinimumSize
+        let content = { (byte: UInt8) in FileContent(size: big, hash: self.hash(byte)) }
+        reconciler = Reconciler(node: "n1", manifest: ["start": ManifestEntry(version: 1, local: file(7, size: big))])
+        XCTAssertEqual(reconciler.largeFiles, [content(7): ["start"]], "from the saved manifest")
+        installRemote("a", file(1, size: big))
+        installRemote("b", file(1, size: big, inode: 2))
+        installRemote("small", file(1, size: big - 1))
+        XCTAssertEqual(reconciler.largeFiles[content(1)], ["a", "b"], "both names, not the small file")
+        XCTAssertEqual(reconciler.observed("a", file(2, size: big, mtime: 200), index: index), [])
+        XCTAssertEqual(reconciler.largeFiles[content(1)], ["a", "b"], "until the edit commits, the manifest knows the old bytes")
+        _ = commitOutbox()
+        XCTAssertEqual(reconciler.largeFiles[content(1)], ["b"], "a holds other bytes now")
+        XCTAssertEqual(reconciler.largeFiles[content(2)], ["a"])
+        XCTAssertEqual(reconciler.observed("b", nil, index: index), [])
+        _ = commitOutbox()
+        XCTAssertNil(reconciler.largeFiles[content(1)], "b is gone")
+    }
+
     func testNewLocalFileIsProposedWithBaseZero() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(1), base: 0)])
