@@ -21,9 +21,11 @@ public struct FileStatus: Equatable, Sendable {
     public var changeTime: Int64
     public var inode: UInt64
     public var device: UInt64
+    /// Names (hard links) of the inode.
+    public var linkCount: UInt64
 
     public init(kind: Kind, size: Int64, mode: UInt32, modificationTime: Int64,
-                changeTime: Int64 = 0, inode: UInt64 = 0, device: UInt64 = 0) {
+                changeTime: Int64 = 0, inode: UInt64 = 0, device: UInt64 = 0, linkCount: UInt64 = 1) {
         self.kind = kind
         self.size = size
         self.mode = mode
@@ -31,6 +33,7 @@ public struct FileStatus: Equatable, Sendable {
         self.changeTime = changeTime
         self.inode = inode
         self.device = device
+        self.linkCount = linkCount
     }
 
     init(_ st: stat) {
@@ -46,6 +49,7 @@ public struct FileStatus: Equatable, Sendable {
         changeTime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)
+        linkCount = UInt64(st.st_nlink)
     }
 
     /// True when both describe the same bytes as far as metadata can tell:

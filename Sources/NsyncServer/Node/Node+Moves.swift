@@ -1,8 +1,9 @@
 /// A file the index deleted here, kept under `.nsync/tmp` (full path) since
-/// `at` (loop ms).
+/// `at` (loop ms), with its status there.
 struct KeptFile {
     let path: String
     let at: UInt64
+    let stamp: FileStatus
 }
 
 /// A fetch done with bytes this node already has, as one rename.
@@ -10,8 +11,9 @@ struct LocalMove {
     enum Source {
         /// A file the index deletes in the same batch: the move is its deletion.
         case deleted(path: String, version: UInt64, expected: LocalFile)
-        /// A file it deleted a moment ago, kept at this full path.
-        case kept(String)
+        /// A file it deleted a moment ago, kept at this full path, with the
+        /// status it had when it was kept.
+        case kept(String, FileStatus)
     }
 
     var source: Source
@@ -40,13 +42,21 @@ extension Node {
     /// as hints for the same names under `to`.
     func noteRename(from: String, to: String) {
         let now = loop.now
-        if !sync.renameHints.isEmpty {
+        // Stale hints go now and then, not on every rename (a burst of them
+        // after a large directory's would cost each rename their count).
+        if !sync.renameHints.isEmpty, now - min(sync.renameHintsPurgedAt, now) > 5_000 {
+            sync.renameHintsPurgedAt = now
             let stale = sync.renameHints.compactMap { now - min($0.value.at, now) > Node.renameHintLifetime ? $0.key : nil }
             for path in stale { sync.renameHints[path] = nil }
         }
-        if let local = reconciler.manifest[from]?.local, local.kind == .file {
-            sync.renameHints[to] = (local, now)
+        let old = reconciler.manifest[from]?.local
+        if let old, old.kind == .file {
+            sync.renameHints[to] = (old, now)
+            return
         }
+        // A directory (or a name this node never knew): what it held goes
+        // along. Walks the manifest: only for a rename of a directory.
+        guard old == nil || old?.kind == .directory else { return }
         let prefix = from + "/"
         for (path, entry) in reconciler.manifest where path.hasPrefix(prefix) {
             guard let local = entry.local, local.kind == .file else { continue }
@@ -96,7 +106,7 @@ extension Node {
                     guard let kept = sync.kept[content]?.popLast(), case let .fetch(record, target) = actions[i] else { break }
                     if sync.kept[content]?.isEmpty == true { sync.kept[content] = nil }
                     pairedActions.insert(i)
-                    moves.append(LocalMove(source: .kept(kept.path), record: record, expected: target))
+                    moves.append(LocalMove(source: .kept(kept.path, kept.stamp), record: record, expected: target))
                 }
             }
         }
@@ -171,8 +181,9 @@ extension Node {
     }
 
     /// A deleted file's bytes are at `path` now; dropped after `keptFileLifetime`.
-    func keep(_ path: String, _ content: LocalFile) {
-        sync.kept[FileContent(size: content.size, hash: content.hash), default: []].append(KeptFile(path: path, at: loop.now))
+    func keep(_ path: String, _ content: LocalFile, _ stamp: FileStatus) {
+        sync.kept[FileContent(size: content.size, hash: content.hash), default: []]
+            .append(KeptFile(path: path, at: loop.now, stamp: stamp))
         scheduleKeptPurge()
     }
 

@@ -62,6 +62,7 @@ struct SyncState {
     /// New paths of a rename here -> what the old path held and when the
     /// rename was seen: if the stat still matches, its hash is reused.
     var renameHints = PathMap<(local: LocalFile, at: UInt64)>()
+    var renameHintsPurgedAt: UInt64 = 0
     /// The applied index at the last memory release, at the last 1 s tick,
     /// and when the release ran (loop ms).
     var appliedAtLastRelease: UInt64 = 0
@@ -131,8 +132,9 @@ enum InstallResult {
     case conflictCopied(path: String, copy: String, local: LocalFile?)
     case conflictFailed(path: String, String)
     /// A file deleted as the index says, its bytes kept at `at` (under
-    /// `.nsync/tmp`) for a while: `content` is what it held.
-    case kept(path: String, version: UInt64, at: String, content: LocalFile)
+    /// `.nsync/tmp`) for a while: `content` is what it held, `stamp` its
+    /// status there (a move from it checks that nothing changed it since).
+    case kept(path: String, version: UInt64, at: String, content: LocalFile, stamp: FileStatus)
 }
 
 extension Node {
@@ -461,6 +463,8 @@ extension Node {
     /// `path` and everything the manifest knows below it (a removed or moved-away directory).
     private func observeTree(_ path: String) {
         observe(path)
+        // Nothing can be known below a file or a link: no walk of the manifest.
+        if let local = reconciler.manifest[path]?.local, local.kind != .directory { return }
         let prefix = path + "/"
         for known in reconciler.manifest.keys where known.hasPrefix(prefix) { observe(known) }
     }
@@ -724,9 +728,9 @@ extension Node {
                 switch result {
                 case let .installed(path, version, local):
                     actions += reconciler.installed(path, version: version, local: local, index: index)
-                case let .kept(path, version, at, content):
+                case let .kept(path, version, at, content, stamp):
                     actions += reconciler.installed(path, version: version, local: nil, index: index)
-                    keep(at, content)
+                    keep(at, content, stamp)
                 case let .failed(path, version, failure):
                     if case .transient(let why) = failure { logger.info("cannot install \(path) yet: \(why)") }
                     actions += reconciler.installFailed(path, version: version, failure, index: index)

@@ -113,12 +113,24 @@ enum LocalDisk {
             // Written before the flush so that one flush covers it with the
             // files (a single file syncs it itself). Best effort: without it
             // a crash in the next second is no worse than before it existed.
+            // A move keeps its inode and takes the record's mode and mtime.
+            let moves = items.compactMap { item -> InstallJournal.Entry? in
+                guard case .move(let move) = item else { return nil }
+                let inode: UInt64
+                switch move.source {
+                case .deleted(_, _, let expected): inode = expected.inode
+                case .kept(_, let stamp): inode = stamp.inode
+                }
+                return InstallJournal.Entry(path: move.record.path, version: move.record.version, local: LocalFile(
+                    kind: .file, size: move.record.size, mode: move.record.mode, mtime: move.record.mtime,
+                    hash: move.record.hash, inode: inode))
+            }
             try? InstallJournal.append(files.compactMap { fetched -> InstallJournal.Entry? in
                 guard let status = try? FileSystem.status(fetched.temporaryPath) else { return nil }
                 return InstallJournal.Entry(path: fetched.record.path, version: fetched.record.version, local: LocalFile(
                     kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
                     hash: fetched.record.hash, inode: status.inode))
-            }, to: journal, sync: files.count == 1)
+            } + moves, to: journal, sync: files.count <= 1)
         }
         var flushError: Error?
         do {
@@ -262,11 +274,17 @@ enum LocalDisk {
     private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String,
                                keep: Keep? = nil) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
-        if let keep, expected.kind == .file, expected.size >= keep.minimumSize {
-            let kept = keep.directory + "/kept-\(version)-\(UInt32.random(in: 0...UInt32.max))"
-            if (try? FileSystem.rename(full, to: kept)) != nil {
-                return .kept(path: path, version: version, at: kept, content: expected)
+        // Not a file with other names (hard links): a move from it would
+        // change their mode and mtime too.
+        if let keep, expected.kind == .file, expected.size >= keep.minimumSize,
+           (try? FileSystem.status(full))?.linkCount == 1,
+           let kept = freeName(in: keep.directory, "kept-\(expected.inode)-\(version)"),
+           (try? FileSystem.rename(full, to: kept)) != nil {
+            if let stamp = try? FileSystem.status(kept) {
+                return .kept(path: path, version: version, at: kept, content: expected, stamp: stamp)
             }
+            _ = try? FileDescriptor.removeIfPresent(kept)
+            return .installed(path: path, version: version, local: nil)
         }
         do {
             if expected.kind == .directory {
@@ -303,11 +321,15 @@ enum LocalDisk {
                 return [.failed(path: path, version: version, .localChanged),
                         .failed(path: record.path, version: record.version, .transient("\(path), to be moved here, changed"))]
             }
-            guard matches(to, m.expected) else {
+            guard matches(to, m.expected), (try? FileSystem.status(from))?.linkCount == 1,
+                  let name = freeName(in: root + "/.nsync/tmp", "move-\(expected.inode)-\(record.version)") else {
+                // Something the user put at the new name, or an old name with
+                // other hard links (whose mode and mtime the move would change).
                 return [remove(path, version: version, expected: expected, full: from),
-                        .failed(path: record.path, version: record.version, .localChanged)]
+                        matches(to, m.expected) ? .failed(path: record.path, version: record.version, .transient("\(path) has other names: fetching it"))
+                            : .failed(path: record.path, version: record.version, .localChanged)]
             }
-            staging = root + "/.nsync/tmp/move-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+            staging = name
             do {
                 try FileSystem.rename(from, to: staging)
             } catch {
@@ -316,11 +338,18 @@ enum LocalDisk {
             }
             // The deletion is done: whatever follows, the old name is gone.
             done.append(.installed(path: path, version: version, local: nil))
-        case .kept(let path):
-            guard let status = try? FileSystem.status(path), status.kind == .regular, UInt64(status.size) == record.size else {
-                return [.failed(path: record.path, version: record.version, .transient("its kept copy is gone"))]
+        case let .kept(path, stamp):
+            // Nothing wrote to it since it was kept (ctime moves on any write
+            // and cannot be set back), so its bytes are still the record's.
+            guard let status = try? FileSystem.status(path), status.kind == .regular, status.hasSameContentStamp(as: stamp),
+                  UInt64(status.size) == record.size, status.linkCount == 1 else {
+                _ = try? FileDescriptor.removeIfPresent(path)
+                return [.failed(path: record.path, version: record.version, .transient("its kept copy changed or is gone"))]
             }
-            guard matches(to, m.expected) else { return [.failed(path: record.path, version: record.version, .localChanged)] }
+            guard matches(to, m.expected) else {
+                _ = try? FileDescriptor.removeIfPresent(path)
+                return [.failed(path: record.path, version: record.version, .localChanged)]
+            }
             staging = path
         }
         do {
@@ -336,9 +365,24 @@ enum LocalDisk {
                 kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
                 hash: record.hash, inode: status.inode))]
         } catch {
-            _ = try? FileDescriptor.removeIfPresent(staging)
+            // The bytes stay kept for a later try (of a deleted path), or go.
+            if case let .deleted(path, version, expected) = m.source, let stamp = try? FileSystem.status(staging) {
+                done = [.kept(path: path, version: version, at: staging, content: expected, stamp: stamp)]
+            } else {
+                _ = try? FileDescriptor.removeIfPresent(staging)
+            }
             return done + [.failed(path: record.path, version: record.version, .transient("\(error)"))]
         }
+    }
+
+    /// `directory/prefix-N` for a random N that no file has yet (the install
+    /// job is the only one naming files so: it cannot be taken meanwhile).
+    private static func freeName(in directory: String, _ prefix: String) -> String? {
+        for _ in 0..<8 {
+            let name = directory + "/" + prefix + "-\(UInt32.random(in: 0...UInt32.max))"
+            if !FileDescriptor.exists(name) { return name }
+        }
+        return nil
     }
 
     /// Copies `source` (relative to `root`: a file this node holds, its

@@ -177,7 +177,9 @@ extension TransferServer {
                 return
             }
             let expected: UInt64
-            switch server.resolve(request.path, request.version) {
+            let resolution = server.resolve(request.path, request.version)
+            if case .notYet = resolution {} else { item.waitingSince = nil }
+            switch resolution {
             case .refuse(let refusal):
                 item.state = .refused(refusal)
                 return
@@ -200,7 +202,7 @@ extension TransferServer {
                     guard let self, let item else { return }
                     if case .awaitingRelay = item.state { openRelay(item) } else { pump() }
                 }
-                openRelay(item)
+                openRelay(item, pumping: false)  // prepareMore's caller pumps
                 return
             case .serve(let size):
                 expected = size
@@ -262,11 +264,11 @@ extension TransferServer {
 
         /// Opens the file a relay reads once its first bytes are written
         /// (or refuses the request if its transfer stopped first).
-        private func openRelay(_ item: Item) {
+        private func openRelay(_ item: Item, pumping: Bool = true) {
             guard case .awaitingRelay = item.state, let feed = item.feed else { return }
             if feed.failed {
                 item.state = .refused(Refusal(status: .versionNotHeld, message: "the transfer it would be relayed from stopped"))
-                pump()
+                if pumping { pump() }
                 return
             }
             guard feed.written > 0 else { return }  // the file exists once its first write landed
@@ -286,6 +288,7 @@ extension TransferServer {
             waitTimer = server.loop.schedule(after: delay) { [weak self] in
                 guard let self, !abandoned else { return }
                 waitTimer = nil
+                refuseOverdue()
                 indexAdvanced()
                 // Requests that began waiting later need their own wake-up.
                 let since = items.compactMap { item -> UInt64? in
@@ -295,6 +298,22 @@ extension TransferServer {
                 if let earliest = since.min() {
                     let due = earliest + TransferServer.maxWaitForIndex + 1
                     scheduleWaitTimeout(after: due > server.loop.now ? due - server.loop.now : 1)
+                }
+            }
+        }
+
+        /// Requests whose version this node has not applied `maxWaitForIndex`
+        /// after they came are refused, also those the window keeps from
+        /// being prepared (a refusal holds nothing); those now resolved stop waiting.
+        private func refuseOverdue() {
+            let now = server.loop.now
+            for item in items {
+                guard case .queued = item.state, let since = item.waitingSince,
+                      now - min(since, now) > TransferServer.maxWaitForIndex else { continue }
+                if case .notYet = server.resolve(item.request.path, item.request.version) {
+                    item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(item.request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
+                } else {
+                    item.waitingSince = nil
                 }
             }
         }
@@ -373,7 +392,8 @@ extension TransferServer {
             for step in 0..<count {
                 let i = (nextStream + step) % count
                 if advance(streams[i]) {
-                    nextStream = streams.isEmpty ? 0 : (i + 1) % streams.count
+                    // Next in turn: the one after, or the one that took this slot when it ended.
+                    nextStream = streams.isEmpty ? 0 : (streams.count < count ? i : i + 1) % streams.count
                     return true
                 }
             }

@@ -92,7 +92,7 @@ final class LocalDiskMoveTests: XCTestCase {
                                .remove(path: "photos/small.txt", version: 8, expected: small)], keepFrom: 1_000)
         XCTAssertNil(contents("photos/big.raw"))
         XCTAssertNil(contents("photos/small.txt"))
-        guard case let .kept("photos/big.raw", 8, keptPath, content)? = results.first(where: { $0.path == "photos/big.raw" }) else {
+        guard case let .kept("photos/big.raw", 8, keptPath, content, stamp)? = results.first(where: { $0.path == "photos/big.raw" }) else {
             return XCTFail("\(results)")
         }
         XCTAssertEqual(content, big)
@@ -103,7 +103,8 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertEqual(try FileDescriptor.listDirectory(temporary).count, 1)
 
         let target = record("raw/big.raw", big, version: 10)
-        let moved = install([.move(LocalMove(source: .kept(keptPath), record: target, expected: nil))])
+        XCTAssertEqual(stamp.inode, big.inode)
+        let moved = install([.move(LocalMove(source: .kept(keptPath, stamp), record: target, expected: nil))])
         guard case .installed("raw/big.raw", 10, _)? = moved.first, moved.count == 1 else { return XCTFail("\(moved)") }
         XCTAssertEqual(contents("raw/big.raw"), String(repeating: "r", count: 4_096))
         XCTAssertEqual(try FileSystem.status(root + "/raw/big.raw").modificationTime, mtime)
@@ -156,10 +157,52 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: temporary + "/copy-5-3"))
     }
 
+    func testAKeptCopyWrittenToSinceItWasKeptIsNotInstalled() throws {
+        // A program that still had the file open rewrites it in place (same
+        // size, mtime put back) while it waits in .nsync/tmp.
+        let text = String(repeating: "k", count: 4_096)
+        let big = try file("db/table.dat", text)
+        let results = install([.remove(path: "db/table.dat", version: 8, expected: big)], keepFrom: 1_000)
+        guard case let .kept(_, _, keptPath, _, stamp)? = results.first else { return XCTFail("\(results)") }
+        usleep(20_000)  // a later ctime
+        let fd = try FileDescriptor.open(keptPath, .writeOnly)
+        try fd.closeAfter { try fd.write(all: Array(String(repeating: "X", count: 4_096).utf8), at: 0) }
+        try FileSystem.setModificationTime(keptPath, stamp.modificationTime)
+        let moved = install([.move(LocalMove(source: .kept(keptPath, stamp), record: record("db/moved.dat", big, version: 9),
+                                             expected: nil))])
+        guard case .failed("db/moved.dat", 9, .transient)? = moved.first else { return XCTFail("\(moved)") }
+        XCTAssertNil(contents("db/moved.dat"), "bytes that are not the record's were installed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: keptPath), "the changed copy is dropped")
+    }
+
+    func testAFileWithOtherHardLinksIsNeitherKeptNorMoved() throws {
+        let text = String(repeating: "h", count: 4_096)
+        let linked = try file("a/linked.bin", text)
+        XCTAssertEqual(link(root + "/a/linked.bin", root + "/other-name.bin"), 0)
+        let before = try FileSystem.status(root + "/other-name.bin")
+        let removed = install([.remove(path: "a/linked.bin", version: 8, expected: linked)], keepFrom: 1_000)
+        guard case .installed("a/linked.bin", 8, nil)? = removed.first else { return XCTFail("not kept: \(removed)") }
+        XCTAssertEqual(try FileDescriptor.listDirectory(temporary), [])
+
+        XCTAssertEqual(link(root + "/other-name.bin", root + "/a/linked.bin"), 0)
+        let again = try FileSystem.status(root + "/a/linked.bin")
+        let old = LocalFile(kind: .file, size: linked.size, mode: again.mode, mtime: again.modificationTime,
+                            hash: linked.hash, inode: again.inode)
+        let results = install([.move(LocalMove(source: .deleted(path: "a/linked.bin", version: 10, expected: old),
+                                               record: record("b/moved.bin", old, version: 11), expected: nil))])
+        guard case .installed("a/linked.bin", 10, nil)? = results.first else { return XCTFail("deletion: \(results)") }
+        guard case .failed("b/moved.bin", 11, .transient)? = results.last else { return XCTFail("record: \(results)") }
+        let after = try FileSystem.status(root + "/other-name.bin")
+        XCTAssertEqual(after.mode, before.mode, "the other name's mode is untouched")
+        XCTAssertEqual(after.modificationTime, before.modificationTime, "the other name's mtime is untouched")
+        XCTAssertNil(contents("b/moved.bin"))
+    }
+
     func testAKeptCopyThatIsGoneFailsAsTransient() throws {
         let old = try file("a.bin", "bytes")
         let target = record("b.bin", old, version: 3)
-        let results = install([.move(LocalMove(source: .kept(temporary + "/kept-1-1"), record: target, expected: nil))])
+        let stamp = try FileSystem.status(root + "/a.bin")
+        let results = install([.move(LocalMove(source: .kept(temporary + "/kept-1-1", stamp), record: target, expected: nil))])
         guard case .failed("b.bin", 3, .transient)? = results.first else { return XCTFail("\(results)") }
         XCTAssertNil(contents("b.bin"))
     }
@@ -169,7 +212,7 @@ private extension InstallResult {
     var path: String {
         switch self {
         case .installed(let path, _, _), .failed(let path, _, _), .conflictCopied(let path, _, _),
-             .conflictFailed(let path, _), .kept(let path, _, _, _): path
+             .conflictFailed(let path, _), .kept(let path, _, _, _, _): path
         }
     }
 }
