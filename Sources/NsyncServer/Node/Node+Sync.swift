@@ -370,6 +370,9 @@ extension Node {
     /// operator: an error in status and the log, at most once a minute, as
     /// the fetch is retried every second meanwhile.
     private func reportLocalFetchFailure(_ path: String, _ why: String) {
+        // This disk is short of room (most likely): deleted files kept for
+        // renames give theirs back now.
+        purgeKeptFiles(olderThan: 0)
         let now = loop.now
         if let last = sync.localFetchFailureReportedAt, now - last < 60_000 {
             logger.info("fetch of \(path) failed again: \(why)")

@@ -113,4 +113,50 @@ final class DaemonDiskFullTests: XCTestCase {
         XCTAssertEqual(node2.stop(), 0, logs())
         XCTAssertEqual(node1.stop(), 0, logs())
     }
+
+    /// A file deleted elsewhere is kept a while for a rename's new name; a
+    /// fetch that finds the disk short of room gets that room back at once
+    /// (not after the 60 s a kept file waits).
+    func testKeptDeletedFilesGiveTheirRoomBackWhenAFetchRunsShort() throws {
+        let seed = LoopTestSupport.seed()
+        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
+        let source = cluster.member("node1").root
+        let tmpfsBytes = 16 << 20
+        let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
+        try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                               #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
+                                              "mounting a tmpfs in a private mount namespace")
+        let old = pattern(7 << 20, seed: seed)
+        FileManager.default.createFile(atPath: source + "/old.bin", contents: old)
+        let node1 = try cluster.start("node1", in: scratch)
+        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
+        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
+        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
+        DaemonWait.until("node2 to hold old.bin", timeout: 30, context: logs) {
+            FileManager.default.contents(atPath: target + "/old.bin") == old
+        }
+
+        // Deleted on node1: node2 keeps its 7 MiB under .nsync/tmp.
+        try FileManager.default.removeItem(atPath: source + "/old.bin")
+        DaemonWait.until("node2 to delete old.bin", timeout: 20, context: logs) {
+            !FileManager.default.fileExists(atPath: target + "/old.bin")
+        }
+        let kept = (try? FileManager.default.contentsOfDirectory(atPath: target + "/.nsync/tmp"))?.filter { $0.hasPrefix("kept-") } ?? []
+        XCTAssertEqual(kept.count, 1, "old.bin's bytes are kept for a while: \(kept)")
+        print("node2's tmpfs: \(freeBytes(target) >> 10) KiB free with old.bin kept")
+
+        // A new 9 MiB file fits only once the kept bytes are gone.
+        let new = pattern(9 << 20, seed: seed &+ 1)
+        let staged = scratch.path + "/new.bin"
+        FileManager.default.createFile(atPath: staged, contents: new)
+        XCTAssertEqual(rename(staged, source + "/new.bin"), 0)
+        let started = Date()
+        DaemonWait.until("node2 to hold new.bin (a kept file waits 60 s by itself)", timeout: 20, context: logs) {
+            FileManager.default.contents(atPath: target + "/new.bin") == new
+        }
+        print("node2 got new.bin \(String(format: "%.2f", Date().timeIntervalSince(started))) s after it was written")
+        XCTAssertTrue(node2.isRunning, logs())
+        XCTAssertEqual(node2.stop(), 0, logs())
+        XCTAssertEqual(node1.stop(), 0, logs())
+    }
 }
