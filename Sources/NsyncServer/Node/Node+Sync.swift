@@ -582,7 +582,8 @@ extension Node {
         sync.scanLoggedAt = started
         sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
         let loop = self.loop
-        loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry]), Error> in
+        loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry],
+                                                   moved: [(String, LocalFile)]), Error> in
             Result {
                 let result = try DirectoryScanner.scan(root: root, ignore: ignore, progressInterval: 5_000) { entries, _ in
                     loop.execute { self?.sync.scanProgress?.filesDone = entries }
@@ -599,11 +600,22 @@ extension Node {
                 let hidden = result.skipped.compactMap { s -> String? in
                     if case .unreadable = s.reason { return s.path + "/" } else { return nil }
                 }
+                // Files gone from their names since the manifest was saved, by
+                // inode: a new name with that very stat was renamed (while the
+                // node was down) and keeps the hash, nothing is read again.
+                var vanished: [UInt64: LocalFile] = [:]
                 for (path, entry) in manifest where entry.local != nil && !seen.contains(path) {
                     if hidden.contains(where: { path.hasPrefix($0) }) { continue }
                     changed.append(path)
+                    if let local = entry.local, local.kind == .file, local.inode != 0 { vanished[local.inode] = local }
                 }
-                return (changed, result.entries.count, result.skipped)
+                var moved: [(String, LocalFile)] = []
+                if !vanished.isEmpty {
+                    for entry in result.entries where entry.kind == .file && (manifest[entry.path]?.local ?? nil) == nil {
+                        if let local = vanished[entry.inode] { moved.append((entry.path, local)) }
+                    }
+                }
+                return (changed, result.entries.count, result.skipped, moved)
             }
         }, completion: { [unowned self] result in
             sync.scanning = false
@@ -616,6 +628,10 @@ extension Node {
                                                    "ms": "\(loop.now - started)"])
                 sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
                 sync.scanPending = PathSet(scan.changed)
+                for (path, local) in scan.moved { sync.renameHints[path] = (local, loop.now) }
+                if !scan.moved.isEmpty {
+                    logger.info("scan: \(scan.moved.count) files under new names have the inode and stat of files gone from old ones (renamed): their hashes are kept unless they changed")
+                }
                 for path in scan.changed { observe(path) }
                 scanStepDone(nil)
                 perform(reconciler.reconcileAll(index: index))

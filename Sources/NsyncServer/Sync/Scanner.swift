@@ -14,15 +14,18 @@ public struct ScannedEntry: Equatable, Sendable {
     public var modificationTime: Int64
     /// The link text for symlinks (never followed), nil otherwise.
     public var symlinkTarget: String?
+    /// Inode number (0 when not known).
+    public var inode: UInt64
 
     public init(path: String, kind: Kind, size: Int64, mode: UInt32, modificationTime: Int64,
-                symlinkTarget: String? = nil) {
+                symlinkTarget: String? = nil, inode: UInt64 = 0) {
         self.path = path
         self.kind = kind
         self.size = size
         self.mode = mode
         self.modificationTime = modificationTime
         self.symlinkTarget = symlinkTarget
+        self.inode = inode
     }
 }
 
@@ -126,7 +129,7 @@ public enum DirectoryScanner {
                     case .regular:
                         bytes += status.size
                         record(ScannedEntry(path: path, kind: .file, size: status.size, mode: status.mode,
-                                            modificationTime: status.modificationTime))
+                                            modificationTime: status.modificationTime, inode: status.inode))
                     case .symlink:
                         do {
                             let target = try FileSystem.readLink(root + "/" + path)

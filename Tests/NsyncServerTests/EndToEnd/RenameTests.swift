@@ -113,4 +113,35 @@ final class EndToEndRenameTests: ClusterTestCase {
             XCTAssertTrue(cluster.log(node).contains("copied here, nothing to fetch"), "node\(node + 1) logged the local copies")
         }
     }
+
+    /// A directory renamed while its node was down: at start-up the node
+    /// recognises the files by inode and stat (no hashing), and the others
+    /// move their copies.
+    func testADirectoryRenamedWhileItsNodeWasDownMovesWithoutATransfer() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        var contents: [String: [UInt8]] = [:]
+        for i in 0..<6 { contents["raw/shot\(i).raw"] = random.bytes(400_000 + i * 1_000) }
+        for (path, bytes) in contents { try cluster.write(0, path, bytes) }
+        try cluster.waitUntilConverged(timeout: 60)
+        let received = { (node: Int) throws -> UInt64 in try cluster.status(node).bytesReceived ?? 0 }
+        let receivedBefore = try (1..<3).map(received)
+
+        try cluster.kill(0, signal: SIGTERM)
+        try cluster.rename(0, "raw", "archive/raw-2024")
+        try cluster.restart(0)
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+
+        XCTAssertEqual(tree.paths.filter { $0.hasPrefix("raw") }, [])
+        for (path, bytes) in contents {
+            let moved = "archive/raw-2024" + path.dropFirst("raw".count)
+            for node in 0..<3 { XCTAssertEqual(cluster.read(node, moved), bytes, "\(moved) on node\(node + 1)") }
+        }
+        XCTAssertTrue(cluster.log(0).contains("scan: 6 files under new names have the inode and stat of files gone"),
+                      "node1 kept the hashes of the renamed files")
+        for node in 1..<3 {
+            let moved = try received(node) - receivedBefore[node - 1]
+            XCTAssertEqual(moved, 0, "node\(node + 1) received \(moved) bytes of file data for a rename")
+        }
+    }
 }

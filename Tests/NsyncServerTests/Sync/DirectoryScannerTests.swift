@@ -21,7 +21,8 @@ final class DirectoryScannerTests: XCTestCase {
         XCTAssertEqual(byPath["a.txt"]?.modificationTime, 1_600_000_000_000_000_001)
         XCTAssertEqual(byPath["a.txt"]?.size, 1)
         XCTAssertEqual(byPath["b/f.txt"], ScannedEntry(path: "b/f.txt", kind: .file, size: 5, mode: 0o600,
-                                                        modificationTime: byPath["b/f.txt"]!.modificationTime))
+                                                        modificationTime: byPath["b/f.txt"]!.modificationTime,
+                                                        inode: try FileSystem.status(dir.url("b/f.txt")).inode))
         XCTAssertEqual(byPath["b/empty"]?.kind, .directory)
         XCTAssertEqual(byPath["link"]?.kind, .symlink)
         XCTAssertEqual(byPath["link"]?.symlinkTarget, "b/f.txt")
