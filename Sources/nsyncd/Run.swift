@@ -54,6 +54,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Snapshot the index after this many applied Raft entries.", visibility: .hidden))
     var snapshotEntries: Int?
 
+    @Option(help: ArgumentHelp("Keep the bytes of files deleted elsewhere this many ms, for renames.", visibility: .hidden))
+    var keptFileLifetime: UInt64?
+
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -65,6 +68,7 @@ struct Run: ParsableCommand {
                 root: path, name: name, listenHost: host, clusterPort: clusterPort, filePort: fileServerPort,
                 peers: try PeerAddress.parseList(cluster), caPath: ca, certificatePath: cert, keyPath: key)
             if let snapshotEntries { config.tuning.snapshotEntries = snapshotEntries }
+            if let keptFileLifetime { config.tuning.keptFileLifetime = keptFileLifetime }
             guard peerTimeout.isFinite, peerTimeout >= 2, peerTimeout <= 3_600 else {
                 throw StartupError.invalidPeerTimeout(peerTimeout)
             }

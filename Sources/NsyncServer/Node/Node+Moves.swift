@@ -29,10 +29,11 @@ struct LocalMove {
 /// bytes: the file is renamed into place. The two may commit in one batch
 /// (paired in `perform`) or apart (the deleted file was kept a while).
 extension Node {
-    /// How long the bytes of a deleted file are kept for a rename's new name (ms).
-    static let keptFileLifetime: UInt64 = 60_000
-    /// Smaller deleted files are not kept: fetching them again costs little.
-    static let keepMinimumSize = FileContent.localCopyMinimumSize
+    /// Deleted files of any size but empty are kept (a renamed source tree
+    /// is thousands of small files), at most this many at a time: an
+    /// rm -rf of more unlinks the rest at once.
+    static let keepMinimumSize: UInt64 = 1
+    static let maxKeptFiles = 10_000
     /// How long a rename seen here vouches for the old name's hash (ms).
     static let renameHintLifetime: UInt64 = 60_000
 
@@ -40,7 +41,7 @@ extension Node {
 
     /// Remembers what `from` and everything the manifest knows below it held,
     /// as hints for the same names under `to`.
-    func noteRename(from: String, to: String) {
+    func noteRename(from: String, to: String, isDirectory: Bool) {
         let now = loop.now
         // Stale hints go now and then, not on every rename (a burst of them
         // after a large directory's would cost each rename their count).
@@ -49,14 +50,11 @@ extension Node {
             let stale = sync.renameHints.compactMap { now - min($0.value.at, now) > Node.renameHintLifetime ? $0.key : nil }
             for path in stale { sync.renameHints[path] = nil }
         }
-        let old = reconciler.manifest[from]?.local
-        if let old, old.kind == .file {
-            sync.renameHints[to] = (old, now)
+        if !isDirectory {
+            if let old = reconciler.manifest[from]?.local, old.kind == .file { sync.renameHints[to] = (old, now) }
             return
         }
-        // A directory (or a name this node never knew): what it held goes
-        // along. Walks the manifest: only for a rename of a directory.
-        guard old == nil || old?.kind == .directory else { return }
+        // A directory: what it held goes along (a walk of the manifest, only here).
         let prefix = from + "/"
         for (path, entry) in reconciler.manifest where path.hasPrefix(prefix) {
             guard let local = entry.local, local.kind == .file else { continue }
@@ -104,6 +102,7 @@ extension Node {
             for (content, indices) in wanted {
                 for i in indices {
                     guard let kept = sync.kept[content]?.popLast(), case let .fetch(record, target) = actions[i] else { break }
+                    sync.keptCount -= 1
                     if sync.kept[content]?.isEmpty == true { sync.kept[content] = nil }
                     pairedActions.insert(i)
                     moves.append(LocalMove(source: .kept(kept.path, kept.stamp), record: record, expected: target))
@@ -154,36 +153,58 @@ extension Node {
         }
     }
 
+    /// Local copies running at once: each reads and writes a whole file on
+    /// the thread pool, which also writes the Raft log.
+    static let maxLocalCopies = 2
+
     private func copy(_ record: FileRecord, expected: LocalFile?, from source: String) {
         fetcher.abandonSpeculation(record.path)
-        let temporary = temporaryDirectory + "/copy-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
-        let root = config.root
-        logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")
-        loop.queueWork({ LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record) },
-                       completion: { [unowned self] failure in
-            if let failure {
-                logger.info("fetching \(record.path) after all: \(failure)")
-                fetcher.fetch(record, expected: expected)
-            } else {
-                queueInstall(.file(Fetcher.Fetched(record: record, expected: expected, temporaryPath: temporary)))
-            }
-        })
+        sync.localCopies.append((record, expected, source))
+        startLocalCopies()
+    }
+
+    private func startLocalCopies() {
+        while sync.localCopiesRunning < Node.maxLocalCopies, !sync.localCopies.isEmpty, !stopping {
+            let (record, expected, source) = sync.localCopies.removeFirst()
+            sync.localCopiesRunning += 1
+            let temporary = temporaryDirectory + "/copy-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+            let directory = temporaryDirectory
+            let root = config.root
+            logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")
+            loop.queueWork({ () -> String? in
+                // The room a fetch needs, the raft log's reserve included.
+                do { try Fetcher.checkSpace(for: record, in: directory) } catch { return "\(error)" }
+                return LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record)
+            }, completion: { [unowned self] failure in
+                sync.localCopiesRunning -= 1
+                if let failure {
+                    logger.info("fetching \(record.path) after all: \(failure)")
+                    fetcher.fetch(record, expected: expected)
+                } else {
+                    queueInstall(.file(Fetcher.Fetched(record: record, expected: expected, temporaryPath: temporary)))
+                }
+                startLocalCopies()
+            })
+        }
     }
 
     /// Counts the bytes of the files `items` delete that will be kept, so a
     /// fetch of them committed meanwhile waits for the batch (`pairMoves`).
-    func noteRemovalsRunning(_ items: [InstallItem]) {
-        for item in items {
+    func noteRemovalsRunning(_ items: [InstallItem], capacity: Int) {
+        var left = capacity
+        for item in items where left > 0 {
             guard case let .remove(_, _, expected) = item, expected.kind == .file,
                   expected.size >= Node.keepMinimumSize else { continue }
             sync.removalsRunning[FileContent(size: expected.size, hash: expected.hash), default: 0] += 1
+            left -= 1
         }
     }
 
-    /// A deleted file's bytes are at `path` now; dropped after `keptFileLifetime`.
+    /// A deleted file's bytes are at `path` now; dropped after the tuning's `keptFileLifetime`.
     func keep(_ path: String, _ content: LocalFile, _ stamp: FileStatus) {
         sync.kept[FileContent(size: content.size, hash: content.hash), default: []]
             .append(KeptFile(path: path, at: loop.now, stamp: stamp))
+        sync.keptCount += 1
         scheduleKeptPurge()
     }
 
@@ -194,9 +215,10 @@ extension Node {
 
     private func scheduleKeptPurge() {
         guard sync.keptPurgeTimer == nil, !stopping else { return }
-        sync.keptPurgeTimer = loop.schedule(after: 5_000) { [unowned self] in
+        let lifetime = config.tuning.keptFileLifetime
+        sync.keptPurgeTimer = loop.schedule(after: min(5_000, lifetime)) { [unowned self] in
             sync.keptPurgeTimer = nil
-            purgeKeptFiles(olderThan: Node.keptFileLifetime)
+            purgeKeptFiles(olderThan: lifetime)
             if !sync.kept.isEmpty { scheduleKeptPurge() }
         }
     }
@@ -204,10 +226,16 @@ extension Node {
     /// Removes kept files older than `age` ms (all with 0).
     func purgeKeptFiles(olderThan age: UInt64) {
         let now = loop.now
+        var old: [String] = []
         for (content, files) in sync.kept {
-            let (old, young) = (files.filter { now - min($0.at, now) >= age }, files.filter { now - min($0.at, now) < age })
-            for file in old { FileSystemCleanup.remove(file.path, on: loop) }
+            let young = files.filter { now - min($0.at, now) < age }
+            guard young.count < files.count else { continue }
+            old += files.filter { now - min($0.at, now) >= age }.map(\.path)
             sync.kept[content] = young.isEmpty ? nil : young
         }
+        guard !old.isEmpty else { return }
+        sync.keptCount -= old.count
+        // One job for all: an rm -rf elsewhere keeps thousands.
+        loop.queueWork({ for path in old { _ = try? FileDescriptor.removeIfPresent(path) } }, completion: { _ in })
     }
 }

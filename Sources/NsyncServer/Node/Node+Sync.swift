@@ -54,6 +54,10 @@ struct SyncState {
     /// their bytes: a file renamed elsewhere whose new name commits later
     /// is moved from there instead of fetched (`Node+Moves`).
     var kept: [FileContent: [KeptFile]] = [:]
+    var keptCount = 0
+    /// Fetches done as local copies (`Node+Moves`), waiting and running.
+    var localCopies: Deque<(record: FileRecord, expected: LocalFile?, source: String)> = []
+    var localCopiesRunning = 0
     var keptPurgeTimer: LoopTimer?
     /// Bytes of the files the running install batch deletes (and keeps),
     /// and the fetches of such bytes that wait for it to end.
@@ -412,11 +416,16 @@ extension Node {
                 sync.settling.removeValue(forKey: path)?.close()
                 sync.busyWriters[path] = nil
                 observeTree(path)
-            case let .renamed(from, to):
-                noteRename(from: from, to: to)
-                observeTree(from)
-                observe(to)
-                scanSubtree(to)
+            case let .renamed(from, to, isDirectory):
+                noteRename(from: from, to: to, isDirectory: isDirectory)
+                if isDirectory {
+                    observeTree(from)
+                    observe(to)
+                    scanSubtree(to)
+                } else {
+                    observe(from)
+                    observe(to)
+                }
             case .rescanNeeded(let why):
                 logger.warning("rescanning: \(why)")
                 rescan(reason: why)
@@ -733,12 +742,13 @@ extension Node {
         sync.installing = true
         let items = sync.installs
         sync.installs.removeAll()
-        noteRemovalsRunning(items)
+        let keeping = LocalDisk.Keep(directory: temporaryDirectory, minimumSize: Node.keepMinimumSize,
+                                     capacity: max(0, Node.maxKeptFiles - sync.keptCount))
+        noteRemovalsRunning(items, capacity: keeping.capacity)
         let root = config.root
         let node = config.name
         let now = Int64(loop.wallClockSeconds)
         let journal = installJournalPath
-        let keeping = LocalDisk.Keep(directory: temporaryDirectory, minimumSize: Node.keepMinimumSize)
         loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now, journal: journal, keep: keeping) },
                        completion: { [unowned self] results in
             sync.installing = false

@@ -44,6 +44,9 @@ public struct NodeConfig: Sendable {
         public var chunkSize: Int = 256 << 10
         /// Silence on a peer channel after which it is closed and dialed again (ms).
         public var peerSilenceLimit: UInt64 = Channel.defaultSilenceLimit
+        /// How long the bytes of a file deleted here because another node
+        /// deleted it are kept, for a rename's new name (ms).
+        public var keptFileLifetime: UInt64 = 60_000
         public init() {}
     }
 }

@@ -99,11 +99,13 @@ enum LocalDisk {
     /// first (one flush) and recorded in `journal` (see `InstallJournal`)
     /// before any is renamed into place, and every parent directory touched
     /// is fsync'd after.
-    /// Where and from what size files the index deletes are kept a while
-    /// instead of unlinked (a rename elsewhere may want their bytes).
+    /// Where, from what size and how many of the files the index deletes
+    /// are kept a while instead of unlinked (a rename elsewhere may want
+    /// their bytes).
     struct Keep {
         var directory: String
         var minimumSize: UInt64
+        var capacity: Int
     }
 
     static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
@@ -149,6 +151,7 @@ enum LocalDisk {
             + items.filter { if case .remove = $0 { true } else { false } }.sorted { $0.path.utf8.count > $1.path.utf8.count }
         var results: [InstallResult] = []
         results.reserveCapacity(items.count)
+        var keep = keep
         for item in ordered {
             let full = root + "/" + item.path
             touched.insert(parent(of: full))
@@ -165,9 +168,9 @@ enum LocalDisk {
             case let .symlink(record, expected):
                 results.append(installSymlink(record, expected: expected, full: full, root: root))
             case let .modificationTime(record, expected):
-                results.append(setModificationTime(record, expected: expected, full: full))
+                results.append(setModificationTime(record, expected: expected, full: full, root: root))
             case let .remove(path, version, expected):
-                results.append(remove(path, version: version, expected: expected, full: full, keep: keep))
+                results.append(remove(path, version: version, expected: expected, full: full, keep: &keep))
             case let .conflict(path, expected):
                 results.append(conflictCopy(path, expected: expected, root: root, node: node, now: now))
             case .move(let move):
@@ -258,9 +261,26 @@ enum LocalDisk {
         }
     }
 
-    private static func setModificationTime(_ record: FileRecord, expected: LocalFile, full: String) -> InstallResult {
+    /// Gives a file that has the record's bytes the record's mode and mtime,
+    /// in place; a file with other hard links (whose mode and mtime would
+    /// change too) is replaced by a copy of itself instead.
+    private static func setModificationTime(_ record: FileRecord, expected: LocalFile, full: String,
+                                            root: String) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
         do {
+            if let status = try? FileSystem.status(full), status.linkCount > 1 {
+                let copy = root + "/.nsync/tmp/meta-\(expected.inode)-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
+                if let failure = copyVerified(root: root, from: record.path, to: copy, record: record) {
+                    return .failed(path: record.path, version: record.version, .transient(failure))
+                }
+                do {
+                    try FileSystem.rename(copy, to: full)
+                } catch {
+                    _ = try? FileDescriptor.removeIfPresent(copy)
+                    throw error
+                }
+            }
+            if (try FileSystem.status(full)).mode != record.mode { try FileSystem.setMode(full, record.mode) }
             try FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
@@ -271,16 +291,25 @@ enum LocalDisk {
         }
     }
 
+    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String) -> InstallResult {
+        var keep: Keep?
+        return remove(path, version: version, expected: expected, full: full, keep: &keep)
+    }
+
     private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String,
-                               keep: Keep? = nil) -> InstallResult {
+                               keep: inout Keep?) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
         // Not a file with other names (hard links): a move from it would
         // change their mode and mtime too.
-        if let keep, expected.kind == .file, expected.size >= keep.minimumSize,
-           (try? FileSystem.status(full))?.linkCount == 1,
-           let kept = freeName(in: keep.directory, "kept-\(expected.inode)-\(version)"),
+        if let directory = keep?.directory, let minimum = keep?.minimumSize, keep?.capacity ?? 0 > 0,
+           expected.kind == .file, expected.size >= minimum, (try? FileSystem.status(full))?.linkCount == 1,
+           let kept = freeName(in: directory, "kept-\(expected.inode)-\(version)"),
            (try? FileSystem.rename(full, to: kept)) != nil {
-            if let stamp = try? FileSystem.status(kept) {
+            keep?.capacity -= 1
+            // Still the file the manifest knew (a write between the check
+            // above and the rename would show here): else not worth keeping.
+            if let stamp = try? FileSystem.status(kept), stamp.inode == expected.inode, UInt64(stamp.size) == expected.size,
+               stamp.modificationTime == expected.mtime, stamp.mode == expected.mode {
                 return .kept(path: path, version: version, at: kept, content: expected, stamp: stamp)
             }
             _ = try? FileDescriptor.removeIfPresent(kept)

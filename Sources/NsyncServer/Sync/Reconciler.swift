@@ -102,8 +102,9 @@ public enum SyncAction: Equatable, Sendable {
     case makeDirectory(FileRecord, expected: LocalFile?)
     /// Create or replace a symlink.
     case makeSymlink(FileRecord, expected: LocalFile?)
-    /// The local file already has the record's bytes and mode: give it the
-    /// record's mtime too (a node that joined with a copy of the same file).
+    /// The local file already has the record's bytes: give it the record's
+    /// mode and mtime too (a node that joined with a copy of the same file,
+    /// a touch or a chmod elsewhere).
     case setModificationTime(FileRecord, expected: LocalFile)
     /// Remove the local file, link or (empty) directory: the index deleted it.
     case remove(path: String, version: UInt64, expected: LocalFile)
@@ -548,6 +549,12 @@ public struct Reconciler {
             // longer have: no node can serve it. What we have now replaces it.
             propose(path, local, base: record.version)
             return []
+        }
+        if let local, local.kind == .file, record.kind == .file, local.size == record.size, local.hash == record.hash {
+            // The record's bytes under another mode (a chmod elsewhere):
+            // mode and mtime are set here, nothing is fetched.
+            installing[path] = record.version
+            return [.setModificationTime(record, expected: local)]
         }
         installing[path] = record.version
         switch record.kind {

@@ -10,8 +10,9 @@ public enum WatchEvent: Hashable, Sendable {
     /// (`touch -m`) also arrives this way: the kernel reports it as a write.
     case modified(String)
     case removed(String)
-    /// A rename with both names inside the tree (and not ignored).
-    case renamed(from: String, to: String)
+    /// A rename with both names inside the tree (and not ignored), of a
+    /// directory or not.
+    case renamed(from: String, to: String, isDirectory: Bool)
     /// Events were lost or the tree moved under us: compare the whole tree
     /// with the index again. The text says why, for the log.
     case rescanNeeded(String)
@@ -191,7 +192,7 @@ public final class Watcher {
             case (false, true):
                 if move.isDirectory { unwatchTree(move.path) }
             case (false, false):
-                events[move.index] = .renamed(from: move.path, to: path)
+                events[move.index] = .renamed(from: move.path, to: path, isDirectory: isDirectory)
                 if isDirectory { renameWatches(from: move.path, to: path) }
             }
             return

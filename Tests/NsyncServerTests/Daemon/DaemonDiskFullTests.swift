@@ -159,4 +159,57 @@ final class DaemonDiskFullTests: XCTestCase {
         XCTAssertEqual(node2.stop(), 0, logs())
         XCTAssertEqual(node1.stop(), 0, logs())
     }
+
+    /// A copy made on another node of a file this node holds is copied from
+    /// the local bytes, and like a fetch it must leave the raft log's reserve
+    /// free: on a disk without that room it waits, and completes once space
+    /// is freed.
+    func testALocalCopyLeavesTheRaftLogReserveFree() throws {
+        let seed = LoopTestSupport.seed()
+        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
+        let source = cluster.member("node1").root
+        let tmpfsBytes = 16 << 20
+        let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
+        try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                               #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
+                                              "mounting a tmpfs in a private mount namespace")
+        let big = pattern(6 << 20, seed: seed)
+        FileManager.default.createFile(atPath: source + "/big.bin", contents: big)
+        let node1 = try cluster.start("node1", in: scratch)
+        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
+        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
+        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
+        DaemonWait.until("node2 to hold big.bin", timeout: 30, context: logs) {
+            FileManager.default.contents(atPath: target + "/big.bin") == big
+        }
+        // Room for the 6 MiB copy, not for the reserve beside it.
+        let filler = target + "/.nsync/filler"
+        FileManager.default.createFile(atPath: filler, contents: Data(count: freeBytes(target) - (6 << 20) - (400 << 10)))
+        let reserve = Int(Fetcher.diskReserve(total: UInt64(tmpfsBytes)))
+
+        let staged = scratch.path + "/copy.bin"
+        FileManager.default.createFile(atPath: staged, contents: big)
+        XCTAssertEqual(rename(staged, source + "/copy.bin"), 0)
+        var lowest = Int.max
+        var errors: [String] = []
+        let statusArguments = ["status", target, "--json"]
+        DaemonWait.until("node2 to report the full disk", timeout: 20, context: logs) {
+            lowest = min(lowest, freeBytes(target))
+            guard let exit = try? DaemonProcess.runToExit(statusArguments, in: scratch, timeout: 10), exit.status == 0,
+                  let status = try? NodeStatus.decode(Data(exit.stdout.utf8)) else { return false }
+            errors = status.recentErrors
+            return errors.contains { $0.contains("copy.bin") && $0.contains("kept free for the raft log") }
+        }
+        print("node2: lowest free \(lowest >> 10) KiB (reserve \(reserve >> 10) KiB); \(errors)")
+        XCTAssertGreaterThanOrEqual(lowest, reserve, "the copy ate into the raft log's reserve\n" + logs())
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/copy.bin"))
+
+        try FileManager.default.removeItem(atPath: filler)
+        DaemonWait.until("node2 to hold copy.bin once space is freed", timeout: 30, context: logs) {
+            FileManager.default.contents(atPath: target + "/copy.bin") == big
+        }
+        XCTAssertTrue(node2.isRunning, logs())
+        XCTAssertEqual(node2.stop(), 0, logs())
+        XCTAssertEqual(node1.stop(), 0, logs())
+    }
 }

@@ -144,4 +144,21 @@ final class EndToEndRenameTests: ClusterTestCase {
             XCTAssertEqual(moved, 0, "node\(node + 1) received \(moved) bytes of file data for a rename")
         }
     }
+
+    /// The bytes of files deleted elsewhere are kept only a while: with a
+    /// 1.5 s lifetime, none is left 10 s later, and each node's disk holds
+    /// exactly the tree.
+    func testKeptBytesOfDeletedFilesAreDroppedAfterTheirLifetime() throws {
+        let cluster = try makeCluster(extraArguments: ["--kept-file-lifetime", "1500"], label: "kept")
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        for i in 0..<20 { try cluster.write(0, "old/f\(i).bin", random.bytes(1_000 + i)) }
+        try cluster.waitUntilConverged(timeout: 60)
+        try cluster.remove(0, "old")
+        try cluster.waitUntilConverged(timeout: 60)
+        XCTAssertEqual(cluster.keptFiles(1).count + cluster.keptFiles(2).count, 40,
+                       "the other nodes keep the deleted files' bytes a while")
+        try cluster.poll("the kept bytes to be dropped on every node", timeout: 10) { () -> Bool? in
+            (0..<3).allSatisfy { cluster.keptFiles($0).isEmpty } ? true : nil
+        }
+    }
 }

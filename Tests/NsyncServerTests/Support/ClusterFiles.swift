@@ -192,13 +192,20 @@ struct ClusterRandom: RandomNumberGenerator {
 extension TestCluster {
     /// Files in node `node`'s `.nsync/tmp` (transfers in progress, or left
     /// by a crash) and their sizes; empty when there is no such directory.
+    /// Files in node `node`'s `.nsync/tmp`, but the bytes of deleted files
+    /// it keeps a while on purpose (`kept-*`, see `keptFiles`).
     func temporaryFiles(_ node: Int) -> [String: Int64] {
         let directory = path(node, ".nsync/tmp")
         var files: [String: Int64] = [:]
-        for name in (try? ClusterTree.listDirectory(directory)) ?? [] {
+        for name in (try? ClusterTree.listDirectory(directory)) ?? [] where !name.hasPrefix("kept-") {
             var status = stat()
             if lstat(directory + "/" + name, &status) == 0 { files[name] = Int64(status.st_size) }
         }
         return files
+    }
+
+    /// Names of the deleted files' bytes node `node` keeps for renames.
+    func keptFiles(_ node: Int) -> [String] {
+        ((try? ClusterTree.listDirectory(path(node, ".nsync/tmp"))) ?? []).filter { $0.hasPrefix("kept-") }.sorted()
     }
 }

@@ -35,8 +35,9 @@ final class LocalDiskMoveTests: XCTestCase {
                    hash: local.hash, origin: "n1", holders: ["n1"])
     }
 
-    private func install(_ items: [InstallItem], keepFrom size: UInt64 = 1 << 30) -> [InstallResult] {
-        LocalDisk.install(items, root: root, node: "n2", now: 0, keep: LocalDisk.Keep(directory: temporary, minimumSize: size))
+    private func install(_ items: [InstallItem], keepFrom size: UInt64 = 1 << 30, capacity: Int = 100) -> [InstallResult] {
+        LocalDisk.install(items, root: root, node: "n2", now: 0,
+                          keep: LocalDisk.Keep(directory: temporary, minimumSize: size, capacity: capacity))
     }
 
     private func contents(_ path: String) -> String? {
@@ -155,6 +156,18 @@ final class LocalDiskMoveTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: root + "/data/a.bin", withDestinationPath: copy)
         XCTAssertNotNil(LocalDisk.copyVerified(root: root, from: "data/a.bin", to: temporary + "/copy-5-3", record: target))
         XCTAssertFalse(FileManager.default.fileExists(atPath: temporary + "/copy-5-3"))
+    }
+
+    func testNoMoreFilesAreKeptThanTheCapacitySays() throws {
+        let files = try (0..<5).map { try file("d/f\($0).txt", "file \($0)") }
+        let results = install(files.enumerated().map { .remove(path: "d/f\($0.offset).txt", version: 3, expected: $0.element) },
+                              keepFrom: 1, capacity: 3)
+        let kept = results.filter { if case .kept = $0 { true } else { false } }
+        let removed = results.filter { if case .installed(_, 3, nil) = $0 { true } else { false } }
+        XCTAssertEqual(kept.count, 3, "\(results)")
+        XCTAssertEqual(removed.count, 2, "\(results)")
+        XCTAssertEqual(try FileDescriptor.listDirectory(temporary).count, 3)
+        XCTAssertEqual(try FileDescriptor.listDirectory(root + "/d"), [], "every file is gone from its name")
     }
 
     func testAKeptCopyWrittenToSinceItWasKeptIsNotInstalled() throws {

@@ -92,6 +92,7 @@ extension ReconcilerSimulation {
                 return report(n, .installFailed(path: record.path, version: record.version, .localChanged))
             }
             local.mtime = record.mtime
+            local.mode = record.mode
             install(n, record.path, record.version, local)
         case let .remove(path, version, expected):
             guard reconcilerDiskMatches(disk, expected) else {

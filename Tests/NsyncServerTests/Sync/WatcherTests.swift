@@ -89,9 +89,9 @@ final class WatcherTests: XCTestCase {
         try dir.write("f.txt", "x")
         let watcher = try Watcher(root: dir.path, ignore: .defaults)
         XCTAssertEqual(rename(dir.url("f.txt"), dir.url("old/g.txt")), 0)
-        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "f.txt", to: "old/g.txt")])
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "f.txt", to: "old/g.txt", isDirectory: false)])
         XCTAssertEqual(rename(dir.url("old"), dir.url("new")), 0)
-        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "old", to: "new")])
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.renamed(from: "old", to: "new", isDirectory: true)])
         try dir.write("new/sub/inside.txt", "i")
         let events = collectEvents(from: watcher) { $0.contains(.changed("new/sub/inside.txt")) }
         XCTAssertEqual(events.last, .changed("new/sub/inside.txt"))
