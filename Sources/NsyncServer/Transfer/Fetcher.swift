@@ -70,6 +70,8 @@ final class Fetcher {
     /// Copies of offered files, complete and verified against nothing yet,
     /// waiting for the record that announces them; by path.
     private var speculated: [String: Speculated] = [:]
+    /// Early copies that arrived whole and are being written and hashed.
+    private var finishingSpeculations: [String: Transfer] = [:]
 
     struct Speculated {
         var size: UInt64
@@ -516,6 +518,7 @@ final class Fetcher {
                 return
             }
             transfer.ended = true
+            if transfer.speculative { finishingSpeculations[transfer.record.path] = transfer }
             queueWrite(transfer)
             schedule()
         case .offer(let offer):
@@ -580,6 +583,7 @@ final class Fetcher {
             switch result {
             case .failure(let error):
                 transfer.fd = nil
+                if finishingSpeculations[transfer.record.path] === transfer { finishingSpeculations[transfer.record.path] = nil }
                 transfer.failed = true
                 transfer.stopFeed()
                 dropPending(transfer)
@@ -602,6 +606,7 @@ final class Fetcher {
                 if transfer.failed { closeFile(transfer) } else { queueWrite(transfer) }
             case .success((_, let digest?)):
                 transfer.fd = nil
+                if finishingSpeculations[transfer.record.path] === transfer { finishingSpeculations[transfer.record.path] = nil }
                 if digest == transfer.record.hash || (transfer.speculative && !transfer.failed) {
                     transfer.feed?.wrote(to: transfer.record.size)  // complete: relays send the rest
                 } else {
@@ -794,6 +799,8 @@ final class Fetcher {
         if let done = speculated.removeValue(forKey: path) {
             FileSystemCleanup.remove(done.temporaryPath, on: loop)
         }
+        // One whose last write is running now is dropped when it returns.
+        if let finishing = finishingSpeculations[path], finishing.speculative { finishing.failed = true }
         for link in links.values {
             for transfer in link.active.values where transfer.speculative && transfer.record.path == path {
                 cancel(transfer)
