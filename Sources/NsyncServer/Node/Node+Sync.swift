@@ -412,10 +412,10 @@ extension Node {
                 observe(path)
             case .modified(let path):
                 settle(path)
-            case .removed(let path):
+            case let .removed(path, isDirectory):
                 sync.settling.removeValue(forKey: path)?.close()
                 sync.busyWriters[path] = nil
-                observeTree(path)
+                if isDirectory { observeTree(path) } else { observe(path) }
             case let .renamed(from, to, isDirectory):
                 noteRename(from: from, to: to, isDirectory: isDirectory)
                 if isDirectory {

@@ -9,7 +9,8 @@ public enum WatchEvent: Hashable, Sendable {
     /// a short while, for writers that keep files open. An mtime-only change
     /// (`touch -m`) also arrives this way: the kernel reports it as a write.
     case modified(String)
-    case removed(String)
+    /// Gone (deleted, or moved out of the tree), a directory or not.
+    case removed(String, isDirectory: Bool)
     /// A rename with both names inside the tree (and not ignored), of a
     /// directory or not.
     case renamed(from: String, to: String, isDirectory: Bool)
@@ -174,7 +175,7 @@ public final class Watcher {
         if mask.contains(.movedFrom) {
             moves[event.cookie] = Move(path: path, isDirectory: isDirectory, ignored: ignored, index: events.count)
             if !ignored {
-                events.append(.removed(path))
+                events.append(.removed(path, isDirectory: isDirectory))
                 beingWritten.remove(path)
             }
             return
@@ -202,7 +203,7 @@ public final class Watcher {
             arrive(path, isDirectory: isDirectory, createdEmpty: true, into: &events)
         } else if mask.contains(.delete) {
             beingWritten.remove(path)
-            events.append(.removed(path))
+            events.append(.removed(path, isDirectory: isDirectory))
         } else if mask.contains(.closeWrite) {
             beingWritten.remove(path)
             events.append(.changed(path))

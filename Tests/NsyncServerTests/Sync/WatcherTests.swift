@@ -107,7 +107,7 @@ final class WatcherTests: XCTestCase {
         XCTAssertEqual(watcher.watchedDirectoryCount, 3)
         XCTAssertEqual(rename(dir.url("leaving"), outside.url("gone")), 0)
         XCTAssertEqual(rename(dir.url("file.txt"), outside.url("file.txt")), 0)
-        XCTAssertEqual(collectEvents(from: watcher) { $0.count >= 2 }, [.removed("leaving"), .removed("file.txt")])
+        XCTAssertEqual(collectEvents(from: watcher) { $0.count >= 2 }, [.removed("leaving", isDirectory: true), .removed("file.txt", isDirectory: false)])
         XCTAssertEqual(watcher.watchedDirectoryCount, 1, "watches of the moved-out tree are dropped")
         try outside.write("gone/deep/after.txt", "a")
         XCTAssertEqual(collectEvents(from: watcher, quietFor: 0.3), [], "the moved-out tree is not reported")
@@ -126,7 +126,9 @@ final class WatcherTests: XCTestCase {
         let watcher = try Watcher(root: dir.path, ignore: .defaults)
         XCTAssertEqual(watcher.watchedDirectoryCount, 4)
         try FileManager.default.removeItem(atPath: dir.url("t"))
-        let expected: Set<WatchEvent> = [.removed("t/u/v/x"), .removed("t/u/v"), .removed("t/u"), .removed("t/y"), .removed("t")]
+        let expected: Set<WatchEvent> = [.removed("t/u/v/x", isDirectory: false), .removed("t/u/v", isDirectory: true),
+                                         .removed("t/u", isDirectory: true), .removed("t/y", isDirectory: false),
+                                         .removed("t", isDirectory: true)]
         let events = collectEvents(from: watcher) { Set($0).isSuperset(of: expected) && watcher.watchedDirectoryCount == 1 }
         XCTAssertEqual(Set(events), expected)
         XCTAssertEqual(watcher.watchedDirectoryCount, 1)
@@ -153,7 +155,7 @@ final class WatcherTests: XCTestCase {
         XCTAssertEqual(watcher.watchedDirectoryCount, 2, "sub is watched, sub/build is not")
 
         XCTAssertEqual(rename(dir.url("doc"), dir.url("doc.tmp")), 0)
-        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.removed("doc")], "renamed to an ignored name")
+        XCTAssertEqual(collectEvents(from: watcher) { !$0.isEmpty }, [.removed("doc", isDirectory: false)], "renamed to an ignored name")
     }
 
     func testUpdatingIgnoreRulesWatchesNewlyIncludedDirectories() throws {
