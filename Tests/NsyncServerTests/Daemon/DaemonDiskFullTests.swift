@@ -37,26 +37,43 @@ final class DaemonDiskFullTests: XCTestCase {
         return Int(info.f_bavail) * Int(info.f_frsize)
     }
 
-    func testANewVersionThatDoesNotFitKeepsTheOldOneReportsTheErrorAndCompletesOnceSpaceIsFreed() throws {
-        let seed = LoopTestSupport.seed()
+    /// node1, and node2 with its PATH on a tmpfs of `tmpfsBytes` in a mount
+    /// namespace of its own, both holding `name` (node1 wrote `contents`).
+    private struct TmpfsPair {
+        let cluster: DaemonCluster
+        let node1: DaemonProcess
+        let node2: DaemonProcess
+        /// node1's PATH, and node2's as the test sees it (through /proc/PID/root).
+        let source: String
+        let target: String
+        var logs: String { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
+    }
+
+    private func startPair(holding name: String, _ contents: Data, tmpfsBytes: Int = 16 << 20) throws -> TmpfsPair {
         let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
         let source = cluster.member("node1").root
-        let tmpfsBytes = 16 << 20
         let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
         try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
                                                #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
                                               "mounting a tmpfs in a private mount namespace")
-        let old = pattern(256 << 10, seed: seed)
-        FileManager.default.createFile(atPath: source + "/data.bin", contents: old)
+        FileManager.default.createFile(atPath: source + "/" + name, contents: contents)
         let node1 = try cluster.start("node1", in: scratch)
         let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
-        // node2's PATH as the test sees it: inside node2's mount namespace.
-        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
-        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
-        DaemonWait.until("node2 to hold the old data.bin", timeout: 30, context: logs) {
-            FileManager.default.contents(atPath: target + "/data.bin") == old
+        let pair = TmpfsPair(cluster: cluster, node1: node1, node2: node2, source: source,
+                             target: "/proc/\(node2.pid)/root" + cluster.member("node2").root)
+        DaemonWait.until("node2 to hold \(name)", timeout: 30, context: { pair.logs }) {
+            FileManager.default.contents(atPath: pair.target + "/" + name) == contents
         }
-        XCTAssertLessThanOrEqual(freeBytes(target), tmpfsBytes, "node2's PATH is not the tmpfs")
+        XCTAssertLessThanOrEqual(freeBytes(pair.target), tmpfsBytes, "node2's PATH is not the tmpfs")
+        return pair
+    }
+
+    func testANewVersionThatDoesNotFitKeepsTheOldOneReportsTheErrorAndCompletesOnceSpaceIsFreed() throws {
+        let seed = LoopTestSupport.seed()
+        let old = pattern(256 << 10, seed: seed)
+        let pair = try startPair(holding: "data.bin", old)
+        let (node1, node2, source, target) = (pair.node1, pair.node2, pair.source, pair.target)
+        let logs = { pair.logs }
 
         // Fill node2's disk, leaving 2 MiB, with a file nsyncd never syncs.
         let filler = target + "/.nsync/filler"
@@ -119,22 +136,9 @@ final class DaemonDiskFullTests: XCTestCase {
     /// (not after the 60 s a kept file waits).
     func testKeptDeletedFilesGiveTheirRoomBackWhenAFetchRunsShort() throws {
         let seed = LoopTestSupport.seed()
-        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
-        let source = cluster.member("node1").root
-        let tmpfsBytes = 16 << 20
-        let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
-        try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                               #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
-                                              "mounting a tmpfs in a private mount namespace")
-        let old = pattern(7 << 20, seed: seed)
-        FileManager.default.createFile(atPath: source + "/old.bin", contents: old)
-        let node1 = try cluster.start("node1", in: scratch)
-        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
-        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
-        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
-        DaemonWait.until("node2 to hold old.bin", timeout: 30, context: logs) {
-            FileManager.default.contents(atPath: target + "/old.bin") == old
-        }
+        let pair = try startPair(holding: "old.bin", pattern(7 << 20, seed: seed))
+        let (node1, node2, source, target) = (pair.node1, pair.node2, pair.source, pair.target)
+        let logs = { pair.logs }
 
         // Deleted on node1: node2 keeps its 7 MiB under .nsync/tmp.
         try FileManager.default.removeItem(atPath: source + "/old.bin")
@@ -166,22 +170,11 @@ final class DaemonDiskFullTests: XCTestCase {
     /// is freed.
     func testALocalCopyLeavesTheRaftLogReserveFree() throws {
         let seed = LoopTestSupport.seed()
-        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
-        let source = cluster.member("node1").root
         let tmpfsBytes = 16 << 20
-        let wrapper = DaemonWrapper.tmpfs(cluster.member("node2").root, bytes: tmpfsBytes)
-        try DaemonWrapper.skipUnlessAvailable(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                               #"mount -t tmpfs -o size=1m x "$0""#, try scratch.makeDirectory("probe")],
-                                              "mounting a tmpfs in a private mount namespace")
         let big = pattern(6 << 20, seed: seed)
-        FileManager.default.createFile(atPath: source + "/big.bin", contents: big)
-        let node1 = try cluster.start("node1", in: scratch)
-        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
-        let target = "/proc/\(node2.pid)/root" + cluster.member("node2").root
-        let logs = { "node1:\n\(node1.log.suffix(4000))\nnode2:\n\(node2.log.suffix(6000))" }
-        DaemonWait.until("node2 to hold big.bin", timeout: 30, context: logs) {
-            FileManager.default.contents(atPath: target + "/big.bin") == big
-        }
+        let pair = try startPair(holding: "big.bin", big, tmpfsBytes: tmpfsBytes)
+        let (node1, node2, source, target) = (pair.node1, pair.node2, pair.source, pair.target)
+        let logs = { pair.logs }
         // Room for the 6 MiB copy, not for the reserve beside it.
         let filler = target + "/.nsync/filler"
         FileManager.default.createFile(atPath: filler, contents: Data(count: freeBytes(target) - (6 << 20) - (400 << 10)))
