@@ -240,6 +240,10 @@ struct BenchSync: ParsableCommand {
         print("large file (\(result.largeBytes >> 20) MiB): " + figure(result.largeMbPerS, "%.0f MB/s")
               + (result.largeSentByOrigin.map { String(format: ", %.2f copies sent by n1", $0) } ?? ""))
         print("small files (\(result.smallFiles)): " + figure(result.smallFilesS, "%.2f s"))
+        if let seconds = result.renameS {
+            print(String(format: "rename of their folder: %.2f s, ", seconds)
+                  + (result.renameBytesReceived.map { "\($0) bytes of file data received by n2 and n3" } ?? "bytes received unknown"))
+        }
         print("edits (\(result.edits)): p50 " + figure(result.editP50Ms, "%.1f ms") + ", p99 " + figure(result.editP99Ms, "%.1f ms"))
         print("peak RSS: " + result.peakRssMibPerNode.sorted { $0.key < $1.key }
             .map { "\($0.key) " + String(format: "%.0f MiB", $0.value) }.joined(separator: ", "))

@@ -43,6 +43,11 @@ public enum SyncBenchmark {
         public var smallFiles: Int
         /// Seconds the benchmark itself took to write the small files (no fsync).
         public var smallWriteS: Double?
+        /// The small files' folder renamed in node 1: rename -> the new name
+        /// verified and the old one gone on both others; and the file bytes
+        /// both others received meanwhile (0: they moved their own copies).
+        public var renameS: Double?
+        public var renameBytesReceived: UInt64?
         /// One edit: write in node 1 -> new content present on both others.
         public var editP50Ms: Double?
         public var editP99Ms: Double?
@@ -92,6 +97,7 @@ public enum SyncBenchmark {
             if options.smallFiles > 0 {
                 (result.smallFilesS, result.smallWriteS) = try run.smallFiles(
                     count: options.smallFiles, folders: max(1, options.smallFolders), size: options.smallFileBytes)
+                (result.renameS, result.renameBytesReceived) = try run.renameSmallFiles()
             }
             if options.edits > 0 {
                 let latencies = try run.edits(count: options.edits)

@@ -109,6 +109,46 @@ final class SyncWorkloads {
         return (seconds, writing)
     }
 
+    /// Renames node 1's small-files folder; returns the seconds until every
+    /// other node shows the new name with every file verified and the old
+    /// name gone, and the file bytes the other nodes received meanwhile (0
+    /// when they move their own copies).
+    func renameSmallFiles() throws -> (seconds: Double, received: UInt64?) {
+        let (from, to) = ("small", "small-renamed")
+        progress("rename: \(from) -> \(to) in node 1")
+        var wanted = TreeDigest(entries: [:])
+        var perFolder: [String: Int] = [:]
+        for (path, entry) in expected.entries where path == from || path.hasPrefix(from + "/") {
+            let moved = to + path.dropFirst(from.count)
+            wanted.entries[moved] = entry
+            expected.entries[path] = nil
+            if case .file = entry, let slash = moved.lastIndex(of: "/") { perFolder[String(moved[..<slash]), default: 0] += 1 }
+        }
+        let receivedBefore = receivers.map { cluster.status($0)?.bytesReceived }
+        let start = BenchSupport.now()
+        try FileDescriptor.rename(origin + "/" + from, to: origin + "/" + to)
+        expected.entries.merge(wanted.entries) { $1 }
+        let done = try converge("the renamed folder on every node", timeout: 120, interval: 20, reverifyAfter: 1_000) {
+            receivers.allSatisfy { i in
+                !FileDescriptor.exists(root(i) + "/" + from)
+                    && perFolder.allSatisfy { folder, n in (try? FileSystem.listDirectory(root(i) + "/" + folder).count) == n }
+            }
+        } verify: {
+            try receivers.flatMap { i in
+                try TreeDigest(root: root(i), subtree: to).differences(from: wanted).map { "\(name(i)): \($0)" }
+            }
+        }
+        let seconds = Double(done - start) / 1e9
+        let after = receivers.map { cluster.status($0)?.bytesReceived }
+        var received: UInt64? = 0
+        for (before, now) in zip(receivedBefore, after) {
+            guard let before, let now, now >= before, let sum = received else { received = nil; break }
+            received = sum + (now - before)
+        }
+        progress(String(format: "rename: %.2f s, ", seconds) + (received.map { "\(NodeStatus.bytes($0)) of file data received" } ?? "bytes received unknown"))
+        return (seconds, received)
+    }
+
     /// `count` rewrites of one small file in node 1, one at a time; returns
     /// the latencies (µs) from the start of each write to its content being
     /// present on every other node.

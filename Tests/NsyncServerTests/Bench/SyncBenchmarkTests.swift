@@ -25,6 +25,8 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(result.largeSentByOrigin), 2, accuracy: 0.05)
         XCTAssertGreaterThan(try XCTUnwrap(result.smallFilesS), 0)
         XCTAssertLessThanOrEqual(try XCTUnwrap(result.smallWriteS), try XCTUnwrap(result.smallFilesS))
+        XCTAssertGreaterThan(try XCTUnwrap(result.renameS), 0)
+        XCTAssertEqual(result.renameBytesReceived, 0, "the other nodes moved their own copies of the renamed folder")
         let p50 = try XCTUnwrap(result.editP50Ms)
         XCTAssertGreaterThan(p50, 0)
         XCTAssertLessThanOrEqual(p50, try XCTUnwrap(result.editP99Ms))
@@ -35,7 +37,7 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), [], "the scratch directory is removed")
 
         let json = try BenchSupport.json(result)
-        for key in ["large_mb_per_s", "large_sent_by_origin", "small_files_s", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
+        for key in ["large_mb_per_s", "large_sent_by_origin", "small_files_s", "rename_s", "rename_bytes_received", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
                     "disk_floor_mb_per_s"] {
             XCTAssertTrue(json.contains("\"\(key)\""), "\(key) in \(json)")
         }
@@ -54,6 +56,7 @@ final class SyncBenchmarkTests: XCTestCase {
         let result = try SyncBenchmark.run(options, executable: executable, certificateScript: TestCertificates.scriptPath)
         XCTAssertNil(result.largeMbPerS)
         XCTAssertNil(result.smallFilesS)
+        XCTAssertNil(result.renameS, "the rename is of the small files' folder")
         XCTAssertNil(result.tlsMbPerS)
         XCTAssertNil(result.diskFloorMbPerS, "the disk floor is measured with the large file's size")
         XCTAssertNotNil(result.editP50Ms)
