@@ -537,6 +537,7 @@ extension Node {
             sync.observeJobs += 1
             let known = batch.map { reconciler.manifest[$0]?.local ?? nil }
             let hints = batch.map { takeRenameHint($0) }
+            let renamed = Set(zip(batch, hints).compactMap { $1 == nil ? nil : $0 })
             let root = config.root
             let loop = self.loop
             // A file looked at while its writer is still busy is no offer:
@@ -561,7 +562,7 @@ extension Node {
                     }
                     switch look {
                     case .found(let local):
-                        actions += reconciler.observed(path, local, index: index)
+                        actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
                     case .changing:
                         settle(path)
                     case .skipped(let why):

@@ -141,6 +141,9 @@ public struct Reconciler {
     private var deferred = PathSet()
     /// Paths whose conflict copy was asked for and not yet reported made or failed.
     private var copying = PathSet()
+    /// Paths a tracked file was renamed to here, until they are looked at
+    /// with no install or put in the way (`observed(_:_:index:renamed:)`).
+    private var renamedHere = PathSet()
     /// Installs in progress: path -> version being installed.
     public private(set) var installing = PathMap<UInt64>()
     /// Changes to propose in the next batch.
@@ -198,11 +201,17 @@ public struct Reconciler {
     // MARK: local changes
 
     /// The node looked at `path` on disk and found `local` (nil: absent).
-    public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex) -> [SyncAction] {
+    /// `renamed`: a file this node tracked was renamed to `path` here (the
+    /// watcher saw the rename, or the start-up scan found its inode under
+    /// this name): the user's, never a stale copy, whatever its bytes.
+    public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex,
+                                  renamed: Bool = false) -> [SyncAction] {
+        if renamed { renamedHere.insert(path) }
         if pendingPuts[path] != nil || installing[path] != nil || copying.contains(path) {
             recheck.insert(path)
             return []
         }
+        let movedHere = renamedHere.remove(path) != nil
         var entry = manifest[path]
         let record = index.record(at: path)
         if record == nil, let stale = entry, stale.version > 0, stale.local != nil, local != nil {
@@ -240,10 +249,13 @@ public struct Reconciler {
             hold(record)
             return []
         }
-        if entry == nil, let record, record.kind == .deleted, let local, local.kind == .file,
+        if entry == nil, !movedHere, let record, record.kind == .deleted, let local, local.kind == .file,
            !record.hash.isEmpty, local.hash == record.hash {
             // We lost track of this path (no manifest entry) and hold exactly
-            // the bytes the cluster deleted: a stale copy, not an edit.
+            // the bytes the cluster deleted: a stale copy, not an edit. (Not
+            // a file the user moved here: it has those bytes because the
+            // deleted file and the moved one are the same content, and its
+            // old name's deletion is going out too.)
             installing[path] = record.version
             return [.remove(path: path, version: record.version, expected: local)]
         }

@@ -167,6 +167,9 @@ extension ReconcilerSimulation {
         let time = now()
         nodes[n].disk.set(source, nil, clock: time)
         nodes[n].disk.set(destination, local, clock: time)
+        if let known = nodes[n].reconciler.manifest[source]?.local, known.kind == .file {
+            nodes[n].renamedTo.insert(destination)
+        }
         note("\(nodes[n].name) USER rename \(source) -> \(destination)")
         watch(n, [source, destination])
     }

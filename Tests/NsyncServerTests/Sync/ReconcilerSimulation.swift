@@ -48,6 +48,9 @@ struct ReconcilerSimulation {
         /// Bumped by a restart: events of an earlier incarnation are dropped.
         var incarnation = 0
         var flushPending = false
+        /// Paths a tracked file was renamed to, not yet looked at: what the
+        /// node's watcher tells its reconciler (`observed(..., renamed:)`).
+        var renamedTo = PathSet()
         /// Proposals sent and not yet decided, oldest first: one leader
         /// commits a node's proposals in the order they were sent.
         var outgoing: [Proposal] = []
@@ -250,7 +253,8 @@ struct ReconcilerSimulation {
         case let .observe(_, path, _):
             let local = nodes[n].disk[path]
             note("\(nodes[n].name) observe \(path) = \(describe(local))")
-            let actions = nodes[n].reconciler.observed(path, local, index: nodes[n].index)
+            let renamed = nodes[n].renamedTo.remove(path) != nil
+            let actions = nodes[n].reconciler.observed(path, local, index: nodes[n].index, renamed: renamed)
             afterReconciler(n, actions)
         case .flush:
             nodes[n].flushPending = false
@@ -329,11 +333,20 @@ struct ReconcilerSimulation {
         pending.removeAll { $0.node == n }
         let manifest = nodes[n].reconciler.manifest
         nodes[n].reconciler = Reconciler(node: nodes[n].name, manifest: manifest)
+        nodes[n].renamedTo = []
         var actions: [SyncAction] = []
         var scan = PathSet(nodes[n].disk.paths)
         for path in manifest.keys { scan.insert(path) }
+        // As the node's scan does: a file under a name the manifest does not
+        // know, with the inode of a file gone from its known name, was renamed.
+        var vanished = Set<UInt64>()
+        for (path, entry) in manifest where nodes[n].disk[path] == nil {
+            if let local = entry.local, local.kind == .file { vanished.insert(local.inode) }
+        }
         for path in ReconcilerFakeDisk.sortedByBytes(Array(scan)) {
-            actions += nodes[n].reconciler.observed(path, nodes[n].disk[path], index: nodes[n].index)
+            let local = nodes[n].disk[path]
+            let renamed = local?.kind == .file && (manifest[path]?.local ?? nil) == nil && vanished.contains(local?.inode ?? 0)
+            actions += nodes[n].reconciler.observed(path, local, index: nodes[n].index, renamed: renamed)
         }
         actions += nodes[n].reconciler.reconcileAll(index: nodes[n].index)
         afterReconciler(n, actions)

@@ -44,6 +44,25 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertNil(reconciler.largeFiles[content(1)], "b is gone")
     }
 
+    func testAFileRenamedOntoADeletedNameWithItsBytesIsTheUsersNotAStaleCopy() {
+        // n2 deleted "a" (bytes 3). Here, with no manifest entry for "a", a
+        // file with bytes 3 turns up there: left by a crash, it is a stale
+        // copy and goes; renamed there by the user (from a name whose own
+        // deletion goes out too), it is announced, or its bytes are lost everywhere.
+        let created = commit("n2", [put("a", file(3), base: 0)]).outcomes
+        guard case .accepted(let version)? = created.first else { return XCTFail("\(created)") }
+        _ = commit("n2", [put("a", nil, base: version)])
+        // Nothing of "a" was installed here (a fetch in flight is forgotten as by a restart).
+        reconciler = Reconciler(node: "n1", manifest: reconciler.manifest)
+        XCTAssertNil(reconciler.manifest["a"])
+        let stale = file(3, inode: 7)
+        var copy = reconciler
+        XCTAssertEqual(copy.observed("a", stale, index: index),
+                       [.remove(path: "a", version: index.record(at: "a")!.version, expected: stale)])
+        XCTAssertEqual(reconciler.observed("a", stale, index: index, renamed: true), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("a", stale, base: 0)], "announced as the user's file")
+    }
+
     func testNewLocalFileIsProposedWithBaseZero() {
         XCTAssertEqual(reconciler.observed("a", file(1), index: index), [])
         XCTAssertEqual(reconciler.takeOutbox(), [put("a", file(1), base: 0)])
