@@ -32,7 +32,6 @@ extension Node {
     /// Deleted files of any size but empty are kept (a renamed source tree
     /// is thousands of small files), at most this many at a time: an
     /// rm -rf of more unlinks the rest at once.
-    static let keepMinimumSize: UInt64 = 1
     static let maxKeptFiles = 10_000
     /// How long a rename seen here vouches for the old name's hash (ms).
     static let renameHintLifetime: UInt64 = 60_000
@@ -102,7 +101,6 @@ extension Node {
             for (content, indices) in wanted {
                 for i in indices {
                     guard let kept = sync.kept[content]?.popLast(), case let .fetch(record, target) = actions[i] else { break }
-                    sync.keptCount -= 1
                     if sync.kept[content]?.isEmpty == true { sync.kept[content] = nil }
                     pairedActions.insert(i)
                     moves.append(LocalMove(source: .kept(kept.path, kept.stamp), record: record, expected: target))
@@ -193,8 +191,7 @@ extension Node {
     func noteRemovalsRunning(_ items: [InstallItem], capacity: Int) {
         var left = capacity
         for item in items where left > 0 {
-            guard case let .remove(_, _, expected) = item, expected.kind == .file,
-                  expected.size >= Node.keepMinimumSize else { continue }
+            guard case let .remove(_, _, expected) = item, expected.kind == .file, expected.size > 0 else { continue }
             sync.removalsRunning[FileContent(size: expected.size, hash: expected.hash), default: 0] += 1
             left -= 1
         }
@@ -204,7 +201,6 @@ extension Node {
     func keep(_ path: String, _ content: LocalFile, _ stamp: FileStatus) {
         sync.kept[FileContent(size: content.size, hash: content.hash), default: []]
             .append(KeptFile(path: path, at: loop.now, stamp: stamp))
-        sync.keptCount += 1
         scheduleKeptPurge()
     }
 
@@ -234,7 +230,6 @@ extension Node {
             sync.kept[content] = young.isEmpty ? nil : young
         }
         guard !old.isEmpty else { return }
-        sync.keptCount -= old.count
         // One job for all: an rm -rf elsewhere keeps thousands.
         loop.queueWork({ for path in old { _ = try? FileDescriptor.removeIfPresent(path) } }, completion: { _ in })
     }

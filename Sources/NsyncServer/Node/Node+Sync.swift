@@ -54,7 +54,7 @@ struct SyncState {
     /// their bytes: a file renamed elsewhere whose new name commits later
     /// is moved from there instead of fetched (`Node+Moves`).
     var kept: [FileContent: [KeptFile]] = [:]
-    var keptCount = 0
+    var keptCount: Int { kept.values.reduce(0) { $0 + $1.count } }
     /// Fetches done as local copies (`Node+Moves`), waiting and running.
     var localCopies: Deque<(record: FileRecord, expected: LocalFile?, source: String)> = []
     var localCopiesRunning = 0
@@ -743,8 +743,7 @@ extension Node {
         sync.installing = true
         let items = sync.installs
         sync.installs.removeAll()
-        let keeping = LocalDisk.Keep(directory: temporaryDirectory, minimumSize: Node.keepMinimumSize,
-                                     capacity: max(0, Node.maxKeptFiles - sync.keptCount))
+        let keeping = LocalDisk.Keep(directory: temporaryDirectory, capacity: max(0, Node.maxKeptFiles - sync.keptCount))
         noteRemovalsRunning(items, capacity: keeping.capacity)
         let root = config.root
         let node = config.name

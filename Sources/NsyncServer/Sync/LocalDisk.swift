@@ -95,19 +95,17 @@ enum LocalDisk {
 
     // MARK: installing
 
+    /// Where and how many of the files the index deletes are kept a while
+    /// instead of unlinked (a rename elsewhere may want their bytes).
+    struct Keep {
+        var directory: String
+        var capacity: Int
+    }
+
     /// Carries out `items` in order; fetched files are made durable together
     /// first (one flush) and recorded in `journal` (see `InstallJournal`)
     /// before any is renamed into place, and every parent directory touched
     /// is fsync'd after.
-    /// Where, from what size and how many of the files the index deletes
-    /// are kept a while instead of unlinked (a rename elsewhere may want
-    /// their bytes).
-    struct Keep {
-        var directory: String
-        var minimumSize: UInt64
-        var capacity: Int
-    }
-
     static func install(_ items: [InstallItem], root: String, node: NodeName, now: Int64,
                         journal: String? = nil, keep: Keep? = nil) -> [InstallResult] {
         let files = items.compactMap { item -> Fetcher.Fetched? in if case .file(let f) = item { f } else { nil } }
@@ -301,15 +299,14 @@ enum LocalDisk {
         guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
         // Not a file with other names (hard links): a move from it would
         // change their mode and mtime too.
-        if let directory = keep?.directory, let minimum = keep?.minimumSize, keep?.capacity ?? 0 > 0,
-           expected.kind == .file, expected.size >= minimum, (try? FileSystem.status(full))?.linkCount == 1,
+        if let directory = keep?.directory, keep?.capacity ?? 0 > 0, expected.kind == .file, expected.size > 0,
+           (try? FileSystem.status(full))?.linkCount == 1,
            let kept = freeName(in: directory, "kept-\(expected.inode)-\(version)"),
            (try? FileSystem.rename(full, to: kept)) != nil {
             keep?.capacity -= 1
             // Still the file the manifest knew (a write between the check
             // above and the rename would show here): else not worth keeping.
-            if let stamp = try? FileSystem.status(kept), stamp.inode == expected.inode, UInt64(stamp.size) == expected.size,
-               stamp.modificationTime == expected.mtime, stamp.mode == expected.mode {
+            if matches(kept, expected), let stamp = try? FileSystem.status(kept) {
                 return .kept(path: path, version: version, at: kept, content: expected, stamp: stamp)
             }
             _ = try? FileDescriptor.removeIfPresent(kept)

@@ -61,8 +61,8 @@ public struct FileContent: Hashable, Sendable {
     public let size: UInt64
     public let hash: [UInt8]
 
-    /// Smaller files are fetched (it costs little) rather than kept after a
-    /// deletion or copied from another name.
+    /// Smaller files are fetched (it costs little) rather than copied from
+    /// another name here.
     public static let localCopyMinimumSize: UInt64 = 256 << 10
 
     public init(size: UInt64, hash: [UInt8]) {

@@ -35,9 +35,9 @@ final class LocalDiskMoveTests: XCTestCase {
                    hash: local.hash, origin: "n1", holders: ["n1"])
     }
 
-    private func install(_ items: [InstallItem], keepFrom size: UInt64 = 1 << 30, capacity: Int = 100) -> [InstallResult] {
-        LocalDisk.install(items, root: root, node: "n2", now: 0,
-                          keep: LocalDisk.Keep(directory: temporary, minimumSize: size, capacity: capacity))
+    /// `keeping`: how many deleted files may be kept (none by default).
+    private func install(_ items: [InstallItem], keeping capacity: Int = 0) -> [InstallResult] {
+        LocalDisk.install(items, root: root, node: "n2", now: 0, keep: LocalDisk.Keep(directory: temporary, capacity: capacity))
     }
 
     private func contents(_ path: String) -> String? {
@@ -86,11 +86,11 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertEqual(contents("albums/a.jpg"), "the user's own albums/a.jpg")
     }
 
-    func testADeletedFileAtLeastTheKeepSizeIsKeptAndLaterMovedFromThere() throws {
+    func testADeletedFileIsKeptAndLaterMovedFromThereButAnEmptyOneIsJustRemoved() throws {
         let big = try file("photos/big.raw", String(repeating: "r", count: 4_096))
-        let small = try file("photos/small.txt", "small")
+        let small = try file("photos/small.txt", "")
         let results = install([.remove(path: "photos/big.raw", version: 8, expected: big),
-                               .remove(path: "photos/small.txt", version: 8, expected: small)], keepFrom: 1_000)
+                               .remove(path: "photos/small.txt", version: 8, expected: small)], keeping: 100)
         XCTAssertNil(contents("photos/big.raw"))
         XCTAssertNil(contents("photos/small.txt"))
         guard case let .kept("photos/big.raw", 8, keptPath, content, stamp)? = results.first(where: { $0.path == "photos/big.raw" }) else {
@@ -99,7 +99,7 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertEqual(content, big)
         XCTAssertTrue(keptPath.hasPrefix(temporary + "/"), keptPath)
         guard case .installed("photos/small.txt", 8, nil)? = results.first(where: { $0.path == "photos/small.txt" }) else {
-            return XCTFail("a file under the keep size is just removed: \(results)")
+            return XCTFail("an empty file is just removed: \(results)")
         }
         XCTAssertEqual(try FileDescriptor.listDirectory(temporary).count, 1)
 
@@ -161,7 +161,7 @@ final class LocalDiskMoveTests: XCTestCase {
     func testNoMoreFilesAreKeptThanTheCapacitySays() throws {
         let files = try (0..<5).map { try file("d/f\($0).txt", "file \($0)") }
         let results = install(files.enumerated().map { .remove(path: "d/f\($0.offset).txt", version: 3, expected: $0.element) },
-                              keepFrom: 1, capacity: 3)
+                              keeping: 3)
         let kept = results.filter { if case .kept = $0 { true } else { false } }
         let removed = results.filter { if case .installed(_, 3, nil) = $0 { true } else { false } }
         XCTAssertEqual(kept.count, 3, "\(results)")
@@ -175,7 +175,7 @@ final class LocalDiskMoveTests: XCTestCase {
         // size, mtime put back) while it waits in .nsync/tmp.
         let text = String(repeating: "k", count: 4_096)
         let big = try file("db/table.dat", text)
-        let results = install([.remove(path: "db/table.dat", version: 8, expected: big)], keepFrom: 1_000)
+        let results = install([.remove(path: "db/table.dat", version: 8, expected: big)], keeping: 100)
         guard case let .kept(_, _, keptPath, _, stamp)? = results.first else { return XCTFail("\(results)") }
         usleep(20_000)  // a later ctime
         let fd = try FileDescriptor.open(keptPath, .writeOnly)
@@ -193,7 +193,7 @@ final class LocalDiskMoveTests: XCTestCase {
         let linked = try file("a/linked.bin", text)
         XCTAssertEqual(link(root + "/a/linked.bin", root + "/other-name.bin"), 0)
         let before = try FileSystem.status(root + "/other-name.bin")
-        let removed = install([.remove(path: "a/linked.bin", version: 8, expected: linked)], keepFrom: 1_000)
+        let removed = install([.remove(path: "a/linked.bin", version: 8, expected: linked)], keeping: 100)
         guard case .installed("a/linked.bin", 8, nil)? = removed.first else { return XCTFail("not kept: \(removed)") }
         XCTAssertEqual(try FileDescriptor.listDirectory(temporary), [])
 
