@@ -130,11 +130,10 @@ extension FileIndex {
             guard holderCount <= names.count else { throw WireError.malformed("\(holderCount) holders, \(names.count) names") }
             var holders = Set<NodeName>(minimumCapacity: holderCount)
             for _ in 0..<holderCount { holders.insert(try name(try buffer.readInteger(as: UInt16.self))) }
-            records[key] = FileRecord(
+            store(FileRecord(
                 path: path, version: version, kind: kind, size: size, mode: mode, mtime: mtime,
-                hash: hash, target: target, origin: origin, holders: shared(holders))
+                hash: hash, target: target, origin: origin, holders: shared(holders)), at: key, replacing: nil)
             order.append(key)
-            if kind.isLive { countLiveChild(of: path, by: 1) }
         }
         guard buffer.readableBytes == 0 else { throw WireError.malformed("\(buffer.readableBytes) trailing bytes") }
     }

@@ -38,8 +38,11 @@ public struct FileIndex: Equatable {
     /// The keys of `records` in byte order; brought up to date at the end of
     /// every `apply`, so iteration never sorts the whole index.
     var order: [PathKey] = []
-    /// Live records directly under each path that has any (derived from
-    /// `records`, for the shape rule).
+    /// Present entries directly under each path that has any (derived from
+    /// `records`, for the shape rule). An entry is present when its record
+    /// is live, or when present entries are under it: a directory deleted
+    /// while an edit inside it won is still there, so a grandchild counts
+    /// for its grandparent.
     var liveChildren: [PathKey: Int] = [:]
     /// The index of the last entry applied (or that the snapshot covers).
     public internal(set) var appliedIndex: UInt64 = 0
@@ -188,18 +191,32 @@ public struct FileIndex: Equatable {
     }
 
     /// Puts `record` at `key`, keeping `liveChildren` in step.
-    private mutating func store(_ record: FileRecord, at key: PathKey, replacing previous: FileRecord?) {
+    mutating func store(_ record: FileRecord, at key: PathKey, replacing previous: FileRecord?) {
         records[key] = record
-        let was = previous?.kind.isLive ?? false
-        if was != record.kind.isLive { countLiveChild(of: record.path, by: record.kind.isLive ? 1 : -1) }
+        let below = liveChildren[key] != nil
+        let was = (previous?.kind.isLive ?? false) || below
+        let now = record.kind.isLive || below
+        if was != now { countPresentChild(of: record.path, by: now ? 1 : -1) }
     }
 
-    /// Adds `delta` to the live-entry count of `path`'s parent directory.
-    mutating func countLiveChild(of path: String, by delta: Int) {
-        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return }
-        let parent = PathKey(String(path[..<slash]))
-        let count = liveChildren[parent, default: 0] + delta
-        liveChildren[parent] = count > 0 ? count : nil
+    /// Whether live records are below `path` (however deep).
+    public func hasLiveEntries(under path: String) -> Bool {
+        liveChildren[PathKey(path)] != nil
+    }
+
+    /// Adds `delta` to the present-entry count of `path`'s parent directory,
+    /// and on up while a parent without a live record of its own starts or
+    /// stops being present.
+    private mutating func countPresentChild(of path: String, by delta: Int) {
+        var path = Substring(path)
+        while let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            path = path[..<slash]
+            let parent = PathKey(String(path))
+            let before = liveChildren[parent, default: 0]
+            let count = before + delta
+            liveChildren[parent] = count > 0 ? count : nil
+            if (before > 0) == (count > 0) || records[parent]?.kind.isLive == true { return }
+        }
     }
 
     private static func record(from put: PutChange, origin: NodeName, index: UInt64,

@@ -533,6 +533,13 @@ public struct Reconciler {
             // A rejected change whose conflict copy is not made yet: removing
             // it now would lose the user's bytes.
             if entry?.version == 0 { return askConflictCopy(path, local) }
+            if local.kind == .directory, index.hasLiveEntries(under: path) {
+                // Deleted while an edit inside it won (edits beat deletes):
+                // the directory stays, and is announced again, or every node
+                // holding it would try to remove it forever.
+                propose(path, local, base: record.version)
+                return []
+            }
             installing[path] = record.version
             return [.remove(path: path, version: record.version, expected: local)]
         }

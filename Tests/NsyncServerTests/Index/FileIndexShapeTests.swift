@@ -82,6 +82,50 @@ final class FileIndexShapeTests: XCTestCase {
         assertIsATree()
     }
 
+    /// The shape of simulation seed 216140398904435649: d/e was deleted while
+    /// an edit of d/e/z won, and then a file was put at d. d/e has no live
+    /// record, yet d is still a directory (d/e/z is in it).
+    func testFileOverADirectoryWhoseDeletedSubdirectoryHoldsALiveEntryIsRejected() throws {
+        apply("n1", at: 1, directory("d", base: 0), directory("d/e", base: 0), file("d/e/z", base: 0))
+        XCTAssertEqual(apply("n3", at: 2, .put(.file("d/e/z", size: 20, mode: 0o644, mtime: 2,
+                                                     hash: [UInt8](repeating: 0xBB, count: 32), base: 1))),
+                       [.accepted(version: 2)])
+        XCTAssertEqual(apply("n2", at: 3, .put(.deletion("d", mtime: 3, base: 1)), .put(.deletion("d/e", mtime: 3, base: 1))),
+                       [.accepted(version: 3), .accepted(version: 3)])
+        XCTAssertTrue(index.hasLiveEntries(under: "d"))
+        XCTAssertTrue(index.hasLiveEntries(under: "d/e"))
+        guard case .rejected(let current) = apply("n2", at: 4, file("d", base: 3))[0] else {
+            return XCTFail("a file got in over d, with d/e/z live below it")
+        }
+        XCTAssertEqual(current.path, "d")
+        XCTAssertEqual(current.kind, .directory)
+        assertIsATree()
+        // The counts survive a snapshot, and drop once d/e/z is deleted too:
+        // then the file gets in.
+        index = try FileIndex(snapshotData: index.snapshotData())
+        XCTAssertTrue(index.hasLiveEntries(under: "d"))
+        XCTAssertEqual(apply("n2", at: 5, .put(.deletion("d/e/z", mtime: 5, base: 2)), file("d", base: 3)),
+                       [.accepted(version: 5), .accepted(version: 5)])
+        XCTAssertFalse(index.hasLiveEntries(under: "d"))
+        XCTAssertFalse(index.hasLiveEntries(under: "d/e"))
+        assertIsATree()
+    }
+
+    /// A live directory stops the count from climbing: d's count is its one
+    /// present child, however much is under it.
+    func testPresentEntriesAreCountedOncePerChild() throws {
+        apply("n1", at: 1, directory("d", base: 0), directory("d/e", base: 0), file("d/e/x", base: 0),
+              file("d/e/y", base: 0), file("d/f", base: 0))
+        XCTAssertEqual(index.liveChildren[PathKey("d")], 2)
+        XCTAssertEqual(index.liveChildren[PathKey("d/e")], 2)
+        apply("n1", at: 2, .put(.deletion("d/e", mtime: 2, base: 1)))
+        XCTAssertEqual(index.liveChildren[PathKey("d")], 2, "d/e is still there: its files are live")
+        apply("n1", at: 3, .put(.deletion("d/e/x", mtime: 3, base: 1)), .put(.deletion("d/e/y", mtime: 3, base: 1)))
+        XCTAssertEqual(index.liveChildren[PathKey("d")], 1)
+        XCTAssertNil(index.liveChildren[PathKey("d/e")])
+        XCTAssertEqual(try FileIndex(snapshotData: index.snapshotData()), index)
+    }
+
     func testLiveEntryCountsSurviveASnapshot() throws {
         apply("n1", at: 1, directory("d", base: 0), file("d/x", base: 0), file("top", base: 0))
         let restored = try FileIndex(snapshotData: index.snapshotData())

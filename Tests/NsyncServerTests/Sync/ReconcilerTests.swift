@@ -349,6 +349,26 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.reconcile("d", index: index), [], "the retry finds the directory current")
     }
 
+    /// n2 deleted d while n3's edit of d/x won: d/x stays, so d must too.
+    /// Before, every node holding d tried to remove it forever ("directory
+    /// not empty"), and the tombstone let a file be put over the name.
+    func testDirectoryDeletedWhileAnEditInsideItWonIsRevivedNotRemoved() throws {
+        let vd = installRemote("d", directory())
+        let vx = installRemote("d/x", file(1))
+        XCTAssertEqual(commit("n3", [put("d/x", file(2, mtime: 200), base: vx)]).actions,
+                       [.fetch(try XCTUnwrap(index.record(at: "d/x")), expected: file(1))])
+        let edit = nextEntry - 1
+        let (outcomes, actions) = commit("n2", [put("d/x", nil, base: vx), put("d", nil, base: vd)])
+        XCTAssertEqual(outcomes[0], .rejected(current: try XCTUnwrap(index.record(at: "d/x"))), "the edit beat the delete")
+        XCTAssertEqual(outcomes[1], .accepted(version: edit + 1))
+        XCTAssertEqual(actions, [], "d is not removed")
+        let revival = reconciler.takeOutbox()
+        XCTAssertEqual(revival, [put("d", directory(), base: edit + 1)], "d is announced again")
+        XCTAssertEqual(commit("n1", revival).outcomes, [.accepted(version: edit + 2)])
+        XCTAssertEqual(index.record(at: "d")?.kind, .directory)
+        XCTAssertEqual(reconciler.reconcile("d", index: index), [])
+    }
+
     func testDirectoryRevivedWhileAnInstallOfItRunsIsLookedAtAgainAfterTheRevival() throws {
         let vd = installRemote("d", directory())
         let (_, chmod) = commit("n2", [put("d", directory(mode: 0o700), base: vd)])
