@@ -34,7 +34,14 @@ public enum ChunkWriter {
             // EINVAL: this file system has no direct I/O. Anything else is
             // a real failure, reported by the ordinary open below.
         }
-        return try FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
+        do {
+            return try FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
+        } catch let error as SystemError where error.errno == EACCES && FileDescriptor.exists(path) {
+            // A download verified earlier, which took the record's mode
+            // (0444, say), then could not be installed: start it afresh.
+            _ = try FileDescriptor.removeIfPresent(path)
+            return try FileDescriptor.open(path, .readWrite, options: [.create, .truncate], permissions: 0o600)
+        }
     }
 
     /// Whether writes to `fd` go around the page cache.

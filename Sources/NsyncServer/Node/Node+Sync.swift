@@ -23,6 +23,11 @@ struct SyncState {
     var busyWriters = PathMap<BusyWriter>()
     var installs: [InstallItem] = []
     var installing = false
+    /// Install batches started so far: a look that overlapped one can have
+    /// seen a read-only directory while the batch briefly made it writable.
+    var installBatches: UInt64 = 0
+    /// Directories to look at again once the running install batch ends.
+    var lookAfterInstall = PathSet()
     var installScheduled = false
     var retry = PathSet()
     var retryTimer: LoopTimer?
@@ -543,6 +548,7 @@ extension Node {
             // A file looked at while its writer is still busy is no offer:
             // it is most likely changing under the look.
             let busy = Set(batch.filter { sync.busyWriters[$0]?.lookStartedAt != nil })
+            let batchesBefore = sync.installing ? nil : sync.installBatches
             let offer: (String, LocalFile) -> Void = { [weak self] path, local in
                 // On the pool: the loop sends the offer while this job hashes.
                 guard local.size >= Fetcher.speculationMinimumSize, !busy.contains(path) else { return }
@@ -561,6 +567,10 @@ extension Node {
                         if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
                     }
                     switch look {
+                    case .found(let local?) where batchesBefore != sync.installBatches
+                        && Self.mayBePassingMode(local, known: reconciler.manifest[path]?.local ?? nil):
+                        // Not announced: look again once no install runs.
+                        if sync.installing { sync.lookAfterInstall.insert(path) } else { observe(path) }
                     case .found(let local):
                         actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
                     case .changing:
@@ -733,6 +743,14 @@ extension Node {
         }
     }
 
+    /// Whether `local` can be a read-only directory seen while an install
+    /// made it writable for a moment (`LocalDisk.inWritableDirectory`): the
+    /// manifest's mode plus the owner's write and search bits.
+    static func mayBePassingMode(_ local: LocalFile, known: LocalFile?) -> Bool {
+        guard local.kind == .directory, let known, known.kind == .directory else { return false }
+        return local.mode != known.mode && local.mode == known.mode | 0o300
+    }
+
     /// Installs everything queued in one thread-pool job: one disk flush for
     /// all fetched files, then each renamed into place if the local state is
     /// still what the reconciler expected.
@@ -741,6 +759,7 @@ extension Node {
         // so it must cover every install the journal holds.
         guard !sync.installing, !sync.manifestSaving, !sync.installs.isEmpty, !stopping else { return }
         sync.installing = true
+        sync.installBatches += 1
         let items = sync.installs
         sync.installs.removeAll()
         let keeping = LocalDisk.Keep(directory: temporaryDirectory, capacity: max(0, Node.maxKeptFiles - sync.keptCount))
@@ -752,6 +771,8 @@ extension Node {
         loop.queueWork({ LocalDisk.install(items, root: root, node: node, now: now, journal: journal, keep: keeping) },
                        completion: { [unowned self] results in
             sync.installing = false
+            for path in sync.lookAfterInstall { observe(path) }
+            sync.lookAfterInstall.removeAll()
             var actions: [SyncAction] = []
             for result in results {
                 switch result {

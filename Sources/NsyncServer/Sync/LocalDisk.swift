@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The disk side of syncing, run on thread-pool threads: looking at a path
 /// (stat, and hash only when the stat changed) and installing what the
 /// reconciler decided, each install guarded by the state it expects. Pure
@@ -191,11 +195,32 @@ enum LocalDisk {
         return String(full[..<slash])
     }
 
-    /// Creates missing parent directories of `full` (below `root`).
+    /// Creates missing parent directories of `full` (below `root`), each
+    /// level in its own (possibly read-only) parent.
     private static func makeParents(of full: String) throws {
         let directory = parent(of: full)
         if (try? FileSystem.status(directory))?.kind == .directory { return }
-        try FileDescriptor.makeDirectories(directory, permissions: 0o755)
+        try makeParents(of: directory)
+        try inWritableDirectory(of: directory) { try FileSystem.makeDirectory(directory, mode: 0o755) }
+    }
+
+    /// Runs `body`, which adds, removes or renames an entry of `full`'s
+    /// directory. A synced directory may be read-only (its mode is the
+    /// cluster's: 0555, say), and a daemon that is not root cannot change
+    /// what is in it. On EACCES the directory gets the owner's write and
+    /// search bits for the call, then its mode back, as Syncthing does.
+    /// (The Node does not announce that passing mode: see `Node.observe`.)
+    static func inWritableDirectory<T>(of full: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SystemError where error.errno == EACCES {
+            let directory = parent(of: full)
+            guard let status = try? FileSystem.status(directory), status.kind == .directory,
+                  status.mode & 0o300 != 0o300,
+                  (try? FileSystem.setMode(directory, status.mode | 0o300)) != nil else { throw error }
+            defer { try? FileSystem.setMode(directory, status.mode) }
+            return try body()
+        }
     }
 
     private static func installFile(_ fetched: Fetcher.Fetched, full: String) -> InstallResult {
@@ -205,10 +230,12 @@ enum LocalDisk {
         }
         do {
             try makeParents(of: full)
-            if let status = try? FileSystem.status(full), status.kind == .directory {
-                try FileSystem.removeDirectory(full)
+            try inWritableDirectory(of: full) {
+                if let status = try? FileSystem.status(full), status.kind == .directory {
+                    try FileSystem.removeDirectory(full)
+                }
+                try FileSystem.rename(fetched.temporaryPath, to: full)
             }
-            try FileSystem.rename(fetched.temporaryPath, to: full)
             let status = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
@@ -223,11 +250,11 @@ enum LocalDisk {
         do {
             let status = try? FileSystem.status(full)
             if let status, status.kind != .directory {
-                try FileSystem.removeFile(full)
+                try inWritableDirectory(of: full) { try FileSystem.removeFile(full) }
             }
             if status?.kind != .directory {
                 try makeParents(of: full)
-                try FileSystem.makeDirectory(full, mode: record.mode)
+                try inWritableDirectory(of: full) { try FileSystem.makeDirectory(full, mode: record.mode) }
             }
             try FileSystem.setMode(full, record.mode)
             try? FileSystem.setModificationTime(full, record.mtime)
@@ -244,12 +271,14 @@ enum LocalDisk {
         let temporary = root + "/.nsync/tmp/link-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try makeParents(of: full)
-            if let status = try? FileSystem.status(full), status.kind == .directory {
-                try FileSystem.removeDirectory(full)
-            }
             try FileSystem.createSymlink(at: temporary, target: record.target)
             try? FileSystem.setModificationTime(temporary, record.mtime, noFollow: true)
-            try FileSystem.rename(temporary, to: full)
+            try inWritableDirectory(of: full) {
+                if let status = try? FileSystem.status(full), status.kind == .directory {
+                    try FileSystem.removeDirectory(full)
+                }
+                try FileSystem.rename(temporary, to: full)
+            }
             let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .symlink, mode: 0, mtime: after.modificationTime, target: record.target, inode: after.inode))
@@ -272,7 +301,7 @@ enum LocalDisk {
                     return .failed(path: record.path, version: record.version, .transient(failure))
                 }
                 do {
-                    try FileSystem.rename(copy, to: full)
+                    try inWritableDirectory(of: full) { try FileSystem.rename(copy, to: full) }
                 } catch {
                     _ = try? FileDescriptor.removeIfPresent(copy)
                     throw error
@@ -302,7 +331,7 @@ enum LocalDisk {
         if let directory = keep?.directory, keep?.capacity ?? 0 > 0, expected.kind == .file, expected.size > 0,
            (try? FileSystem.status(full))?.linkCount == 1,
            let kept = freeName(in: directory, "kept-\(expected.inode)-\(version)"),
-           (try? FileSystem.rename(full, to: kept)) != nil {
+           (try? inWritableDirectory(of: full, { try FileSystem.rename(full, to: kept) })) != nil {
             keep?.capacity -= 1
             // Still the file the manifest knew (a write between the check
             // above and the rename would show here): else not worth keeping.
@@ -313,10 +342,12 @@ enum LocalDisk {
             return .installed(path: path, version: version, local: nil)
         }
         do {
-            if expected.kind == .directory {
-                try FileSystem.removeDirectory(full)
-            } else {
-                try FileSystem.removeFile(full)
+            try inWritableDirectory(of: full) {
+                if expected.kind == .directory {
+                    try FileSystem.removeDirectory(full)
+                } else {
+                    try FileSystem.removeFile(full)
+                }
             }
             return .installed(path: path, version: version, local: nil)
         } catch let error as SystemError where error.isNotFound {
@@ -357,7 +388,7 @@ enum LocalDisk {
             }
             staging = name
             do {
-                try FileSystem.rename(from, to: staging)
+                try inWritableDirectory(of: from) { try FileSystem.rename(from, to: staging) }
             } catch {
                 return [.failed(path: path, version: version, .transient("\(error)")),
                         .failed(path: record.path, version: record.version, .transient("cannot move \(path) here: \(error)"))]
@@ -382,10 +413,12 @@ enum LocalDisk {
             try FileSystem.setMode(staging, record.mode)
             try FileSystem.setModificationTime(staging, record.mtime)
             try makeParents(of: to)
-            if let status = try? FileSystem.status(to), status.kind == .directory {
-                try FileSystem.removeDirectory(to)
+            try inWritableDirectory(of: to) {
+                if let status = try? FileSystem.status(to), status.kind == .directory {
+                    try FileSystem.removeDirectory(to)
+                }
+                try FileSystem.rename(staging, to: to)
             }
-            try FileSystem.rename(staging, to: to)
             let status = try FileSystem.status(to)
             return done + [.installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
@@ -462,7 +495,7 @@ enum LocalDisk {
             copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now + Int64(attempt), node: node)
         }
         do {
-            try FileSystem.rename(full, to: root + "/" + copy)
+            try inWritableDirectory(of: full) { try FileSystem.rename(full, to: root + "/" + copy) }
             var local = expected
             if let status = try? FileSystem.status(root + "/" + copy) {
                 local.inode = status.inode

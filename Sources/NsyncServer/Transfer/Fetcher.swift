@@ -813,7 +813,9 @@ final class Fetcher {
     private func handOver(_ record: FileRecord, expected: LocalFile?, temporaryPath: String) {
         loop.queueWork({ () -> Result<Void, Error> in
             Result {
-                let fd = try FileDescriptor.open(temporaryPath, .readWrite)
+                // Read-only is enough for the owner to set both, and the copy
+                // may already have the record's mode (0444, say).
+                let fd = try FileDescriptor.open(temporaryPath, .readOnly)
                 try fd.closeAfter {
                     try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
                     try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)

@@ -45,6 +45,10 @@ final class TestCluster {
     let peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))?
     private let certificates: TestCertificates
     private let ownsCertificates: Bool
+    /// Who the daemons run as, when not as the test process's user.
+    let daemonUser: (uid: uid_t, gid: gid_t)?
+    /// The daemon's executable (a copy every user can run, for `daemonUser`).
+    private let daemonExecutable: String
     private var isShutDown = false
 
     /// The nsyncd built next to the running test bundle.
@@ -66,10 +70,15 @@ final class TestCluster {
     /// peers (`NAME@HOST:...`): Raft counts votes by name, and a name is
     /// otherwise learned only from the peer's certificate once it answers.
     /// With `peerPorts`, node i dials peer j at `peerPorts(i, j)` instead.
+    /// With `unprivileged`, the daemons never run as root: when the tests
+    /// do, the daemons run as nobody (65534), which owns the synced
+    /// directories and certificates, from a copy of nsyncd in the cluster's
+    /// directory (the build tree may be in a home no other user can enter).
     /// Returns once every started process runs; call `waitForLeader()` to
     /// know Raft is up.
     init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil,
-         peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))? = nil) throws {
+         peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))? = nil,
+         unprivileged: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
                 nsyncd is not built at \(Self.executable): end-to-end tests start the real daemon. \
@@ -77,7 +86,8 @@ final class TestCluster {
                 """)
         }
         let names = (1...nodes).map { "node\($0)" }
-        if nodes <= TestCertificates.shared.nodes.count {
+        daemonUser = unprivileged && geteuid() == 0 ? (uid: 65534, gid: 65534) : nil
+        if nodes <= TestCertificates.shared.nodes.count && daemonUser == nil {
             certificates = TestCertificates.shared
             ownsCertificates = false
         } else {
@@ -98,9 +108,17 @@ final class TestCluster {
             Member(name: name, root: "\(directory)/n\(i + 1)", logPath: "\(directory)/\(name).log",
                    clusterPort: ports[2 * i], filePort: ports[2 * i + 1])
         }
+        daemonExecutable = daemonUser == nil ? Self.executable : directory + "/nsyncd"
         do {
             for member in members {
                 try FileManager.default.createDirectory(atPath: member.root, withIntermediateDirectories: true)
+            }
+            if let user = daemonUser {
+                try FileManager.default.copyItem(atPath: Self.executable, toPath: daemonExecutable)
+                chmod(daemonExecutable, 0o755)
+                let owner = "\(user.uid):\(user.gid)"
+                _ = try TestCertificates.runCommand("chown", [owner, directory] + members.map(\.root))
+                _ = try TestCertificates.runCommand("chown", ["-R", owner, certificates.directory])
             }
             try startAll(running ?? Array(members.indices))
         } catch {
@@ -163,7 +181,7 @@ final class TestCluster {
     private func start(_ node: Int) throws {
         let member = members[node]
         appendToLog(node, "==== harness: starting \(member.name) at \(Self.timestamp()) ====")
-        let process = try ClusterProcess(Self.executable, arguments(node), logPath: member.logPath)
+        let process = try ClusterProcess(daemonExecutable, arguments(node), logPath: member.logPath, user: daemonUser)
         member.process = process
         member.processes.append(process)
     }

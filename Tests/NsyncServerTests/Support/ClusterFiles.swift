@@ -191,9 +191,9 @@ struct ClusterRandom: RandomNumberGenerator {
 /// synced tree (crash leftovers). The test's thread.
 extension TestCluster {
     /// Files in node `node`'s `.nsync/tmp` (transfers in progress, or left
-    /// by a crash) and their sizes; empty when there is no such directory.
-    /// Files in node `node`'s `.nsync/tmp`, but the bytes of deleted files
-    /// it keeps a while on purpose (`kept-*`, see `keptFiles`).
+    /// by a crash) and their sizes, but not the bytes of deleted files it
+    /// keeps a while on purpose (`kept-*`, see `keptFiles`); empty when
+    /// there is no such directory.
     func temporaryFiles(_ node: Int) -> [String: Int64] {
         let directory = path(node, ".nsync/tmp")
         var files: [String: Int64] = [:]

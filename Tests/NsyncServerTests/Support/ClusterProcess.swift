@@ -26,13 +26,21 @@ final class ClusterProcess {
     /// Starts `executable arguments`, stdin from /dev/null, stdout and stderr
     /// appended to `logPath`. With `dieWithParent`, the child is killed when
     /// the thread that started it exits (setpriv --pdeathsig; the XCTest main
-    /// thread lives as long as the test process).
-    init(_ executable: String, _ arguments: [String], logPath: String, dieWithParent: Bool = true) throws {
+    /// thread lives as long as the test process). With `user`, it runs as
+    /// that user and group, without supplementary groups (setpriv: the test
+    /// process must be root).
+    init(_ executable: String, _ arguments: [String], logPath: String, dieWithParent: Bool = true,
+         user: (uid: uid_t, gid: gid_t)? = nil) throws {
         var program = executable
         var argv = [executable] + arguments
-        if dieWithParent, let setpriv = Self.setpriv {
+        var options: [String] = []
+        if let user { options += ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups"] }
+        if dieWithParent { options += ["--pdeathsig", "KILL"] }
+        if !options.isEmpty, let setpriv = Self.setpriv {
             program = setpriv
-            argv = [setpriv, "--pdeathsig", "KILL", "--"] + argv
+            argv = [setpriv] + options + ["--"] + argv
+        } else if user != nil {
+            throw ClusterError("running \(executable) as another user needs setpriv (util-linux) at /usr/bin/setpriv")
         }
         description = ([executable] + arguments).joined(separator: " ")
 

@@ -8,8 +8,9 @@ class ClusterTestCase: XCTestCase {
     /// Starts `nodes` daemons (or only those in `running`) and waits until
     /// the running ones agree on a leader.
     func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e",
-                     running: [Int]? = nil) throws -> TestCluster {
-        let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running)
+                     running: [Int]? = nil, unprivileged: Bool = false) throws -> TestCluster {
+        let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running,
+                                      unprivileged: unprivileged)
         shutDownAtTeardown(cluster)
         try cluster.waitForLeader()
         return cluster
