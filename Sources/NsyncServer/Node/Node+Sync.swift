@@ -568,7 +568,7 @@ extension Node {
                     }
                     switch look {
                     case .found(let local?) where batchesBefore != sync.installBatches
-                        && Self.mayBePassingMode(local, known: reconciler.manifest[path]?.local ?? nil):
+                        && mayBePassingMode(path, local):
                         // Not announced: look again once no install runs.
                         if sync.installing { sync.lookAfterInstall.insert(path) } else { observe(path) }
                     case .found(let local):
@@ -744,11 +744,15 @@ extension Node {
     }
 
     /// Whether `local` can be a read-only directory seen while an install
-    /// made it writable for a moment (`LocalDisk.inWritableDirectory`): the
-    /// manifest's mode plus the owner's write and search bits.
-    static func mayBePassingMode(_ local: LocalFile, known: LocalFile?) -> Bool {
-        guard local.kind == .directory, let known, known.kind == .directory else { return false }
-        return local.mode != known.mode && local.mode == known.mode | 0o300
+    /// made it writable for a moment (`LocalDisk.inWritableDirectory`): one
+    /// of the modes it is known by (the manifest's, the index's) plus the owner's
+    /// write and search bits.
+    private func mayBePassingMode(_ path: String, _ local: LocalFile) -> Bool {
+        guard local.kind == .directory else { return false }
+        let known = reconciler.manifest[path]?.local ?? nil
+        let record = index.record(at: path)
+        return [known?.kind == .directory ? known?.mode : nil, record?.kind == .directory ? record?.mode : nil]
+            .contains { $0.map { local.mode != $0 && local.mode == $0 | 0o300 } ?? false }
     }
 
     /// Installs everything queued in one thread-pool job: one disk flush for

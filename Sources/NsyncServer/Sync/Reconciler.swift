@@ -249,6 +249,15 @@ public struct Reconciler {
             hold(record)
             return []
         }
+        if entry?.local == nil, !movedHere, let record, record.kind == .directory, let local, local.kind == .directory,
+           entry?.version != record.version {
+            // A directory this node did not know of, where the index has one
+            // under another mode: made as a parent of something installed
+            // before its own record (mode 0755), or by a user on a name the
+            // cluster has. A mode is not content to keep: the record's wins.
+            installing[path] = record.version
+            return [.makeDirectory(record, expected: local)]
+        }
         if entry == nil, !movedHere, let record, record.kind == .deleted, let local, local.kind == .file,
            !record.hash.isEmpty, local.hash == record.hash {
             // We lost track of this path (no manifest entry) and hold exactly

@@ -20,6 +20,7 @@ final class EndToEndReadOnlyDirectoryTests: ClusterTestCase {
         try cluster.write(0, "ro/sub/b.bin", large)
         try cluster.makeDirectory(0, "ro/sub/empty", mode: 0o555)
         try cluster.makeSymlink(0, "ro/link", target: "a.txt")
+        try cluster.giveToDaemonUser(0, "ro")
         try cluster.setMode(0, "ro/sub", 0o555)
         try cluster.setMode(0, "ro", 0o555)
         var tree = try cluster.waitUntilConverged()

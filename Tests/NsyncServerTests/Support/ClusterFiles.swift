@@ -123,6 +123,13 @@ extension TestCluster {
         Glibc.timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
     }
 
+    /// chown -R to the daemons' user when they run as another one (see
+    /// `TestCluster.init(unprivileged:)`), as if that user had written it.
+    func giveToDaemonUser(_ node: Int, _ relative: String) throws {
+        guard let user = daemonUser else { return }
+        _ = try TestCertificates.runCommand("chown", ["-R", "\(user.uid):\(user.gid)", path(node, relative)])
+    }
+
     /// rm -rf.
     func remove(_ node: Int, _ relative: String) throws {
         try FileManager.default.removeItem(atPath: path(node, relative))

@@ -369,6 +369,21 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.reconcile("d", index: index), [])
     }
 
+    /// A file installed before its directory's record makes the directory
+    /// as a parent (mode 0755); the record's install then finds it there.
+    /// Before, the look announced 0755 over the cluster's 0555.
+    func testDirectoryMadeAsAParentTakesTheRecordsModeInsteadOfAnnouncingItsOwn() throws {
+        let (_, actions) = commit("n2", [put("d", directory(mode: 0o555), base: 0)])
+        let record = try XCTUnwrap(index.record(at: "d"))
+        XCTAssertEqual(actions, [.makeDirectory(record, expected: nil)])
+        XCTAssertEqual(reconciler.installFailed("d", version: record.version, .localChanged, index: index), [.observe("d")])
+        let made = directory(mode: 0o755)
+        XCTAssertEqual(reconciler.observed("d", made, index: index), [.makeDirectory(record, expected: made)])
+        XCTAssertEqual(reconciler.takeOutbox(), [], "0755 is not announced")
+        XCTAssertEqual(reconciler.installed("d", version: record.version, local: directory(mode: 0o555), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "d", version: record.version)])
+    }
+
     func testDirectoryRevivedWhileAnInstallOfItRunsIsLookedAtAgainAfterTheRevival() throws {
         let vd = installRemote("d", directory())
         let (_, chmod) = commit("n2", [put("d", directory(mode: 0o700), base: vd)])
