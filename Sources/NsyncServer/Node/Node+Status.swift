@@ -84,7 +84,7 @@ extension Node {
         guard let oldest = unavailable.files.first, oldest.seconds >= 30 else { return }
         sync.unavailableWarnedAt = now
         let examples = unavailable.files.map { "\($0.path) (version \($0.version)): \($0.reason)" }.joined(separator: "; ")
-        logger.warning("\(unavailable.count) files cannot be fetched now, the oldest for \(Int(oldest.seconds)) s: \(examples)")
+        logger.warning("\(unavailable.count) files cannot be fetched or installed now, the oldest for \(Int(oldest.seconds)) s: \(examples)")
     }
 
     /// True when every change this node has seen is committed and every

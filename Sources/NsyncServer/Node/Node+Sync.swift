@@ -743,6 +743,20 @@ extension Node {
         }
     }
 
+    /// An install that failed and is retried every second: logged once per
+    /// version (a path that cannot be written, say one owned by another
+    /// user, would log a line a second forever), then listed by `status`
+    /// and warned of with the files that cannot be fetched.
+    private func noteInstallTrouble(_ path: String, _ version: UInt64, _ why: String) {
+        let known = sync.fetchTrouble[path].flatMap { $0.version == version ? $0 : nil }
+        if known == nil || !(known?.why.hasPrefix("cannot install it here") ?? false) {
+            logger.info("cannot install \(path) yet: \(why)")
+        } else {
+            logger.debug("cannot install \(path) yet: \(why)")
+        }
+        sync.fetchTrouble[path] = (version, "cannot install it here: \(why)", known?.since ?? loop.now)
+    }
+
     /// Whether `local` can be a read-only directory seen while an install
     /// made it writable for a moment (`LocalDisk.inWritableDirectory`): one
     /// of the modes it is known by (the manifest's, the index's) plus the owner's
@@ -786,7 +800,7 @@ extension Node {
                     actions += reconciler.installed(path, version: version, local: nil, index: index)
                     keep(at, content, stamp)
                 case let .failed(path, version, failure):
-                    if case .transient(let why) = failure { logger.info("cannot install \(path) yet: \(why)") }
+                    if case .transient(let why) = failure { noteInstallTrouble(path, version, why) }
                     actions += reconciler.installFailed(path, version: version, failure, index: index)
                 case let .conflictCopied(path, copy, local):
                     logger.warning("conflict: \(path) changed here and elsewhere at once; this node's version is kept as \(copy)")

@@ -1,0 +1,56 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// A file that cannot be installed on a node (here: its directory is a
+/// read-only mount there; in life, a directory owned by another user) is
+/// retried every second. It must be logged once, not once a second, and
+/// listed by `nsyncd status` with the reason, while everything else syncs.
+final class DaemonInstallTroubleTests: XCTestCase {
+    private var scratch: DaemonScratch!
+
+    override func setUpWithError() throws {
+        scratch = try DaemonScratch("trouble")
+    }
+
+    override func tearDown() {
+        scratch?.remove()
+    }
+
+    func testAFileThatCannotBeInstalledIsLoggedOnceAndListedByStatus() throws {
+        let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
+        let source = cluster.member("node1").root
+        let target = cluster.member("node2").root
+        // Both nodes start with the directory (so no install of it is needed on node2).
+        for root in [source, target] { XCTAssertEqual(mkdir(root + "/locked", 0o755), 0) }
+        let wrapper = DaemonWrapper.readOnly(target + "/locked")
+        try DaemonWrapper.skipUnlessAvailable(DaemonWrapper.readOnly(try scratch.makeDirectory("probe")),
+                                              "a read-only bind mount in a private mount namespace")
+        let node1 = try cluster.start("node1", in: scratch)
+        let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
+        let logs = { "node1:\n\(node1.log.suffix(3000))\nnode2:\n\(node2.log.suffix(6000))" }
+
+        FileManager.default.createFile(atPath: source + "/locked/x.txt", contents: Data("cannot land\n".utf8))
+        var listed: NodeStatus.Unavailable?
+        DaemonWait.until("node2 to list locked/x.txt as unavailable", timeout: 20, context: logs) {
+            listed = DaemonProbe.status(target)?.unavailable?.first { $0.path == "locked/x.txt" }
+            return listed != nil
+        }
+        XCTAssertTrue(listed?.reason.contains("cannot install it here") ?? false, "\(String(describing: listed))")
+        // Everything else still syncs.
+        FileManager.default.createFile(atPath: source + "/free.txt", contents: Data("lands\n".utf8))
+        DaemonWait.until("node2 to hold free.txt", timeout: 20, context: logs) {
+            FileManager.default.contents(atPath: target + "/free.txt") == Data("lands\n".utf8)
+        }
+        // Several retries later, still one line about it at info level.
+        let start = Date()
+        DaemonWait.until("node2 to retry a few times", timeout: 20, context: logs) {
+            Date().timeIntervalSince(start) > 4
+        }
+        let lines = node2.log.split(separator: "\n").filter { $0.contains("cannot install locked/x.txt yet") }
+        XCTAssertEqual(lines.filter { !$0.contains(" debug ") }.count, 1, "logged once:\n\(lines.joined(separator: "\n"))")
+        XCTAssertTrue(node2.isRunning, logs())
+        XCTAssertEqual(node2.stop(), 0, logs())
+        XCTAssertEqual(node1.stop(), 0, logs())
+    }
+}
