@@ -78,6 +78,9 @@ struct Run: ParsableCommand {
         } catch let error as StartupError {
             printError("nsyncd: \(error)")
             throw ExitCode(2)
+        } catch let failure as NodeFailure {
+            printError("nsyncd: stopped: \(failure)")
+            throw ExitCode(1)
         }
     }
 }

@@ -91,6 +91,21 @@ public struct FileHash: Sendable {
     }
 }
 
+/// Which file a path names (device and inode, following links): the same
+/// path naming another identity later was removed, replaced or unmounted
+/// meanwhile. A plain value.
+struct FileIdentity: Equatable {
+    var device: UInt64
+    var inode: UInt64
+
+    /// The identity of what `path` names now, or nil if nothing.
+    init?(path: String) {
+        guard let status = try? FileSystem.statusFollowingLinks(path) else { return nil }
+        device = status.device
+        inode = status.inode
+    }
+}
+
 /// Thin synchronous POSIX file-system calls returning Swift values and
 /// throwing `SystemError`. They block: call them from the thread pool (or
 /// at start-up), never from the loop thread on a path that can be large.

@@ -27,5 +27,11 @@ public enum Daemon {
         }
         loop.run()
         loop.close()
+        if let failure = node.failure { throw NodeFailure(description: failure) }
     }
+}
+
+/// The node stopped on its own because it could not go on safely.
+public struct NodeFailure: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -116,7 +116,7 @@ extension Node {
     }
 
     private func flushProposals() {
-        guard let driver, !stopping else { return }
+        guard let driver, stateDirectoryIsIntact() else { return }
         guard raftStatus.leader != nil else {
             // No leader: keep the changes and try again shortly.
             sync.flushScheduled = true

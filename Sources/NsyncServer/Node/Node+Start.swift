@@ -20,6 +20,25 @@ extension Node {
         } catch {
             throw StartupError.state("cannot lock \(stateDirectory)/lock: \(error)")
         }
+        stateIdentity = stateDirectories.map(FileIdentity.init(path:))
+    }
+
+    private var stateDirectories: [String] { [config.root, stateDirectory] }
+
+    /// Whether PATH and its `.nsync` are still the directories the node
+    /// started with. If PATH was removed, renamed, replaced or unmounted
+    /// under the running node, every file in it looks deleted: announcing
+    /// that would delete them on every node. The node stops instead (and
+    /// says why), without proposing anything more; started again, it
+    /// rejoins with whatever PATH then holds. Checked before every proposal
+    /// and every second.
+    func stateDirectoryIsIntact() -> Bool {
+        guard !stopping else { return false }
+        guard stateDirectories.map(FileIdentity.init(path:)) != stateIdentity else { return true }
+        fatal("\(config.root) or its .nsync state directory was removed, moved, replaced or unmounted "
+              + "while nsyncd ran: stopping without announcing what went with it (the other nodes keep "
+              + "their files). Put the directory back, or start nsyncd again to rejoin with what PATH holds now")
+        return false
     }
 
     /// Binds both TLS ports now, so a port in use fails start-up at once.

@@ -196,6 +196,7 @@ extension Node {
         handle(watcher.drain())
         let saver = LoopTimer(loop: loop)
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
+            guard stateDirectoryIsIntact() else { return }
             saveManifest(synchronously: false)
             fetcher.expireSpeculations()
             sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }

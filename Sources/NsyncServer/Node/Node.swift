@@ -42,6 +42,11 @@ public final class Node {
     var recentErrors: Deque<String> = []
     var recentConflicts: Deque<String> = []
     var stopping = false
+    /// Why the node stopped on its own (`fatal`), if it did: the daemon
+    /// then exits with a failure status.
+    public private(set) var failure: String?
+    /// PATH and its `.nsync` as they were at start-up (see `stateDirectoryIsIntact`).
+    var stateIdentity: [FileIdentity?] = []
     var waitingForNamesLogged = false
     var onStopped: (() -> Void)?
 
@@ -138,6 +143,7 @@ public final class Node {
     }
 
     func fatal(_ message: String) {
+        if failure == nil { failure = message }
         recordError(message)
         logger.critical("cannot continue safely: \(message)")
         stop()
