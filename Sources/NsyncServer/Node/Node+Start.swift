@@ -21,6 +21,9 @@ extension Node {
             throw StartupError.state("cannot lock \(stateDirectory)/lock: \(error)")
         }
         stateIdentity = stateDirectories.map(FileIdentity.init(path:))
+        for directory in OpenedDirectories.restore(root: config.root) {
+            logger.notice("\(directory): mode put back (the node stopped while an install had made it writable)")
+        }
     }
 
     private var stateDirectories: [String] { [config.root, stateDirectory] }

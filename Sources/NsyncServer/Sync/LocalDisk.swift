@@ -164,15 +164,15 @@ enum LocalDisk {
                     results.append(.failed(path: record.path, version: record.version, .transient("flush failed: \(flushError)")))
                     continue
                 }
-                results.append(installFile(fetched, full: full))
+                results.append(installFile(fetched, full: full, root: root))
             case let .directory(record, expected):
-                results.append(installDirectory(record, expected: expected, full: full))
+                results.append(installDirectory(record, expected: expected, full: full, root: root))
             case let .symlink(record, expected):
                 results.append(installSymlink(record, expected: expected, full: full, root: root))
             case let .modificationTime(record, expected):
                 results.append(setModificationTime(record, expected: expected, full: full, root: root))
             case let .remove(path, version, expected):
-                results.append(remove(path, version: version, expected: expected, full: full, keep: &keep))
+                results.append(remove(path, version: version, expected: expected, full: full, root: root, keep: &keep))
             case let .conflict(path, expected):
                 results.append(conflictCopy(path, expected: expected, root: root, node: node, now: now))
             case .move(let move):
@@ -180,6 +180,7 @@ enum LocalDisk {
                 results += self.move(move, root: root)
             }
         }
+        OpenedDirectories.clear(root: root)
         // The renames are durable once their directories are: one flush of
         // the file system for a batch, a directory fsync or two otherwise.
         if touched.count > 2 {
@@ -197,11 +198,11 @@ enum LocalDisk {
 
     /// Creates missing parent directories of `full` (below `root`), each
     /// level in its own (possibly read-only) parent.
-    private static func makeParents(of full: String) throws {
+    private static func makeParents(of full: String, root: String) throws {
         let directory = parent(of: full)
         if (try? FileSystem.status(directory))?.kind == .directory { return }
-        try makeParents(of: directory)
-        try inWritableDirectory(of: directory) { try FileSystem.makeDirectory(directory, mode: 0o755) }
+        try makeParents(of: directory, root: root)
+        try inWritableDirectory(of: directory, root: root) { try FileSystem.makeDirectory(directory, mode: 0o755) }
     }
 
     /// Runs `body`, which adds, removes or renames an entry of `full`'s
@@ -210,27 +211,32 @@ enum LocalDisk {
     /// what is in it. On EACCES the directory gets the owner's write and
     /// search bits for the call, then its mode back, as Syncthing does.
     /// (The Node does not announce that passing mode: see `Node.observe`.)
-    static func inWritableDirectory<T>(of full: String, _ body: () throws -> T) throws -> T {
+    static func inWritableDirectory<T>(of full: String, root: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as SystemError where error.errno == EACCES {
             let directory = parent(of: full)
             guard let status = try? FileSystem.status(directory), status.kind == .directory,
-                  status.mode & 0o300 != 0o300,
-                  (try? FileSystem.setMode(directory, status.mode | 0o300)) != nil else { throw error }
+                  status.mode & 0o300 != 0o300 else { throw error }
+            // Noted first, so that a node killed before the mode is back
+            // puts it back when it starts, rather than announce the passing
+            // mode as the user's. Not flushed: a killed process's writes
+            // outlive it.
+            try? OpenedDirectories.note(directory, mode: status.mode, root: root)
+            guard (try? FileSystem.setMode(directory, status.mode | 0o300)) != nil else { throw error }
             defer { try? FileSystem.setMode(directory, status.mode) }
             return try body()
         }
     }
 
-    private static func installFile(_ fetched: Fetcher.Fetched, full: String) -> InstallResult {
+    private static func installFile(_ fetched: Fetcher.Fetched, full: String, root: String) -> InstallResult {
         let record = fetched.record
         guard matches(full, fetched.expected) else {
             return .failed(path: record.path, version: record.version, .localChanged)
         }
         do {
-            try makeParents(of: full)
-            try inWritableDirectory(of: full) {
+            try makeParents(of: full, root: root)
+            try inWritableDirectory(of: full, root: root) {
                 if let status = try? FileSystem.status(full), status.kind == .directory {
                     try FileSystem.removeDirectory(full)
                 }
@@ -245,16 +251,16 @@ enum LocalDisk {
         }
     }
 
-    private static func installDirectory(_ record: FileRecord, expected: LocalFile?, full: String) -> InstallResult {
+    private static func installDirectory(_ record: FileRecord, expected: LocalFile?, full: String, root: String) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
         do {
             let status = try? FileSystem.status(full)
             if let status, status.kind != .directory {
-                try inWritableDirectory(of: full) { try FileSystem.removeFile(full) }
+                try inWritableDirectory(of: full, root: root) { try FileSystem.removeFile(full) }
             }
             if status?.kind != .directory {
-                try makeParents(of: full)
-                try inWritableDirectory(of: full) { try FileSystem.makeDirectory(full, mode: record.mode) }
+                try makeParents(of: full, root: root)
+                try inWritableDirectory(of: full, root: root) { try FileSystem.makeDirectory(full, mode: record.mode) }
             }
             try FileSystem.setMode(full, record.mode)
             try? FileSystem.setModificationTime(full, record.mtime)
@@ -270,10 +276,10 @@ enum LocalDisk {
         guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
         let temporary = root + "/.nsync/tmp/link-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
         do {
-            try makeParents(of: full)
+            try makeParents(of: full, root: root)
             try FileSystem.createSymlink(at: temporary, target: record.target)
             try? FileSystem.setModificationTime(temporary, record.mtime, noFollow: true)
-            try inWritableDirectory(of: full) {
+            try inWritableDirectory(of: full, root: root) {
                 if let status = try? FileSystem.status(full), status.kind == .directory {
                     try FileSystem.removeDirectory(full)
                 }
@@ -301,7 +307,7 @@ enum LocalDisk {
                     return .failed(path: record.path, version: record.version, .transient(failure))
                 }
                 do {
-                    try inWritableDirectory(of: full) { try FileSystem.rename(copy, to: full) }
+                    try inWritableDirectory(of: full, root: root) { try FileSystem.rename(copy, to: full) }
                 } catch {
                     _ = try? FileDescriptor.removeIfPresent(copy)
                     throw error
@@ -318,12 +324,12 @@ enum LocalDisk {
         }
     }
 
-    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String) -> InstallResult {
+    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String, root: String) -> InstallResult {
         var keep: Keep?
-        return remove(path, version: version, expected: expected, full: full, keep: &keep)
+        return remove(path, version: version, expected: expected, full: full, root: root, keep: &keep)
     }
 
-    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String,
+    private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String, root: String,
                                keep: inout Keep?) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: path, version: version, .localChanged) }
         // Not a file with other names (hard links): a move from it would
@@ -331,7 +337,7 @@ enum LocalDisk {
         if let directory = keep?.directory, keep?.capacity ?? 0 > 0, expected.kind == .file, expected.size > 0,
            (try? FileSystem.status(full))?.linkCount == 1,
            let kept = freeName(in: directory, "kept-\(expected.inode)-\(version)"),
-           (try? inWritableDirectory(of: full, { try FileSystem.rename(full, to: kept) })) != nil {
+           (try? inWritableDirectory(of: full, root: root, { try FileSystem.rename(full, to: kept) })) != nil {
             keep?.capacity -= 1
             // Still the file the manifest knew (a write between the check
             // above and the rename would show here): else not worth keeping.
@@ -342,7 +348,7 @@ enum LocalDisk {
             return .installed(path: path, version: version, local: nil)
         }
         do {
-            try inWritableDirectory(of: full) {
+            try inWritableDirectory(of: full, root: root) {
                 if expected.kind == .directory {
                     try FileSystem.removeDirectory(full)
                 } else {
@@ -382,13 +388,13 @@ enum LocalDisk {
                   let name = freeName(in: root + "/.nsync/tmp", "move-\(expected.inode)-\(record.version)") else {
                 // Something the user put at the new name, or an old name with
                 // other hard links (whose mode and mtime the move would change).
-                return [remove(path, version: version, expected: expected, full: from),
+                return [remove(path, version: version, expected: expected, full: from, root: root),
                         matches(to, m.expected) ? .failed(path: record.path, version: record.version, .transient("\(path) has other names: fetching it"))
                             : .failed(path: record.path, version: record.version, .localChanged)]
             }
             staging = name
             do {
-                try inWritableDirectory(of: from) { try FileSystem.rename(from, to: staging) }
+                try inWritableDirectory(of: from, root: root) { try FileSystem.rename(from, to: staging) }
             } catch {
                 return [.failed(path: path, version: version, .transient("\(error)")),
                         .failed(path: record.path, version: record.version, .transient("cannot move \(path) here: \(error)"))]
@@ -412,8 +418,8 @@ enum LocalDisk {
         do {
             try FileSystem.setMode(staging, record.mode)
             try FileSystem.setModificationTime(staging, record.mtime)
-            try makeParents(of: to)
-            try inWritableDirectory(of: to) {
+            try makeParents(of: to, root: root)
+            try inWritableDirectory(of: to, root: root) {
                 if let status = try? FileSystem.status(to), status.kind == .directory {
                     try FileSystem.removeDirectory(to)
                 }
@@ -495,7 +501,7 @@ enum LocalDisk {
             copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now + Int64(attempt), node: node)
         }
         do {
-            try inWritableDirectory(of: full) { try FileSystem.rename(full, to: root + "/" + copy) }
+            try inWritableDirectory(of: full, root: root) { try FileSystem.rename(full, to: root + "/" + copy) }
             var local = expected
             if let status = try? FileSystem.status(root + "/" + copy) {
                 local.inode = status.inode
