@@ -204,6 +204,19 @@ public struct FileIndex: Equatable {
         liveChildren[PathKey(path)] != nil
     }
 
+    /// Whether a live record below `path` is a version `node` does not hold:
+    /// an edit that node had not seen (a walk of the entries below `path`).
+    public func hasLiveEntry(under path: String, notHeldBy node: NodeName) -> Bool {
+        guard hasLiveEntries(under: path) else { return false }
+        let prefix = Array((path + "/").utf8)
+        var position = Self.insertionPoint(of: PathKey(path + "/"), in: order)
+        while position < order.count, order[position].path.utf8.starts(with: prefix) {
+            if let record = records[order[position]], record.kind.isLive, !record.holders.contains(node) { return true }
+            position += 1
+        }
+        return false
+    }
+
     /// Adds `delta` to the present-entry count of `path`'s parent directory,
     /// and on up while a parent without a live record of its own starts or
     /// stops being present.

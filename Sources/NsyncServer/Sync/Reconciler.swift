@@ -542,10 +542,14 @@ public struct Reconciler {
             // A rejected change whose conflict copy is not made yet: removing
             // it now would lose the user's bytes.
             if entry?.version == 0 { return askConflictCopy(path, local) }
-            if local.kind == .directory, index.hasLiveEntries(under: path) {
-                // Deleted while an edit inside it won (edits beat deletes):
-                // the directory stays, and is announced again, or every node
-                // holding it would try to remove it forever.
+            if local.kind == .directory, index.hasLiveEntry(under: path, notHeldBy: record.origin) {
+                // Deleted while an edit inside it, which the deleting node
+                // had not seen, won (edits beat deletes): the directory
+                // stays, and is announced again, or every node holding it
+                // would try to remove it forever. (Entries below that the
+                // deleter holds are deletions of its still on their way: a
+                // large rm -rf spans several entries. Then the removal
+                // waits for them, retried while the directory is not empty.)
                 propose(path, local, base: record.version)
                 return []
             }
