@@ -98,6 +98,11 @@ struct FileIdentity: Equatable {
     var device: UInt64
     var inode: UInt64
 
+    init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
+
     /// The identity of what `path` names now, or nil if nothing.
     init?(path: String) {
         guard let status = try? FileSystem.statusFollowingLinks(path) else { return nil }

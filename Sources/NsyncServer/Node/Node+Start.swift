@@ -35,9 +35,21 @@ extension Node {
     /// says why), without proposing anything more; started again, it
     /// rejoins with whatever PATH then holds. Checked before every proposal
     /// and every second.
+    /// A stat that fails otherwise (EIO, EACCES) proves nothing: checked again later.
     func stateDirectoryIsIntact() -> Bool {
         guard !stopping else { return false }
-        guard stateDirectories.map(FileIdentity.init(path:)) != stateIdentity else { return true }
+        var now: [FileIdentity?] = []
+        for path in stateDirectories {
+            do {
+                let status = try FileSystem.statusFollowingLinks(path)
+                now.append(FileIdentity(device: status.device, inode: status.inode))
+            } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+                now.append(nil)
+            } catch {
+                return true
+            }
+        }
+        guard now != stateIdentity else { return true }
         fatal("\(config.root) or its .nsync state directory was removed, moved, replaced or unmounted "
               + "while nsyncd ran: stopping without announcing what went with it (the other nodes keep "
               + "their files). Put the directory back, or start nsyncd again to rejoin with what PATH holds now")

@@ -197,10 +197,14 @@ enum LocalDisk {
     }
 
     /// Creates missing parent directories of `full` (below `root`), each
-    /// level in its own (possibly read-only) parent.
+    /// level in its own (possibly read-only) parent. Never `root` itself:
+    /// if PATH went away under the node, nothing is made in its place.
     private static func makeParents(of full: String, root: String) throws {
         let directory = parent(of: full)
         if (try? FileSystem.status(directory))?.kind == .directory { return }
+        guard directory.utf8.count > root.utf8.count else {
+            throw SystemError(errno: ENOENT, operation: "mkdir", path: directory)
+        }
         try makeParents(of: directory, root: root)
         try inWritableDirectory(of: directory, root: root) { try FileSystem.makeDirectory(directory, mode: 0o755) }
     }
@@ -215,15 +219,17 @@ enum LocalDisk {
         do {
             return try body()
         } catch let error as SystemError where error.errno == EACCES {
+            // Only a synced directory (never PATH itself, nor above it).
             let directory = parent(of: full)
-            guard let status = try? FileSystem.status(directory), status.kind == .directory,
+            guard directory.utf8.count > root.utf8.count + 1, directory.hasPrefix(root + "/"),
+                  let status = try? FileSystem.status(directory), status.kind == .directory,
                   status.mode & 0o300 != 0o300 else { throw error }
             // Noted first, so that a node killed before the mode is back
             // puts it back when it starts, rather than announce the passing
             // mode as the user's. Not flushed: a killed process's writes
-            // outlive it.
-            try? OpenedDirectories.note(directory, mode: status.mode, root: root)
-            guard (try? FileSystem.setMode(directory, status.mode | 0o300)) != nil else { throw error }
+            // outlive it. Unnoted, it is not opened.
+            guard (try? OpenedDirectories.note(directory, mode: status.mode, root: root)) != nil,
+                  (try? FileSystem.setMode(directory, status.mode | 0o300)) != nil else { throw error }
             defer { try? FileSystem.setMode(directory, status.mode) }
             return try body()
         }

@@ -3,14 +3,17 @@
 /// is opened: a node killed before the mode is back puts it back when it
 /// starts (`restore`), instead of announcing the passing mode to the
 /// cluster as the user's. Emptied after every install batch. Entries are
-/// "MODE PATH" (octal, absolute) ending in NUL, since a name may hold a
-/// newline. Thread pool (install batches) and start-up.
+/// "MODE PATH" (octal; the path below PATH, which may have moved between
+/// runs) ending in NUL, since a name may hold a newline. Thread pool
+/// (install batches) and start-up.
 enum OpenedDirectories {
     static func path(root: String) -> String { root + "/.nsync/opened" }
 
+    /// `directory` is absolute, below `root`.
     static func note(_ directory: String, mode: UInt32, root: String) throws {
+        let relative = directory.dropFirst(root.count + 1)
         let fd = try FileDescriptor.open(path(root: root), .writeOnly, options: [.create, .append], permissions: 0o600)
-        try fd.closeAfter { try fd.write(all: Array("\(String(mode, radix: 8)) \(directory)\0".utf8)) }
+        try fd.closeAfter { try fd.write(all: Array("\(String(mode, radix: 8)) \(relative)\0".utf8)) }
     }
 
     /// Nothing is open any more (the end of an install batch).
@@ -27,7 +30,9 @@ enum OpenedDirectories {
         for entry in bytes.split(separator: 0) {
             guard let space = entry.firstIndex(of: UInt8(ascii: " ")),
                   let mode = UInt32(String(decoding: entry[..<space], as: UTF8.self), radix: 8) else { continue }
-            let directory = String(decoding: entry[(space + 1)...], as: UTF8.self)
+            let relative = String(decoding: entry[(space + 1)...], as: UTF8.self)
+            guard IndexPath.violation(in: relative) == nil else { continue }
+            let directory = root + "/" + relative
             guard let status = try? FileSystem.status(directory), status.kind == .directory,
                   status.mode == mode | 0o300, status.mode != mode,
                   (try? FileSystem.setMode(directory, mode)) != nil else { continue }

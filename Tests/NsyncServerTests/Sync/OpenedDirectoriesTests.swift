@@ -70,6 +70,19 @@ final class OpenedDirectoriesTests: XCTestCase {
         XCTAssertEqual(OpenedDirectories.restore(root: dir.path), [], "nothing noted: nothing to do")
     }
 
+    /// PATH renamed away under the node: an install below it fails, and
+    /// makes nothing where PATH was (the node stops at its next check).
+    func testAnInstallNeverMakesPathAgain() throws {
+        let dir = try SyncScratchDirectory("opened")
+        let root = dir.url("root")
+        try dir.mkdir("root/.nsync")
+        XCTAssertEqual(rename(root, dir.url("moved")), 0)
+        let record = FileRecord(path: "a/b", version: 3, kind: .directory, mode: 0o755, mtime: 0, origin: "n1", holders: ["n1"])
+        let results = LocalDisk.install([.directory(record, expected: nil)], root: root, node: "n2", now: 0)
+        guard case .failed(path: "a/b", version: 3, .transient)? = results.first else { return XCTFail("\(results)") }
+        XCTAssertFalse(FileDescriptor.exists(root), "PATH made again")
+    }
+
     func testANameWithANewlineIsPutBackToo() throws {
         let dir = try makeRoot()
         try dir.mkdir("two\nlines")
