@@ -29,7 +29,10 @@ public struct Hello: Equatable, Sendable {
     /// 2: the file channel carries offers (`TransferMessage.offer`).
     /// 3: every channel carries keepalives (`Channel.keepaliveFrameType`).
     /// 4: fetch requests carry flags (`noRedirect`), answers may redirect.
-    public static let currentVersion: UInt16 = 4
+    /// 5: the index counts a deleted directory with live entries below it
+    ///    as present (`FileIndex.liveChildren`): a put that older nodes
+    ///    accept is rejected, so the two must not apply one log.
+    public static let currentVersion: UInt16 = 5
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

@@ -24,7 +24,7 @@ final class HelloTests: XCTestCase {
     func testLayoutStartsWithMagicAndVersion() {
         let bytes = hello(name: "n1", channel: .file).encoded()
         XCTAssertEqual(Array(bytes[0..<4]), Array("NSYN".utf8))
-        XCTAssertEqual(Array(bytes[4..<6]), [0, 4])
+        XCTAssertEqual(Array(bytes[4..<6]), [0, 5])
         XCTAssertEqual(Array(bytes[6..<38]), cluster)
         XCTAssertEqual(Array(bytes[38...]), [2, UInt8(ascii: "n"), UInt8(ascii: "1"), 2])
         XCTAssertLessThanOrEqual(hello(name: String(repeating: "x", count: 64)).encoded().count, Hello.maxEncodedSize)
@@ -44,14 +44,14 @@ final class HelloTests: XCTestCase {
     func testAnotherProtocolVersionIsReportedAsAVersionMismatchOnDecode() {
         // A future version may lay out the rest differently: only magic and version are read.
         XCTAssertThrowsError(try decode(Array("NSYN".utf8) + [0, 1, 0xFF])) { error in
-            XCTAssertEqual(error as? HelloError, .versionMismatch(theirs: 1, ours: 4))
+            XCTAssertEqual(error as? HelloError, .versionMismatch(theirs: 1, ours: Hello.currentVersion))
             XCTAssertTrue("\(error)".contains("same nsyncd release"))
         }
     }
 
     func testVersionMismatchIsAlsoRefusedByCheck() {
         XCTAssertThrowsError(try hello(version: 7).check(expectedClusterID: cluster, certificateNames: ["node-1"], expectedChannel: .raft)) {
-            XCTAssertEqual($0 as? HelloError, .versionMismatch(theirs: 7, ours: 4))
+            XCTAssertEqual($0 as? HelloError, .versionMismatch(theirs: 7, ours: Hello.currentVersion))
         }
     }
 
@@ -87,7 +87,7 @@ final class HelloTests: XCTestCase {
     }
 
     func testInvalidNodeNamesAndChannelsAreMalformed() {
-        let prefix = Array("NSYN".utf8) + [0, 4] + cluster
+        let prefix = Array("NSYN".utf8) + [UInt8(Hello.currentVersion >> 8), UInt8(Hello.currentVersion & 0xFF)] + cluster
         let cases: [[UInt8]] = [
             prefix + [0, 1],                                            // empty name
             prefix + [65] + Array(repeating: UInt8(ascii: "a"), count: 65) + [1],  // 65 bytes
