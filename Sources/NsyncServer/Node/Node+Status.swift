@@ -36,7 +36,7 @@ extension Node {
             sending: (transferServer?.activeStreams ?? []).map {
                 NodeStatus.Sending(path: $0.path, to: $0.to, bytesDone: $0.done, bytesTotal: $0.total, relayed: $0.relayed)
             }, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
-            pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count,
+            pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count + sync.toObserveAfter.count,
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
@@ -91,7 +91,7 @@ extension Node {
     /// record is held by this node and by every member it can reach.
     func isSettled() -> (settled: Bool, missing: [String]) {
         var missing: [String] = []
-        if reconciler.hasPendingWork || !sync.toObserve.isEmpty || sync.observeJobs > 0 || !sync.settling.isEmpty
+        if reconciler.hasPendingWork || !sync.toObserve.isEmpty || !sync.toObserveAfter.isEmpty || sync.observeJobs > 0 || !sync.settling.isEmpty
             || !sync.installs.isEmpty || sync.installing || sync.scanning {
             missing.append("local changes not yet committed or installed on this node")
         }

@@ -14,6 +14,11 @@ struct SyncState {
     var ignore = IgnoreRules.defaults
     /// Paths to stat/hash in the next observation job.
     var toObserve = PathSet()
+    /// New names of a directory renamed here: looked at once `toObserve`
+    /// (which holds the old names) is done, so that the old names'
+    /// deletions reach the index first and the other nodes move their own
+    /// copies instead of fetching the new names.
+    var toObserveAfter = PathSet()
     var observing = PathSet()
     var observeJobs = 0
     var observeScheduled = false
@@ -346,7 +351,7 @@ extension Node {
     private func releaseMemoryIfIdle() {
         let applied = index.appliedIndex
         guard applied != sync.appliedAtLastRelease, loop.now >= sync.lastReleaseAt + 10_000 else { return }
-        let idle = !sync.isBusy && sync.installs.isEmpty && sync.toObserve.isEmpty && !sync.scanning
+        let idle = !sync.isBusy && sync.installs.isEmpty && sync.toObserve.isEmpty && sync.toObserveAfter.isEmpty && !sync.scanning
             && !reconciler.hasPendingWork && fetcher.inFlight == 0
         guard applied == sync.appliedAtLastTick, idle else {
             sync.appliedAtLastTick = applied
@@ -496,21 +501,26 @@ extension Node {
                   let result = try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore) else { return [] }
             return result.entries.map { path + "/" + $0.path }
         }, completion: { [unowned self] paths in
-            for p in paths { observe(p) }
+            for p in paths { observe(p, after: true) }
         })
     }
 
     // MARK: observing
 
-    /// Queues `path` to be stat'ed (and hashed if its stat changed).
-    func observe(_ path: String) {
+    /// Queues `path` to be stat'ed (and hashed if its stat changed);
+    /// `after` the paths queued without it.
+    func observe(_ path: String, after: Bool = false) {
         guard !stopping, IndexPath.violation(in: path) == nil,
               !sync.ignore.isIgnored(path: path, isDirectory: false) || path == IgnoreRules.fileName else {
             if sync.scanPending.remove(path) != nil { scanStepDone(0) }
             return
         }
         if path == IgnoreRules.fileName { reloadIgnoreRules() }
-        sync.toObserve.insert(path)
+        if after && !sync.toObserve.contains(path) {
+            sync.toObserveAfter.insert(path)
+        } else {
+            sync.toObserve.insert(path)
+        }
         guard !sync.observeScheduled else { return }
         sync.observeScheduled = true
         loop.schedule(after: 0) { [unowned self] in
@@ -529,11 +539,20 @@ extension Node {
     static let maxObserveJobs = 2
 
     private func startObservations() {
-        while sync.observeJobs < Node.maxObserveJobs, !sync.toObserve.isEmpty {
+        while sync.observeJobs < Node.maxObserveJobs, !sync.toObserve.isEmpty || !sync.toObserveAfter.isEmpty {
             var batch: [String] = []
             for path in sync.toObserve where !sync.observing.contains(path) {
                 batch.append(path)
                 if batch.count == Node.observeBatch { break }
+            }
+            if batch.isEmpty && sync.observeJobs == 0 {
+                // The first paths are all looked at (and their changes
+                // proposed): the later ones now.
+                for path in sync.toObserveAfter {
+                    sync.toObserveAfter.remove(path)
+                    sync.toObserve.insert(path)
+                }
+                continue
             }
             guard !batch.isEmpty else { return }
             for path in batch {
@@ -584,7 +603,7 @@ extension Node {
                 }
                 perform(actions)
                 flushSoon()
-                if !sync.toObserve.isEmpty { startObservations() }
+                if !sync.toObserve.isEmpty || !sync.toObserveAfter.isEmpty { startObservations() }
             })
         }
     }
