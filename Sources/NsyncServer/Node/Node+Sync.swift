@@ -36,6 +36,9 @@ struct SyncState {
     var installScheduled = false
     var retry = PathSet()
     var retryTimer: LoopTimer?
+    /// Paths whose install has failed for a while: retried less often.
+    var slowRetry = PathSet()
+    var slowRetryTimer: LoopTimer?
     var timers: [LoopTimer] = []
     var scanning = false
     var scanProgress: NodeStatus.Scan?
@@ -111,6 +114,7 @@ struct SyncState {
         settling.removeAll()
         busyWriters.removeAll()
         retryTimer?.close()
+        slowRetryTimer?.close()
         for t in timers { t.close() }
     }
 }
@@ -736,18 +740,42 @@ extension Node {
         }
     }
 
+    /// An install failing for this long is retried every
+    /// `slowRetryInterval` instead of every second: each retry of a file
+    /// fetches it again, and a large file in a directory this node cannot
+    /// write would otherwise cross the network every second.
+    static let slowRetryAfter: UInt64 = 10_000
+    static let slowRetryInterval: UInt64 = 15_000
+
     private func retryLater(_ path: String) {
+        guard !stopping else { return }
+        if let trouble = sync.fetchTrouble[path], trouble.why.hasPrefix(Node.installTroublePrefix),
+           loop.now - min(trouble.since, loop.now) >= Node.slowRetryAfter {
+            sync.slowRetry.insert(path)
+            guard sync.slowRetryTimer == nil else { return }
+            sync.slowRetryTimer = loop.schedule(after: Node.slowRetryInterval) { [unowned self] in
+                sync.slowRetryTimer = nil
+                let paths = sync.slowRetry
+                sync.slowRetry.removeAll()
+                retry(paths)
+            }
+            return
+        }
         sync.retry.insert(path)
-        guard sync.retryTimer == nil, !stopping else { return }
+        guard sync.retryTimer == nil else { return }
         sync.retryTimer = loop.schedule(after: 1_000) { [unowned self] in
             sync.retryTimer = nil
             let paths = sync.retry
             sync.retry.removeAll()
-            var actions: [SyncAction] = []
-            for path in paths { actions += reconciler.reconcile(path, index: index) }
-            perform(actions)
-            flushSoon()
+            retry(paths)
         }
+    }
+
+    private func retry(_ paths: PathSet) {
+        var actions: [SyncAction] = []
+        for path in paths { actions += reconciler.reconcile(path, index: index) }
+        perform(actions)
+        flushSoon()
     }
 
     func queueInstall(_ item: InstallItem) {
@@ -767,14 +795,16 @@ extension Node {
     /// version (a path that cannot be written, say one owned by another
     /// user, would log a line a second forever), then listed by `status`
     /// and warned of with the files that cannot be fetched.
+    static let installTroublePrefix = "cannot install it here"
+
     private func noteInstallTrouble(_ path: String, _ version: UInt64, _ why: String) {
         let known = sync.fetchTrouble[path].flatMap { $0.version == version ? $0 : nil }
-        if known == nil || !(known?.why.hasPrefix("cannot install it here") ?? false) {
+        if known == nil || !(known?.why.hasPrefix(Node.installTroublePrefix) ?? false) {
             logger.info("cannot install \(path) yet: \(why)")
         } else {
             logger.debug("cannot install \(path) yet: \(why)")
         }
-        sync.fetchTrouble[path] = (version, "cannot install it here: \(why)", known?.since ?? loop.now)
+        sync.fetchTrouble[path] = (version, "\(Node.installTroublePrefix): \(why)", known?.since ?? loop.now)
     }
 
     /// Whether `local` can be a read-only directory seen while an install

@@ -4,8 +4,9 @@ import XCTest
 
 /// A file that cannot be installed on a node (here: its directory is a
 /// read-only mount there; in life, a directory owned by another user) is
-/// retried every second. It must be logged once, not once a second, and
-/// listed by `nsyncd status` with the reason, while everything else syncs.
+/// retried, every second at first, then every 15 s (each retry fetches it
+/// again). It must be logged once, not once a second, and listed by
+/// `nsyncd status` with the reason, while everything else syncs.
 final class DaemonInstallTroubleTests: XCTestCase {
     private var scratch: DaemonScratch!
 
@@ -30,7 +31,8 @@ final class DaemonInstallTroubleTests: XCTestCase {
         let node2 = try cluster.start("node2", in: scratch, wrapper: wrapper)
         let logs = { "node1:\n\(node1.log.suffix(3000))\nnode2:\n\(node2.log.suffix(6000))" }
 
-        FileManager.default.createFile(atPath: source + "/locked/x.txt", contents: Data("cannot land\n".utf8))
+        let firstWrite = Date()
+        FileManager.default.createFile(atPath: source + "/locked/x.txt", contents: Data(count: 1 << 20))
         var listed: NodeStatus.Unavailable?
         DaemonWait.until("node2 to list locked/x.txt as unavailable", timeout: 20, context: logs) {
             listed = DaemonProbe.status(target)?.unavailable?.first { $0.path == "locked/x.txt" }
@@ -49,6 +51,15 @@ final class DaemonInstallTroubleTests: XCTestCase {
         }
         let lines = node2.log.split(separator: "\n").filter { $0.contains("cannot install locked/x.txt yet") }
         XCTAssertEqual(lines.filter { !$0.contains(" debug ") }.count, 1, "logged once:\n\(lines.joined(separator: "\n"))")
+        // After 10 s of failures it is retried (and fetched) every 15 s:
+        // at most one 1 MiB fetch in 8 s, where it was one a second.
+        DaemonWait.until("12 s of failures", timeout: 20, context: logs) { Date().timeIntervalSince(firstWrite) > 12 }
+        let before = DaemonProbe.status(target)?.bytesReceived ?? 0
+        let windowStart = Date()
+        DaemonWait.until("an 8 s window", timeout: 20, context: logs) { Date().timeIntervalSince(windowStart) > 8 }
+        let fetched = (DaemonProbe.status(target)?.bytesReceived ?? 0) - before
+        XCTAssertLessThanOrEqual(fetched, 1 << 20, "fetched \(fetched) bytes in 8 s for a file it cannot install\n\(logs())")
+        XCTAssertNotNil(DaemonProbe.status(target)?.unavailable?.first { $0.path == "locked/x.txt" }, "still listed")
         XCTAssertTrue(node2.isRunning, logs())
         XCTAssertEqual(node2.stop(), 0, logs())
         XCTAssertEqual(node1.stop(), 0, logs())
