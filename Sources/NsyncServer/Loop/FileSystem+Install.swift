@@ -37,6 +37,21 @@ extension FileSystem {
         return FileDescriptor(rawValue: fd, path: path)
     }
 
+    /// The first directory on the way to `path` (relative to `root`, its
+    /// parents only) that exists and is not a directory: a symlink a user
+    /// put in place of a synced directory, say. A call on `root/path` would
+    /// leave the tree there (to wherever the link points). Nil when there is
+    /// none (a missing parent is fine: installs make it a directory).
+    public static func nonDirectoryOnTheWay(root: String, path: String) -> String? {
+        var prefix = root
+        for component in path.split(separator: "/").dropLast() {
+            prefix += "/" + component
+            guard let status = try? status(prefix) else { return nil }
+            if status.kind != .directory { return prefix }
+        }
+        return nil
+    }
+
     /// Asks the kernel to start writing `count` bytes at `offset` to disk now
     /// (sync_file_range WRITE: no waiting, no durability promise). Errors
     /// are ignored: the final fsync is what guarantees durability.

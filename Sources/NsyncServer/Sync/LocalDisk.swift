@@ -24,6 +24,9 @@ enum LocalDisk {
     static func look(root: String, path: String, known: LocalFile?, hint: LocalFile? = nil,
                      beforeHashing: ((LocalFile) -> Void)? = nil) -> Look {
         let full = root + "/" + path
+        // Below a symlink (or a file) there is nothing of the tree: what the
+        // link points to is not synced, nor looked at.
+        if FileSystem.nonDirectoryOnTheWay(root: root, path: path) != nil { return .found(nil) }
         let status: FileStatus
         do {
             status = try FileSystem.status(full)
@@ -156,6 +159,10 @@ enum LocalDisk {
         var keep = keep
         for item in ordered {
             let full = root + "/" + item.path
+            if let refusal = refusedThroughNonDirectory(item, root: root) {
+                results += refusal
+                continue
+            }
             touched.insert(parent(of: full))
             switch item {
             case .file(let fetched):
@@ -189,6 +196,27 @@ enum LocalDisk {
             for directory in touched { try? FileDescriptor.syncDirectory(directory) }
         }
         return results
+    }
+
+    /// Nothing is installed, moved or removed through a symlink (or a file)
+    /// a user put where the tree has a directory: it would reach outside
+    /// PATH. Such an item fails as a local change; the look that follows
+    /// finds the path absent, below that link.
+    private static func refusedThroughNonDirectory(_ item: InstallItem, root: String) -> [InstallResult]? {
+        var paths = [item.path]
+        if case .move(let m) = item, case .deleted(let from, _, _) = m.source { paths.append(from) }
+        guard paths.contains(where: { FileSystem.nonDirectoryOnTheWay(root: root, path: $0) != nil }) else { return nil }
+        switch item {
+        case .file(let f): return [.failed(path: f.record.path, version: f.record.version, .localChanged)]
+        case .directory(let r, _), .symlink(let r, _): return [.failed(path: r.path, version: r.version, .localChanged)]
+        case .modificationTime(let r, _): return [.failed(path: r.path, version: r.version, .localChanged)]
+        case let .remove(path, version, _): return [.failed(path: path, version: version, .localChanged)]
+        case let .conflict(path, _): return [.conflictFailed(path: path, "a directory on its way is not a directory any more")]
+        case .move(let m):
+            var results: [InstallResult] = []
+            if case let .deleted(from, version, _) = m.source { results.append(.failed(path: from, version: version, .localChanged)) }
+            return results + [.failed(path: m.record.path, version: m.record.version, .localChanged)]
+        }
     }
 
     private static func parent(of full: String) -> String {
