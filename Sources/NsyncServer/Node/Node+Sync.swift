@@ -36,6 +36,9 @@ struct SyncState {
     var installScheduled = false
     var retry = PathSet()
     var retryTimer: LoopTimer?
+    /// Downloads verified whose install then failed (transiently): the
+    /// retry installs them again instead of fetching the bytes again.
+    var verifiedDownloads = PathMap<Fetcher.Fetched>()
     /// Paths whose install has failed for a while: retried less often.
     var slowRetry = PathSet()
     var slowRetryTimer: LoopTimer?
@@ -326,7 +329,13 @@ extension Node {
                 fetcher.mayHoldStalePartials = true
                 return
             }
-            let inUse = fetcher.speculativeFiles.union(keptFileNames)
+            // A verified download waiting for its install to be retried, if
+            // its version is still current (else it goes with the rest).
+            for (path, download) in sync.verifiedDownloads where index.record(at: path)?.version != download.record.version {
+                sync.verifiedDownloads[path] = nil
+            }
+            let waiting = sync.verifiedDownloads.map { $0.value.temporaryPath.split(separator: "/").last.map(String.init) ?? "" }
+            let inUse = fetcher.speculativeFiles.union(keptFileNames).union(waiting)
             // An early copy cut off by a restart waits a while for the
             // announcement it was taken ahead of (then a fetch resumes it).
             let youngOffers = loop.now < startedAt + Node.offerLifetime
@@ -719,6 +728,15 @@ extension Node {
         for action in actions {
             switch action {
             case let .fetch(record, expected):
+                if let download = sync.verifiedDownloads.removeValue(forKey: record.path) {
+                    if download.record.version == record.version, download.record.hash == record.hash,
+                       FileDescriptor.exists(download.temporaryPath) {
+                        queueInstall(.file(Fetcher.Fetched(record: record, expected: expected,
+                                                           temporaryPath: download.temporaryPath)))
+                        continue
+                    }
+                    FileSystemCleanup.remove(download.temporaryPath, on: loop)
+                }
                 fetcher.fetch(record, expected: expected)
             case let .makeDirectory(record, expected):
                 queueInstall(.directory(record, expected: expected))
@@ -830,6 +848,8 @@ extension Node {
         sync.installBatches += 1
         let items = sync.installs
         sync.installs.removeAll()
+        var downloads: [String: Fetcher.Fetched] = [:]
+        for case .file(let fetched) in items { downloads[fetched.record.path] = fetched }
         let keeping = LocalDisk.Keep(directory: temporaryDirectory, capacity: max(0, Node.maxKeptFiles - sync.keptCount))
         noteRemovalsRunning(items, capacity: keeping.capacity)
         let root = config.root
@@ -850,7 +870,12 @@ extension Node {
                     actions += reconciler.installed(path, version: version, local: nil, index: index)
                     keep(at, content, stamp)
                 case let .failed(path, version, failure):
-                    if case .transient(let why) = failure { noteInstallTrouble(path, version, why) }
+                    if case .transient(let why) = failure {
+                        noteInstallTrouble(path, version, why)
+                        if let download = downloads[path], download.record.version == version {
+                            sync.verifiedDownloads[path] = download
+                        }
+                    }
                     actions += reconciler.installFailed(path, version: version, failure, index: index)
                 case let .conflictCopied(path, copy, local):
                     logger.warning("conflict: \(path) changed here and elsewhere at once; this node's version is kept as \(copy)")
