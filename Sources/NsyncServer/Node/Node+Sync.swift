@@ -19,6 +19,8 @@ struct SyncState {
     /// deletions reach the index first and the other nodes move their own
     /// copies instead of fetching the new names.
     var toObserveAfter = PathSet()
+    /// When `toObserveAfter` was last empty (loop ms).
+    var toObserveAfterSince: UInt64 = 0
     var observing = PathSet()
     var observeJobs = 0
     var observeScheduled = false
@@ -530,6 +532,11 @@ extension Node {
         }
         if path == IgnoreRules.fileName { reloadIgnoreRules() }
         if after && !sync.toObserve.contains(path) {
+            if sync.toObserveAfter.isEmpty {
+                // Not held up for long by a look that hashes a large file.
+                sync.toObserveAfterSince = loop.now
+                loop.schedule(after: Node.observeAfterWait) { [unowned self] in startObservations() }
+            }
             sync.toObserveAfter.insert(path)
         } else {
             sync.toObserve.insert(path)
@@ -550,6 +557,9 @@ extension Node {
 
     static let observeBatch = 1_024
     static let maxObserveJobs = 2
+    /// How long the new names of a renamed directory wait for the looks at
+    /// other paths still running (a large file's hash can take minutes).
+    static let observeAfterWait: UInt64 = 500
 
     private func startObservations() {
         while sync.observeJobs < Node.maxObserveJobs, !sync.toObserve.isEmpty || !sync.toObserveAfter.isEmpty {
@@ -558,9 +568,10 @@ extension Node {
                 batch.append(path)
                 if batch.count == Node.observeBatch { break }
             }
-            if batch.isEmpty && sync.observeJobs == 0 {
+            if batch.isEmpty, !sync.toObserveAfter.isEmpty,
+               sync.observeJobs == 0 || loop.now >= sync.toObserveAfterSince + Node.observeAfterWait {
                 // The first paths are all looked at (and their changes
-                // proposed): the later ones now.
+                // proposed), or have had their time: the later ones now.
                 for path in sync.toObserveAfter {
                     sync.toObserveAfter.remove(path)
                     sync.toObserve.insert(path)
