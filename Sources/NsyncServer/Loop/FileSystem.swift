@@ -98,16 +98,15 @@ struct FileIdentity: Equatable {
     var device: UInt64
     var inode: UInt64
 
-    init(device: UInt64, inode: UInt64) {
-        self.device = device
-        self.inode = inode
-    }
-
-    /// The identity of what `path` names now, or nil if nothing.
-    init?(path: String) {
-        guard let status = try? FileSystem.statusFollowingLinks(path) else { return nil }
-        device = status.device
-        inode = status.inode
+    /// The identity of what `path` names now; nil if nothing does (ENOENT,
+    /// ENOTDIR). Any other failure is thrown: it proves nothing either way.
+    static func of(_ path: String) throws -> FileIdentity? {
+        do {
+            let status = try FileSystem.statusFollowingLinks(path)
+            return FileIdentity(device: status.device, inode: status.inode)
+        } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+            return nil
+        }
     }
 }
 

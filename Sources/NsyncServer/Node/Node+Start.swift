@@ -20,7 +20,7 @@ extension Node {
         } catch {
             throw StartupError.state("cannot lock \(stateDirectory)/lock: \(error)")
         }
-        stateIdentity = stateDirectories.map(FileIdentity.init(path:))
+        stateIdentity = stateDirectories.map { (try? FileIdentity.of($0)) ?? nil }
         for directory in OpenedDirectories.restore(root: config.root) {
             logger.notice("\(directory): mode put back (the node stopped while an install had made it writable)")
         }
@@ -38,18 +38,7 @@ extension Node {
     /// A stat that fails otherwise (EIO, EACCES) proves nothing: checked again later.
     func stateDirectoryIsIntact() -> Bool {
         guard !stopping else { return false }
-        var now: [FileIdentity?] = []
-        for path in stateDirectories {
-            do {
-                let status = try FileSystem.statusFollowingLinks(path)
-                now.append(FileIdentity(device: status.device, inode: status.inode))
-            } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
-                now.append(nil)
-            } catch {
-                return true
-            }
-        }
-        guard now != stateIdentity else { return true }
+        guard let now = try? stateDirectories.map(FileIdentity.of), now != stateIdentity else { return true }
         fatal("\(config.root) or its .nsync state directory was removed, moved, replaced or unmounted "
               + "while nsyncd ran: stopping without announcing what went with it (the other nodes keep "
               + "their files). Put the directory back, or start nsyncd again to rejoin with what PATH holds now")

@@ -572,10 +572,8 @@ extension Node {
                sync.observeJobs == 0 || loop.now >= sync.toObserveAfterSince + Node.observeAfterWait {
                 // The first paths are all looked at (and their changes
                 // proposed), or have had their time: the later ones now.
-                for path in sync.toObserveAfter {
-                    sync.toObserveAfter.remove(path)
-                    sync.toObserve.insert(path)
-                }
+                for path in sync.toObserveAfter { sync.toObserve.insert(path) }
+                sync.toObserveAfter.removeAll()
                 continue
             }
             guard !batch.isEmpty else { return }
@@ -769,10 +767,9 @@ extension Node {
         }
     }
 
-    /// An install failing for this long is retried every
-    /// `slowRetryInterval` instead of every second: each retry of a file
-    /// fetches it again, and a large file in a directory this node cannot
-    /// write would otherwise cross the network every second.
+    /// An install failing for this long (a directory this node cannot
+    /// write, say) is retried every `slowRetryInterval` instead of every
+    /// second: such a failure lasts until someone fixes it.
     static let slowRetryAfter: UInt64 = 10_000
     static let slowRetryInterval: UInt64 = 15_000
 
@@ -820,9 +817,9 @@ extension Node {
         }
     }
 
-    /// An install that failed and is retried every second: logged once per
-    /// version (a path that cannot be written, say one owned by another
-    /// user, would log a line a second forever), then listed by `status`
+    /// An install that failed and is retried (`retryLater`): logged once
+    /// per version (a path that cannot be written, say one owned by another
+    /// user, would log a line per retry forever), then listed by `status`
     /// and warned of with the files that cannot be fetched.
     static let installTroublePrefix = "cannot install it here"
 
@@ -842,10 +839,12 @@ extension Node {
     /// write and search bits.
     private func mayBePassingMode(_ path: String, _ local: LocalFile) -> Bool {
         guard local.kind == .directory else { return false }
-        let known = reconciler.manifest[path]?.local ?? nil
-        let record = index.record(at: path)
-        return [known?.kind == .directory ? known?.mode : nil, record?.kind == .directory ? record?.mode : nil]
-            .contains { $0.map { local.mode != $0 && local.mode == $0 | 0o300 } ?? false }
+        func passing(from mode: UInt32) -> Bool { local.mode != mode && local.mode == mode | 0o300 }
+        if let known = reconciler.manifest[path]?.local ?? nil, known.kind == .directory, passing(from: known.mode) {
+            return true
+        }
+        if let record = index.record(at: path), record.kind == .directory, passing(from: record.mode) { return true }
+        return false
     }
 
     /// Installs everything queued in one thread-pool job: one disk flush for

@@ -208,8 +208,8 @@ enum LocalDisk {
         guard paths.contains(where: { FileSystem.nonDirectoryOnTheWay(root: root, path: $0) != nil }) else { return nil }
         switch item {
         case .file(let f): return [.failed(path: f.record.path, version: f.record.version, .localChanged)]
-        case .directory(let r, _), .symlink(let r, _): return [.failed(path: r.path, version: r.version, .localChanged)]
-        case .modificationTime(let r, _): return [.failed(path: r.path, version: r.version, .localChanged)]
+        case .directory(let r, _), .symlink(let r, _), .modificationTime(let r, _):
+            return [.failed(path: r.path, version: r.version, .localChanged)]
         case let .remove(path, version, _): return [.failed(path: path, version: version, .localChanged)]
         case let .conflict(path, _): return [.conflictFailed(path: path, "a directory on its way is not a directory any more")]
         case .move(let m):
