@@ -307,6 +307,16 @@ public final class LockFile {
         descriptor = fd
     }
 
+    /// False once the lock file has no name left (its link count is 0):
+    /// someone is removing the directory that holds it, as `rm -rf` does.
+    /// True while it cannot be told (released, or `fstat` failed).
+    public var isLinked: Bool {
+        guard let descriptor, let status = try? FileSystem.status(descriptor: descriptor.rawValue, path: path) else {
+            return true
+        }
+        return status.linkCount > 0
+    }
+
     /// Releases the lock (closing the file releases it); idempotent.
     public func release() {
         if let descriptor { try? descriptor.close() }

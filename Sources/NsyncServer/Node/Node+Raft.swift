@@ -117,10 +117,12 @@ extension Node {
 
     private func flushProposals() {
         guard let driver, stateDirectoryIsIntact() else { return }
-        guard raftStatus.leader != nil else {
-            // No leader: keep the changes and try again shortly.
+        let hold = removalHold()
+        guard raftStatus.leader != nil, hold == 0 else {
+            // No leader, or a burst of removals under way: keep the changes
+            // and try again shortly.
             sync.flushScheduled = true
-            loop.schedule(after: 100) { [self] in
+            loop.schedule(after: hold > 0 ? hold : 100) { [self] in
                 sync.flushScheduled = false
                 flushProposals()
             }
@@ -141,6 +143,42 @@ extension Node {
                 }
             }
         }
+    }
+
+    // MARK: removal bursts
+
+    /// A user's removal holds this node's proposals until no other came
+    /// for `removalPause`; removals in a row (each within `removalQuiet`
+    /// of the last) are a burst from the `removalBurst`th on, held until
+    /// `removalQuiet` after the last. It may be `rm -rf` of PATH on its way
+    /// to `.nsync` (in readdir order, so everything before it goes first):
+    /// once `.nsync` goes, `stateDirectoryIsIntact` stops the node and those
+    /// removals never leave it. A burst that ends with `.nsync` in place
+    /// (`rm -rf` of a folder) is proposed whole, a second late; a lone
+    /// removal, a tenth of a second late.
+    static let removalPause: UInt64 = 100
+    static let removalBurst = 64
+    static let removalQuiet: UInt64 = 1_000
+    /// A burst longer than this (millions of files) is held no longer:
+    /// what it removed so far is proposed, the rest as it comes.
+    static let removalHoldLimit: UInt64 = 60_000
+
+    func noteRemovals(_ count: Int) {
+        let now = loop.now
+        if now - min(sync.removals.last, now) > Node.removalQuiet { sync.removals = (0, now, now) }
+        if sync.removals.count < Node.removalBurst, sync.removals.count + count >= Node.removalBurst {
+            logger.debug("a burst of removals: holding this node's changes until it ends")
+        }
+        sync.removals.count += count
+        sync.removals.last = now
+    }
+
+    /// How long proposals still wait for the removals under way (0: none).
+    func removalHold() -> UInt64 {
+        let now = loop.now, removals = sync.removals
+        guard removals.count > 0, now - min(removals.since, now) < Node.removalHoldLimit else { return 0 }
+        let end = removals.last + (removals.count >= Node.removalBurst ? Node.removalQuiet : Node.removalPause)
+        return end > now ? end - now : 0
     }
 
     // MARK: tombstones

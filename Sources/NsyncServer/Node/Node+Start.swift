@@ -36,9 +36,14 @@ extension Node {
     /// rejoins with whatever PATH then holds. Checked before every proposal
     /// and every second.
     /// A stat that fails otherwise (EIO, EACCES) proves nothing: checked again later.
+    /// The lock file losing its name says the same a moment sooner: `rm -rf`
+    /// of PATH is emptying `.nsync` (and a file this node writes there could
+    /// make the directory's own removal fail, leaving its identity intact).
     func stateDirectoryIsIntact() -> Bool {
         guard !stopping else { return false }
-        guard let now = try? stateDirectories.map(FileIdentity.of), now != stateIdentity else { return true }
+        let replaced = (try? stateDirectories.map(FileIdentity.of)).map { $0 != stateIdentity } ?? false
+        let beingRemoved = !(lock?.isLinked ?? true)
+        guard replaced || beingRemoved else { return true }
         fatal("\(config.root) or its .nsync state directory was removed, moved, replaced or unmounted "
               + "while nsyncd ran: stopping without announcing what went with it (the other nodes keep "
               + "their files). Put the directory back, or start nsyncd again to rejoin with what PATH holds now")

@@ -52,6 +52,9 @@ struct SyncState {
     var scanStartedAt: UInt64 = 0
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
+    /// Removals seen one after another, each within `Node.removalQuiet` of
+    /// the last: how many, since when, the last one (loop ms).
+    var removals = (count: 0, since: UInt64(0), last: UInt64(0))
     var cleanupScheduled = false
     var manifestSaving = false
     /// A manifest save waits for the install batch running now.
@@ -439,6 +442,11 @@ extension Node {
             case .modified(let path):
                 settle(path)
             case let .removed(path, isDirectory):
+                // The user's, not an install's (the manifest already says
+                // absent, or the install is under way).
+                if (reconciler.manifest[path]?.local ?? nil) != nil, reconciler.installing[path] == nil {
+                    noteRemovals(1)
+                }
                 sync.settling.removeValue(forKey: path)?.close()
                 sync.busyWriters[path] = nil
                 if isDirectory { observeTree(path) } else { observe(path) }
@@ -453,6 +461,9 @@ extension Node {
                     observe(to)
                 }
             case .rescanNeeded(let why):
+                // Events were lost, removals perhaps among them (a large
+                // rm -rf overflows the queue): held back as a burst.
+                noteRemovals(Node.removalBurst)
                 logger.warning("rescanning: \(why)")
                 rescan(reason: why)
             case .watchLimitReached(let message):

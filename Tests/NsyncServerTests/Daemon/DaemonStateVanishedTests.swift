@@ -17,13 +17,15 @@ final class DaemonStateVanishedTests: XCTestCase {
         scratch?.remove()
     }
 
-    private let names = (0..<5).map { "docs/file-\($0).txt" }
+    private var names = (0..<5).map { "docs/file-\($0).txt" }
 
     /// node1 and node2, both holding `names`.
     private func startPair() throws -> (node1: DaemonProcess, node2: DaemonProcess, source: String, target: String) {
         let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
         let (source, target) = (cluster.member("node1").root, cluster.member("node2").root)
-        XCTAssertEqual(mkdir(source + "/docs", 0o755), 0)
+        for folder in Set(names.map { String($0.split(separator: "/")[0]) }) {
+            XCTAssertEqual(mkdir(source + "/" + folder, 0o755), 0)
+        }
         for name in names { FileManager.default.createFile(atPath: source + "/" + name, contents: Data(name.utf8)) }
         let node1 = try cluster.start("node1", in: scratch)
         let node2 = try cluster.start("node2", in: scratch)
@@ -55,6 +57,36 @@ final class DaemonStateVanishedTests: XCTestCase {
         XCTAssertEqual(unlink(target + ".moved/" + names[0]), 0)
         assertStoppedSaying(node2, "PATH renamed")
         XCTAssertEqual(survivors(source, on: node1), names, "node1 lost files that vanished with node2's PATH")
+        XCTAssertEqual(node1.stop(), 0)
+    }
+
+    /// `rm -rf PATH` goes in readdir order: the folders before `.nsync`
+    /// go first. Their removals must wait for the burst to end, by which
+    /// time `.nsync` is gone and the node stops (old code: the 300 removals
+    /// went out at once, and node1 lost every file).
+    func testRemovalsMadeJustBeforeTheStateDirectoryGoesAreNotAnnounced() throws {
+        names = (0..<6).flatMap { folder in (0..<50).map { "folder-\(folder)/file-\($0).txt" } }
+        let (node1, node2, source, target) = try startPair()
+        for folder in 0..<6 { try FileManager.default.removeItem(atPath: target + "/folder-\(folder)") }
+        // Longer than the look and proposal of a removal take, well within the
+        // quiet second a burst waits for.
+        usleep(300_000)
+        try FileManager.default.removeItem(atPath: target + "/.nsync")
+        assertStoppedSaying(node2, "rm -rf reaching .nsync")
+        let kept = survivors(source, on: node1)
+        XCTAssertEqual(kept.count, names.count, "node1 lost \(names.count - kept.count) files removed on node2 before its .nsync")
+        XCTAssertEqual(node1.stop(), 0)
+    }
+
+    /// The lock file losing its name is the first sign of `.nsync` being
+    /// emptied; the directory itself may then survive (a file the node
+    /// writes in it meanwhile makes its removal fail).
+    func testLockFileRemovedStopsTheNode() throws {
+        let (node1, node2, source, target) = try startPair()
+        XCTAssertEqual(unlink(target + "/.nsync/lock"), 0)
+        XCTAssertEqual(unlink(target + "/" + names[0]), 0)
+        assertStoppedSaying(node2, "lock file removed")
+        XCTAssertEqual(survivors(source, on: node1), names)
         XCTAssertEqual(node1.stop(), 0)
     }
 
