@@ -56,6 +56,39 @@ final class EndToEndIgnoreAndWaitTests: ClusterTestCase {
         }
     }
 
+    /// A folder deleted on one node while another holds ignored files in
+    /// it (build output, an editor's swap file): those are left alone, so
+    /// the folder stays on that node only, and its status says why in
+    /// plain words (old code: "rmdir ...: Directory not empty").
+    func testAFolderDeletedElsewhereStaysWhereItHoldsIgnoredFilesAndStatusSaysWhy() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, ".nsyncignore", Self.ignoreFile)
+        try cluster.write(0, "proj/src/a.c", "int main;\n")
+        try cluster.write(0, "proj/README", "read me\n")
+        try cluster.waitUntilConverged()
+        try cluster.write(1, "proj/build/a.o", "node2's build output\n")
+        try cluster.write(1, "proj/src/.a.c.swp", "node2's editor state\n")
+        try cluster.remove(0, "proj")
+
+        func reason(_ path: String) -> String? {
+            (try? cluster.status(1))?.unavailable?.first { $0.path == path }?.reason
+        }
+        try eventually(cluster, "proj gone from node3, and node2 saying why it keeps it") {
+            !FileManager.default.fileExists(atPath: cluster.path(2, "proj"))
+                && reason("proj")?.contains("holds what this node does not sync") == true
+        }
+        let proj = reason("proj") ?? ""
+        XCTAssertTrue(proj.contains("ignored: ") && proj.contains("proj/build/") && proj.contains("proj/src/.a.c.swp"), proj)
+        XCTAssertTrue(reason("proj/src")?.contains("ignored: proj/src/.a.c.swp") == true, reason("proj/src") ?? "(none)")
+        XCTAssertEqual(cluster.readText(1, "proj/build/a.o"), "node2's build output\n", "ignored files are left alone")
+        XCTAssertEqual(cluster.readText(1, "proj/src/.a.c.swp"), "node2's editor state\n")
+        XCTAssertNil(cluster.read(1, "proj/src/a.c"), "what was synced is removed")
+        XCTAssertNil(cluster.read(1, "proj/README"))
+        XCTAssertTrue(cluster.log(1).contains("cannot install proj yet: deleted on another node, but it holds what this node does not sync"),
+                      cluster.log(1).suffix(3000).description)
+        for node in [0, 2] { XCTAssertNil(try cluster.tree(node)["proj"], "proj on node\(node + 1)") }
+    }
+
     /// Write, `nsyncd wait`, and look at once (no polling): the file is
     /// already on every node. Several rounds, as a barrier that is only
     /// mostly right fails some of them.
