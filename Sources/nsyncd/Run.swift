@@ -57,6 +57,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Keep the bytes of files deleted elsewhere this many ms, for renames.", visibility: .hidden))
     var keptFileLifetime: UInt64?
 
+    @Option(help: ArgumentHelp("Check directories kept for their ignored files every this many ms.", visibility: .hidden))
+    var keptDirectoryCheck: UInt64?
+
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -69,6 +72,7 @@ struct Run: ParsableCommand {
                 peers: try PeerAddress.parseList(cluster), caPath: ca, certificatePath: cert, keyPath: key)
             if let snapshotEntries { config.tuning.snapshotEntries = snapshotEntries }
             if let keptFileLifetime { config.tuning.keptFileLifetime = keptFileLifetime }
+            if let keptDirectoryCheck { config.tuning.keptDirectoryCheck = max(keptDirectoryCheck, 100) }
             guard peerTimeout.isFinite, peerTimeout >= 2, peerTimeout <= 3_600 else {
                 throw StartupError.invalidPeerTimeout(peerTimeout)
             }

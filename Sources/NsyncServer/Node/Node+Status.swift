@@ -40,7 +40,8 @@ extension Node {
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
-            uptimeSeconds: Double(now - startedAt) / 1000)
+            uptimeSeconds: Double(now - startedAt) / 1000,
+            keptDirectories: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.keys.sorted())
     }
 
     /// Versions this node lacks and cannot fetch now, oldest first: those

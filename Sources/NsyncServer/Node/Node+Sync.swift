@@ -52,6 +52,10 @@ struct SyncState {
     var scanStartedAt: UInt64 = 0
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
+    /// Directories deleted elsewhere and kept here for what they hold
+    /// (`Node+Kept`): path -> inode.
+    var keptDirectories: [String: UInt64] = [:]
+    var keptDirectorySweep: LoopTimer?
     /// Removals seen one after another, each within `Node.removalQuiet` of
     /// the last: how many, since when, the last one (loop ms).
     var removals = (count: 0, since: UInt64(0), last: UInt64(0))
@@ -227,6 +231,7 @@ extension Node {
             }
         }
         sync.timers.append(saver)
+        loadKeptDirectories()
         rescan(reason: "start-up")
     }
 
@@ -624,6 +629,8 @@ extension Node {
                         && mayBePassingMode(path, local):
                         // Not announced: look again once no install runs.
                         if sync.installing { sync.lookAfterInstall.insert(path) } else { observe(path) }
+                    case .found(let local) where sync.keptDirectories[path] != nil && stillKept(path, local):
+                        break  // deleted elsewhere, kept here for what it holds: not announced
                     case .found(let local):
                         actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
                     case .changing:
@@ -834,12 +841,7 @@ extension Node {
     /// and warned of with the files that cannot be fetched.
     static let installTroublePrefix = "cannot install it here"
 
-    private func noteInstallTrouble(_ path: String, _ version: UInt64, _ failure: String) {
-        var why = failure
-        if index.record(at: path)?.kind == .deleted, let unsynced = unsyncedContents(of: path) {
-            why = "deleted on another node, but it holds what this node does not sync (\(unsynced)): "
-                + "those are left alone, and it stays until they are gone"
-        }
+    private func noteInstallTrouble(_ path: String, _ version: UInt64, _ why: String) {
         let known = sync.fetchTrouble[path].flatMap { $0.version == version ? $0 : nil }
         if known == nil || !(known?.why.hasPrefix(Node.installTroublePrefix) ?? false) {
             logger.info("cannot install \(path) yet: \(why)")
@@ -847,49 +849,6 @@ extension Node {
             logger.debug("cannot install \(path) yet: \(why)")
         }
         sync.fetchTrouble[path] = (version, "\(Node.installTroublePrefix): \(why)", known?.since ?? loop.now)
-    }
-
-    /// What a directory holds when all of it is what this node does not
-    /// sync: ignored names, special files, names that are not UTF-8, and
-    /// folders holding only those. A vim swap file, or a build folder in
-    /// `.nsyncignore`, keeps a directory deleted elsewhere: said plainly,
-    /// not as "directory not empty". Nil when it holds anything synced (its
-    /// entries' removals still to come) or cannot be read.
-    private func unsyncedContents(of path: String) -> String? {
-        var ignored: [String] = [], special: [String] = [], seen = 0
-        func collect(_ directory: String, depth: Int) -> Bool {
-            guard depth < 8, let entries = try? FileSystem.listDirectoryEntries(config.root + "/" + directory) else { return false }
-            for entry in entries {
-                seen += 1
-                guard seen <= 1_000 else { return false }
-                guard let name = entry.name, IndexPath.violation(in: directory + "/" + name) == nil else {
-                    special.append(directory + "/" + String(decoding: entry.rawName, as: UTF8.self))
-                    continue
-                }
-                let child = directory + "/" + name
-                switch entry.status?.kind {
-                case .directory where sync.ignore.isIgnored(path: child, isDirectory: true):
-                    ignored.append(child + "/")
-                case .directory:
-                    guard index.record(at: child)?.kind == .deleted, collect(child, depth: depth + 1) else { return false }
-                case .other:
-                    special.append(child)
-                case .regular, .symlink:
-                    guard sync.ignore.isIgnored(path: child, isDirectory: false) else { return false }
-                    ignored.append(child)
-                case nil:
-                    return false
-                }
-            }
-            return true
-        }
-        guard collect(path, depth: 0), !(ignored.isEmpty && special.isEmpty) else { return nil }
-        func some(_ names: [String]) -> String {
-            names.prefix(3).joined(separator: ", ") + (names.count > 3 ? " and \(names.count - 3) more" : "")
-        }
-        return [ignored.isEmpty ? nil : "ignored: " + some(ignored),
-                special.isEmpty ? nil : "special files or names it cannot sync: " + some(special)]
-            .compactMap { $0 }.joined(separator: "; ")
     }
 
     /// Whether `local` can be a read-only directory seen while an install
@@ -939,6 +898,11 @@ extension Node {
                     actions += reconciler.installed(path, version: version, local: nil, index: index)
                     keep(at, content, stamp)
                 case let .failed(path, version, failure):
+                    if case .transient = failure, let unsynced = keepsOnlyUnsynced(path, version) {
+                        keepDirectory(path, holding: unsynced)
+                        actions += reconciler.installed(path, version: version, local: nil, index: index)
+                        continue
+                    }
                     if case .transient(let why) = failure {
                         noteInstallTrouble(path, version, why)
                         if let download = downloads[path], download.record.version == version {

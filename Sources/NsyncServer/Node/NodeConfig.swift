@@ -47,6 +47,9 @@ public struct NodeConfig: Sendable {
         /// How long the bytes of a file deleted here because another node
         /// deleted it are kept, for a rename's new name (ms).
         public var keptFileLifetime: UInt64 = 60_000
+        /// How often a directory kept for the ignored files it holds is
+        /// checked, to be removed once they are gone (ms).
+        public var keptDirectoryCheck: UInt64 = 15_000
         public init() {}
     }
 }

@@ -34,6 +34,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var recentConflicts: [String]
     public var recentErrors: [String]
     public var uptimeSeconds: Double
+    /// Directories deleted on another node and kept here because all they
+    /// hold is what this node does not sync (ignored or special files).
+    /// Optional, as above.
+    public var keptDirectories: [String]? = nil
 
     /// One other member as this node sees it.
     public struct Peer: Codable, Equatable, Sendable {
@@ -145,6 +149,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
                 out += "  \(t.path) to \(t.to): \(String(format: "%.0f%%", percent)) of \(Self.bytes(t.bytesTotal))"
                     + (t.relayed ? " (relayed as it arrives here)" : "") + "\n"
             }
+        }
+        if let keptDirectories, !keptDirectories.isEmpty {
+            out += "kept here, deleted elsewhere (they hold only files that are not synced, left alone):\n"
+            for path in keptDirectories { out += "  \(path)\n" }
         }
         if !recentConflicts.isEmpty {
             out += "recent conflicts (the losing edit is kept as this copy):\n"

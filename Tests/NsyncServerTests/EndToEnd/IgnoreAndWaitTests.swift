@@ -56,12 +56,14 @@ final class EndToEndIgnoreAndWaitTests: ClusterTestCase {
         }
     }
 
-    /// A folder deleted on one node while another holds ignored files in
-    /// it (build output, an editor's swap file): those are left alone, so
-    /// the folder stays on that node only, and its status says why in
-    /// plain words (old code: "rmdir ...: Directory not empty").
-    func testAFolderDeletedElsewhereStaysWhereItHoldsIgnoredFilesAndStatusSaysWhy() throws {
-        let cluster = try makeCluster()
+    /// node1 deletes `proj` while node2 holds ignored files in it (build
+    /// output, an editor's swap file): those are left alone, so `proj` and
+    /// `proj/src` stay on node2 only, listed by its status as kept. Every
+    /// node holds the deletion all the same, so `nsyncd wait` settles
+    /// everywhere (old code: the deletion stayed unheld, node2 retried the
+    /// removal forever and no node's wait ever settled).
+    private func keptFolderCluster() throws -> TestCluster {
+        let cluster = try makeCluster(extraArguments: ["--kept-directory-check", "300"], label: "keptdir")
         try cluster.write(0, ".nsyncignore", Self.ignoreFile)
         try cluster.write(0, "proj/src/a.c", "int main;\n")
         try cluster.write(0, "proj/README", "read me\n")
@@ -69,24 +71,60 @@ final class EndToEndIgnoreAndWaitTests: ClusterTestCase {
         try cluster.write(1, "proj/build/a.o", "node2's build output\n")
         try cluster.write(1, "proj/src/.a.c.swp", "node2's editor state\n")
         try cluster.remove(0, "proj")
-
-        func reason(_ path: String) -> String? {
-            (try? cluster.status(1))?.unavailable?.first { $0.path == path }?.reason
-        }
-        try eventually(cluster, "proj gone from node3, and node2 saying why it keeps it") {
+        try eventually(cluster, "proj gone from node3 and kept on node2") {
             !FileManager.default.fileExists(atPath: cluster.path(2, "proj"))
-                && reason("proj")?.contains("holds what this node does not sync") == true
+                && (try? cluster.status(1))?.keptDirectories == ["proj", "proj/src"]
         }
-        let proj = reason("proj") ?? ""
-        XCTAssertTrue(proj.contains("ignored: ") && proj.contains("proj/build/") && proj.contains("proj/src/.a.c.swp"), proj)
-        XCTAssertTrue(reason("proj/src")?.contains("ignored: proj/src/.a.c.swp") == true, reason("proj/src") ?? "(none)")
+        for node in 0..<cluster.count {
+            let result = try cluster.runCommand(["wait", cluster.path(node), "--timeout", "20s"], timeout: 30)
+            XCTAssertEqual(result.status, 0, "nsyncd wait on node\(node + 1): \(result.output)")
+        }
         XCTAssertEqual(cluster.readText(1, "proj/build/a.o"), "node2's build output\n", "ignored files are left alone")
         XCTAssertEqual(cluster.readText(1, "proj/src/.a.c.swp"), "node2's editor state\n")
         XCTAssertNil(cluster.read(1, "proj/src/a.c"), "what was synced is removed")
         XCTAssertNil(cluster.read(1, "proj/README"))
-        XCTAssertTrue(cluster.log(1).contains("cannot install proj yet: deleted on another node, but it holds what this node does not sync"),
-                      cluster.log(1).suffix(3000).description)
+        let log = cluster.log(1)
+        XCTAssertTrue(log.contains("keeping proj: deleted on another node, but it holds what this node does not sync (ignored: "),
+                      log.suffix(3000).description)
+        XCTAssertTrue(try cluster.status(1).rendered().contains("kept here, deleted elsewhere"))
+        return cluster
+    }
+
+    /// ... and it is not announced again after a restart, and goes once
+    /// the ignored files do.
+    func testAFolderDeletedElsewhereIsKeptForItsIgnoredFilesAndGoesWithThem() throws {
+        let cluster = try keptFolderCluster()
+        try cluster.restart(1)
+        try cluster.waitForLeader()
+        try cluster.write(0, "marker.txt", "after the restart\n")
+        try waitUntilSyncedExceptIgnored(cluster, lastWritten: [(0, "marker.txt")])
+        for node in [0, 2] { XCTAssertNil(try cluster.tree(node)["proj"], "proj came back on node\(node + 1) after node2's restart") }
+        XCTAssertEqual(try cluster.status(1).keptDirectories, ["proj", "proj/src"], "still kept after the restart")
+
+        try cluster.remove(1, "proj/build")
+        try cluster.remove(1, "proj/src/.a.c.swp")
+        try eventually(cluster, "proj removed on node2 once its ignored files are gone") {
+            !FileManager.default.fileExists(atPath: cluster.path(1, "proj"))
+                && (try? cluster.status(1))?.keptDirectories == nil
+        }
         for node in [0, 2] { XCTAssertNil(try cluster.tree(node)["proj"], "proj on node\(node + 1)") }
+    }
+
+    /// ... and a file written into it syncs, bringing the folder back on every node.
+    func testAFileWrittenIntoAKeptFolderSyncsAndTheFolderIsBackEverywhere() throws {
+        let cluster = try keptFolderCluster()
+        try cluster.write(1, "proj/src/b.c", "new on node2\n")
+        try eventually(cluster, "proj/src/b.c on every node, nothing kept any more") {
+            (0..<cluster.count).allSatisfy { cluster.readText($0, "proj/src/b.c") == "new on node2\n" }
+                && (try? cluster.status(1))?.keptDirectories == nil
+        }
+        try waitUntilSyncedExceptIgnored(cluster, lastWritten: [(1, "proj/src/b.c")])
+        for node in 0..<cluster.count {
+            let tree = try cluster.tree(node)
+            XCTAssertEqual(tree["proj"]?.kind, .directory, "proj on node\(node + 1)")
+            XCTAssertEqual(tree["proj/src"]?.kind, .directory, "proj/src on node\(node + 1)")
+        }
+        XCTAssertEqual(cluster.readText(1, "proj/build/a.o"), "node2's build output\n")
     }
 
     /// Write, `nsyncd wait`, and look at once (no polling): the file is
