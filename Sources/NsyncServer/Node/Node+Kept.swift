@@ -26,14 +26,31 @@ extension Node {
         return unsyncedContents(of: path)
     }
 
-    func keepDirectory(_ path: String, holding unsynced: String) {
-        guard let status = try? FileSystem.status(config.root + "/" + path), status.kind == .directory else { return }
+    /// Keeps `path`; false (nothing kept, the failure stands) if the list
+    /// cannot be saved: a restart would then announce the directory again.
+    func keepDirectory(_ path: String, holding unsynced: String) -> Bool {
+        guard let status = try? FileSystem.status(config.root + "/" + path), status.kind == .directory else { return false }
         sync.keptDirectories[path] = status.inode
-        saveKeptDirectories()
+        guard saveKeptDirectories() else {
+            sync.keptDirectories[path] = nil
+            return false
+        }
         let message = "keeping \(path): deleted on another node, but it holds what this node does not sync "
             + "(\(unsynced)); those are left alone, and \(path) is removed here once they are gone"
         logger.notice("\(message)")
         scheduleKeptDirectorySweep()
+        return true
+    }
+
+    /// The user removed or moved away `path` (or a directory above it):
+    /// whatever appears there next is theirs, even on a reused inode.
+    func forgetKeptDirectories(at path: String) {
+        guard !sync.keptDirectories.isEmpty else { return }
+        let prefix = path + "/"
+        let gone = sync.keptDirectories.keys.filter { $0 == path || $0.hasPrefix(prefix) }
+        guard !gone.isEmpty else { return }
+        for kept in gone { sync.keptDirectories[kept] = nil }
+        saveKeptDirectories()
     }
 
     /// Whether a look that found `local` at the kept `path` still finds the
@@ -51,11 +68,14 @@ extension Node {
         return false
     }
 
-    private func saveKeptDirectories() {
+    @discardableResult
+    private func saveKeptDirectories() -> Bool {
         do {
             try KeptDirectories.save(sync.keptDirectories, root: config.root)
+            return true
         } catch {
             recordError("cannot save the list of kept directories: \(error)")
+            return false
         }
     }
 
@@ -72,6 +92,8 @@ extension Node {
     private func sweepKeptDirectories() {
         guard !stopping, stateDirectoryIsIntact() else { return }
         for (path, inode) in sync.keptDirectories {
+            // A look under way would find it gone and take that for news.
+            if sync.observing.contains(path) || sync.toObserve.contains(path) { continue }
             let full = config.root + "/" + path
             let status = try? FileSystem.status(full)
             let local = status.map { LocalFile(kind: $0.kind == .directory ? .directory : .file, mode: $0.mode,
@@ -81,7 +103,8 @@ extension Node {
                 continue
             }
             // (Not through a read-only parent: such a directory stays.)
-            guard status?.inode == inode, (try? FileSystem.removeDirectory(full)) != nil else { continue }
+            guard status?.inode == inode, FileSystem.nonDirectoryOnTheWay(root: config.root, path: path) == nil,
+                  (try? FileSystem.removeDirectory(full)) != nil else { continue }
             logger.info("removed \(path): the files that kept it here are gone")
             sync.keptDirectories[path] = nil
             saveKeptDirectories()
@@ -97,10 +120,10 @@ extension Node {
     private func unsyncedContents(of path: String) -> String? {
         var ignored: [String] = [], special: [String] = [], seen = 0
         func collect(_ directory: String, depth: Int) -> Bool {
-            guard depth < 8, let entries = try? FileSystem.listDirectoryEntries(config.root + "/" + directory) else { return false }
+            guard depth < 64, let entries = try? FileSystem.listDirectoryEntries(config.root + "/" + directory) else { return false }
             for entry in entries {
                 seen += 1
-                guard seen <= 1_000 else { return false }
+                guard seen <= 10_000 else { return false }
                 guard let name = entry.name, IndexPath.violation(in: directory + "/" + name) == nil else {
                     special.append(directory + "/" + String(decoding: entry.rawName, as: UTF8.self))
                     continue

@@ -155,8 +155,9 @@ extension Node {
     /// once `.nsync` goes, `stateDirectoryIsIntact` stops the node and those
     /// removals never leave it. A burst that ends with `.nsync` in place
     /// (`rm -rf` of a folder) is proposed whole, a second late; a lone
-    /// removal, a tenth of a second late.
-    static let removalPause: UInt64 = 100
+    /// removal, a quarter of a second late. Best effort: an `rm -rf` that
+    /// pauses longer than that (a cold disk) lets what it removed so far go.
+    static let removalPause: UInt64 = 250
     static let removalBurst = 64
     static let removalQuiet: UInt64 = 1_000
     /// A burst longer than this (millions of files) is held no longer:

@@ -44,10 +44,24 @@ extension Node {
         let replaced = (try? stateDirectories.map(FileIdentity.of)).map { $0 != stateIdentity } ?? false
         let beingRemoved = !(lock?.isLinked ?? true)
         guard replaced || beingRemoved else { return true }
+        stateDirectoryLost = replaced ? .replaced : .beingRemoved
         fatal("\(config.root) or its .nsync state directory was removed, moved, replaced or unmounted "
               + "while nsyncd ran: stopping without announcing what went with it (the other nodes keep "
               + "their files). Put the directory back, or start nsyncd again to rejoin with what PATH holds now")
         return false
+    }
+
+    /// `rm -rf` is emptying `.nsync` (still this node's directory) while
+    /// the node stops: a file written there meanwhile (the last manifest
+    /// save, an install's journal) can make its removal fail. A manifest
+    /// left behind would list the files the same `rm` removed, and the next
+    /// start would announce them deleted. Without it the node rejoins as a
+    /// new one with what PATH holds, as the stop message says.
+    func forgetLocalState() {
+        for name in ["manifest", "manifest.tmp", "kept"] {
+            _ = try? FileDescriptor.removeIfPresent(stateDirectory + "/" + name)
+        }
+        logger.notice("forgot this node's record of its files: started again, it rejoins with what PATH then holds")
     }
 
     /// Binds both TLS ports now, so a port in use fails start-up at once.

@@ -447,6 +447,7 @@ extension Node {
             case .modified(let path):
                 settle(path)
             case let .removed(path, isDirectory):
+                forgetKeptDirectories(at: path)
                 // The user's, not an install's (the manifest already says
                 // absent, or the install is under way).
                 if (reconciler.manifest[path]?.local ?? nil) != nil, reconciler.installing[path] == nil {
@@ -456,6 +457,7 @@ extension Node {
                 sync.busyWriters[path] = nil
                 if isDirectory { observeTree(path) } else { observe(path) }
             case let .renamed(from, to, isDirectory):
+                forgetKeptDirectories(at: from)
                 noteRename(from: from, to: to, isDirectory: isDirectory)
                 if isDirectory {
                     observeTree(from)
@@ -898,8 +900,8 @@ extension Node {
                     actions += reconciler.installed(path, version: version, local: nil, index: index)
                     keep(at, content, stamp)
                 case let .failed(path, version, failure):
-                    if case .transient = failure, let unsynced = keepsOnlyUnsynced(path, version) {
-                        keepDirectory(path, holding: unsynced)
+                    if case .transient = failure, let unsynced = keepsOnlyUnsynced(path, version),
+                       keepDirectory(path, holding: unsynced) {
                         actions += reconciler.installed(path, version: version, local: nil, index: index)
                         continue
                     }

@@ -47,6 +47,11 @@ public final class Node {
     public private(set) var failure: String?
     /// PATH and its `.nsync` as they were at start-up (see `stateDirectoryIsIntact`).
     var stateIdentity: [FileIdentity?] = []
+    /// Set when that check stopped the node: nothing more is written to
+    /// `.nsync`; `.being removed` (its lock file lost its name, the
+    /// directory itself still ours) drops the manifest as well.
+    var stateDirectoryLost: StateDirectoryLoss?
+    enum StateDirectoryLoss { case replaced, beingRemoved }
     var waitingForNamesLogged = false
     var onStopped: (() -> Void)?
 
@@ -126,7 +131,14 @@ public final class Node {
             loop.schedule(after: 20) { [self] in finishStop(deadline: deadline) }
             return
         }
-        saveManifest(synchronously: true)
+        switch stateDirectoryLost {
+        case nil:
+            saveManifest(synchronously: true)
+        case .replaced:
+            break  // Whatever is at PATH now is not ours to write to.
+        case .beingRemoved:
+            forgetLocalState()
+        }
         let storage = self.storage
         self.storage = nil
         storage?.close()

@@ -18,10 +18,12 @@ final class DaemonStateVanishedTests: XCTestCase {
     }
 
     private var names = (0..<5).map { "docs/file-\($0).txt" }
+    private var cluster: DaemonCluster!
 
     /// node1 and node2, both holding `names`.
     private func startPair() throws -> (node1: DaemonProcess, node2: DaemonProcess, source: String, target: String) {
         let cluster = try DaemonCluster(names: ["node1", "node2"], certificates: TestCertificates.shared, in: scratch)
+        self.cluster = cluster
         let (source, target) = (cluster.member("node1").root, cluster.member("node2").root)
         for folder in Set(names.map { String($0.split(separator: "/")[0]) }) {
             XCTAssertEqual(mkdir(source + "/" + folder, 0o755), 0)
@@ -65,7 +67,8 @@ final class DaemonStateVanishedTests: XCTestCase {
     /// time `.nsync` is gone and the node stops (old code: the 300 removals
     /// went out at once, and node1 lost every file).
     func testRemovalsMadeJustBeforeTheStateDirectoryGoesAreNotAnnounced() throws {
-        names = (0..<6).flatMap { folder in (0..<50).map { "folder-\(folder)/file-\($0).txt" } }
+        // The first folder alone makes a burst (64 removals).
+        names = (0..<6).flatMap { folder in (0..<(folder == 0 ? 100 : 40)).map { "folder-\(folder)/file-\($0).txt" } }
         let (node1, node2, source, target) = try startPair()
         for folder in 0..<6 { try FileManager.default.removeItem(atPath: target + "/folder-\(folder)") }
         // Longer than the look and proposal of a removal take, well within the
@@ -81,12 +84,26 @@ final class DaemonStateVanishedTests: XCTestCase {
     /// The lock file losing its name is the first sign of `.nsync` being
     /// emptied; the directory itself may then survive (a file the node
     /// writes in it meanwhile makes its removal fail).
-    func testLockFileRemovedStopsTheNode() throws {
+    /// It also forgets its manifest, which `rm -rf` would have removed:
+    /// started again, it rejoins with what PATH holds instead of announcing
+    /// the files removed meanwhile.
+    func testLockFileRemovedStopsTheNodeAndARestartDeletesNothing() throws {
         let (node1, node2, source, target) = try startPair()
+        DaemonWait.until("node2's manifest to record \(names[0])", timeout: 10) {
+            DaemonProbe.manifestVersion(root: target, path: names[0]) != nil
+        }
         XCTAssertEqual(unlink(target + "/.nsync/lock"), 0)
         XCTAssertEqual(unlink(target + "/" + names[0]), 0)
         assertStoppedSaying(node2, "lock file removed")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/.nsync/manifest"), "the manifest is dropped")
         XCTAssertEqual(survivors(source, on: node1), names)
+
+        let again = try cluster.start("node2", in: scratch)
+        DaemonWait.until("node2 to fetch \(names[0]) back", timeout: 30, context: { again.log.suffix(4000).description }) {
+            FileManager.default.contents(atPath: target + "/" + names[0]) == Data(names[0].utf8)
+        }
+        XCTAssertEqual(survivors(source, on: node1), names, "the restart announced the removal after all")
+        XCTAssertEqual(again.stop(), 0)
         XCTAssertEqual(node1.stop(), 0)
     }
 

@@ -110,6 +110,24 @@ final class EndToEndIgnoreAndWaitTests: ClusterTestCase {
         for node in [0, 2] { XCTAssertNil(try cluster.tree(node)["proj"], "proj on node\(node + 1)") }
     }
 
+    /// ... and a folder the user makes in its place (`rm -rf proj; mkdir
+    /// proj`, which on ext4 can reuse the inode number) is theirs: it is
+    /// announced, and no check removes it.
+    func testAFolderMadeWhereAKeptOneWasIsAnnouncedNotRemoved() throws {
+        let cluster = try keptFolderCluster()
+        try cluster.remove(1, "proj")
+        XCTAssertEqual(mkdir(cluster.path(1, "proj"), 0o755), 0)
+        try eventually(cluster, "node2's new proj on every node") {
+            (0..<cluster.count).allSatisfy { (try? cluster.tree($0))?["proj"]?.kind == .directory }
+        }
+        usleep(1_000_000)  // several kept-folder checks (every 300 ms here)
+        try waitUntilSyncedExceptIgnored(cluster, lastWritten: [])
+        for node in 0..<cluster.count {
+            XCTAssertEqual(try cluster.tree(node)["proj"]?.kind, .directory, "proj on node\(node + 1)")
+        }
+        XCTAssertNil(try cluster.status(1).keptDirectories)
+    }
+
     /// ... and a file written into it syncs, bringing the folder back on every node.
     func testAFileWrittenIntoAKeptFolderSyncsAndTheFolderIsBackEverywhere() throws {
         let cluster = try keptFolderCluster()
