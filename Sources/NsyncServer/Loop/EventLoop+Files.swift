@@ -116,6 +116,19 @@ extension EventLoop {
         }
     }
 
+    /// When `path` (a symlink itself, not followed) was made, in ns since
+    /// the epoch: statx's birth time through a synchronous `uv_fs_lstat`; 0
+    /// where the file system keeps none, nil when it cannot be read. Tells
+    /// a directory from another made later on a reused inode number.
+    /// Blocking: for a rare look at one path.
+    public func birthTime(of path: String) -> Int64? {
+        var request = uv_fs_t()
+        defer { uv_fs_req_cleanup(&request) }
+        guard uv_fs_lstat(pointer, &request, path, nil) == 0 else { return nil }
+        let born = request.statbuf.st_birthtim
+        return Int64(born.tv_sec) * 1_000_000_000 + Int64(born.tv_nsec)
+    }
+
     public func statFile(_ fd: Int32, completion: @escaping (Result<FileStat, UVError>) -> Void) {
         FileRequest.submit(on: self, "fstat", "fd \(fd)", start: { uv_fs_fstat($0, $1, fd, $2) }) {
             completion($0.map { FileStat($0.pointee.statbuf) })

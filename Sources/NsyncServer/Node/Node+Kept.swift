@@ -29,8 +29,10 @@ extension Node {
     /// Keeps `path`; false (nothing kept, the failure stands) if the list
     /// cannot be saved: a restart would then announce the directory again.
     func keepDirectory(_ path: String, holding unsynced: String) -> Bool {
-        guard let status = try? FileSystem.status(config.root + "/" + path), status.kind == .directory else { return false }
-        sync.keptDirectories[path] = status.inode
+        let full = config.root + "/" + path
+        guard let status = try? FileSystem.status(full), status.kind == .directory,
+              let birth = loop.birthTime(of: full) else { return false }
+        sync.keptDirectories[path] = KeptDirectories.Identity(inode: status.inode, birth: birth)
         guard saveKeptDirectories() else {
             sync.keptDirectories[path] = nil
             return false
@@ -58,9 +60,10 @@ extension Node {
     /// directory of that name is announced), nor once the cluster has it
     /// or something in it again: then it is tracked as any path.
     func stillKept(_ path: String, _ local: LocalFile?) -> Bool {
-        guard let inode = sync.keptDirectories[path] else { return false }
-        if let local, local.kind == .directory, local.inode == inode,
-           index.record(at: path)?.kind.isLive != true, !index.hasLiveEntries(under: path) {
+        guard let kept = sync.keptDirectories[path] else { return false }
+        if let local, local.kind == .directory, local.inode == kept.inode,
+           index.record(at: path)?.kind.isLive != true, !index.hasLiveEntries(under: path),
+           loop.birthTime(of: config.root + "/" + path) == kept.birth {
             return true
         }
         sync.keptDirectories[path] = nil
@@ -91,7 +94,7 @@ extension Node {
     /// no longer kept as they were.
     private func sweepKeptDirectories() {
         guard !stopping, stateDirectoryIsIntact() else { return }
-        for (path, inode) in sync.keptDirectories {
+        for path in sync.keptDirectories.keys {
             // A look under way would find it gone and take that for news.
             if sync.observing.contains(path) || sync.toObserve.contains(path) { continue }
             let full = config.root + "/" + path
@@ -103,7 +106,7 @@ extension Node {
                 continue
             }
             // (Not through a read-only parent: such a directory stays.)
-            guard status?.inode == inode, FileSystem.nonDirectoryOnTheWay(root: config.root, path: path) == nil,
+            guard FileSystem.nonDirectoryOnTheWay(root: config.root, path: path) == nil,
                   (try? FileSystem.removeDirectory(full)) != nil else { continue }
             logger.info("removed \(path): the files that kept it here are gone")
             sync.keptDirectories[path] = nil

@@ -53,8 +53,8 @@ struct SyncState {
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
     /// Directories deleted elsewhere and kept here for what they hold
-    /// (`Node+Kept`): path -> inode.
-    var keptDirectories: [String: UInt64] = [:]
+    /// (`Node+Kept`), by path.
+    var keptDirectories: [String: KeptDirectories.Identity] = [:]
     var keptDirectorySweep: LoopTimer?
     /// Removals seen one after another, each within `Node.removalQuiet` of
     /// the last: how many, since when, the last one (loop ms).
