@@ -59,6 +59,7 @@ extension Node {
             return fatal("the leader's snapshot does not decode: \(error)")
         }
         logger.info("index restored from a snapshot", metadata: ["index": "\(snapshot.metadata.index)", "paths": "\(index.count)"])
+        perform(reconciler.endReplay(index: index))
         perform(reconciler.reconcileAll(index: index))
         fetcher.holdersAdded()
     }
@@ -85,6 +86,10 @@ extension Node {
                 }
             }
             actions += reconciler.applied(command, outcomes: outcomes, index: index)
+        }
+        if reconciler.isReplaying, let last = entries.last?.index, last >= replayUntil {
+            logger.info("replayed the Raft log up to \(replayUntil), where this node was when it stopped")
+            actions += reconciler.endReplay(index: index)
         }
         perform(actions)
         flushSoon()

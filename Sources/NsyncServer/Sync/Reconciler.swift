@@ -507,6 +507,10 @@ public struct Reconciler {
 
     /// Brings `path` in line with its record, if it is not already.
     public mutating func reconcile(_ path: String, index: FileIndex) -> [SyncAction] {
+        if replayed != nil {
+            replayed?.insert(path)
+            return []
+        }
         guard pendingPuts[path] == nil, let record = index.record(at: path) else { return [] }
         // One install per path at a time: two in flight can report in either
         // order, and an older one's report would leave the manifest claiming
@@ -595,6 +599,31 @@ public struct Reconciler {
         case .symlink: return [.makeSymlink(record, expected: local)]
         case .deleted: return []
         }
+    }
+
+    // MARK: replay
+
+    /// Paths whose reconciling waits for the end of the replay (`beginReplay`).
+    private var replayed: PathSet?
+
+    /// At start-up the node applies again the log it had applied before it
+    /// stopped (all of it since the last snapshot). On the way the index
+    /// passes through states the disk left long ago, such as a folder made,
+    /// then deleted and forgotten (the manifest no longer mentions it):
+    /// acting on them would make it again, and a look would then announce
+    /// it to every node. Until `endReplay` a path to reconcile is only noted.
+    public mutating func beginReplay() { replayed = PathSet() }
+
+    public var isReplaying: Bool { replayed != nil }
+
+    /// The replay reached where the node was: reconciles the noted paths
+    /// against the index as it is now.
+    public mutating func endReplay(index: FileIndex) -> [SyncAction] {
+        guard let paths = replayed else { return [] }
+        replayed = nil
+        var actions: [SyncAction] = []
+        for path in paths { actions += reconcile(path, index: index) }
+        return actions
     }
 
     /// Reconciles every record (start-up, after a snapshot replaced the index).

@@ -47,6 +47,31 @@ final class EndToEndRestartTests: ClusterTestCase {
         XCTAssertEqual(cluster.readText(2, "edited.txt"), "new\n")
     }
 
+    /// A restart replays the node's Raft log since its last snapshot: the
+    /// index passes again through a folder made, deleted and forgotten
+    /// (every node held the deletion). The manifest no longer mentions it,
+    /// so acting on the replay made the folders again, and every node then
+    /// had them back (old code: proj and proj/src on all three nodes).
+    func testARestartDoesNotBringBackAFolderDeletedBeforeIt() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "proj/src/a.c", "int main;\n")
+        try cluster.write(0, "kept.txt", "stays\n")
+        try cluster.waitUntilConverged()
+        try cluster.remove(0, "proj")
+        try cluster.waitUntilConverged()
+        try eventually(cluster, "the deletions forgotten (every node held them)") {
+            (0..<cluster.count).allSatisfy { (try? cluster.status($0))?.files == 1 }
+        }
+        try cluster.restart(1)
+        try cluster.waitForLeader()
+        try cluster.write(0, "after.txt", "after the restart\n")
+        try cluster.waitUntilConverged(timeout: 15)
+        usleep(1_500_000)  // a look at a folder made again would announce it by now
+        let tree = try cluster.waitUntilConverged(timeout: 15)
+        XCTAssertEqual(tree.paths, ["after.txt", "kept.txt"], "the restart brought back what was deleted")
+        XCTAssertTrue(cluster.log(1).contains("replayed the Raft log up to"), cluster.log(1).suffix(3000).description)
+    }
+
     func testChangesMadeWhileANodeWasStoppedAreAnnouncedWhenItStartsAgain() throws {
         let cluster = try makeCluster()
         try cluster.write(0, "shared.txt", "v1\n")
