@@ -41,7 +41,9 @@ extension Node {
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
             uptimeSeconds: Double(now - startedAt) / 1000,
-            keptDirectories: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.keys.sorted())
+            keptDirectories: sync.keptDirectories.isEmpty
+                ? nil : Array(sync.keptDirectories.keys.sorted().prefix(NodeStatus.unavailableListLimit)),
+            keptDirectoryCount: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.count)
     }
 
     /// Versions this node lacks and cannot fetch now, oldest first: those

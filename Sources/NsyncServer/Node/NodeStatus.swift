@@ -35,9 +35,11 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var recentErrors: [String]
     public var uptimeSeconds: Double
     /// Directories deleted on another node and kept here because all they
-    /// hold is what this node does not sync (ignored or special files).
+    /// hold is what this node does not sync (ignored or special files):
+    /// the first `unavailableListLimit` by path, and how many in all.
     /// Optional, as above.
     public var keptDirectories: [String]? = nil
+    public var keptDirectoryCount: Int? = nil
 
     /// One other member as this node sees it.
     public struct Peer: Codable, Equatable, Sendable {
@@ -153,6 +155,9 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         if let keptDirectories, !keptDirectories.isEmpty {
             out += "kept here, deleted elsewhere (they hold only files that are not synced, left alone):\n"
             for path in keptDirectories { out += "  \(path)\n" }
+            if let count = keptDirectoryCount, count > keptDirectories.count {
+                out += "  ... and \(count - keptDirectories.count) more\n"
+            }
         }
         if !recentConflicts.isEmpty {
             out += "recent conflicts (the losing edit is kept as this copy):\n"

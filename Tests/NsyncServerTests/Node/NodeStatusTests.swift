@@ -1,0 +1,36 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// `nsyncd status`: what a daemon reports reads back the same, and the human
+/// view says what an operator needs without listing thousands of lines.
+final class NodeStatusTests: XCTestCase {
+    private func status(kept: [String], count: Int) -> NodeStatus {
+        NodeStatus(name: "n2", role: "follower", term: 3, leader: "n1", commitIndex: 10, appliedIndex: 10,
+                   snapshotIndex: 0, files: 4, peers: [], transfers: [], pendingFiles: 0, pendingBytes: 0,
+                   pendingAnnouncements: 0, recentConflicts: [], recentErrors: [], uptimeSeconds: 1,
+                   keptDirectories: kept.isEmpty ? nil : kept, keptDirectoryCount: kept.isEmpty ? nil : count)
+    }
+
+    func testKeptDirectoriesAreListedWithHowManyMoreThereAre() throws {
+        let listed = (0..<NodeStatus.unavailableListLimit).map { "build/d\($0)" }
+        let full = status(kept: listed, count: 25)
+        XCTAssertEqual(try NodeStatus.decode(full.jsonData()), full)
+        let text = full.rendered()
+        XCTAssertTrue(text.contains("kept here, deleted elsewhere"), text)
+        XCTAssertTrue(text.contains("  build/d19\n"), text)
+        XCTAssertTrue(text.contains("  ... and 5 more\n"), text)
+
+        let none = status(kept: [], count: 0).rendered()
+        XCTAssertFalse(none.contains("kept here"), none)
+    }
+
+    /// A newer `nsyncd status` reads a daemon that predates the field.
+    func testAStatusWithoutKeptDirectoriesDecodes() throws {
+        var json = try JSONSerialization.jsonObject(with: status(kept: ["a"], count: 1).jsonData()) as! [String: Any]
+        json["keptDirectories"] = nil
+        json["keptDirectoryCount"] = nil
+        let decoded = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(decoded.keptDirectories)
+    }
+}
