@@ -48,6 +48,13 @@ extension Node {
                                 loop: loop, hooks: hooks, logger: logger)
         self.driver = driver
         driver.start(tickMilliseconds: config.tuning.tickMilliseconds)
+        if reconciler.isReplaying {
+            // Starting applied the log up to the commit index the node had
+            // stopped at: what the index says now is news to the disk.
+            logger.info("replayed the Raft log up to \(index.appliedIndex), where this node was when it stopped")
+            perform(reconciler.endReplay(index: index))
+            flushSoon()
+        }
         logger.info("raft started", metadata: ["members": "\(members.joined(separator: ","))"])
     }
 
@@ -86,10 +93,6 @@ extension Node {
                 }
             }
             actions += reconciler.applied(command, outcomes: outcomes, index: index)
-        }
-        if reconciler.isReplaying, let last = entries.last?.index, last >= replayUntil {
-            logger.info("replayed the Raft log up to \(replayUntil), where this node was when it stopped")
-            actions += reconciler.endReplay(index: index)
         }
         perform(actions)
         flushSoon()

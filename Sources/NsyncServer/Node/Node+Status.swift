@@ -98,6 +98,7 @@ extension Node {
             || !sync.installs.isEmpty || sync.installing || sync.scanning {
             missing.append("local changes not yet committed or installed on this node")
         }
+        if reconciler.isReplaying { missing.append("the Raft log not yet replayed (raft has not started)") }
         guard driver != nil, raftStatus.leader != nil else {
             return (false, missing + ["no raft leader"])
         }

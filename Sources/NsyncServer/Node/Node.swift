@@ -35,9 +35,6 @@ public final class Node {
     var raftStatus = RaftStatus(role: .follower, leader: nil, term: 0)
     var storage: RaftStorage?
     var recovered: RaftStorage.RecoveredState?
-    /// The commit index the node stopped at: its log up to there is replayed
-    /// at start-up without acting on it (`Reconciler.beginReplay`).
-    var replayUntil: UInt64 = 0
     var transferServer: TransferServer!
     var fetcher: Fetcher!
     var sync: SyncState
@@ -86,9 +83,9 @@ public final class Node {
         try openStorage()
         try openWatcher()
         loadManifest()
-        if let recovered, recovered.hardState.commit > index.appliedIndex {
-            // The log up to where the node stopped is history to its disk.
-            replayUntil = recovered.hardState.commit
+        if let recovered, recovered.hardState.commit > recovered.snapshot?.metadata.index ?? 0 {
+            // The log up to where the node stopped is history to its disk:
+            // replayed when Raft starts (`startRaftIfNamed`).
             reconciler.beginReplay()
         }
     }

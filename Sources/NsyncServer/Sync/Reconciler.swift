@@ -207,6 +207,11 @@ public struct Reconciler {
     public mutating func observed(_ path: String, _ local: LocalFile?, index: FileIndex,
                                   renamed: Bool = false) -> [SyncAction] {
         if renamed { renamedHere.insert(path) }
+        if replayed != nil {
+            // Judged against the index as it will be, not as it was.
+            lookAgain.insert(path)
+            return []
+        }
         if pendingPuts[path] != nil || installing[path] != nil || copying.contains(path) {
             recheck.insert(path)
             return []
@@ -450,11 +455,12 @@ public struct Reconciler {
                     continue
                 }
             } else if command.origin == node, case .put(let put) = change, pendingPuts[path] == nil,
-                      let version = Self.committedVersion(outcome), manifest[path]?.version != version {
+                      let version = Self.committedVersion(outcome), manifest[path]?.version ?? 0 < version {
                 // A put of ours no longer tracked (sent before a restart, or resent
                 // after a timeout though it had committed): our disk had that state
                 // at this version, so whatever is there now came after it. Look,
-                // and announce it on top if it differs.
+                // and announce it on top if it differs. (Not when the manifest is
+                // newer: a replay at start-up goes through our old puts again.)
                 var state = put.kind == .deleted ? nil : LocalFile(kind: put.kind, size: put.size, mode: put.mode,
                                                                    mtime: put.mtime, hash: put.hash, target: put.target)
                 if var mine = state, let record = index.record(at: path), record.version == version,
@@ -603,26 +609,33 @@ public struct Reconciler {
 
     // MARK: replay
 
-    /// Paths whose reconciling waits for the end of the replay (`beginReplay`).
+    /// Paths whose reconciling waits for the end of the replay (`beginReplay`),
+    /// and paths looked at meanwhile, to look at again then.
     private var replayed: PathSet?
+    private var lookAgain = PathSet()
 
     /// At start-up the node applies again the log it had applied before it
     /// stopped (all of it since the last snapshot). On the way the index
     /// passes through states the disk left long ago, such as a folder made,
     /// then deleted and forgotten (the manifest no longer mentions it):
     /// acting on them would make it again, and a look would then announce
-    /// it to every node. Until `endReplay` a path to reconcile is only noted.
+    /// it to every node. Until `endReplay` a path to reconcile, or a look
+    /// at one, is only noted.
     public mutating func beginReplay() { replayed = PathSet() }
 
     public var isReplaying: Bool { replayed != nil }
 
     /// The replay reached where the node was: reconciles the noted paths
-    /// against the index as it is now.
+    /// against the index as it is now, and looks again at those looked at.
     public mutating func endReplay(index: FileIndex) -> [SyncAction] {
         guard let paths = replayed else { return [] }
         replayed = nil
-        var actions: [SyncAction] = []
-        for path in paths { actions += reconcile(path, index: index) }
+        var actions: [SyncAction] = lookAgain.map { .observe($0) }
+        lookAgain = PathSet()
+        // Parents before their entries, as `reconcileAll` goes.
+        for path in paths.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            actions += reconcile(path, index: index)
+        }
         return actions
     }
 
