@@ -55,13 +55,13 @@ extension Node {
         saveKeptDirectories()
     }
 
-    /// Whether a look that found `local` at the kept `path` still finds the
-    /// directory kept. Not when it is gone or another one (a user's new
-    /// directory of that name is announced), nor once the cluster has it
-    /// or something in it again: then it is tracked as any path.
-    func stillKept(_ path: String, _ local: LocalFile?) -> Bool {
+    /// Whether the kept `path`, found a directory of inode `inode` (nil: not
+    /// a directory, or gone), is still kept. Not when it is gone or another
+    /// one (a user's new directory of that name is announced), nor once the
+    /// cluster has it or something in it again: then it is tracked as any path.
+    func stillKept(_ path: String, directoryInode inode: UInt64?) -> Bool {
         guard let kept = sync.keptDirectories[path] else { return false }
-        if let local, local.kind == .directory, local.inode == kept.inode,
+        if inode == kept.inode,
            index.record(at: path)?.kind.isLive != true, !index.hasLiveEntries(under: path),
            loop.birthTime(of: config.root + "/" + path) == kept.birth {
             return true
@@ -98,10 +98,8 @@ extension Node {
             // A look under way would find it gone and take that for news.
             if sync.observing.contains(path) || sync.toObserve.contains(path) { continue }
             let full = config.root + "/" + path
-            let status = try? FileSystem.status(full)
-            let local = status.map { LocalFile(kind: $0.kind == .directory ? .directory : .file, mode: $0.mode,
-                                               mtime: $0.modificationTime, inode: $0.inode) }
-            guard stillKept(path, local) else {
+            let status = (try? FileSystem.status(full)).flatMap { $0.kind == .directory ? $0 : nil }
+            guard stillKept(path, directoryInode: status?.inode) else {
                 observe(path)
                 continue
             }
@@ -133,9 +131,8 @@ extension Node {
                 }
                 let child = directory + "/" + name
                 switch entry.status?.kind {
-                case .directory where sync.ignore.isIgnored(path: child, isDirectory: true):
-                    ignored.append(child + "/")
-                case .directory where sync.keptDirectories[child] != nil:
+                case .directory where sync.ignore.isIgnored(path: child, isDirectory: true)
+                    || sync.keptDirectories[child] != nil:
                     ignored.append(child + "/")
                 case .directory:
                     guard index.record(at: child)?.kind == .deleted, collect(child, depth: depth + 1) else { return false }
@@ -158,5 +155,4 @@ extension Node {
                 special.isEmpty ? nil : "special files or names it cannot sync: " + some(special)]
             .compactMap { $0 }.joined(separator: "; ")
     }
-
 }

@@ -66,7 +66,6 @@ extension Node {
             return fatal("the leader's snapshot does not decode: \(error)")
         }
         logger.info("index restored from a snapshot", metadata: ["index": "\(snapshot.metadata.index)", "paths": "\(index.count)"])
-        perform(reconciler.endReplay(index: index))
         perform(reconciler.reconcileAll(index: index))
         fetcher.holdersAdded()
     }

@@ -631,7 +631,8 @@ extension Node {
                         && mayBePassingMode(path, local):
                         // Not announced: look again once no install runs.
                         if sync.installing { sync.lookAfterInstall.insert(path) } else { observe(path) }
-                    case .found(let local) where sync.keptDirectories[path] != nil && stillKept(path, local):
+                    case .found(let local) where sync.keptDirectories[path] != nil
+                        && stillKept(path, directoryInode: local?.kind == .directory ? local?.inode : nil):
                         break  // deleted elsewhere, kept here for what it holds: not announced
                     case .found(let local):
                         actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
