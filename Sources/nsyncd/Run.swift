@@ -51,6 +51,11 @@ struct Run: ParsableCommand {
                                + "dialed again (keepalives go every second, or four times per timeout if it is shorter).", valueName: "seconds"))
     var peerTimeout: Double = Double(Channel.defaultSilenceLimit) / 1000
 
+    @Option(help: ArgumentHelp("Compare the whole tree with what this node knows every this many seconds, "
+                               + "for changes inotify does not report (a file written through another of its hard links "
+                               + "or through a memory mapping); 0: never.", valueName: "seconds"))
+    var rescanInterval: Double = Double(NodeConfig.Tuning().rescanInterval) / 1000
+
     @Option(help: ArgumentHelp("Snapshot the index after this many applied Raft entries.", visibility: .hidden))
     var snapshotEntries: Int?
 
@@ -77,6 +82,10 @@ struct Run: ParsableCommand {
                 throw StartupError.invalidPeerTimeout(peerTimeout)
             }
             config.tuning.peerSilenceLimit = UInt64(peerTimeout * 1000)
+            guard rescanInterval.isFinite, rescanInterval == 0 || (rescanInterval >= 1 && rescanInterval <= 604_800) else {
+                throw StartupError.invalidRescanInterval(rescanInterval)
+            }
+            config.tuning.rescanInterval = UInt64(rescanInterval * 1000)
             config = try config.validated()
             try Daemon.run(config: config, logger: Logger(label: "nsyncd"))
         } catch let error as StartupError {

@@ -3,15 +3,63 @@ import Logging
 /// The whole-tree scan: at start-up, when events were lost, and from time
 /// to time for what inotify never reports. Loop thread only.
 extension Node {
+    /// A hard-linked file's change is followed by a rescan this soon (ms),
+    /// and never sooner after the last walk than this many times that walk
+    /// took: a tree whose hard-linked files keep changing costs at most a
+    /// tenth of one thread-pool thread in walks.
+    static let hardLinkRescanDelay: UInt64 = 2_000
+    static let hardLinkRescanSpacing: UInt64 = 10
+
+    /// Rescans every `interval` ms (0: never): inotify reports a change
+    /// under the name it was made through, so another name of the same
+    /// file (a hard link) is not told; nor is a write through a memory
+    /// mapping. What the scan finds changed is looked at as usual.
+    func startPeriodicRescans(every interval: UInt64) {
+        guard interval > 0 else { return }
+        let timer = LoopTimer(loop: loop)
+        timer.start(after: interval, repeating: interval) { [unowned self] in
+            rescan(reason: "periodic, every \(interval / 1000) s", routine: true)
+        }
+        sync.timers.append(timer)
+    }
+
+    /// Out of inotify watches: some directories are not watched, so the
+    /// tree is scanned every 30 s, and their watches tried again first.
+    func startWatchLimitRescans() {
+        let timer = LoopTimer(loop: loop)
+        timer.start(after: 30_000, repeating: 30_000) { [unowned self] in
+            handle(sync.watcher?.rewatch() ?? [])
+            rescan(reason: "periodic (inotify watch limit reached)")
+        }
+        sync.timers.append(timer)
+    }
+
+    /// A file with other names (hard links) was written through one of
+    /// them: the others changed too, unreported. They are found by a
+    /// rescan soon, wherever they are in the tree (the manifest keeps no
+    /// map from inodes to names).
+    func rescanForHardLinks() {
+        guard sync.hardLinkRescan == nil, !stopping else { return }
+        let now = loop.now
+        let earliest = sync.scanEndedAt + Node.hardLinkRescanSpacing * sync.scanWalkMilliseconds
+        let delay = max(Node.hardLinkRescanDelay, earliest > now ? earliest - now : 0)
+        sync.hardLinkRescan = loop.schedule(after: delay) { [unowned self] in
+            sync.hardLinkRescan = nil
+            // A walk under way may have passed the other names already.
+            if sync.scanning { rescanForHardLinks() } else { rescan(reason: "a file with hard links changed", routine: true) }
+        }
+    }
+
     /// Compares the whole tree with the manifest: what changed while the node
-    /// was down (or while events were lost) is observed.
-    func rescan(reason: String) {
+    /// was down (or while events were lost, or unreported) is observed. A
+    /// `routine` scan (periodic, or for hard links) logs only what it found.
+    func rescan(reason: String, routine: Bool = false) {
         guard !sync.scanning else { return }
         sync.scanning = true
         let root = config.root
         let ignore = sync.ignore
         let manifest = reconciler.manifest
-        logger.info("scanning \(root) (\(reason))")
+        logger.log(level: routine ? .debug : .info, "scanning \(root) (\(reason))")
         let started = loop.now
         sync.scanStartedAt = started
         sync.scanLoggedAt = started
@@ -54,13 +102,20 @@ extension Node {
             }
         }, completion: { [unowned self] result in
             sync.scanning = false
+            sync.scanEndedAt = loop.now
+            sync.scanWalkMilliseconds = loop.now - started
             switch result {
             case .failure(let error):
                 recordError("cannot scan \(root): \(error)")
-            case .success(let scan):
-                for skipped in scan.skipped { logger.info("not syncing \(skipped)") }
-                logger.info("scan done", metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
-                                                   "ms": "\(loop.now - started)"])
+            case .success(var scan):
+                // Files still being written are looked at once they settle,
+                // as always: a look now could catch one half-written.
+                scan.changed.removeAll { sync.settling[$0] != nil || sync.busyWriters[$0]?.lookStartedAt != nil }
+                let quiet = routine && scan.changed.isEmpty
+                for skipped in scan.skipped { logger.log(level: routine ? .debug : .info, "not syncing \(skipped)") }
+                logger.log(level: quiet ? .debug : .info, "scan done (\(reason))",
+                           metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
+                                      "ms": "\(loop.now - started)"])
                 sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: scan.changed.count, bytesHashed: 0)
                 sync.scanPending = PathSet(scan.changed)
                 for (path, local) in scan.moved { sync.renameHints[path] = (local, loop.now) }

@@ -50,6 +50,11 @@ struct SyncState {
     /// Paths the last scan found changed and that are not yet looked at.
     var scanPending = PathSet()
     var scanStartedAt: UInt64 = 0
+    /// When the last walk of the tree ended, and how long it took (loop ms).
+    var scanEndedAt: UInt64 = 0
+    var scanWalkMilliseconds: UInt64 = 0
+    /// The rescan a change to a hard-linked file asked for (`Node+Scan`).
+    var hardLinkRescan: LoopTimer?
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
     /// Directories deleted elsewhere and kept here for what they hold
@@ -127,6 +132,8 @@ struct SyncState {
         busyWriters.removeAll()
         retryTimer?.close()
         slowRetryTimer?.close()
+        hardLinkRescan?.close()
+        hardLinkRescan = nil
         for t in timers { t.close() }
     }
 }
@@ -233,6 +240,7 @@ extension Node {
         sync.timers.append(saver)
         loadKeptDirectories()
         rescan(reason: "start-up")
+        startPeriodicRescans(every: config.tuning.rescanInterval)
     }
 
     /// Watches PATH (one inotify watch per directory) while the node is
@@ -426,15 +434,6 @@ extension Node {
         return IgnoreRules(text: String(decoding: bytes, as: UTF8.self))
     }
 
-    private func startPeriodicRescans() {
-        let timer = LoopTimer(loop: loop)
-        timer.start(after: 30_000, repeating: 30_000) { [unowned self] in
-            handle(sync.watcher?.rewatch() ?? [])
-            rescan(reason: "periodic (inotify watch limit reached)")
-        }
-        sync.timers.append(timer)
-    }
-
     // MARK: watching
 
     func handle(_ events: [WatchEvent]) {
@@ -475,7 +474,7 @@ extension Node {
                 rescan(reason: why)
             case .watchLimitReached(let message):
                 recordError(message)
-                startPeriodicRescans()
+                startWatchLimitRescans()
             }
         }
     }
@@ -609,13 +608,17 @@ extension Node {
             // it is most likely changing under the look.
             let busy = Set(batch.filter { sync.busyWriters[$0]?.lookStartedAt != nil })
             let batchesBefore = sync.installing ? nil : sync.installBatches
-            let offer: (String, LocalFile) -> Void = { [weak self] path, local in
-                // On the pool: the loop sends the offer while this job hashes.
+            let beforeHashing: (String, LocalFile, UInt64) -> Void = { [weak self] path, local, linkCount in
+                // On the pool. Its other names changed with it, unreported.
+                if linkCount > 1 { _ = loop.execute { self?.rescanForHardLinks() } }
+                // The loop sends the offer while this job hashes.
                 guard local.size >= Fetcher.speculationMinimumSize, !busy.contains(path) else { return }
                 _ = loop.execute { self?.offer(path, local) }
             }
             loop.queueWork({ batch.indices.map { i in
-                LocalDisk.look(root: root, path: batch[i], known: known[i], hint: hints[i]) { offer(batch[i], $0) }
+                LocalDisk.look(root: root, path: batch[i], known: known[i], hint: hints[i]) {
+                    beforeHashing(batch[i], $0, $1)
+                }
             } },
                            completion: { [unowned self] looks in
                 sync.observeJobs -= 1

@@ -50,6 +50,10 @@ public struct NodeConfig: Sendable {
         /// How often a directory kept for the ignored files it holds is
         /// checked, to be removed once they are gone (ms).
         public var keptDirectoryCheck: UInt64 = 15_000
+        /// How often the whole tree is compared with what the node knows
+        /// (ms; 0: never), for changes inotify does not report. As
+        /// Syncthing's hourly rescan beside its watcher.
+        public var rescanInterval: UInt64 = 3_600_000
         public init() {}
     }
 }

@@ -19,6 +19,7 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
     case nameNotInCertificate(name: String, certificate: String, names: String)
     /// --peer-timeout outside 2...3600 s (keepalives go every second).
     case invalidPeerTimeout(Double)
+    case invalidRescanInterval(Double)
     case state(String)
 
     public var description: String {
@@ -51,6 +52,8 @@ public enum StartupError: Error, Equatable, CustomStringConvertible {
             "--name '\(name)' is not a name in certificate \(certificate) (it names \(names)), so peers would refuse this node: pass the --name it was made for, or make one with certs/gen-certs.sh --out DIR \(name)"
         case .invalidPeerTimeout(let seconds):
             "--peer-timeout \(seconds) is out of range: give 2 to 3600 seconds (keepalives go every second; the default is \(Channel.defaultSilenceLimit / 1000))"
+        case .invalidRescanInterval(let seconds):
+            "--rescan-interval \(seconds) is out of range: give 0 (never) or 1 to 604800 seconds (the default is \(NodeConfig.Tuning().rescanInterval / 1000))"
         case .state(let why):
             why
         }

@@ -18,11 +18,12 @@ enum LocalDisk {
     }
 
     /// Stats `path` and hashes it if its stat differs from `known`.
-    /// `beforeHashing` is told the file's stat when its bytes must be hashed.
+    /// `beforeHashing` is told the file's stat and number of names (hard
+    /// links) when its bytes must be hashed.
     /// `hint` is what the path held under its old name when it was renamed
     /// here: with the same stat (the same inode), its hash still holds.
     static func look(root: String, path: String, known: LocalFile?, hint: LocalFile? = nil,
-                     beforeHashing: ((LocalFile) -> Void)? = nil) -> Look {
+                     beforeHashing: ((LocalFile, _ linkCount: UInt64) -> Void)? = nil) -> Look {
         let full = root + "/" + path
         // Below a symlink (or a file) there is nothing of the tree: what the
         // link points to is not synced, nor looked at.
@@ -52,7 +53,7 @@ enum LocalDisk {
                     return .found(local)
                 }
             }
-            beforeHashing?(local)
+            beforeHashing?(local, status.linkCount)
             do {
                 let hashed = try FileSystem.hashStableFile(full, into: SHA256())
                 guard hashed.isStable else { return .changing }

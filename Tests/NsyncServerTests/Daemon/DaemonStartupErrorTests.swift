@@ -79,6 +79,13 @@ final class DaemonStartupErrorTests: XCTestCase {
         }
     }
 
+    func testRescanIntervalOutOfRangeIsRefused() throws {
+        for value in ["0.5", "-1", "700000", "nan", "inf"] {
+            try assertRefusedToStart(in: scratch, arguments() + ["--rescan-interval=\(value)"],
+                                     mentions: ["--rescan-interval", "out of range", "0 (never) or 1 to 604800 seconds"])
+        }
+    }
+
     // MARK: ports
 
     func testClusterPortInUseIsRefusedNamingThePort() throws {
