@@ -292,6 +292,20 @@ public enum FileSystem {
     /// Hashes a file until one pass sees it unchanged, at most `attempts`
     /// passes; the last result is returned either way and the caller treats
     /// an unstable one as "still being written" and tries again later.
+    /// SHA-256 of the first `count` bytes of `fd` (fewer if the file is
+    /// shorter: the caller compares sizes first).
+    public static func hashPrefix(of fd: FileDescriptor, count: UInt64, chunkSize: Int = 1 << 20) throws -> [UInt8] {
+        let hasher = SHA256()
+        var offset: UInt64 = 0
+        while offset < count {
+            let chunk = try fd.read(upToCount: Int(min(UInt64(chunkSize), count - offset)), at: Int64(offset))
+            if chunk.isEmpty { break }
+            hasher.update(chunk)
+            offset += UInt64(chunk.count)
+        }
+        return hasher.finalize()
+    }
+
     public static func hashStableFile(_ path: String, into hasher: SHA256, attempts: Int = 3,
                                       chunkSize: Int = 1 << 20,
                                       progress: ((Int64) -> Void)? = nil) throws -> FileHash {

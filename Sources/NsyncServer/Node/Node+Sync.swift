@@ -266,7 +266,7 @@ extension Node {
         for name in (try? FileDescriptor.listDirectory(temporaryDirectory)) ?? [] where !name.hasSuffix(".part") {
             _ = try? FileDescriptor.removeIfPresent(temporaryDirectory + "/" + name)
         }
-        fetcher = Fetcher(loop: loop, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
+        fetcher = Fetcher(loop: loop, root: config.root, temporaryDirectory: temporaryDirectory, leftovers: leftovers, logger: logger, hooks: .init(
             fetched: { [unowned self] fetched in queueInstall(.file(fetched)) },
             failed: { [unowned self] record, why, local in
                 if local {
@@ -288,6 +288,12 @@ extension Node {
                 // Same size here: most likely the same bytes (a touch, a
                 // rescan); not worth a speculative copy.
                 if let local = reconciler.manifest[offer.path]?.local, local.kind == .file, local.size == offer.size {
+                    return false
+                }
+                // Larger than the file here: most likely appended to, and
+                // then its fetch moves only the new bytes (`Fetcher+Extend`).
+                if let local = reconciler.manifest[offer.path]?.local, local.kind == .file,
+                   local.size >= Fetcher.extendMinimumSize, local.size < offer.size {
                     return false
                 }
                 // A file of that size elsewhere here: most likely a copy or a

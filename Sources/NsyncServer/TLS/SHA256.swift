@@ -64,6 +64,20 @@ public final class SHA256 {
         text.withUTF8 { update(UnsafeRawBufferPointer($0)) }
     }
 
+    /// The digest of everything fed so far, without ending it: hashing
+    /// goes on from here (a fetch that starts from bytes it already had
+    /// names their digest, then hashes what arrives after them).
+    public func digestSoFar() -> [UInt8] {
+        guard let copy = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+        defer { EVP_MD_CTX_free(copy) }
+        guard EVP_MD_CTX_copy_ex(copy, context) == 1 else { fatalError("EVP_MD_CTX_copy_ex failed") }
+        var digest = [UInt8](repeating: 0, count: SHA256.digestLength)
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(copy, $0.baseAddress, &length) }
+        guard ok == 1, length == UInt32(SHA256.digestLength) else { fatalError("EVP_DigestFinal_ex failed") }
+        return digest
+    }
+
     /// Returns the 32-byte digest of everything fed since the last reset and
     /// resets the hasher for the next input.
     public func finalize() -> [UInt8] {

@@ -51,11 +51,13 @@ final class Fetcher {
     static let speculationLifetime: UInt64 = 60_000
     static let resumeBelowBufferedBytes = 1 << 20
 
-    private let loop: EventLoop
-    private let temporaryDirectory: String
-    private let logger: Logger
+    let loop: EventLoop
+    /// PATH: where the versions this node holds are (`Fetcher+Extend`).
+    let root: String
+    let temporaryDirectory: String
+    let logger: Logger
     private let hooks: Hooks
-    private var waiting: Deque<Transfer> = []
+    var waiting: Deque<Transfer> = []
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
     private var placementQueued = false
@@ -80,8 +82,9 @@ final class Fetcher {
         var finishedAt: UInt64
     }
 
-    init(loop: EventLoop, temporaryDirectory: String, leftovers: Set<String>, logger: Logger, hooks: Hooks) {
+    init(loop: EventLoop, root: String, temporaryDirectory: String, leftovers: Set<String>, logger: Logger, hooks: Hooks) {
         self.loop = loop
+        self.root = root
         self.temporaryDirectory = temporaryDirectory
         self.leftovers = leftovers
         mayHoldStalePartials = !leftovers.isEmpty
@@ -120,6 +123,13 @@ final class Fetcher {
         var failed = false
         /// A resumed `.part` still to be opened and hashed up to its size.
         var resumeFromDisk = false
+        /// The file this node holds at the path, smaller than the new
+        /// version, which may extend it (a log appended to): copied into
+        /// the `.part` before the first request (`Fetcher+Extend`).
+        var extending: LocalFile?
+        /// The SHA-256 of the bytes copied from it, named by the request
+        /// that follows the copy, until a holder has answered it.
+        var prefixDigest: [UInt8]?
         var startedAt: UInt64 = 0
         var lastLoggedAt: UInt64 = 0
         /// When it last went into the waiting queue (loop ms).
@@ -183,6 +193,7 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
+        if !resume, let expected, Fetcher.mayExtend(expected, to: record) { transfer.extending = expected }
         transfer.startedAt = loop.now
         transfer.queuedAt = loop.now
         waiting.append(transfer)
@@ -296,7 +307,7 @@ final class Fetcher {
     func relayFeed(path: String, version: UInt64) -> RelayFeed? {
         for link in links.values {
             for transfer in link.active.values where transfer.record.path == path && transfer.requestedVersion == version
-                && !transfer.failed {
+                && !transfer.failed && transfer.prefixDigest == nil {
                 if transfer.feed == nil {
                     transfer.feed = RelayFeed(size: transfer.record.size, temporaryPath: transfer.temporaryPath,
                                               written: transfer.written, arrived: transfer.received)
@@ -325,7 +336,7 @@ final class Fetcher {
 
     /// Places waiting transfers at the end of this loop turn (many events
     /// in one turn, e.g. a batch of 2,000 new files, place once).
-    private func schedule() {
+    func schedule() {
         guard !placementQueued else { return }
         placementQueued = true
         loop.schedule(after: 0) { [weak self] in
@@ -380,6 +391,10 @@ final class Fetcher {
             resumeFromDisk(transfer)
             return true
         }
+        if let held = transfer.extending {
+            copyHeldBytes(transfer, held)
+            return true
+        }
         transfer.requestID = nextRequestID
         nextRequestID = nextRequestID &+ 1
         transfer.holder = link.peer
@@ -388,7 +403,8 @@ final class Fetcher {
         // asked for (an offered file stays version 0 there until it is announced).
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
                                    version: transfer.onRelay ? transfer.requestedVersion : transfer.record.version,
-                                   offset: transfer.received, noRedirect: transfer.redirected)
+                                   offset: transfer.received, noRedirect: transfer.redirected,
+                                   prefixDigest: transfer.prefixDigest)
         if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
             TransferMessage.request(request).encodePayload(into: &$0)
         }) {
@@ -458,6 +474,13 @@ final class Fetcher {
                 requeue(transfer, avoiding: nil, first: true)
                 return
             }
+            if header.status == .prefixDiffers, transfer.prefixDigest != nil {
+                link.active[header.requestID] = nil
+                logger.debug("\(link.peer): \(transfer.record.path) does not extend the version held here; fetching it whole")
+                startAgainFromZero(transfer)
+                requeue(transfer, avoiding: nil, first: true)
+                return
+            }
             if header.status != .ok, transfer.onRelay {
                 // The relay is not receiving it (any more): go to a holder.
                 link.active[header.requestID] = nil
@@ -479,6 +502,8 @@ final class Fetcher {
                 return
             }
             transfer.headerSeen = true
+            // Any holder's bytes are this one's: later requests need not ask again.
+            transfer.prefixDigest = nil
             if transfer.record.size == 0 { queueWrite(transfer) }
         case let .data(id, offset, bytes):
             guard let transfer = link.active[id], transfer.headerSeen else { return }
@@ -716,7 +741,7 @@ final class Fetcher {
         hooks.failed(transfer.record, why, false)
     }
 
-    private func closeFile(_ transfer: Transfer) {
+    func closeFile(_ transfer: Transfer) {
         guard let fd = transfer.fd, !transfer.writing else { return }
         transfer.fd = nil
         loop.queueWork({ try? fd.close() }, completion: { _ in })

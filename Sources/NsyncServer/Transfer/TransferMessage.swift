@@ -45,7 +45,12 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeInteger(r.version)
             buffer.writeInteger(r.offset)
             buffer.writeInteger(r.length)
-            buffer.writeInteger(r.noRedirect ? FetchRequest.noRedirectFlag : 0)
+            buffer.writeInteger((r.noRedirect ? FetchRequest.noRedirectFlag : 0)
+                                | (r.prefixDigest != nil ? FetchRequest.prefixDigestFlag : 0))
+            if let digest = r.prefixDigest {
+                precondition(digest.count == SHA256.digestLength, "a prefix digest is a SHA-256")
+                buffer.writeBytes(digest)
+            }
         case .header(let h):
             buffer.writeInteger(h.requestID)
             buffer.writeInteger(h.status.rawValue)
@@ -77,9 +82,17 @@ public enum TransferMessage: Equatable, Sendable {
             let offset: UInt64 = try payload.readInteger()
             let length: UInt64 = try payload.readInteger()
             let flags: UInt8 = try payload.readInteger()
-            guard flags & ~FetchRequest.noRedirectFlag == 0 else { throw WireError.malformed("unknown request flags \(flags)") }
+            guard flags & ~(FetchRequest.noRedirectFlag | FetchRequest.prefixDigestFlag) == 0 else {
+                throw WireError.malformed("unknown request flags \(flags)")
+            }
+            var prefixDigest: [UInt8]?
+            if flags & FetchRequest.prefixDigestFlag != 0 {
+                prefixDigest = try payload.readBytes(SHA256.digestLength)
+                guard offset > 0 else { throw WireError.malformed("a prefix digest for an empty prefix") }
+            }
             message = .request(FetchRequest(requestID: id, path: path, version: version, offset: offset, length: length,
-                                            noRedirect: flags & FetchRequest.noRedirectFlag != 0))
+                                            noRedirect: flags & FetchRequest.noRedirectFlag != 0,
+                                            prefixDigest: prefixDigest))
         case .header:
             let id: UInt32 = try payload.readInteger()
             let raw: UInt8 = try payload.readInteger()
@@ -107,7 +120,11 @@ public enum TransferMessage: Equatable, Sendable {
 
 /// "Send me bytes offset..<offset+length of version V of path" (length
 /// UInt64.max: to the end). With `noRedirect` the server must not answer
-/// `.redirect` (the fetcher was redirected once already).
+/// `.redirect` (the fetcher was redirected once already). With
+/// `prefixDigest`, the fetcher starts from bytes it already had (the
+/// version it holds, which the new one may extend): the server first checks
+/// that its bytes 0..<offset have that SHA-256, and answers
+/// `.prefixDiffers` if not.
 public struct FetchRequest: Equatable, Sendable {
     public var requestID: UInt32
     public var path: String
@@ -115,17 +132,20 @@ public struct FetchRequest: Equatable, Sendable {
     public var offset: UInt64
     public var length: UInt64
     public var noRedirect: Bool
+    public var prefixDigest: [UInt8]?
 
     static let noRedirectFlag: UInt8 = 1
+    static let prefixDigestFlag: UInt8 = 2
 
     public init(requestID: UInt32, path: String, version: UInt64, offset: UInt64 = 0, length: UInt64 = .max,
-                noRedirect: Bool = false) {
+                noRedirect: Bool = false, prefixDigest: [UInt8]? = nil) {
         self.requestID = requestID
         self.path = path
         self.version = version
         self.offset = offset
         self.length = length
         self.noRedirect = noRedirect
+        self.prefixDigest = prefixDigest
     }
 }
 
@@ -174,4 +194,7 @@ public enum FetchStatus: UInt8, Sendable {
     /// version right now and relays it as it arrives, so the file leaves
     /// its origin once, not once per receiver.
     case redirect = 5
+    /// The server's bytes before the requested offset are not those the
+    /// fetcher started from (`FetchRequest.prefixDigest`): ask from 0.
+    case prefixDiffers = 6
 }

@@ -192,6 +192,9 @@ extension TransferServer {
                     item.state = .refused(Refusal(status: .versionNotHeld, message: "version \(request.version) not applied here after \(TransferServer.maxWaitForIndex) ms"))
                 }
                 return
+            case .relay where request.prefixDigest != nil:
+                item.state = .refused(Refusal(status: .prefixDiffers, message: "relayed here, where a prefix cannot be checked"))
+                return
             case .relay(let feed):
                 guard mayStream else { return }
                 server.logger.debug("relaying \(request.path) (version \(request.version)) to \(channel.peerName ?? "?") as it arrives: \(feed.available) of \(feed.size) bytes here")
@@ -229,6 +232,11 @@ extension TransferServer {
                     guard status.kind == .regular, UInt64(status.size) == expected else {
                         try? fd.close()
                         return .refused(Refusal(status: .versionNotHeld, message: "changed on disk since it was announced"))
+                    }
+                    if let digest = request.prefixDigest,
+                       try request.offset > expected || FileSystem.hashPrefix(of: fd, count: request.offset) != digest {
+                        try? fd.close()
+                        return .refused(Refusal(status: .prefixDiffers, message: "bytes 0..<\(request.offset) differ from those the fetcher has"))
                     }
                     guard streamed else {
                         return .whole(try fd.closeAfter { try fd.read(upToCount: Int(expected), at: 0) })

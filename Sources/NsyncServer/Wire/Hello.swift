@@ -32,7 +32,9 @@ public struct Hello: Equatable, Sendable {
     /// 5: the index counts a deleted directory with live entries below it
     ///    as present (`FileIndex.liveChildren`): a put that older nodes
     ///    accept is rejected, so the two must not apply one log.
-    public static let currentVersion: UInt16 = 5
+    /// 6: fetch requests may carry a prefix digest, answers may say
+    ///    `prefixDiffers`.
+    public static let currentVersion: UInt16 = 6
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

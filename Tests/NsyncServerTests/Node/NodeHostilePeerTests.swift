@@ -191,6 +191,34 @@ final class NodeHostilePeerTests: XCTestCase {
         assertServesHello(peer)
     }
 
+    /// A request that starts from bytes the fetcher has names their SHA-256:
+    /// served from its offset only when node1's first bytes match, and
+    /// answered `prefixDiffers` otherwise (a digest of other bytes, a prefix
+    /// longer than the file), on a connection that keeps serving.
+    func testARequestStartingFromHeldBytesIsServedOnlyWhenTheirDigestMatches() throws {
+        let content = f.helloContent
+        XCTAssertGreaterThan(content.count, 3)
+        let peer = try member()
+        let split = content.count / 2
+        let cases: [(offset: UInt64, digest: [UInt8], status: FetchStatus)] = [
+            (UInt64(split), SHA256.hash(Array(content[..<split])), .ok),
+            (UInt64(split), SHA256.hash(Array("other bytes".utf8)), .prefixDiffers),
+            (UInt64(split), SHA256.hash(Array(content[..<(split - 1)])), .prefixDiffers),
+            (UInt64(content.count + 1), SHA256.hash(content + [0]), .prefixDiffers),
+        ]
+        for (i, c) in cases.enumerated() {
+            peer.sendRequest(FetchRequest(requestID: UInt32(i + 1), path: "hello.txt", version: f.helloVersion,
+                                          offset: c.offset, prefixDigest: c.digest))
+        }
+        for (i, c) in cases.enumerated() {
+            let answer = peer.waitForAnswer(UInt32(i + 1))
+            XCTAssertEqual(answer.header?.status, c.status, "offset \(c.offset), case \(i): \(answer)")
+            XCTAssertEqual(answer.data, c.status == .ok ? Array(content[split...]) : [], "case \(i)")
+        }
+        XCTAssertFalse(peer.closed)
+        assertServesHello(peer)
+    }
+
     func testAVersionFromTheFutureIsRefusedWithinTheIndexWaitEvenOnAnIdleCluster() throws {
         // A version beyond what node1 applied waits for the index to catch up
         // (TransferServer.maxWaitForIndex), then must be refused, also when

@@ -45,6 +45,15 @@ final class SHA256Tests: XCTestCase {
         XCTAssertEqual(SHA256.hex(hasher.finalize()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
 
+    func testDigestSoFarIsThePrefixDigestAndHashingGoesOn() {
+        let hasher = SHA256()
+        hasher.update("hello, ")
+        XCTAssertEqual(hasher.digestSoFar(), SHA256.hash(Array("hello, ".utf8)))
+        XCTAssertEqual(hasher.digestSoFar(), SHA256.hash(Array("hello, ".utf8)), "asking twice changes nothing")
+        hasher.update("world")
+        XCTAssertEqual(hasher.finalize(), SHA256.hash(Array("hello, world".utf8)))
+    }
+
     func testHexIsLowerCaseTwoDigitsPerByte() {
         XCTAssertEqual(SHA256.hex([0x00, 0x0f, 0xa0, 0xff]), "000fa0ff")
     }

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A new version that may extend the one this node holds (a log appended
+/// to, a download that grew): the held bytes are copied into the `.part`
+/// and hashed as received bytes are, and the first request asks for the
+/// rest only, naming the SHA-256 of what was copied. A holder whose first
+/// bytes differ answers `prefixDiffers`, and the transfer starts again from
+/// 0. The index's SHA-256 checks the whole file at the end, as always.
+/// Loop thread only, but for the copy on the thread pool.
+extension Fetcher {
+    /// Held files smaller than this are not worth the copy and the holder's
+    /// check (a read of the prefix): fetched whole.
+    static let extendMinimumSize: UInt64 = 1 << 20
+
+    /// Whether fetching `record` may start from `held`, what this node's
+    /// disk has at the path: a file at least `extendMinimumSize` long and
+    /// shorter than the new version.
+    static func mayExtend(_ held: LocalFile, to record: FileRecord) -> Bool {
+        held.kind == .file && record.kind == .file && held.size >= extendMinimumSize && held.size < record.size
+    }
+
+    /// Copies `held` into the transfer's `.part` on the pool; then the
+    /// transfer waits for a holder again, from the copy's end, or from 0
+    /// when the file changed since the manifest saw it.
+    func copyHeldBytes(_ transfer: Transfer, _ held: LocalFile) {
+        transfer.extending = nil
+        transfer.writing = true
+        let root = self.root
+        let directory = temporaryDirectory
+        let part = transfer.temporaryPath
+        let hasher = transfer.hasher
+        let record = transfer.record
+        loop.queueWork({ () -> Result<FileDescriptor, Error> in
+            Result {
+                try Fetcher.checkSpace(for: record, in: directory)
+                let source = try FileSystem.openBeneath(root: root, path: record.path)
+                defer { try? source.close() }
+                try Fetcher.checkUnchanged(source, record.path, held)
+                let fd = try ChunkWriter.create(part, direct: false)
+                do {
+                    var offset: UInt64 = 0
+                    while offset < held.size {
+                        let chunk = try source.read(upToCount: Int(min(1 << 20, held.size - offset)), at: Int64(offset))
+                        guard !chunk.isEmpty else {
+                            throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
+                        }
+                        try fd.write(all: chunk, at: Int64(offset))
+                        hasher.update(chunk)
+                        offset += UInt64(chunk.count)
+                    }
+                    try Fetcher.checkUnchanged(source, record.path, held)
+                    return fd
+                } catch {
+                    try? fd.close()
+                    throw error
+                }
+            }
+        }, completion: { [self] result in
+            transfer.writing = false
+            switch result {
+            case .success(let fd):
+                transfer.fd = fd
+                transfer.received = held.size
+                transfer.written = held.size
+                transfer.prefixDigest = transfer.hasher.digestSoFar()
+                logger.debug("fetching \(record.path) from byte \(held.size): the version held here may be its start")
+            case .failure(let error):
+                transfer.hasher.reset()
+                logger.debug("fetching \(record.path) whole: cannot start from the version held here: \(error)")
+            }
+            waiting.append(transfer)
+            schedule()
+        })
+    }
+
+    /// A holder's first bytes are not the ones copied: drop them.
+    func startAgainFromZero(_ transfer: Transfer) {
+        closeFile(transfer)
+        transfer.received = 0
+        transfer.written = 0
+        transfer.prefixDigest = nil
+        transfer.hasher.reset()
+    }
+
+    /// Throws unless `fd` still has the stat the manifest knew for `held`.
+    private static func checkUnchanged(_ fd: FileDescriptor, _ path: String, _ held: LocalFile) throws {
+        let status = try FileSystem.status(descriptor: fd.rawValue, path: path)
+        guard status.kind == .regular, UInt64(status.size) == held.size, status.modificationTime == held.mtime,
+              status.inode == held.inode else {
+            throw SystemError(errno: ESTALE, operation: "copy (changed since it was looked at)", path: path)
+        }
+    }
+}
