@@ -34,11 +34,25 @@ extension Node {
         sync.timers.append(timer)
     }
 
-    /// A file with other names (hard links) was written through one of
-    /// them: the others changed too, unreported. They are found by a
-    /// rescan soon, wherever they are in the tree (the manifest keeps no
-    /// map from inodes to names).
-    func rescanForHardLinks() {
+    /// A file with other names (hard links) was hashed with the stat
+    /// `local`: if that stat is new, the others changed too, unreported.
+    /// They are found by a rescan soon, wherever they are in the tree (the
+    /// manifest keeps no map from inodes to names). A stat seen before asks
+    /// for nothing: the rescan's own look at the other names sees it again,
+    /// and so does every look at a file that cannot be announced now (no
+    /// quorum, unreadable), which must not rescan again and again.
+    func rescanForHardLinks(_ local: LocalFile) {
+        let stat = SyncState.HardLinkStat(size: local.size, mtime: local.mtime)
+        guard sync.hardLinkStats[local.inode] != stat else { return }
+        if sync.hardLinkStats.count >= Node.hardLinkStatsKept { sync.hardLinkStats.removeAll() }
+        sync.hardLinkStats[local.inode] = stat
+        scheduleHardLinkRescan()
+    }
+
+    /// Bounds the stats `rescanForHardLinks` remembers.
+    static let hardLinkStatsKept = 10_000
+
+    private func scheduleHardLinkRescan() {
         guard sync.hardLinkRescan == nil, !stopping else { return }
         let now = loop.now
         let earliest = sync.scanEndedAt + Node.hardLinkRescanSpacing * sync.scanWalkMilliseconds
@@ -46,7 +60,7 @@ extension Node {
         sync.hardLinkRescan = loop.schedule(after: delay) { [unowned self] in
             sync.hardLinkRescan = nil
             // A walk under way may have passed the other names already.
-            if sync.scanning { rescanForHardLinks() } else { rescan(reason: "a file with hard links changed", routine: true) }
+            if sync.scanning { scheduleHardLinkRescan() } else { rescan(reason: "a file with hard links changed", routine: true) }
         }
     }
 
@@ -64,6 +78,11 @@ extension Node {
         sync.scanStartedAt = started
         sync.scanLoggedAt = started
         sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
+        // Files being written now: their other names (hard links, found by
+        // inode in the walk) are left to their settle timers too.
+        var beingWritten = PathSet()
+        for path in sync.settling.keys { beingWritten.insert(path) }
+        for (path, busy) in sync.busyWriters where busy.lookStartedAt != nil { beingWritten.insert(path) }
         let loop = self.loop
         loop.queueWork({ [weak self] () -> Result<(changed: [String], total: Int, skipped: [SkippedEntry],
                                                    moved: [(String, LocalFile)]), Error> in
@@ -74,9 +93,16 @@ extension Node {
                 var changed: [String] = []
                 var seen = PathSet()
                 seen.reserveCapacity(result.entries.count)
+                var busyInodes = Set<UInt64>()
+                if !beingWritten.isEmpty {
+                    for entry in result.entries where entry.kind == .file && beingWritten.contains(entry.path) {
+                        busyInodes.insert(entry.inode)
+                    }
+                }
                 for entry in result.entries {
                     seen.insert(entry.path)
                     if let known = manifest[entry.path]?.local ?? nil, LocalDisk.unchanged(entry, known) { continue }
+                    if entry.kind == .file, busyInodes.contains(entry.inode) { continue }
                     changed.append(entry.path)
                 }
                 // Unreadable directories hide their contents: not deletions.

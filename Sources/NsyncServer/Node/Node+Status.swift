@@ -95,7 +95,7 @@ extension Node {
     func isSettled() -> (settled: Bool, missing: [String]) {
         var missing: [String] = []
         if reconciler.hasPendingWork || !sync.toObserve.isEmpty || !sync.toObserveAfter.isEmpty || sync.observeJobs > 0 || !sync.settling.isEmpty
-            || !sync.installs.isEmpty || sync.installing || sync.scanning {
+            || !sync.installs.isEmpty || sync.installing || sync.scanning || sync.hardLinkRescan != nil {
             missing.append("local changes not yet committed or installed on this node")
         }
         if reconciler.isReplaying { missing.append("the Raft log not yet replayed (raft has not started)") }

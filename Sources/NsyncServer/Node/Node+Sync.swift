@@ -53,8 +53,14 @@ struct SyncState {
     /// When the last walk of the tree ended, and how long it took (loop ms).
     var scanEndedAt: UInt64 = 0
     var scanWalkMilliseconds: UInt64 = 0
-    /// The rescan a change to a hard-linked file asked for (`Node+Scan`).
+    /// The rescan a change to a hard-linked file asked for, and the last
+    /// stat hashed of each hard-linked inode (`Node+Scan`).
     var hardLinkRescan: LoopTimer?
+    var hardLinkStats: [UInt64: HardLinkStat] = [:]
+    struct HardLinkStat: Equatable {
+        var size: UInt64
+        var mtime: Int64
+    }
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
     /// Directories deleted elsewhere and kept here for what they hold
@@ -616,7 +622,7 @@ extension Node {
             let batchesBefore = sync.installing ? nil : sync.installBatches
             let beforeHashing: (String, LocalFile, UInt64) -> Void = { [weak self] path, local, linkCount in
                 // On the pool. Its other names changed with it, unreported.
-                if linkCount > 1 { _ = loop.execute { self?.rescanForHardLinks() } }
+                if linkCount > 1 { _ = loop.execute { self?.rescanForHardLinks(local) } }
                 // The loop sends the offer while this job hashes.
                 guard local.size >= Fetcher.speculationMinimumSize, !busy.contains(path) else { return }
                 _ = loop.execute { self?.offer(path, local) }
