@@ -289,9 +289,6 @@ public enum FileSystem {
         return FileHash(digest: hasher.finalize(), before: before, after: after, bytesRead: total)
     }
 
-    /// Hashes a file until one pass sees it unchanged, at most `attempts`
-    /// passes; the last result is returned either way and the caller treats
-    /// an unstable one as "still being written" and tries again later.
     /// SHA-256 of the first `count` bytes of `fd` (fewer if the file is
     /// shorter: the caller compares sizes first).
     public static func hashPrefix(of fd: FileDescriptor, count: UInt64, chunkSize: Int = 1 << 20) throws -> [UInt8] {
@@ -306,6 +303,9 @@ public enum FileSystem {
         return hasher.finalize()
     }
 
+    /// Hashes a file until one pass sees it unchanged, at most `attempts`
+    /// passes; the last result is returned either way and the caller treats
+    /// an unstable one as "still being written" and tries again later.
     public static func hashStableFile(_ path: String, into hasher: SHA256, attempts: Int = 3,
                                       chunkSize: Int = 1 << 20,
                                       progress: ((Int64) -> Void)? = nil) throws -> FileHash {

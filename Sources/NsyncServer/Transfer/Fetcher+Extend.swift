@@ -17,6 +17,19 @@ extension Fetcher {
     /// Whether fetching `record` may start from `held`, what this node's
     /// disk has at the path: a file at least `extendMinimumSize` long and
     /// shorter than the new version.
+    /// A version of a path.
+    struct ExtendKey: Hashable {
+        var path: String
+        var version: UInt64
+    }
+
+    /// `record` is fetched whole from now on: a fetch that started from the
+    /// held bytes gave up or ended with other bytes. Bounded.
+    func noteNotExtending(_ record: FileRecord) {
+        if notExtending.count >= 1_000 { notExtending.removeAll() }
+        notExtending.insert(ExtendKey(path: record.path, version: record.version))
+    }
+
     static func mayExtend(_ held: LocalFile, to record: FileRecord) -> Bool {
         held.kind == .file && record.kind == .file && held.size >= extendMinimumSize && held.size < record.size
     }
@@ -27,6 +40,8 @@ extension Fetcher {
     func copyHeldBytes(_ transfer: Transfer, _ held: LocalFile) {
         transfer.extending = nil
         transfer.writing = true
+        transfer.copiedHeldBytes = true
+        copiesRunning += 1
         let root = self.root
         let directory = temporaryDirectory
         let part = transfer.temporaryPath
@@ -59,6 +74,7 @@ extension Fetcher {
             }
         }, completion: { [self] result in
             transfer.writing = false
+            copiesRunning -= 1
             switch result {
             case .success(let fd):
                 transfer.fd = fd

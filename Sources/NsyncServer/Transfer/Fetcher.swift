@@ -58,6 +58,10 @@ final class Fetcher {
     let logger: Logger
     private let hooks: Hooks
     var waiting: Deque<Transfer> = []
+    /// Copies of held versions running (`Fetcher+Extend`), and the
+    /// versions not to fetch that way again (a try failed).
+    var copiesRunning = 0
+    var notExtending = Set<ExtendKey>()
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
     private var placementQueued = false
@@ -130,6 +134,8 @@ final class Fetcher {
         /// The SHA-256 of the bytes copied from it, named by the request
         /// that follows the copy, until a holder has answered it.
         var prefixDigest: [UInt8]?
+        /// Whether it started from a copy of the held version.
+        var copiedHeldBytes = false
         var startedAt: UInt64 = 0
         var lastLoggedAt: UInt64 = 0
         /// When it last went into the waiting queue (loop ms).
@@ -193,7 +199,10 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
-        if !resume, let expected, Fetcher.mayExtend(expected, to: record) { transfer.extending = expected }
+        if !resume, let expected, Fetcher.mayExtend(expected, to: record),
+           !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
+            transfer.extending = expected
+        }
         transfer.startedAt = loop.now
         transfer.queuedAt = loop.now
         waiting.append(transfer)
@@ -392,6 +401,9 @@ final class Fetcher {
             return true
         }
         if let held = transfer.extending {
+            // One copy at a time: each reads and writes a whole held file
+            // on the thread pool, which the raft log and installs share.
+            guard copiesRunning == 0 else { return false }
             copyHeldBytes(transfer, held)
             return true
         }
@@ -437,6 +449,9 @@ final class Fetcher {
                 transfer.fd = fd
                 transfer.received = size
                 transfer.written = size
+                // The holder checks that these are its first bytes (a copy
+                // of the held version cut off by a crash may not be).
+                transfer.prefixDigest = transfer.hasher.digestSoFar()
                 logger.info("resuming \(transfer.record.path) from \(size) bytes")
             } else {
                 transfer.hasher.reset()
@@ -652,6 +667,7 @@ final class Fetcher {
                 } else {
                     // Not what the index promised: start again from zero elsewhere.
                     if let holder = transfer.holder { transfer.avoid.insert(holder) }
+                    if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
                     FileSystemCleanup.remove(path, on: loop)
                     hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
@@ -732,6 +748,9 @@ final class Fetcher {
     /// a resume) and let the reconciler retry later, maybe from another holder.
     private func giveUp(_ transfer: Transfer, _ why: String) {
         if transfer.speculative { return dropSpeculation(transfer, why) }
+        // Its retries (every second while the holder refuses, say while the
+        // file keeps growing) do not copy the held bytes again.
+        if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
         transfer.failed = true
         transfer.stopFeed()
         dropPending(transfer)
