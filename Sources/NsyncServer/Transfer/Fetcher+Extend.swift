@@ -80,6 +80,7 @@ extension Fetcher {
                 transfer.fd = fd
                 transfer.received = held.size
                 transfer.written = held.size
+                transfer.presentAtStart = held.size
                 transfer.prefixDigest = transfer.hasher.digestSoFar()
                 logger.debug("fetching \(record.path) from byte \(held.size): the version held here may be its start")
             case .failure(let error):
@@ -96,6 +97,7 @@ extension Fetcher {
         closeFile(transfer)
         transfer.received = 0
         transfer.written = 0
+        transfer.presentAtStart = 0
         transfer.prefixDigest = nil
         transfer.hasher.reset()
     }

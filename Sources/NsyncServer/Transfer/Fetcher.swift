@@ -136,6 +136,8 @@ final class Fetcher {
         var prefixDigest: [UInt8]?
         /// Whether it started from a copy of the held version.
         var copiedHeldBytes = false
+        /// Bytes it had before any arrived (resumed or copied).
+        var presentAtStart: UInt64 = 0
         var startedAt: UInt64 = 0
         var lastLoggedAt: UInt64 = 0
         /// When it last went into the waiting queue (loop ms).
@@ -452,6 +454,7 @@ final class Fetcher {
                 // The holder checks that these are its first bytes (a copy
                 // of the held version cut off by a crash may not be).
                 transfer.prefixDigest = transfer.hasher.digestSoFar()
+                transfer.presentAtStart = size
                 logger.info("resuming \(transfer.record.path) from \(size) bytes")
             } else {
                 transfer.hasher.reset()
@@ -686,7 +689,8 @@ final class Fetcher {
         guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
         transfer.lastLoggedAt = now
         let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
-        let rate = Double(transfer.received) / seconds
+        // Bytes resumed or copied from the held version did not come over the network.
+        let rate = Double(transfer.received - min(transfer.presentAtStart, transfer.received)) / seconds
         let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
         logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
     }
