@@ -224,7 +224,10 @@ extension ChaosRun {
     func newText(_ node: Int) -> (token: String, bytes: [UInt8]) {
         let token = "r\(round)-n\(node + 1)-\(String(random.next(), radix: 16))"
         let letters = Array("abcdefghijklmnopqrstuvwxyz  \n".utf8)
-        let filler = random.bytes(Int(random.next() % 1500)).map { letters[Int($0) % letters.count] }
+        // One in eight is over 1 MiB: an append to it then fetches only the
+        // new bytes on the other nodes (`Fetcher+Extend`).
+        let length = random.next() % 8 == 0 ? (1 << 20) + Int(random.next() % (1 << 20)) : Int(random.next() % 1500)
+        let filler = random.bytes(length).map { letters[Int($0) % letters.count] }
         return (token, Array((token + "\n").utf8) + filler)
     }
 
