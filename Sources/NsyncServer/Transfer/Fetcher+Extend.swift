@@ -103,7 +103,7 @@ extension Fetcher {
     }
 
     /// Throws unless `fd` still has the stat the manifest knew for `held`.
-    private static func checkUnchanged(_ fd: FileDescriptor, _ path: String, _ held: LocalFile) throws {
+    static func checkUnchanged(_ fd: FileDescriptor, _ path: String, _ held: LocalFile) throws {
         let status = try FileSystem.status(descriptor: fd.rawValue, path: path)
         guard status.kind == .regular, UInt64(status.size) == held.size, status.modificationTime == held.mtime,
               status.inode == held.inode else {

@@ -73,6 +73,8 @@ final class Fetcher {
     var mayHoldStalePartials: Bool
     /// Bytes received since start (status, benchmarks).
     private(set) var bytesReceived: UInt64 = 0
+    /// Bytes a holder said this node had already (`.same`): copied here.
+    var bytesMatched: UInt64 = 0
     /// Copies of offered files, complete and verified against nothing yet,
     /// waiting for the record that announces them; by path.
     private var speculated: [String: Speculated] = [:]
@@ -114,7 +116,8 @@ final class Fetcher {
         var received: UInt64 = 0
         /// Bytes made it to the temporary file.
         var written: UInt64 = 0
-        var pending: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
+        /// Arrived, in order, not yet written.
+        var pending: [Piece] = []
         /// The links the pending bytes came in on, and how many from each:
         /// a transfer can move to another link (a redirect, a relay that
         /// stopped) while bytes of the first wait for the disk, and they must
@@ -136,6 +139,16 @@ final class Fetcher {
         var prefixDigest: [UInt8]?
         /// Whether it started from a copy of the held version.
         var copiedHeldBytes = false
+        /// The file this node holds at the path, another version of the
+        /// same size or larger (edited in place, say): its blocks are
+        /// hashed before the first request (`Fetcher+Blocks`).
+        var matching: LocalFile?
+        /// The digests of `blockSource`'s blocks, sent with requests: the
+        /// holder answers `.same` for the blocks it has too.
+        var blocks: BlockDigests?
+        var blockSource: LocalFile?
+        /// Bytes copied from `blockSource` instead of received.
+        var matchedBytes: UInt64 = 0
         /// Bytes it had before any arrived (resumed or copied).
         var presentAtStart: UInt64 = 0
         var startedAt: UInt64 = 0
@@ -201,9 +214,12 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
-        if !resume, let expected, Fetcher.mayExtend(expected, to: record),
-           !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
-            transfer.extending = expected
+        if !resume, let expected, !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
+            if Fetcher.mayExtend(expected, to: record) {
+                transfer.extending = expected
+            } else if Fetcher.mayMatchBlocks(expected, to: record) {
+                transfer.matching = expected
+            }
         }
         transfer.startedAt = loop.now
         transfer.queuedAt = loop.now
@@ -409,6 +425,11 @@ final class Fetcher {
             copyHeldBytes(transfer, held)
             return true
         }
+        if let held = transfer.matching {
+            guard copiesRunning == 0 else { return false }  // reads a whole held file too
+            hashHeldBlocks(transfer, held)
+            return true
+        }
         transfer.requestID = nextRequestID
         nextRequestID = nextRequestID &+ 1
         transfer.holder = link.peer
@@ -418,7 +439,8 @@ final class Fetcher {
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
                                    version: transfer.onRelay ? transfer.requestedVersion : transfer.record.version,
                                    offset: transfer.received, noRedirect: transfer.redirected,
-                                   prefixDigest: transfer.prefixDigest)
+                                   prefixDigest: transfer.prefixDigest,
+                                   blocks: transfer.blocks.flatMap { transfer.received % UInt64($0.blockSize) == 0 ? $0 : nil })
         if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
             TransferMessage.request(request).encodePayload(into: &$0)
         }) {
@@ -533,7 +555,7 @@ final class Fetcher {
             transfer.received += UInt64(bytes.count)
             bytesReceived += UInt64(bytes.count)
             logProgress(transfer, from: link.peer)
-            transfer.pending.append((offset, bytes))
+            transfer.pending.append(.bytes(offset, bytes))
             transfer.feed?.arrived(offset: offset, bytes: bytes)
             if let last = transfer.pendingSources.last, last.link === link {
                 transfer.pendingSources[transfer.pendingSources.count - 1].bytes += bytes.count
@@ -564,6 +586,20 @@ final class Fetcher {
             if transfer.speculative { finishingSpeculations[transfer.record.path] = transfer }
             queueWrite(transfer)
             schedule()
+        case let .same(id, offset, length):
+            guard let transfer = link.active[id], transfer.headerSeen else { return }
+            guard let source = transfer.blockSource, offset == transfer.received,
+                  offset + length <= min(transfer.record.size, source.size) else {
+                logger.warning("\(link.peer) says bytes \(offset)+\(length) of \(transfer.record.path) are those held here, which cannot be; closing channel")
+                link.channel.close()
+                return
+            }
+            transfer.received += length
+            transfer.matchedBytes += length
+            bytesMatched += length
+            logProgress(transfer, from: link.peer)
+            transfer.pending.append(.held(offset, length))
+            queueWrite(transfer)
         case .offer(let offer):
             speculate(offer, from: link)
         case .request, .cancel:
@@ -577,7 +613,7 @@ final class Fetcher {
     private func queueWrite(_ transfer: Transfer) {
         guard !transfer.writing, !transfer.failed else { return }
         let chunks = transfer.pending
-        let bytes = transfer.pendingBytes
+        let bytes = chunks.reduce(UInt64(0)) { $0 + $1.length }
         let sources = transfer.pendingSources
         let finish = transfer.ended && transfer.received == transfer.record.size
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
@@ -589,18 +625,20 @@ final class Fetcher {
         let existing = transfer.fd
         let record = transfer.record
         let directory = temporaryDirectory
+        let root = self.root
+        let source = transfer.blockSource
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
                 if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
                 let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
                 do {
                     let buffered = !ChunkWriter.isDirect(fd)
-                    try ChunkWriter.write(chunks, to: fd) { hasher.update($0) }
+                    try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source) { hasher.update($0) }
                     if buffered, let last = chunks.last {
                         // Every 16 MiB, start writing it out: the disk works while
                         // the network does, and the install's fsync finds little left.
                         let stride = Fetcher.writebackStride
-                        let end = last.offset + UInt64(last.bytes.count)
+                        let end = last.offset + last.length
                         let first = chunks[0].offset
                         if end / stride != first / stride {
                             let start = (end / stride - 1) * stride
@@ -630,6 +668,8 @@ final class Fetcher {
                 transfer.failed = true
                 transfer.stopFeed()
                 dropPending(transfer)
+                // Maybe the held file changed while its blocks were copied.
+                if transfer.blocks != nil { noteNotExtending(transfer.record) }
                 // This disk failed (full, most likely): a resume would not
                 // help, the bytes are room the raft log needs, and the holder
                 // need not send the rest.
@@ -666,11 +706,14 @@ final class Fetcher {
                     // checked the offer's hash, so mode and mtime are not set.
                     handOver(transfer.record, expected: transfer.expected, temporaryPath: path)
                 } else if digest == transfer.record.hash {
+                    if transfer.matchedBytes > 0 {
+                        logger.info("fetched \(transfer.record.path): \(NodeStatus.bytes(transfer.matchedBytes)) of \(NodeStatus.bytes(transfer.record.size)) were the same as the version held here and copied from it")
+                    }
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
                 } else {
                     // Not what the index promised: start again from zero elsewhere.
                     if let holder = transfer.holder { transfer.avoid.insert(holder) }
-                    if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
+                    if transfer.copiedHeldBytes || transfer.blocks != nil { noteNotExtending(transfer.record) }
                     FileSystemCleanup.remove(path, on: loop)
                     hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
@@ -690,7 +733,8 @@ final class Fetcher {
         transfer.lastLoggedAt = now
         let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
         // Bytes resumed or copied from the held version did not come over the network.
-        let rate = Double(transfer.received - min(transfer.presentAtStart, transfer.received)) / seconds
+        let local = transfer.presentAtStart + transfer.matchedBytes
+        let rate = Double(transfer.received - min(local, transfer.received)) / seconds
         let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
         logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
     }
@@ -699,9 +743,9 @@ final class Fetcher {
     /// they were counted against the link's buffer, and a link left paused
     /// by them would never read again, for any transfer.
     private func dropPending(_ transfer: Transfer) {
+        transfer.pending.removeAll()
         guard transfer.pendingBytes > 0 else { return }
         let sources = transfer.pendingSources
-        transfer.pending.removeAll()
         transfer.pendingSources.removeAll()
         releaseBuffered(sources)
     }
@@ -754,7 +798,7 @@ final class Fetcher {
         if transfer.speculative { return dropSpeculation(transfer, why) }
         // Its retries (every second while the holder refuses, say while the
         // file keeps growing) do not copy the held bytes again.
-        if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
+        if transfer.copiedHeldBytes || transfer.blocks != nil { noteNotExtending(transfer.record) }
         transfer.failed = true
         transfer.stopFeed()
         dropPending(transfer)

@@ -12,6 +12,9 @@ public enum TransferMessage: Equatable, Sendable {
     /// Server to fetcher, unasked: a large file of the server's is being
     /// hashed for its announcement; it may be fetched as version 0 now.
     case offer(FileOffer)
+    /// Instead of data: bytes `offset..<offset+length` are those the
+    /// fetcher holds at the same offsets (its `BlockDigests` said so).
+    case same(requestID: UInt32, offset: UInt64, length: UInt64)
 
     /// Frame types on the file channel (distinct from the raft channel's).
     public enum FrameType: UInt8, Sendable {
@@ -21,6 +24,7 @@ public enum TransferMessage: Equatable, Sendable {
         case end = 19
         case cancel = 20
         case offer = 21
+        case same = 22
     }
 
     public var frameType: FrameType {
@@ -31,6 +35,7 @@ public enum TransferMessage: Equatable, Sendable {
         case .end: .end
         case .cancel: .cancel
         case .offer: .offer
+        case .same: .same
         }
     }
 
@@ -46,10 +51,16 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeInteger(r.offset)
             buffer.writeInteger(r.length)
             buffer.writeInteger((r.noRedirect ? FetchRequest.noRedirectFlag : 0)
-                                | (r.prefixDigest != nil ? FetchRequest.prefixDigestFlag : 0))
+                                | (r.prefixDigest != nil ? FetchRequest.prefixDigestFlag : 0)
+                                | (r.blocks != nil ? FetchRequest.blocksFlag : 0))
             if let digest = r.prefixDigest {
                 precondition(digest.count == SHA256.digestLength, "a prefix digest is a SHA-256")
                 buffer.writeBytes(digest)
+            }
+            if let blocks = r.blocks {
+                buffer.writeInteger(blocks.blockSize)
+                buffer.writeInteger(UInt32(blocks.count))
+                buffer.writeBytes(blocks.digests)
             }
         case .header(let h):
             buffer.writeInteger(h.requestID)
@@ -66,6 +77,10 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeShortString(o.path)
             buffer.writeInteger(o.size)
             buffer.writeInteger(o.mtime)
+        case let .same(id, offset, length):
+            buffer.writeInteger(id)
+            buffer.writeInteger(offset)
+            buffer.writeInteger(length)
         }
     }
 
@@ -82,7 +97,8 @@ public enum TransferMessage: Equatable, Sendable {
             let offset: UInt64 = try payload.readInteger()
             let length: UInt64 = try payload.readInteger()
             let flags: UInt8 = try payload.readInteger()
-            guard flags & ~(FetchRequest.noRedirectFlag | FetchRequest.prefixDigestFlag) == 0 else {
+            let known = FetchRequest.noRedirectFlag | FetchRequest.prefixDigestFlag | FetchRequest.blocksFlag
+            guard flags & ~known == 0 else {
                 throw WireError.malformed("unknown request flags \(flags)")
             }
             var prefixDigest: [UInt8]?
@@ -90,9 +106,24 @@ public enum TransferMessage: Equatable, Sendable {
                 prefixDigest = try payload.readBytes(SHA256.digestLength)
                 guard offset > 0 else { throw WireError.malformed("a prefix digest for an empty prefix") }
             }
+            var blocks: BlockDigests?
+            if flags & FetchRequest.blocksFlag != 0 {
+                guard prefixDigest == nil else { throw WireError.malformed("a request with both a prefix digest and block digests") }
+                let blockSize: UInt32 = try payload.readInteger()
+                let count: UInt32 = try payload.readInteger()
+                guard BlockDigests.blockSizes.contains(Int(blockSize)), blockSize.nonzeroBitCount == 1 else {
+                    throw WireError.malformed("block size \(blockSize)")
+                }
+                guard count >= 1, count <= BlockDigests.maxCount else { throw WireError.malformed("\(count) block digests") }
+                guard offset % UInt64(blockSize) == 0 else {
+                    throw WireError.malformed("block digests for a request from byte \(offset), not a block boundary")
+                }
+                blocks = BlockDigests(blockSize: blockSize,
+                                      digests: try payload.readBytes(Int(count) * BlockDigests.digestLength))
+            }
             message = .request(FetchRequest(requestID: id, path: path, version: version, offset: offset, length: length,
                                             noRedirect: flags & FetchRequest.noRedirectFlag != 0,
-                                            prefixDigest: prefixDigest))
+                                            prefixDigest: prefixDigest, blocks: blocks))
         case .header:
             let id: UInt32 = try payload.readInteger()
             let raw: UInt8 = try payload.readInteger()
@@ -110,6 +141,12 @@ public enum TransferMessage: Equatable, Sendable {
         case .offer:
             let path = try payload.readShortString()
             message = .offer(FileOffer(path: path, size: try payload.readInteger(), mtime: try payload.readInteger()))
+        case .same:
+            let id: UInt32 = try payload.readInteger()
+            let offset: UInt64 = try payload.readInteger()
+            let length: UInt64 = try payload.readInteger()
+            guard length > 0, offset <= UInt64.max - length else { throw WireError.malformed("same bytes \(offset)+\(length)") }
+            message = .same(requestID: id, offset: offset, length: length)
         }
         if case .data = message {} else if payload.readableBytes != 0 {
             throw WireError.malformed("\(payload.readableBytes) trailing bytes in \(kind)")
@@ -124,7 +161,9 @@ public enum TransferMessage: Equatable, Sendable {
 /// `prefixDigest`, the fetcher starts from bytes it already had (the
 /// version it holds, which the new one may extend): the server first checks
 /// that its bytes 0..<offset have that SHA-256, and answers
-/// `.prefixDiffers` if not.
+/// `.prefixDiffers` if not. With `blocks`, the fetcher holds another
+/// version of the file (edited in place): the server sends `.same` instead
+/// of the bytes of each block whose SHA-256 is the fetcher's.
 public struct FetchRequest: Equatable, Sendable {
     public var requestID: UInt32
     public var path: String
@@ -133,12 +172,14 @@ public struct FetchRequest: Equatable, Sendable {
     public var length: UInt64
     public var noRedirect: Bool
     public var prefixDigest: [UInt8]?
+    public var blocks: BlockDigests?
 
     static let noRedirectFlag: UInt8 = 1
     static let prefixDigestFlag: UInt8 = 2
+    static let blocksFlag: UInt8 = 4
 
     public init(requestID: UInt32, path: String, version: UInt64, offset: UInt64 = 0, length: UInt64 = .max,
-                noRedirect: Bool = false, prefixDigest: [UInt8]? = nil) {
+                noRedirect: Bool = false, prefixDigest: [UInt8]? = nil, blocks: BlockDigests? = nil) {
         self.requestID = requestID
         self.path = path
         self.version = version
@@ -146,6 +187,54 @@ public struct FetchRequest: Equatable, Sendable {
         self.length = length
         self.noRedirect = noRedirect
         self.prefixDigest = prefixDigest
+        self.blocks = blocks
+    }
+}
+
+/// The SHA-256 of each block of the version a fetcher holds (block `i` is
+/// bytes `i*blockSize..<(i+1)*blockSize`, the last one maybe shorter), so
+/// that a file edited in place moves only its changed blocks. A block
+/// that matches is copied from the fetcher's own file; the index's SHA-256
+/// still checks the whole file at the end.
+public struct BlockDigests: Equatable, Sendable {
+    public var blockSize: UInt32
+    /// `count` SHA-256 digests, one after the other.
+    public var digests: [UInt8]
+
+    public static let digestLength = SHA256.digestLength
+    /// Block sizes a request may name: 64 KiB to 16 MiB, powers of two.
+    public static let blockSizes = (64 << 10)...(16 << 20)
+    /// At most this many blocks (256 KiB of digests): a larger file uses
+    /// larger blocks.
+    public static let maxCount: UInt32 = 8192
+
+    public init(blockSize: UInt32, digests: [UInt8]) {
+        precondition(BlockDigests.blockSizes.contains(Int(blockSize)) && blockSize.nonzeroBitCount == 1
+                     && digests.count % BlockDigests.digestLength == 0, "block digests")
+        self.blockSize = blockSize
+        self.digests = digests
+    }
+
+    public var count: Int { digests.count / BlockDigests.digestLength }
+
+    /// The smallest block size, at least 128 KiB, with at most `maxCount`
+    /// blocks for a file of `size` bytes; nil when the file is too large.
+    public static func blockSize(for size: UInt64) -> UInt32? {
+        var block: UInt64 = 128 << 10
+        while (size + block - 1) / block > UInt64(maxCount) {
+            block *= 2
+            if block > UInt64(blockSizes.upperBound) { return nil }
+        }
+        return UInt32(block)
+    }
+
+    /// Whether `bytes`, block `index` of the server's version, has the digest
+    /// the fetcher sent for that block.
+    public func matches(_ bytes: UnsafeRawBufferPointer, block index: Int) -> Bool {
+        guard index >= 0, index < count else { return false }
+        let digest = SHA256.hash(bytes)
+        let start = index * BlockDigests.digestLength
+        return digest.elementsEqual(digests[start..<start + BlockDigests.digestLength])
     }
 }
 

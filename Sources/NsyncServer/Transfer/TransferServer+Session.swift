@@ -70,7 +70,12 @@ extension TransferServer {
             let fd: FileDescriptor
             var next: UInt64
             let end: UInt64
+            /// The fetcher's digests of the version it holds: blocks that
+            /// match go as `.same`, not as bytes. Nil for a relay.
+            let blocks: BlockDigests?
             var readAhead: [UInt8]?
+            /// Per block of `readAhead`, whether the fetcher holds it.
+            var matches: [Bool] = []
             var reading = false
             /// Out of the session: its file is closed once no read is running.
             var retired = false
@@ -83,6 +88,7 @@ extension TransferServer {
                 self.fd = fd
                 self.next = next
                 self.end = end
+                blocks = item.feed == nil ? item.request.blocks : nil
             }
         }
 
@@ -267,7 +273,7 @@ extension TransferServer {
         /// large, from the start, and not already redirected once.
         private func mayRedirect(_ request: FetchRequest, size: UInt64) -> Bool {
             size >= TransferServer.relayMinimumSize && request.offset == 0 && !request.noRedirect
-                && request.length == .max
+                && request.length == .max && request.blocks == nil
         }
 
         /// Opens the file a relay reads once its first bytes are written
@@ -362,7 +368,7 @@ extension TransferServer {
                 case .whole(let bytes):
                     if !item.cancelled {
                         send(.header(FetchHeader(requestID: id, status: .ok, size: UInt64(bytes.count))))
-                        if !bytes.isEmpty { sendData(id: id, offset: 0, bytes) }
+                        if !bytes.isEmpty { sendData(id: id, offset: 0, bytes[...]) }
                         send(.end(requestID: id))
                         server.bytesServed += UInt64(bytes.count)
                     }
@@ -425,12 +431,43 @@ extension TransferServer {
             if s.readAhead == nil { readAhead(s) }  // filled at once from a relay's memory
             guard let chunk = s.readAhead else { return false }
             s.readAhead = nil
+            let matches = s.matches
+            s.matches = []
             let offset = s.next
             s.next += UInt64(chunk.count)
             readAhead(s)
-            sendData(id: s.item.request.requestID, offset: offset, chunk)
-            server.bytesServed += UInt64(chunk.count)
+            if let blocks = s.blocks, matches.contains(true) {
+                sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize), matches: matches, id: s.item.request.requestID)
+            } else {
+                sendData(id: s.item.request.requestID, offset: offset, chunk[...])
+                server.bytesServed += UInt64(chunk.count)
+            }
             return true
+        }
+
+        /// Sends `chunk` (whole blocks from `offset`, the last maybe short)
+        /// as runs: `.same` for blocks the fetcher holds, data frames of at
+        /// most a chunk each for the others.
+        private func sendBlocks(_ chunk: [UInt8], at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) {
+            var start = 0
+            while start < chunk.count {
+                let same = matches[start / blockSize]
+                var end = start
+                while end < chunk.count, matches[end / blockSize] == same { end = min(end + blockSize, chunk.count) }
+                if same {
+                    send(.same(requestID: id, offset: offset + UInt64(start), length: UInt64(end - start)))
+                    server.bytesMatched += UInt64(end - start)
+                } else {
+                    var from = start
+                    while from < end {
+                        let to = min(from + server.chunkSize, end)
+                        sendData(id: id, offset: offset + UInt64(from), chunk[from..<to])
+                        from = to
+                    }
+                    server.bytesServed += UInt64(end - start)
+                }
+                start = end
+            }
         }
 
         /// Reads `s`'s next chunk on the pool, unless one is read or being read.
@@ -441,6 +478,10 @@ extension TransferServer {
             // observer pumps again).
             guard offset < s.readable else { return }
             var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
+            if let blocks = s.blocks {
+                // Whole blocks, from a block boundary (the request's offset is one).
+                count = Int(min(UInt64(max(server.chunkSize, Int(blocks.blockSize))), s.readable - offset))
+            }
             if let feed = s.item.feed {
                 // Its transfer stopped: nothing more is read (advance ends it).
                 guard !feed.failed else { return }
@@ -455,8 +496,13 @@ extension TransferServer {
             }
             s.reading = true
             let fd = s.fd
-            server.loop.queueWork({ () -> Result<[UInt8], Error> in
-                Result { try fd.read(upToCount: count, at: Int64(offset)) }
+            let blocks = s.blocks
+            server.loop.queueWork({ () -> Result<([UInt8], [Bool]), Error> in
+                Result {
+                    let bytes = try fd.read(upToCount: count, at: Int64(offset))
+                    guard let blocks, bytes.count == count else { return (bytes, []) }
+                    return (bytes, Session.matches(bytes, at: offset, blocks))
+                }
             }, completion: { [self] result in
                 s.reading = false
                 guard !s.retired else {
@@ -464,8 +510,9 @@ extension TransferServer {
                     return
                 }
                 switch result {
-                case .success(let bytes) where bytes.count == count:
+                case .success(let (bytes, matches)) where bytes.count == count:
                     s.readAhead = bytes
+                    s.matches = matches
                 case .success where s.item.request.version == 0:
                     // An offered file still changing: its copy would not
                     // match the hash anyway. End it, keep the channel.
@@ -483,6 +530,19 @@ extension TransferServer {
             })
         }
 
+        /// For each block of `bytes` (read from block boundary `offset`),
+        /// whether the fetcher's digest says it holds those very bytes. Thread pool.
+        static func matches(_ bytes: [UInt8], at offset: UInt64, _ blocks: BlockDigests) -> [Bool] {
+            let size = Int(blocks.blockSize)
+            let first = Int(offset / UInt64(size))
+            return bytes.withUnsafeBytes { raw in
+                stride(from: 0, to: raw.count, by: size).map { start in
+                    blocks.matches(UnsafeRawBufferPointer(rebasing: raw[start..<min(start + size, raw.count)]),
+                                   block: first + start / size)
+                }
+            }
+        }
+
         private func fail(_ s: Stream, _ why: String) {
             // The header already said ok: the fetcher can only learn of this
             // by the channel closing; it resumes from another holder.
@@ -496,7 +556,7 @@ extension TransferServer {
             channel.send(frame)
         }
 
-        private func sendData(id: UInt32, offset: UInt64, _ bytes: [UInt8]) {
+        private func sendData(id: UInt32, offset: UInt64, _ bytes: ArraySlice<UInt8>) {
             var prefix = ByteBuffer(capacity: TransferMessage.dataPrefixSize)
             prefix.writeInteger(id)
             prefix.writeInteger(offset)

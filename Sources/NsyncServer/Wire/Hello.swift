@@ -34,7 +34,8 @@ public struct Hello: Equatable, Sendable {
     ///    accept is rejected, so the two must not apply one log.
     /// 6: fetch requests may carry a prefix digest, answers may say
     ///    `prefixDiffers`.
-    public static let currentVersion: UInt16 = 6
+    /// 7: fetch requests may carry block digests, answers may say `same`.
+    public static let currentVersion: UInt16 = 7
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

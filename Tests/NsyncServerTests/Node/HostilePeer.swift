@@ -123,6 +123,8 @@ final class HostilePeer {
         var header: FetchHeader?
         var data: [UInt8] = []
         var ended = false
+        /// Data (bytes) and `.same` (nil) frames, in order.
+        var pieces: [(offset: UInt64, length: UInt64, bytes: [UInt8]?)] = []
     }
 
     /// Runs until request `id` is answered completely (a refusal header, or
@@ -145,7 +147,10 @@ final class HostilePeer {
             guard let message = try? TransferMessage.decode(type: frame.type, payload: &payload) else { continue }
             switch message {
             case .header(let header) where header.requestID == id: answer.header = header
-            case let .data(rid, _, bytes) where rid == id: answer.data += bytes
+            case let .data(rid, offset, bytes) where rid == id:
+                answer.data += bytes
+                answer.pieces.append((offset, UInt64(bytes.count), Array(bytes)))
+            case let .same(rid, offset, length) where rid == id: answer.pieces.append((offset, length, nil))
             case .end(let rid) where rid == id: answer.ended = true
             default: break
             }

@@ -25,6 +25,9 @@ final class NodeHostilePeerTests: XCTestCase {
         let helloContent: [UInt8]
         let helloVersion: UInt64
         let swapVersion: UInt64
+        /// 600 KiB: streamed in chunks, so block digests apply.
+        let blocksContent: [UInt8]
+        let blocksVersion: UInt64
         /// Outside PATH: must never come back in any answer.
         let secret: [UInt8]
         let outsideInner: [UInt8]
@@ -47,6 +50,9 @@ final class NodeHostilePeerTests: XCTestCase {
             FileManager.default.createFile(atPath: outside + "/secret.txt", contents: Data(secret))
             FileManager.default.createFile(atPath: outside + "/inner.txt", contents: Data(outsideInner))
             FileManager.default.createFile(atPath: root + "/hello.txt", contents: Data(helloContent))
+            let blocksContent = (0..<(600 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+            self.blocksContent = blocksContent
+            FileManager.default.createFile(atPath: root + "/blocks.bin", contents: Data(blocksContent))
             try scratch.makeDirectory("node1/dir")
             FileManager.default.createFile(atPath: root + "/dir/inner.txt", contents: Data(inner))
             try scratch.makeDirectory("node1/swap")
@@ -58,21 +64,23 @@ final class NodeHostilePeerTests: XCTestCase {
             self.node1 = node1
             self.node2 = node2
             let root2 = cluster.member("node2").root
-            var versions: (UInt64?, UInt64?) = (nil, nil)
+            var versions: (UInt64?, UInt64?, UInt64?) = (nil, nil, nil)
             let settled = DaemonWait.until("node1 to commit and node2 to hold the files", timeout: 30,
                                            context: { node1.log + node2.log }) {
                 versions = (DaemonProbe.manifestVersion(root: root, path: "hello.txt"),
-                            DaemonProbe.manifestVersion(root: root, path: "swap/inner.txt"))
-                return versions.0 != nil && versions.1 != nil
+                            DaemonProbe.manifestVersion(root: root, path: "swap/inner.txt"),
+                            DaemonProbe.manifestVersion(root: root, path: "blocks.bin"))
+                return versions.0 != nil && versions.1 != nil && versions.2 != nil
                     && FileManager.default.fileExists(atPath: root2 + "/hello.txt")
             }
-            guard settled, let hello = versions.0, let swap = versions.1 else {
+            guard settled, let hello = versions.0, let swap = versions.1, let blocks = versions.2 else {
                 scratch.remove()
                 certificates.remove()
                 throw DaemonTestError("the cluster did not settle:\n\(node1.log)\n\(node2.log)")
             }
             helloVersion = hello
             swapVersion = swap
+            blocksVersion = blocks
         }
 
         func remove() {
@@ -219,6 +227,45 @@ final class NodeHostilePeerTests: XCTestCase {
         assertServesHello(peer)
     }
 
+    /// Block digests of another version: node1 answers `.same` for the
+    /// blocks whose digest is its own (whatever their place in its chunks),
+    /// sends the others and those past the digests' end, and the pieces
+    /// make up its file exactly. Digests of nothing it has get only data.
+    func testARequestWithBlockDigestsGetsSameForMatchingBlocksAndBytesForTheRest() throws {
+        let content = f.blocksContent
+        let size = 64 << 10
+        var held = content
+        for block in [1, 4] { held[block * size + 3] ^= 0xFF }  // two blocks differ
+        let digests = (0..<8).flatMap { SHA256.hash(Array(held[($0 * size)..<(($0 + 1) * size)])) }  // 8 of its 10 blocks
+        let peer = try member()
+        peer.sendRequest(FetchRequest(requestID: 1, path: "blocks.bin", version: f.blocksVersion,
+                                      blocks: BlockDigests(blockSize: UInt32(size), digests: digests)))
+        peer.sendRequest(FetchRequest(requestID: 2, path: "blocks.bin", version: f.blocksVersion,
+                                      blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([1]) + SHA256.hash([2]))))
+        for (id, expectSame) in [(UInt32(1), true), (2, false)] {
+            let answer = peer.waitForAnswer(id)
+            XCTAssertEqual(answer.header?.status, .ok, "\(answer.header.map { "\($0)" } ?? "none")")
+            XCTAssertTrue(answer.ended)
+            var rebuilt: [UInt8] = []
+            for piece in answer.pieces {
+                XCTAssertEqual(piece.offset, UInt64(rebuilt.count), "request \(id): pieces in order")
+                rebuilt += piece.bytes ?? Array(held[Int(piece.offset)..<Int(piece.offset + piece.length)])
+            }
+            XCTAssertEqual(rebuilt, content, "request \(id)")
+            let same = answer.pieces.filter { $0.bytes == nil }
+            if expectSame {
+                XCTAssertEqual(same.map(\.offset), [0, UInt64(2 * size), UInt64(5 * size)], "\(same)")
+                XCTAssertEqual(same.map(\.length), [UInt64(size), UInt64(2 * size), UInt64(3 * size)], "\(same)")
+                XCTAssertEqual(answer.data.count, content.count - 6 * size)
+            } else {
+                XCTAssertTrue(same.isEmpty)
+                XCTAssertEqual(answer.data, content)
+            }
+        }
+        XCTAssertFalse(peer.closed)
+        assertServesHello(peer)
+    }
+
     func testAVersionFromTheFutureIsRefusedWithinTheIndexWaitEvenOnAnIdleCluster() throws {
         // A version beyond what node1 applied waits for the index to catch up
         // (TransferServer.maxWaitForIndex), then must be refused, also when
@@ -273,6 +320,15 @@ final class NodeHostilePeerTests: XCTestCase {
                 return buffer
             }()).encoded()),
             ("a server's header sent to the server", HostilePeer.encode(.header(FetchHeader(requestID: 1, status: .ok, size: 1)))),
+            ("a server's same sent to the server", HostilePeer.encode(.same(requestID: 1, offset: 0, length: 1))),
+            ("block digests of 1000-byte blocks", Frame(type: TransferMessage.FrameType.request.rawValue, payload: {
+                var buffer = ByteBuffer()
+                TransferMessage.request(helloRequest(8)).encodePayload(into: &buffer)
+                var bytes = Array(buffer.readableView)
+                bytes[bytes.count - 1] |= 4
+                bytes += [0, 0, 0x03, 0xE8, 0, 0, 0, 1] + SHA256.hash([0])
+                return ByteBuffer(bytes: bytes)
+            }()).encoded()),
             ("a second Hello", Frame(type: Channel.helloFrameType, payload: Hello(clusterID: bystander.clusterID, nodeName: "node3", channel: .file).encoded()).encoded()),
         ]
         var seed = LoopTestSupport.SeededRandom(seed: 0x5EED)

@@ -21,6 +21,11 @@ final class TransferMessageTests: XCTestCase {
             .end(requestID: 7),
             .cancel(requestID: 7),
             .offer(FileOffer(path: "média/take 1.mov", size: 3 << 30, mtime: -1_234_567_890_123)),
+            .request(FetchRequest(requestID: 10, path: "db/main.sqlite", version: 44,
+                                  blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([1]) + SHA256.hash([2])))),
+            .request(FetchRequest(requestID: 11, path: "db/main.sqlite", version: 44, offset: 256 << 10, noRedirect: true,
+                                  blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([3])))),
+            .same(requestID: 10, offset: 128 << 10, length: 5 << 20),
         ]
         for message in messages {
             XCTAssertEqual(try roundTrip(message), message)
@@ -47,7 +52,7 @@ final class TransferMessageTests: XCTestCase {
         TransferMessage.request(FetchRequest(requestID: 1, path: "x", version: 2)).encodePayload(into: &buffer)
         var bytes = Array(buffer.readableView)
         XCTAssertEqual(bytes.last, 0, "no flags")
-        bytes[bytes.count - 1] = 4
+        bytes[bytes.count - 1] = 8
         var unknown = ByteBuffer(bytes: bytes)
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &unknown)) {
             XCTAssertTrue("\($0)".contains("flags"), "\($0)")
@@ -80,5 +85,83 @@ final class TransferMessageTests: XCTestCase {
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &atZero)) {
             XCTAssertTrue("\($0)".contains("empty prefix"), "\($0)")
         }
+    }
+
+    /// Block digests follow the flags: a size (a power of two from 64 KiB to
+    /// 16 MiB), a count (1 to 8192) and the digests; the request starts at a
+    /// block boundary and names no prefix digest too. Anything else, or a
+    /// `.same` of no bytes, is malformed.
+    func testBlockDigestsOutOfBoundsAndEmptySameAreMalformed() {
+        func encoded(offset: UInt64 = 0, blockSize: UInt32 = 128 << 10, count: UInt32 = 2, digests: Int = 2,
+                     flags: UInt8 = 4) -> ByteBuffer {
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt32(1))
+            buffer.writeShortString("x")
+            buffer.writeInteger(UInt64(2))
+            buffer.writeInteger(offset)
+            buffer.writeInteger(UInt64.max)
+            buffer.writeInteger(flags)
+            if flags & 2 != 0 { buffer.writeBytes(SHA256.hash([0])) }
+            buffer.writeInteger(blockSize)
+            buffer.writeInteger(count)
+            for i in 0..<digests { buffer.writeBytes(SHA256.hash([UInt8(truncatingIfNeeded: i)])) }
+            return buffer
+        }
+        var good = encoded()
+        XCTAssertNoThrow(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &good))
+        let cases: [(String, ByteBuffer, String)] = [
+            ("a block size below 64 KiB", encoded(blockSize: 32 << 10), "block size"),
+            ("a block size above 16 MiB", encoded(blockSize: 32 << 20), "block size"),
+            ("a block size not a power of two", encoded(blockSize: 96 << 10), "block size"),
+            ("no blocks", encoded(count: 0, digests: 0), "block digests"),
+            ("too many blocks", encoded(count: 8193, digests: 0), "block digests"),
+            ("fewer digests than counted", encoded(count: 3, digests: 2), ""),
+            ("more digests than counted", encoded(count: 1, digests: 2), "trailing"),
+            ("an offset inside a block", encoded(offset: 4096), "block boundary"),
+            ("a prefix digest too", encoded(offset: 128 << 10, flags: 6), "both"),
+        ]
+        for (what, buffer, reason) in cases {
+            var payload = buffer
+            XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &payload),
+                                 what) {
+                XCTAssertTrue(reason.isEmpty || "\($0)".contains(reason), "\(what): \($0)")
+            }
+        }
+        var same = ByteBuffer()
+        TransferMessage.same(requestID: 1, offset: 0, length: 1).encodePayload(into: &same)
+        var bytes = Array(same.readableView)
+        bytes[bytes.count - 1] = 0
+        var empty = ByteBuffer(bytes: bytes)
+        XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.same.rawValue, payload: &empty)) {
+            XCTAssertTrue("\($0)".contains("same bytes"), "\($0)")
+        }
+    }
+
+    func testBlockSizeGrowsWithTheFileSoADigestListStaysUnder256KiB() {
+        XCTAssertEqual(BlockDigests.blockSize(for: 1 << 20), 128 << 10)
+        XCTAssertEqual(BlockDigests.blockSize(for: 1 << 30), 128 << 10, "8192 blocks of 128 KiB")
+        XCTAssertEqual(BlockDigests.blockSize(for: (1 << 30) + 1), 256 << 10)
+        XCTAssertEqual(BlockDigests.blockSize(for: 100 << 30), 16 << 20)
+        XCTAssertEqual(BlockDigests.blockSize(for: 128 << 30), 16 << 20)
+        XCTAssertNil(BlockDigests.blockSize(for: (128 << 30) + 1), "over 8192 blocks of 16 MiB")
+    }
+
+    /// The server compares each block it reads with the fetcher's digest
+    /// for the same index, a short last block included.
+    func testServerMatchesBlocksByIndexFromTheReadsOffset() {
+        let size = 64 << 10
+        let file = (0..<(3 * size + 100)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        var held = file
+        held[size + 5] ^= 1  // block 1 differs
+        let digests = stride(from: 0, to: held.count, by: size).flatMap { SHA256.hash(Array(held[$0..<min($0 + size, held.count)])) }
+        let blocks = BlockDigests(blockSize: UInt32(size), digests: digests)
+        XCTAssertEqual(TransferServer.Session.matches(file, at: 0, blocks), [true, false, true, true])
+        XCTAssertEqual(TransferServer.Session.matches(Array(file[(2 * size)...]), at: UInt64(2 * size), blocks), [true, true])
+        var longer = file + [9]
+        XCTAssertEqual(TransferServer.Session.matches(Array(longer[(3 * size)...]), at: UInt64(3 * size), blocks), [false],
+                       "a last block with one more byte")
+        longer = file + Array(repeating: 0, count: size)
+        XCTAssertEqual(TransferServer.Session.matches(Array(longer[(4 * size)...]), at: UInt64(4 * size), blocks), [false],
+                       "a block past the held file's end")
     }
 }

@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A new version of a file this node holds in another version of at least
+/// its size (a database, a disk image or a document edited in place): the
+/// held file's blocks are hashed first, the request carries their digests
+/// (`BlockDigests`), and the holder sends only the blocks that differ,
+/// `.same` for the others, which are copied from the held file into the
+/// `.part` in order, hashed like received bytes. The index's SHA-256 checks
+/// the whole file at the end; a version whose copy failed is fetched whole
+/// next time (`notExtending`). Loop thread only, but for the jobs on the pool.
+extension Fetcher {
+    /// Bytes of a transfer, in order: received, or the same as the held
+    /// file's at that offset.
+    enum Piece {
+        case bytes(UInt64, ArraySlice<UInt8>)
+        case held(UInt64, UInt64)
+
+        var offset: UInt64 {
+            switch self {
+            case .bytes(let offset, _), .held(let offset, _): offset
+            }
+        }
+
+        var length: UInt64 {
+            switch self {
+            case .bytes(_, let bytes): UInt64(bytes.count)
+            case .held(_, let length): length
+            }
+        }
+    }
+
+    /// Whether fetching `record` may send the digests of `held`'s blocks:
+    /// both files of at least `extendMinimumSize`, the new one not larger
+    /// (a larger one is most likely appended to: `mayExtend`), and few
+    /// enough blocks for one request.
+    static func mayMatchBlocks(_ held: LocalFile, to record: FileRecord) -> Bool {
+        held.kind == .file && record.kind == .file && held.size >= extendMinimumSize
+            && record.size >= extendMinimumSize && held.size >= record.size
+            && BlockDigests.blockSize(for: held.size) != nil
+    }
+
+    /// Hashes `held`'s blocks on the pool; then the transfer waits for a
+    /// holder again, its requests carrying the digests (or none, when the
+    /// file changed since the manifest saw it).
+    func hashHeldBlocks(_ transfer: Transfer, _ held: LocalFile) {
+        transfer.matching = nil
+        transfer.writing = true
+        copiesRunning += 1
+        let root = self.root
+        let path = transfer.record.path
+        loop.queueWork({ () -> Result<BlockDigests, Error> in
+            Result {
+                guard let blockSize = BlockDigests.blockSize(for: held.size) else {
+                    throw SystemError(errno: EFBIG, operation: "hash blocks", path: path)
+                }
+                let source = try FileSystem.openBeneath(root: root, path: path)
+                defer { try? source.close() }
+                try Fetcher.checkUnchanged(source, path, held)
+                var digests: [UInt8] = []
+                digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
+                var offset: UInt64 = 0
+                while offset < held.size {
+                    let block = try source.read(upToCount: Int(min(UInt64(blockSize), held.size - offset)), at: Int64(offset))
+                    guard !block.isEmpty else {
+                        throw SystemError(errno: ESTALE, operation: "hash blocks (shorter than it was)", path: path)
+                    }
+                    digests += SHA256.hash(block)
+                    offset += UInt64(block.count)
+                }
+                try Fetcher.checkUnchanged(source, path, held)
+                return BlockDigests(blockSize: blockSize, digests: digests)
+            }
+        }, completion: { [self] result in
+            transfer.writing = false
+            copiesRunning -= 1
+            switch result {
+            case .success(let blocks):
+                transfer.blocks = blocks
+                transfer.blockSource = held
+                logger.debug("fetching \(path) with the digests of \(blocks.count) blocks of the version held here")
+            case .failure(let error):
+                logger.debug("fetching \(path) whole: cannot hash the blocks of the version held here: \(error)")
+            }
+            waiting.append(transfer)
+            schedule()
+        })
+    }
+
+    /// Writes `pieces` at their offsets, copying held ones from the file at
+    /// `path` under `root` (which must still be `source`), and calls `each`
+    /// with every run of bytes in order. Thread pool.
+    static func write(_ pieces: [Piece], to fd: FileDescriptor, heldAt root: String, _ path: String,
+                      _ source: LocalFile?, each: (ArraySlice<UInt8>) -> Void) throws {
+        var received: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
+        var held: FileDescriptor?
+        defer { try? held?.close() }
+        for piece in pieces {
+            switch piece {
+            case let .bytes(offset, bytes):
+                received.append((offset, bytes))
+            case let .held(offset, length):
+                if !received.isEmpty {
+                    try ChunkWriter.write(received, to: fd, each: each)
+                    received.removeAll(keepingCapacity: true)
+                }
+                guard let source else {
+                    throw SystemError(errno: EINVAL, operation: "copy held bytes (none hashed)", path: path)
+                }
+                if held == nil {
+                    let opened = try FileSystem.openBeneath(root: root, path: path)
+                    held = opened
+                    try checkUnchanged(opened, path, source)
+                }
+                var at = offset
+                while at < offset + length {
+                    let chunk = try held!.read(upToCount: Int(min(UInt64(1 << 20), offset + length - at)), at: Int64(at))
+                    guard !chunk.isEmpty else {
+                        throw SystemError(errno: ESTALE, operation: "copy held bytes (shorter than it was)", path: path)
+                    }
+                    try ChunkWriter.write([(at, chunk[...])], to: fd, each: each)
+                    at += UInt64(chunk.count)
+                }
+            }
+        }
+        if !received.isEmpty { try ChunkWriter.write(received, to: fd, each: each) }
+        if let held { try checkUnchanged(held, path, source!) }
+    }
+}

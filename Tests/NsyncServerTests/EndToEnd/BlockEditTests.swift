@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// A file edited in place (a database, a disk image) moves only the blocks
+/// that changed: the fetcher sends the digests of the blocks it holds
+/// (`BlockDigests`) and the holder answers `.same` for those it has too. A
+/// file rewritten with other bytes moves whole, and either way the index's
+/// SHA-256 checks the result.
+final class EndToEndBlockEditTests: ClusterTestCase {
+    func testAFileEditedInPlaceMovesOnlyTheChangedBlocks() throws {
+        let cluster = try makeCluster(label: "blocks")
+        var content = Self.bytes(count: 8 << 20, seed: 11)
+        try cluster.write(0, "db/main.db", content)
+        try cluster.waitUntilConverged()
+        let received = { (node: Int) throws -> UInt64 in try cluster.status(node).bytesReceived ?? 0 }
+        let check = { (what: String, atLeast: UInt64, below: UInt64, since: [UInt64]) throws in
+            try cluster.waitUntilConverged()
+            for node in 0..<cluster.count {
+                XCTAssertEqual(cluster.read(node, "db/main.db"), content, "\(what): node\(node + 1)")
+            }
+            for (i, node) in [1, 2].enumerated() {
+                let moved = try received(node) - since[i]
+                XCTAssertGreaterThanOrEqual(moved, atLeast, "\(what): node\(node + 1) received the changed bytes")
+                XCTAssertLessThan(moved, below, "\(what): node\(node + 1) received \(moved) bytes")
+            }
+        }
+
+        // 4 KiB overwritten in the middle, the size unchanged.
+        var before = try [1, 2].map(received)
+        let patch = Self.bytes(count: 4 << 10, seed: 12)
+        try Self.overwrite(patch, at: (3 << 20) + 100, in: cluster.path(0, "db/main.db"))
+        content.replaceSubrange(((3 << 20) + 100)..<((3 << 20) + 100 + patch.count), with: patch)
+        try check("4 KiB overwritten", UInt64(patch.count), 1 << 20, before)
+
+        // Edited on another node this time, and cut shorter.
+        before = try [0, 2].map(received)
+        let edit = Self.bytes(count: 1_000, seed: 13)
+        try Self.overwrite(edit, at: 1 << 20, in: cluster.path(1, "db/main.db"))
+        XCTAssertEqual(truncate(cluster.path(1, "db/main.db"), off_t(6 << 20) + 7), 0)
+        content.replaceSubrange((1 << 20)..<((1 << 20) + edit.count), with: edit)
+        content.removeLast(content.count - (6 << 20) - 7)
+        try cluster.waitUntilConverged()
+        for node in 0..<cluster.count { XCTAssertEqual(cluster.read(node, "db/main.db"), content, "cut shorter: node\(node + 1)") }
+        for (i, node) in [0, 2].enumerated() {
+            let moved = try received(node) - before[i]
+            XCTAssertGreaterThanOrEqual(moved, UInt64(edit.count), "cut shorter: node\(node + 1)")
+            XCTAssertLessThan(moved, 1 << 20, "cut shorter: node\(node + 1) received \(moved) bytes")
+        }
+
+        // Rewritten with other bytes of the same size: every block differs.
+        before = try [1, 2].map(received)
+        content = Self.bytes(count: content.count, seed: 14)
+        try cluster.write(0, "db/main.db", content)
+        try check("rewritten", UInt64(content.count), UInt64(content.count) + (1 << 20), before)
+    }
+
+    private static func bytes(count: Int, seed: UInt64) -> [UInt8] {
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<count).map { _ in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return UInt8(truncatingIfNeeded: state)
+        }
+    }
+
+    /// Writes `bytes` at `offset` of the existing file at `path`, in place.
+    private static func overwrite(_ bytes: [UInt8], at offset: Int, in path: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        XCTAssertEqual(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }, bytes.count)
+    }
+}
