@@ -64,10 +64,14 @@ final class EndToEndChaosTests: ClusterTestCase {
         let extended = (0..<cluster.count).map {
             cluster.log($0).components(separatedBy: "the version held here may be its start").count - 1
         }.reduce(0, +)
+        let matched = (0..<cluster.count).map {
+            cluster.log($0).components(separatedBy: "were the same as the version held here").count - 1
+        }.reduce(0, +)
         print("""
             chaos seed \(settings.seed): \(chaos.roundsRun) rounds in \(String(format: "%.1f", changing)) s, \
             converged \(String(format: "%.1f", converged)) s later; \(tree.count) paths, \(tree.conflictCopies.count) conflict copies
-              fetches started from the bytes a node held (appends): \(extended)
+              fetches started from the bytes a node held (appends): \(extended); \
+            fetches that copied blocks a node held (edits in place): \(matched)
               actions: \(chaos.counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
               contents: \(chaos.model.count) written, \(verdict.mustSurvive) had to survive and \(verdict.survived) did \
             (\(verdict.onlyInConflictCopies) only in conflict copies); \

@@ -40,6 +40,27 @@ extension ChaosRun {
         return true
     }
 
+    /// A token written into the file in place (a database's page, say), at
+    /// a random offset that may reach past its end: the old content is gone.
+    func patch(_ node: Int, _ path: String) throws -> Bool {
+        guard kind(node, path) == .file, let old = cluster.read(node, path) else { return skipped("patch", node, path) }
+        let token = "r\(round)-n\(node + 1)-\(String(random.next(), radix: 16))"
+        let bytes = Array((token + " patched in place\n").utf8)
+        let offset = Int(random.next() % UInt64(old.count + 1))
+        model.destroyed([Self.hex(old)], node: node, round: round, how: "patched", path: path)
+        let fd = open(cluster.path(node, path), O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ClusterError("open \(cluster.path(node, path)): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard bytes.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }) == bytes.count else {
+            throw ClusterError("patch \(cluster.path(node, path)): \(String(cString: strerror(errno)))")
+        }
+        var new = old
+        new.replaceSubrange(offset..<min(offset + bytes.count, old.count), with: bytes)
+        model.wrote(Self.hex(new), token: token, node: node, round: round, path: path, size: new.count, at: Date())
+        note("node\(node + 1) patched \(path) at \(offset): \(token), now \(new.count) B")
+        return true
+    }
+
     /// Truncated to empty: the old content is gone (an empty file is no content).
     func truncate(_ node: Int, _ path: String) throws -> Bool {
         guard kind(node, path) == .file else { return skipped("truncate", node, path) }

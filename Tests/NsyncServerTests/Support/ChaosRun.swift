@@ -29,14 +29,14 @@ final class ChaosRun {
     /// What a round does.
     enum Action: String, CaseIterable {
         case write, append, truncate, delete, makeDirectory, removeDirectory, renameFile, renameDirectory
-        case symlink, chmod, touch, large, atOnce, kill, terminate, cut
+        case symlink, chmod, touch, large, patch, atOnce, kill, terminate, cut
     }
 
     /// Out of 1000. Node actions are refused when they would leave no
     /// majority (see `perform`); the round then writes instead.
     static let weights: [(Action, UInt64)] = [
-        (.write, 290), (.append, 70), (.truncate, 25), (.delete, 70), (.makeDirectory, 60), (.removeDirectory, 35),
-        (.renameFile, 60), (.renameDirectory, 35), (.symlink, 40), (.chmod, 45), (.touch, 45), (.large, 15),
+        (.write, 265), (.append, 70), (.truncate, 25), (.delete, 70), (.makeDirectory, 60), (.removeDirectory, 35),
+        (.renameFile, 60), (.renameDirectory, 35), (.symlink, 40), (.chmod, 45), (.touch, 45), (.large, 15), (.patch, 25),
         (.atOnce, 90), (.kill, 45), (.terminate, 30), (.cut, 45),
     ]
 
@@ -214,6 +214,7 @@ final class ChaosRun {
         case .chmod: return try chmod(node, pickPresent(node, Self.files + Self.directories, [.file, .directory]) ?? Self.files[0])
         case .touch: return try touch(node, pickPresent(node, Self.files + Self.largeFiles, [.file]) ?? Self.files[0])
         case .large: return try writeLarge(node, pick(Self.largeFiles))
+        case .patch: return try patch(node, pickPresent(node, Self.largeFiles + Self.files, [.file]) ?? Self.largeFiles[0])
         default: return false
         }
     }
