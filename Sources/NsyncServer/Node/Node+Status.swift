@@ -38,7 +38,8 @@ extension Node {
             }, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
             pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count + sync.toObserveAfter.count,
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
-            bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived, scan: sync.scanProgress,
+            bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived,
+            bytesReused: fetcher?.bytesReused, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
             uptimeSeconds: Double(now - startedAt) / 1000,
             keptDirectories: sync.keptDirectories.isEmpty

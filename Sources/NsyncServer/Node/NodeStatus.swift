@@ -30,6 +30,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     /// from them since it started. Optional, as above.
     public var bytesSent: UInt64?
     public var bytesReceived: UInt64?
+    /// File bytes of new versions this node did not need to receive: it
+    /// held them (an append's start, the unchanged blocks of a file edited
+    /// in place) and copied them from its own file. Optional, as above.
+    public var bytesReused: UInt64? = nil
     public var scan: Scan?
     public var recentConflicts: [String]
     public var recentErrors: [String]
@@ -121,7 +125,9 @@ public struct NodeStatus: Codable, Equatable, Sendable {
             if count > listed.count { out += "  ... and \(count - listed.count) more\n" }
         }
         if let sent = bytesSent, let received = bytesReceived {
-            out += "file data since start: sent \(Self.bytes(sent)), received \(Self.bytes(received))\n"
+            out += "file data since start: sent \(Self.bytes(sent)), received \(Self.bytes(received))"
+            if let reused = bytesReused, reused > 0 { out += ", \(Self.bytes(reused)) more copied from versions held here" }
+            out += "\n"
         }
         out += "members:\n"
         for p in peers {

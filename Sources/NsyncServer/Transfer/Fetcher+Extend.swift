@@ -81,6 +81,7 @@ extension Fetcher {
                 transfer.received = held.size
                 transfer.written = held.size
                 transfer.presentAtStart = held.size
+                bytesReused += held.size
                 transfer.prefixDigest = transfer.hasher.digestSoFar()
                 logger.debug("fetching \(record.path) from byte \(held.size): the version held here may be its start")
             case .failure(let error):

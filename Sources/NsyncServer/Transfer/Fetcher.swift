@@ -73,8 +73,9 @@ final class Fetcher {
     var mayHoldStalePartials: Bool
     /// Bytes received since start (status, benchmarks).
     private(set) var bytesReceived: UInt64 = 0
-    /// Bytes a holder said this node had already (`.same`): copied here.
-    var bytesMatched: UInt64 = 0
+    /// Bytes of new versions copied from the versions this node held (an
+    /// append's start, blocks a holder said were the same) instead of received.
+    var bytesReused: UInt64 = 0
     /// Copies of offered files, complete and verified against nothing yet,
     /// waiting for the record that announces them; by path.
     private var speculated: [String: Speculated] = [:]
@@ -596,7 +597,7 @@ final class Fetcher {
             }
             transfer.received += length
             transfer.matchedBytes += length
-            bytesMatched += length
+            bytesReused += length
             logProgress(transfer, from: link.peer)
             transfer.pending.append(.held(offset, length))
             queueWrite(transfer)

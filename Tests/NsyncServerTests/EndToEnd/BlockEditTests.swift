@@ -31,7 +31,12 @@ final class EndToEndBlockEditTests: ClusterTestCase {
         let patch = Self.bytes(count: 4 << 10, seed: 12)
         try Self.overwrite(patch, at: (3 << 20) + 100, in: cluster.path(0, "db/main.db"))
         content.replaceSubrange(((3 << 20) + 100)..<((3 << 20) + 100 + patch.count), with: patch)
+        let reusedBefore = try [1, 2].map { try cluster.status($0).bytesReused ?? 0 }
         try check("4 KiB overwritten", UInt64(patch.count), 1 << 20, before)
+        for (i, node) in [1, 2].enumerated() {
+            let reused = try (cluster.status(node).bytesReused ?? 0) - reusedBefore[i]
+            XCTAssertGreaterThanOrEqual(reused, UInt64(7 << 20), "node\(node + 1) copied the unchanged blocks from its own file")
+        }
 
         // Edited on another node this time, and cut shorter.
         before = try [0, 2].map(received)

@@ -33,4 +33,21 @@ final class NodeStatusTests: XCTestCase {
         let decoded = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
         XCTAssertNil(decoded.keptDirectories)
     }
+
+    /// Bytes copied from held versions are shown next to those received,
+    /// and a status from a daemon without the field still decodes.
+    func testBytesReusedAreShownBesideBytesReceived() throws {
+        var reported = status(kept: [], count: 0)
+        reported.bytesSent = 1 << 20
+        reported.bytesReceived = 128 << 10
+        reported.bytesReused = 1 << 30
+        XCTAssertEqual(try NodeStatus.decode(reported.jsonData()), reported)
+        let text = reported.rendered()
+        XCTAssertTrue(text.contains("received 128.0 KiB, 1.0 GiB more copied from versions held here"), text)
+        var json = try JSONSerialization.jsonObject(with: reported.jsonData()) as! [String: Any]
+        json["bytesReused"] = nil
+        let older = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(older.bytesReused)
+        XCTAssertFalse(older.rendered().contains("copied from versions"))
+    }
 }
