@@ -297,9 +297,11 @@ extension Node {
                     return false
                 }
                 // Larger than the file here: most likely appended to, and
-                // then its fetch moves only the new bytes (`Fetcher+Extend`).
+                // then its fetch moves only the new bytes (`Fetcher+Extend`);
+                // smaller: most likely edited in place and cut, and its fetch
+                // moves only the blocks that differ (`Fetcher+Blocks`).
                 if let local = reconciler.manifest[offer.path]?.local, local.kind == .file,
-                   local.size >= Fetcher.extendMinimumSize, local.size < offer.size {
+                   local.size >= Fetcher.extendMinimumSize {
                     return false
                 }
                 // A file of that size elsewhere here: most likely a copy or a
