@@ -241,6 +241,10 @@ struct BenchSync: ParsableCommand {
         func figure(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "skipped" }
         print("large file (\(result.largeBytes >> 20) MiB): " + figure(result.largeMbPerS, "%.0f MB/s")
               + (result.largeSentByOrigin.map { String(format: ", %.2f copies sent by n1", $0) } ?? ""))
+        if let seconds = result.largeEditS {
+            print(String(format: "4 KiB of it overwritten in place: %.2f s, ", seconds)
+                  + (result.largeEditBytesReceived.map { "\($0) bytes of file data received by n2 and n3" } ?? "bytes received unknown"))
+        }
         print("small files (\(result.smallFiles)): " + figure(result.smallFilesS, "%.2f s"))
         if let seconds = result.renameS {
             print(String(format: "rename of their folder: %.2f s, ", seconds)

@@ -3,8 +3,8 @@ import Foundation
 /// `nsyncd bench sync`: three real `nsyncd` daemons (child processes, TLS on
 /// loopback, durable Raft) with their PATHs in a scratch directory; the
 /// benchmark writes into node 1 and measures until the other two hold the
-/// same tree, verified by content hash. Workloads, in order: one large file,
-/// many small files in folders, single small edits one at a time; then each
+/// same tree, verified by content hash. Workloads, in order: one large file
+/// (then 4 KiB of it overwritten in place), many small files in folders, single small edits one at a time; then each
 /// daemon's peak memory; then, with the daemons stopped, two references:
 /// the TLS transport alone (`TLSBenchmark`) and the disk floor (the large
 /// file's bytes written twice with fsync, as the two receivers must). Runs
@@ -38,6 +38,10 @@ public enum SyncBenchmark {
         /// Copies of the large file that left node 1 (1 when receivers relay
         /// it along a chain, 2 when node 1 sends it to each).
         public var largeSentByOrigin: Double?
+        /// 4 KiB of the large file overwritten in place in node 1: write ->
+        /// verified on both others; and the file bytes both received meanwhile.
+        public var largeEditS: Double?
+        public var largeEditBytesReceived: UInt64?
         /// Small files: first write -> all verified on both others.
         public var smallFilesS: Double?
         public var smallFiles: Int
@@ -92,7 +96,9 @@ public enum SyncBenchmark {
             progress("3 daemons up in \(scratch)")
             let run = SyncWorkloads(cluster: cluster, staging: scratch + "/staging", progress: progress)
             if options.largeBytes > 0 {
-                (result.largeMbPerS, result.largeSentByOrigin) = try run.largeFile(size: options.largeBytes)
+                let patch: (seconds: Double, received: UInt64?)
+                (result.largeMbPerS, result.largeSentByOrigin, patch) = try run.largeFile(size: options.largeBytes)
+                (result.largeEditS, result.largeEditBytesReceived) = patch
             }
             if options.smallFiles > 0 {
                 (result.smallFilesS, result.smallWriteS) = try run.smallFiles(

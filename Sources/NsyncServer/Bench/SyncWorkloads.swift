@@ -25,9 +25,10 @@ final class SyncWorkloads {
 
     /// One file of `size` bytes, made in the staging directory and renamed
     /// into node 1, so it appears whole at one instant; returns MB/s from
-    /// that instant to verified on every other node. The file is deleted
+    /// that instant to verified on every other node. Then 4 KiB of it are
+    /// overwritten in place (`patchLargeFile`). The file is deleted
     /// afterwards (and the deletion waited for), to leave room for the rest.
-    func largeFile(size: Int) throws -> (mbPerS: Double, sentByOrigin: Double?) {
+    func largeFile(size: Int) throws -> (mbPerS: Double, sentByOrigin: Double?, patch: (seconds: Double, received: UInt64?)) {
         progress("large file: writing \(size >> 20) MiB to the staging directory (not timed)")
         let name = "large.bin"
         let staged = staging + "/" + name
@@ -59,13 +60,65 @@ final class SyncWorkloads {
             progress("large file: sent " + cluster.members.indices.map { "by \(self.name($0)) \(NodeStatus.bytes(sent[$0]!))" }
                 .joined(separator: ", ") + String(format: " (node 1 sent %.2f copies)", sentByOrigin!))
         }
+        let patch = try patchLargeFile(name, size: size)
         try FileSystem.removeFile(origin + "/" + name)
         expected.entries[name] = nil
         try BenchSupport.poll("the deletion of \(name) on every node", timeout: 120, interval: 20) {
             try cluster.checkAlive(Array(0..<cluster.count))
             return receivers.allSatisfy { !FileDescriptor.exists(root($0) + "/" + name) }
         }
-        return (rate, sentByOrigin)
+        return (rate, sentByOrigin, patch)
+    }
+
+    /// 4 KiB overwritten in place in the middle of node 1's `name` (a
+    /// database page, say); returns the seconds from the write to the new
+    /// content verified on every other node, and the file bytes they
+    /// received meanwhile (a few blocks, not the file).
+    private func patchLargeFile(_ name: String, size: Int) throws -> (seconds: Double, received: UInt64?) {
+        let offset = size / 2 + 123
+        let bytes = BenchFiles.content(seed: 77, count: 4_096)
+        progress("edit in place: 4 KiB overwritten at byte \(offset) of \(name)")
+        // The new digest, before the clock starts: the file's bytes with the patch in place.
+        let hasher = SHA256()
+        let reader = try FileDescriptor.open(origin + "/" + name, .readOnly)
+        try reader.closeAfter {
+            var at = 0
+            while at < size {
+                var chunk = try reader.read(upToCount: min(1 << 20, size - at), at: Int64(at))
+                guard !chunk.isEmpty else { throw BenchSupport.Failure("\(name) is shorter than \(size) bytes") }
+                let from = max(at, offset), to = min(at + chunk.count, offset + bytes.count)
+                if from < to { chunk.replaceSubrange((from - at)..<(to - at), with: bytes[(from - offset)..<(to - offset)]) }
+                hasher.update(chunk)
+                at += chunk.count
+            }
+        }
+        let digest = hasher.finalize()
+        let receivedBefore = receivers.map { cluster.status($0)?.bytesReceived }
+        let start = BenchSupport.now()
+        let fd = try FileDescriptor.open(origin + "/" + name, .writeOnly)
+        try fd.closeAfter { try fd.write(all: bytes, at: Int64(offset)) }
+        expected.entries[name] = .file(size: Int64(size), sha256: digest)
+        let done = try converge("the edited \(name) on every node", timeout: 120 + Double(size) / 5e6, interval: 5,
+                                reverifyAfter: 2_000) {
+            try receivers.allSatisfy { i in
+                let fd = try FileDescriptor.open(root(i) + "/" + name, .readOnly)
+                return try fd.closeAfter { try fd.read(upToCount: bytes.count, at: Int64(offset)) } == bytes
+            }
+        } verify: {
+            try receivers.compactMap { i in
+                let hash = try FileSystem.hashFile(root(i) + "/" + name, into: SHA256())
+                return hash.digest == digest ? nil : "\(name) on \(self.name(i)) has the edit but other content"
+            }
+        }
+        let seconds = Double(done - start) / 1e9
+        var received: UInt64? = 0
+        for (before, now) in zip(receivedBefore, receivers.map { cluster.status($0)?.bytesReceived }) {
+            guard let before, let now, now >= before, let sum = received else { received = nil; break }
+            received = sum + (now - before)
+        }
+        progress(String(format: "edit in place: %.2f s, ", seconds)
+                 + (received.map { "\(NodeStatus.bytes($0)) of file data received" } ?? "bytes received unknown"))
+        return (seconds, received)
     }
 
     /// `count` files of `size` bytes written straight into node 1, folder
