@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// `Fetcher.write(_:to:heldAt:...)`: received bytes and ranges the holder
+/// said are the same as the held file's go into the `.part` in order, hashed
+/// in order, around the page cache or not; a held file that changed since
+/// its blocks were hashed fails the write instead of copying other bytes.
+final class FetcherBlocksTests: XCTestCase {
+    private var root = ""
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "nsync-blocks-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: root + "/sub", withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    private func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ Int(seed) &+ $0 >> 11) }
+    }
+
+    private func held(_ path: String) throws -> LocalFile {
+        let status = try FileSystem.status(root + "/" + path)
+        return LocalFile(kind: .file, size: UInt64(status.size), mode: 0o644, mtime: status.modificationTime, inode: status.inode)
+    }
+
+    func testReceivedAndHeldPiecesMakeTheNewVersionHashedInOrder() throws {
+        let block = 128 << 10
+        let old = bytes(10 * block + 500, seed: 1)
+        FileManager.default.createFile(atPath: root + "/sub/db.bin", contents: Data(old))
+        let source = try held("sub/db.bin")
+        // New version: block 3 and the short tail differ, one block shorter.
+        var new = Array(old[..<(9 * block + 77)])
+        let patch = bytes(block, seed: 9)
+        new.replaceSubrange((3 * block)..<(4 * block), with: patch)
+        let tail = bytes(77, seed: 5)
+        new.replaceSubrange((9 * block)..., with: tail)
+        let pieces: [Fetcher.Piece] = [
+            .held(0, UInt64(3 * block)),
+            .bytes(UInt64(3 * block), patch[..<(block / 2)]),
+            .bytes(UInt64(3 * block + block / 2), patch[(block / 2)...]),
+            .held(UInt64(4 * block), UInt64(5 * block)),
+            .bytes(UInt64(9 * block), tail[...]),
+        ]
+        for direct in [false, true] {
+            let part = root + "/new-\(direct).part"
+            let fd = try ChunkWriter.create(part, direct: direct)
+            let hasher = SHA256()
+            var handed = 0
+            // Two jobs, as two writes of one transfer would be.
+            try Fetcher.write(Array(pieces[..<2]), to: fd, heldAt: root, "sub/db.bin", source) { hasher.update($0); handed += $0.count }
+            try Fetcher.write(Array(pieces[2...]), to: fd, heldAt: root, "sub/db.bin", source) { hasher.update($0); handed += $0.count }
+            try fd.close()
+            XCTAssertEqual(handed, new.count, "direct \(direct)")
+            XCTAssertEqual(hasher.finalize(), SHA256.hash(new), "direct \(direct): hashed in order")
+            XCTAssertEqual(FileManager.default.contents(atPath: part).map { Array($0) }, new, "direct \(direct)")
+        }
+    }
+
+    func testAHeldFileThatChangedOrIsGoneFailsTheCopy() throws {
+        let old = bytes(1 << 20, seed: 2)
+        FileManager.default.createFile(atPath: root + "/db.bin", contents: Data(old))
+        let source = try held("db.bin")
+        let fd = try ChunkWriter.create(root + "/a.part", direct: false)
+        defer { try? fd.close() }
+        let pieces: [Fetcher.Piece] = [.held(0, 1 << 20)]
+
+        // Rewritten with other bytes of the same size (another mtime).
+        var later = source
+        later.mtime -= 1_000_000_000
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", later) { _ in }) {
+            XCTAssertTrue("\($0)".contains("changed since it was looked at"), "\($0)")
+        }
+        // Replaced by another file (another inode).
+        try FileManager.default.removeItem(atPath: root + "/db.bin")
+        FileManager.default.createFile(atPath: root + "/db.bin", contents: Data(old))
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", source) { _ in })
+        // Gone.
+        try FileManager.default.removeItem(atPath: root + "/db.bin")
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", try held("a.part")) { _ in })
+        // No held version hashed: a `.same` cannot be copied from anything.
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "a.part", nil) { _ in })
+    }
+
+    /// A path through a symlink to outside the synced directory is never
+    /// opened for a copy (`FileSystem.openBeneath`).
+    func testAHeldPathThroughASymlinkIsNotFollowed() throws {
+        let outside = root + "-outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        FileManager.default.createFile(atPath: outside + "/secret.bin", contents: Data(bytes(1 << 20, seed: 3)))
+        let status = try FileSystem.status(outside + "/secret.bin")
+        let source = LocalFile(kind: .file, size: UInt64(status.size), mode: 0o644, mtime: status.modificationTime, inode: status.inode)
+        try FileManager.default.createSymbolicLink(atPath: root + "/link", withDestinationPath: outside)
+        let fd = try ChunkWriter.create(root + "/b.part", direct: false)
+        defer { try? fd.close() }
+        XCTAssertThrowsError(try Fetcher.write([.held(0, 1 << 20)], to: fd, heldAt: root, "link/secret.bin", source) { _ in })
+        XCTAssertEqual(try fd.size(), 0, "nothing copied from outside")
+    }
+}
