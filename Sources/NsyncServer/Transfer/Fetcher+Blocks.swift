@@ -88,6 +88,51 @@ extension Fetcher {
         })
     }
 
+    /// A write job stops taking pieces once the held bytes it copies reach
+    /// this: a file whose blocks all match arrives as a burst of `.same`,
+    /// and one job copying gigabytes would hold a pool thread (shared with
+    /// the raft log) for seconds.
+    static let maxHeldBytesPerWrite: UInt64 = 64 << 20
+
+    /// Removes and returns the pieces the next write job takes from `pending`.
+    static func takeWritable(_ pending: inout [Piece]) -> [Piece] {
+        var held: UInt64 = 0
+        var count = 0
+        for piece in pending {
+            if case .held(_, let length) = piece {
+                if held > 0, held + length > maxHeldBytesPerWrite { break }
+                held += length
+            }
+            count += 1
+        }
+        let taken = Array(pending.prefix(count))
+        pending.removeFirst(count)
+        return taken
+    }
+
+    /// Removes and returns the links' shares of the first `bytes` received
+    /// bytes pending, in order (released once written).
+    static func takeSources(_ sources: inout [(link: Link, bytes: Int)], bytes: Int) -> [(link: Link, bytes: Int)] {
+        var taken: [(link: Link, bytes: Int)] = []
+        var rest = bytes
+        while rest > 0, !sources.isEmpty {
+            let share = min(rest, sources[0].bytes)
+            taken.append((sources[0].link, share))
+            sources[0].bytes -= share
+            if sources[0].bytes == 0 { sources.removeFirst() }
+            rest -= share
+        }
+        return taken
+    }
+
+    /// The held file changed, went, or could not be read while its blocks
+    /// were copied: the new version is fetched whole instead.
+    struct HeldCopyError: Error, CustomStringConvertible {
+        let path: String
+        let underlying: Error
+        var description: String { "cannot copy the unchanged blocks of \(path) from the version held here: \(underlying)" }
+    }
+
     /// Writes `pieces` at their offsets, copying held ones from the file at
     /// `path` under `root` (which must still be `source`), and calls `each`
     /// with every run of bytes in order. Thread pool.
@@ -105,26 +150,41 @@ extension Fetcher {
                     try ChunkWriter.write(received, to: fd, each: each)
                     received.removeAll(keepingCapacity: true)
                 }
-                guard let source else {
-                    throw SystemError(errno: EINVAL, operation: "copy held bytes (none hashed)", path: path)
-                }
-                if held == nil {
-                    let opened = try FileSystem.openBeneath(root: root, path: path)
-                    held = opened
-                    try checkUnchanged(opened, path, source)
-                }
                 var at = offset
                 while at < offset + length {
-                    let chunk = try held!.read(upToCount: Int(min(UInt64(1 << 20), offset + length - at)), at: Int64(at))
-                    guard !chunk.isEmpty else {
-                        throw SystemError(errno: ESTALE, operation: "copy held bytes (shorter than it was)", path: path)
-                    }
+                    let chunk = try readHeld(&held, at: at, count: Int(min(UInt64(1 << 20), offset + length - at)),
+                                             root: root, path, source)
                     try ChunkWriter.write([(at, chunk[...])], to: fd, each: each)
                     at += UInt64(chunk.count)
                 }
             }
         }
         if !received.isEmpty { try ChunkWriter.write(received, to: fd, each: each) }
-        if let held { try checkUnchanged(held, path, source!) }
+        if let held, let source {
+            do { try checkUnchanged(held, path, source) } catch { throw HeldCopyError(path: path, underlying: error) }
+        }
+    }
+
+    /// Up to `count` bytes of the held file at `at` (opened into `held` the
+    /// first time, and checked to be `source`); throws `HeldCopyError`. Thread pool.
+    private static func readHeld(_ held: inout FileDescriptor?, at: UInt64, count: Int, root: String, _ path: String,
+                                 _ source: LocalFile?) throws -> [UInt8] {
+        do {
+            guard let source else {
+                throw SystemError(errno: EINVAL, operation: "copy held bytes (none hashed)", path: path)
+            }
+            if held == nil {
+                let opened = try FileSystem.openBeneath(root: root, path: path)
+                held = opened
+                try checkUnchanged(opened, path, source)
+            }
+            let chunk = try held!.read(upToCount: count, at: Int64(at))
+            guard !chunk.isEmpty else {
+                throw SystemError(errno: ESTALE, operation: "copy held bytes (shorter than it was)", path: path)
+            }
+            return chunk
+        } catch {
+            throw HeldCopyError(path: path, underlying: error)
+        }
     }
 }

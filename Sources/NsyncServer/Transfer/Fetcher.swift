@@ -609,17 +609,18 @@ final class Fetcher {
         }
     }
 
-    /// Writes what arrived (all of it, in one job) unless a write is running;
+    /// Writes what arrived (all of it, in one job, but for copies of held
+    /// bytes beyond `maxHeldBytesPerWrite`) unless a write is running;
     /// finishes the file once everything is written.
     private func queueWrite(_ transfer: Transfer) {
         guard !transfer.writing, !transfer.failed else { return }
-        let chunks = transfer.pending
+        let chunks = Fetcher.takeWritable(&transfer.pending)
         let bytes = chunks.reduce(UInt64(0)) { $0 + $1.length }
-        let sources = transfer.pendingSources
-        let finish = transfer.ended && transfer.received == transfer.record.size
+        let sources = Fetcher.takeSources(&transfer.pendingSources, bytes: chunks.reduce(0) {
+            if case .bytes(_, let b) = $1 { return $0 + b.count } else { return $0 }
+        })
+        let finish = transfer.ended && transfer.received == transfer.record.size && transfer.pending.isEmpty
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
-        transfer.pending.removeAll(keepingCapacity: true)
-        transfer.pendingSources.removeAll()
         transfer.writing = true
         let path = transfer.temporaryPath
         let hasher = transfer.hasher
@@ -669,8 +670,10 @@ final class Fetcher {
                 transfer.failed = true
                 transfer.stopFeed()
                 dropPending(transfer)
-                // Maybe the held file changed while its blocks were copied.
-                if transfer.blocks != nil { noteNotExtending(transfer.record) }
+                // The held file changed (or went) while its blocks were
+                // copied: not this disk failing. Fetched whole next time.
+                let heldChanged = error is HeldCopyError
+                if heldChanged { noteNotExtending(transfer.record) }
                 // This disk failed (full, most likely): a resume would not
                 // help, the bytes are room the raft log needs, and the holder
                 // need not send the rest.
@@ -681,7 +684,11 @@ final class Fetcher {
                     logger.info("dropped the early copy of \(transfer.record.path): cannot write \(path): \(error)")
                     return
                 }
-                hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
+                if heldChanged {
+                    hooks.failed(transfer.record, "\(error); fetching it whole next time", false)
+                } else {
+                    hooks.failed(transfer.record, "cannot write \(path): \(error); the installed version stays in place", true)
+                }
             case .success((let fd, nil)):
                 transfer.fd = fd
                 transfer.written += UInt64(bytes)
@@ -712,11 +719,15 @@ final class Fetcher {
                     }
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
                 } else {
-                    // Not what the index promised: start again from zero elsewhere.
-                    if let holder = transfer.holder { transfer.avoid.insert(holder) }
-                    if transfer.copiedHeldBytes || transfer.blocks != nil { noteNotExtending(transfer.record) }
+                    // Not what the index promised: start again from zero
+                    // elsewhere, or, when blocks were copied from the held
+                    // file (which may be the bad side), whole from any holder.
+                    if let holder = transfer.holder, transfer.matchedBytes == 0 { transfer.avoid.insert(holder) }
+                    if transfer.copiedHeldBytes || transfer.matchedBytes > 0 { noteNotExtending(transfer.record) }
                     FileSystemCleanup.remove(path, on: loop)
-                    hooks.failed(transfer.record, "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
+                    hooks.failed(transfer.record, transfer.matchedBytes > 0
+                                 ? "content does not match the index's SHA-256 (\(NodeStatus.bytes(transfer.matchedBytes)) copied from the version held here); fetching it whole next time"
+                                 : "content from \(transfer.holder ?? "?") does not match the index's SHA-256", false)
                 }
             }
             if transfer.holder == nil, !transfer.ended, !transfer.failed { schedule() }
@@ -799,7 +810,7 @@ final class Fetcher {
         if transfer.speculative { return dropSpeculation(transfer, why) }
         // Its retries (every second while the holder refuses, say while the
         // file keeps growing) do not copy the held bytes again.
-        if transfer.copiedHeldBytes || transfer.blocks != nil { noteNotExtending(transfer.record) }
+        if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
         transfer.failed = true
         transfer.stopFeed()
         dropPending(transfer)

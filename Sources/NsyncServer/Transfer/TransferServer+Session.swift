@@ -98,6 +98,14 @@ extension TransferServer {
                 channel.close()
                 return
             }
+            // Each may hold 256 KiB of digests; a fetcher sends at most 64 requests at once.
+            if request.blocks != nil,
+               items.lazy.filter({ $0.request.blocks != nil }).count + streams.lazy.filter({ $0.blocks != nil }).count
+                >= TransferServer.maxRequestsWithBlocks {
+                server.logger.warning("peer queued over \(TransferServer.maxRequestsWithBlocks) fetch requests with block digests; closing its channel")
+                channel.close()
+                return
+            }
             server.logger.trace("fetch request", metadata: ["path": "\(request.path)", "version": "\(request.version)",
                                                        "peer": "\(channel.peerName ?? "?")"])
             items.append(Item(request))
@@ -436,8 +444,10 @@ extension TransferServer {
             let offset = s.next
             s.next += UInt64(chunk.count)
             readAhead(s)
-            if let blocks = s.blocks, matches.contains(true) {
-                sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize), matches: matches, id: s.item.request.requestID)
+            if let blocks = s.blocks {
+                // Also when nothing matched: a block may be larger than a frame may be.
+                sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
+                           matches: matches, id: s.item.request.requestID)
             } else {
                 sendData(id: s.item.request.requestID, offset: offset, chunk[...])
                 server.bytesServed += UInt64(chunk.count)
@@ -446,14 +456,16 @@ extension TransferServer {
         }
 
         /// Sends `chunk` (whole blocks from `offset`, the last maybe short)
-        /// as runs: `.same` for blocks the fetcher holds, data frames of at
-        /// most a chunk each for the others.
+        /// as runs: `.same` for blocks the fetcher holds (`matches`, one per
+        /// block; missing ones do not match), data frames of at most a chunk
+        /// each for the others.
         private func sendBlocks(_ chunk: [UInt8], at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) {
+            func matching(_ at: Int) -> Bool { at / blockSize < matches.count && matches[at / blockSize] }
             var start = 0
             while start < chunk.count {
-                let same = matches[start / blockSize]
+                let same = matching(start)
                 var end = start
-                while end < chunk.count, matches[end / blockSize] == same { end = min(end + blockSize, chunk.count) }
+                while end < chunk.count, matching(end) == same { end = min(end + blockSize, chunk.count) }
                 if same {
                     send(.same(requestID: id, offset: offset + UInt64(start), length: UInt64(end - start)))
                     server.bytesMatched += UInt64(end - start)
@@ -479,8 +491,10 @@ extension TransferServer {
             guard offset < s.readable else { return }
             var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
             if let blocks = s.blocks {
-                // Whole blocks, from a block boundary (the request's offset is one).
-                count = Int(min(UInt64(max(server.chunkSize, Int(blocks.blockSize))), s.readable - offset))
+                // Whole blocks, from a block boundary (the request's offset
+                // is one, and so is every read's end but the file's).
+                let size = Int(blocks.blockSize)
+                count = Int(min(UInt64(max(size, server.chunkSize / size * size)), s.readable - offset))
             }
             if let feed = s.item.feed {
                 // Its transfer stopped: nothing more is read (advance ends it).

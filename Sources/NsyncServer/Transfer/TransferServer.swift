@@ -66,6 +66,9 @@ final class TransferServer {
     /// file behind a huge one (or behind a relay whose source is slow) waits
     /// a few chunks, not the whole file.
     static let maxStreams = 4
+    /// Requests carrying block digests (up to 256 KiB each) one channel may
+    /// have queued or streaming; an honest fetcher has at most 64 in flight.
+    static let maxRequestsWithBlocks = 128
 
     let loop: EventLoop
     let root: String

@@ -242,7 +242,10 @@ final class NodeHostilePeerTests: XCTestCase {
                                       blocks: BlockDigests(blockSize: UInt32(size), digests: digests)))
         peer.sendRequest(FetchRequest(requestID: 2, path: "blocks.bin", version: f.blocksVersion,
                                       blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([1]) + SHA256.hash([2]))))
-        for (id, expectSame) in [(UInt32(1), true), (2, false)] {
+        // Blocks larger than a chunk: data still comes in frames of a chunk at most.
+        peer.sendRequest(FetchRequest(requestID: 3, path: "blocks.bin", version: f.blocksVersion,
+                                      blocks: BlockDigests(blockSize: 1 << 20, digests: SHA256.hash([1]))))
+        for (id, expectSame) in [(UInt32(1), true), (2, false), (3, false)] {
             let answer = peer.waitForAnswer(id)
             XCTAssertEqual(answer.header?.status, .ok, "\(answer.header.map { "\($0)" } ?? "none")")
             XCTAssertTrue(answer.ended)
@@ -261,9 +264,25 @@ final class NodeHostilePeerTests: XCTestCase {
                 XCTAssertTrue(same.isEmpty)
                 XCTAssertEqual(answer.data, content)
             }
+            XCTAssertLessThanOrEqual(answer.pieces.compactMap { $0.bytes?.count }.max() ?? 0, 256 << 10, "request \(id)")
         }
         XCTAssertFalse(peer.closed)
         assertServesHello(peer)
+    }
+
+    /// Digests may take 256 KiB per request: a peer that queues more than
+    /// 128 requests carrying them is cut off, while the node serves others.
+    func testAPeerQueueingTooManyRequestsWithBlockDigestsIsCutOff() throws {
+        let bystander = try member()
+        let peer = try member()
+        let digests = BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([1]))
+        for id in UInt32(1)...UInt32(TransferServer.maxRequestsWithBlocks + 2) {
+            // A version from the future: each waits in the queue for the index.
+            peer.sendRequest(FetchRequest(requestID: id, path: "blocks.bin", version: UInt64.max / 2, blocks: digests))
+        }
+        XCTAssertTrue(peer.waitForClose(timeout: 5_000), "node1 kept a channel queueing \(TransferServer.maxRequestsWithBlocks + 2) such requests")
+        assertServesHello(bystander)
+        assertLogged("fetch requests with block digests; closing its channel")
     }
 
     func testAVersionFromTheFutureIsRefusedWithinTheIndexWaitEvenOnAnIdleCluster() throws {

@@ -72,17 +72,43 @@ final class FetcherBlocksTests: XCTestCase {
         var later = source
         later.mtime -= 1_000_000_000
         XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", later) { _ in }) {
+            XCTAssertTrue($0 is Fetcher.HeldCopyError, "not taken for this disk failing: \($0)")
             XCTAssertTrue("\($0)".contains("changed since it was looked at"), "\($0)")
         }
         // Replaced by another file (another inode).
         try FileManager.default.removeItem(atPath: root + "/db.bin")
         FileManager.default.createFile(atPath: root + "/db.bin", contents: Data(old))
-        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", source) { _ in })
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", source) { _ in }) {
+            XCTAssertTrue($0 is Fetcher.HeldCopyError, "\($0)")
+        }
         // Gone.
         try FileManager.default.removeItem(atPath: root + "/db.bin")
-        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", try held("a.part")) { _ in })
+        XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "db.bin", try held("a.part")) { _ in }) {
+            XCTAssertTrue($0 is Fetcher.HeldCopyError, "\($0)")
+        }
         // No held version hashed: a `.same` cannot be copied from anything.
         XCTAssertThrowsError(try Fetcher.write(pieces, to: fd, heldAt: root, "a.part", nil) { _ in })
+        XCTAssertEqual(try fd.size(), 0, "nothing written")
+    }
+
+    /// A write job takes received pieces freely, but held copies only up to
+    /// 64 MiB (the first one whatever its size), so a burst of `.same`
+    /// becomes several bounded jobs, in order.
+    func testAWriteJobTakesHeldCopiesUpTo64MiB() {
+        let mib: UInt64 = 1 << 20
+        var pending: [Fetcher.Piece] = [.bytes(0, [1, 2][...])]
+        var offset: UInt64 = 2
+        for _ in 0..<5 {
+            pending.append(.held(offset, 30 * mib))
+            offset += 30 * mib
+        }
+        pending.append(.bytes(offset, [3][...]))
+        pending.append(.held(offset + 1, 100 * mib))
+        var jobs: [[UInt64]] = []
+        while !pending.isEmpty, jobs.count < 10 {
+            jobs.append(Fetcher.takeWritable(&pending).map(\.length))
+        }
+        XCTAssertEqual(jobs, [[2, 30 * mib, 30 * mib], [30 * mib, 30 * mib], [30 * mib, 1], [100 * mib]])
     }
 
     /// A path through a symlink to outside the synced directory is never
