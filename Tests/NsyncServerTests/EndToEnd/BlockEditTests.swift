@@ -10,7 +10,7 @@ import XCTest
 final class EndToEndBlockEditTests: ClusterTestCase {
     func testAFileEditedInPlaceMovesOnlyTheChangedBlocks() throws {
         let cluster = try makeCluster(label: "blocks")
-        var content = Self.bytes(count: 8 << 20, seed: 11)
+        var content = TestBytes.pseudoRandom(count: 8 << 20, seed: 11)
         try cluster.write(0, "db/main.db", content)
         try cluster.waitUntilConverged()
         let received = { (node: Int) throws -> UInt64 in try cluster.status(node).bytesReceived ?? 0 }
@@ -28,8 +28,8 @@ final class EndToEndBlockEditTests: ClusterTestCase {
 
         // 4 KiB overwritten in the middle, the size unchanged.
         var before = try [1, 2].map(received)
-        let patch = Self.bytes(count: 4 << 10, seed: 12)
-        try Self.overwrite(patch, at: (3 << 20) + 100, in: cluster.path(0, "db/main.db"))
+        let patch = TestBytes.pseudoRandom(count: 4 << 10, seed: 12)
+        try TestBytes.overwrite(patch, at: (3 << 20) + 100, in: cluster.path(0, "db/main.db"))
         content.replaceSubrange(((3 << 20) + 100)..<((3 << 20) + 100 + patch.count), with: patch)
         let reusedBefore = try [1, 2].map { try cluster.status($0).bytesReused ?? 0 }
         try check("4 KiB overwritten", UInt64(patch.count), 1 << 20, before)
@@ -40,8 +40,8 @@ final class EndToEndBlockEditTests: ClusterTestCase {
 
         // Edited on another node this time, and cut shorter.
         before = try [0, 2].map(received)
-        let edit = Self.bytes(count: 1_000, seed: 13)
-        try Self.overwrite(edit, at: 1 << 20, in: cluster.path(1, "db/main.db"))
+        let edit = TestBytes.pseudoRandom(count: 1_000, seed: 13)
+        try TestBytes.overwrite(edit, at: 1 << 20, in: cluster.path(1, "db/main.db"))
         XCTAssertEqual(truncate(cluster.path(1, "db/main.db"), off_t(6 << 20) + 7), 0)
         content.replaceSubrange((1 << 20)..<((1 << 20) + edit.count), with: edit)
         content.removeLast(content.count - (6 << 20) - 7)
@@ -55,26 +55,8 @@ final class EndToEndBlockEditTests: ClusterTestCase {
 
         // Rewritten with other bytes of the same size: every block differs.
         before = try [1, 2].map(received)
-        content = Self.bytes(count: content.count, seed: 14)
+        content = TestBytes.pseudoRandom(count: content.count, seed: 14)
         try cluster.write(0, "db/main.db", content)
         try check("rewritten", UInt64(content.count), UInt64(content.count) + (1 << 20), before)
-    }
-
-    private static func bytes(count: Int, seed: UInt64) -> [UInt8] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        return (0..<count).map { _ in
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return UInt8(truncatingIfNeeded: state)
-        }
-    }
-
-    /// Writes `bytes` at `offset` of the existing file at `path`, in place.
-    private static func overwrite(_ bytes: [UInt8], at offset: Int, in path: String) throws {
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        defer { close(fd) }
-        XCTAssertEqual(bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }, bytes.count)
     }
 }
