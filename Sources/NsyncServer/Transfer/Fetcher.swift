@@ -441,7 +441,7 @@ final class Fetcher {
                                    version: transfer.onRelay ? transfer.requestedVersion : transfer.record.version,
                                    offset: transfer.received, noRedirect: transfer.redirected,
                                    prefixDigest: transfer.prefixDigest,
-                                   blocks: transfer.blocks.flatMap { transfer.received % UInt64($0.blockSize) == 0 ? $0 : nil })
+                                   blocks: transfer.blocks)
         if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
             TransferMessage.request(request).encodePayload(into: &$0)
         }) {

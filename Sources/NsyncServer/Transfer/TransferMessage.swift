@@ -115,9 +115,6 @@ public enum TransferMessage: Equatable, Sendable {
                     throw WireError.malformed("block size \(blockSize)")
                 }
                 guard count >= 1, count <= BlockDigests.maxCount else { throw WireError.malformed("\(count) block digests") }
-                guard offset % UInt64(blockSize) == 0 else {
-                    throw WireError.malformed("block digests for a request from byte \(offset), not a block boundary")
-                }
                 blocks = BlockDigests(blockSize: blockSize,
                                       digests: try payload.readBytes(Int(count) * BlockDigests.digestLength))
             }

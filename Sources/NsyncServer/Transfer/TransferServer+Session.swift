@@ -491,10 +491,13 @@ extension TransferServer {
             guard offset < s.readable else { return }
             var count = Int(min(UInt64(server.chunkSize), s.readable - offset))
             if let blocks = s.blocks {
-                // Whole blocks, from a block boundary (the request's offset
-                // is one, and so is every read's end but the file's).
+                // Whole blocks from a block boundary. A request resumed
+                // inside a block (its channel closed in the middle of one)
+                // first reads up to the next boundary, all sent as data.
                 let size = Int(blocks.blockSize)
-                count = Int(min(UInt64(max(size, server.chunkSize / size * size)), s.readable - offset))
+                let into = Int(offset % UInt64(size))
+                count = Int(min(UInt64(into > 0 ? size - into : max(size, server.chunkSize / size * size)),
+                                s.readable - offset))
             }
             if let feed = s.item.feed {
                 // Its transfer stopped: nothing more is read (advance ends it).
@@ -544,10 +547,12 @@ extension TransferServer {
             })
         }
 
-        /// For each block of `bytes` (read from block boundary `offset`),
-        /// whether the fetcher's digest says it holds those very bytes. Thread pool.
+        /// For each block of `bytes` (read from `offset`), whether the
+        /// fetcher's digest says it holds those very bytes; none when
+        /// `offset` is not a block boundary. Thread pool.
         static func matches(_ bytes: [UInt8], at offset: UInt64, _ blocks: BlockDigests) -> [Bool] {
             let size = Int(blocks.blockSize)
+            guard offset % UInt64(size) == 0 else { return [] }
             let first = Int(offset / UInt64(size))
             return bytes.withUnsafeBytes { raw in
                 stride(from: 0, to: raw.count, by: size).map { start in

@@ -245,18 +245,27 @@ final class NodeHostilePeerTests: XCTestCase {
         // Blocks larger than a chunk: data still comes in frames of a chunk at most.
         peer.sendRequest(FetchRequest(requestID: 3, path: "blocks.bin", version: f.blocksVersion,
                                       blocks: BlockDigests(blockSize: 1 << 20, digests: SHA256.hash([1]))))
-        for (id, expectSame) in [(UInt32(1), true), (2, false), (3, false)] {
+        // Resumed inside block 1: data to its end, then block by block.
+        let resumeAt = 100 << 10
+        peer.sendRequest(FetchRequest(requestID: 4, path: "blocks.bin", version: f.blocksVersion, offset: UInt64(resumeAt),
+                                      blocks: BlockDigests(blockSize: UInt32(size), digests: digests)))
+        for (id, expectSame) in [(UInt32(1), true), (2, false), (3, false), (4, true)] {
             let answer = peer.waitForAnswer(id)
             XCTAssertEqual(answer.header?.status, .ok, "\(answer.header.map { "\($0)" } ?? "none")")
             XCTAssertTrue(answer.ended)
+            let start = id == 4 ? resumeAt : 0
             var rebuilt: [UInt8] = []
             for piece in answer.pieces {
-                XCTAssertEqual(piece.offset, UInt64(rebuilt.count), "request \(id): pieces in order")
+                XCTAssertEqual(piece.offset, UInt64(start + rebuilt.count), "request \(id): pieces in order")
                 rebuilt += piece.bytes ?? Array(held[Int(piece.offset)..<Int(piece.offset + piece.length)])
             }
-            XCTAssertEqual(rebuilt, content, "request \(id)")
+            XCTAssertEqual(rebuilt, Array(content[start...]), "request \(id)")
             let same = answer.pieces.filter { $0.bytes == nil }
-            if expectSame {
+            if id == 4 {
+                // Reads are whole chunks from block 2 on: runs end at their edges.
+                XCTAssertEqual(same.map(\.offset), [UInt64(2 * size), UInt64(5 * size), UInt64(6 * size)], "\(same)")
+                XCTAssertEqual(same.map(\.length), [UInt64(2 * size), UInt64(size), UInt64(2 * size)], "\(same)")
+            } else if expectSame {
                 XCTAssertEqual(same.map(\.offset), [0, UInt64(2 * size), UInt64(5 * size)], "\(same)")
                 XCTAssertEqual(same.map(\.length), [UInt64(size), UInt64(2 * size), UInt64(3 * size)], "\(same)")
                 XCTAssertEqual(answer.data.count, content.count - 6 * size)

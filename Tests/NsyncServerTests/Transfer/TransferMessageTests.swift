@@ -88,9 +88,9 @@ final class TransferMessageTests: XCTestCase {
     }
 
     /// Block digests follow the flags: a size (a power of two from 64 KiB to
-    /// 16 MiB), a count (1 to 8192) and the digests; the request starts at a
-    /// block boundary and names no prefix digest too. Anything else, or a
-    /// `.same` of no bytes, is malformed.
+    /// 16 MiB), a count (1 to 8192) and the digests, and the request names
+    /// no prefix digest too. Anything else, or a `.same` of no bytes, is
+    /// malformed. A request may start inside a block (a resume).
     func testBlockDigestsOutOfBoundsAndEmptySameAreMalformed() {
         func encoded(offset: UInt64 = 0, blockSize: UInt32 = 128 << 10, count: UInt32 = 2, digests: Int = 2,
                      flags: UInt8 = 4) -> ByteBuffer {
@@ -109,6 +109,8 @@ final class TransferMessageTests: XCTestCase {
         }
         var good = encoded()
         XCTAssertNoThrow(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &good))
+        var inside = encoded(offset: 4096)
+        XCTAssertNoThrow(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &inside))
         let cases: [(String, ByteBuffer, String)] = [
             ("a block size below 64 KiB", encoded(blockSize: 32 << 10), "block size"),
             ("a block size above 16 MiB", encoded(blockSize: 32 << 20), "block size"),
@@ -117,7 +119,6 @@ final class TransferMessageTests: XCTestCase {
             ("too many blocks", encoded(count: 8193, digests: 0), "block digests"),
             ("fewer digests than counted", encoded(count: 3, digests: 2), ""),
             ("more digests than counted", encoded(count: 1, digests: 2), "trailing"),
-            ("an offset inside a block", encoded(offset: 4096), "block boundary"),
             ("a prefix digest too", encoded(offset: 128 << 10, flags: 6), "both"),
         ]
         for (what, buffer, reason) in cases {
@@ -157,6 +158,7 @@ final class TransferMessageTests: XCTestCase {
         let blocks = BlockDigests(blockSize: UInt32(size), digests: digests)
         XCTAssertEqual(TransferServer.Session.matches(file, at: 0, blocks), [true, false, true, true])
         XCTAssertEqual(TransferServer.Session.matches(Array(file[(2 * size)...]), at: UInt64(2 * size), blocks), [true, true])
+        XCTAssertEqual(TransferServer.Session.matches(Array(file[100..<size]), at: 100, blocks), [], "not from a block boundary")
         var longer = file + [9]
         XCTAssertEqual(TransferServer.Session.matches(Array(longer[(3 * size)...]), at: UInt64(3 * size), blocks), [false],
                        "a last block with one more byte")
