@@ -99,6 +99,7 @@ extension Fetcher {
         transfer.received = 0
         transfer.written = 0
         transfer.presentAtStart = 0
+        transfer.matchedBytes = 0
         transfer.prefixDigest = nil
         transfer.hasher.reset()
     }

@@ -215,10 +215,11 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
-        if !resume, let expected, !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
-            if Fetcher.mayExtend(expected, to: record) {
+        if let expected, !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
+            if !resume, Fetcher.mayExtend(expected, to: record) {
                 transfer.extending = expected
             } else if Fetcher.mayMatchBlocks(expected, to: record) {
+                // Also after a restart: the rest of the `.part` goes by blocks too.
                 transfer.matching = expected
             }
         }

@@ -108,7 +108,6 @@ public enum TransferMessage: Equatable, Sendable {
             }
             var blocks: BlockDigests?
             if flags & FetchRequest.blocksFlag != 0 {
-                guard prefixDigest == nil else { throw WireError.malformed("a request with both a prefix digest and block digests") }
                 let blockSize: UInt32 = try payload.readInteger()
                 let count: UInt32 = try payload.readInteger()
                 guard BlockDigests.blockSizes.contains(Int(blockSize)), blockSize.nonzeroBitCount == 1 else {
