@@ -59,4 +59,44 @@ final class EndToEndBlockEditTests: ClusterTestCase {
         try cluster.write(0, "db/main.db", content)
         try check("rewritten", UInt64(content.count), UInt64(content.count) + (1 << 20), before)
     }
+
+    /// A node that crashed in the middle of a block fetch finds the start
+    /// of the new version in its `.part` after the restart: it resumes from
+    /// there and asks for the rest with the held version's block digests
+    /// (and the prefix's digest), so the rest moves by blocks too.
+    func testABlockFetchResumedAfterARestartMovesOnlyTheChangedBlocks() throws {
+        let cluster = try makeCluster(label: "blocks-resume")
+        let path = "img/disk.img"
+        var content = TestBytes.pseudoRandom(count: 8 << 20, seed: 21)
+        try cluster.write(0, path, content)
+        try cluster.waitUntilConverged()
+        // The manifest is saved every 2 s.
+        let before = try cluster.poll("node2's manifest to list \(path)", timeout: 10) {
+            DaemonProbe.manifestVersion(root: cluster.path(1), path: path)
+        }
+        try cluster.kill(2)
+
+        let patch = TestBytes.pseudoRandom(count: 4 << 10, seed: 22)
+        try TestBytes.overwrite(patch, at: (6 << 20) + 10, in: cluster.path(0, path))
+        content.replaceSubrange(((6 << 20) + 10)..<((6 << 20) + 10 + patch.count), with: patch)
+        let version = try cluster.poll("node2 to hold the edit", timeout: 30) { () -> UInt64? in
+            guard cluster.read(1, path) == content, let v = DaemonProbe.manifestVersion(root: cluster.path(1), path: path),
+                  v > before else { return nil }
+            return v
+        }
+        // What node3 had received when it crashed: the first 3 MiB of the new version.
+        let part = "\(version)-\(SHA256.hex(SHA256.hash(content)).prefix(16))-\(Fetcher.pathDigest(path)).part"
+        FileManager.default.createFile(atPath: cluster.path(2, ".nsync/tmp/" + part), contents: Data(content[..<(3 << 20)]))
+
+        try cluster.restart(2)
+        try cluster.waitUntilConverged()
+        for node in 0..<cluster.count { XCTAssertEqual(cluster.read(node, path), content, "node\(node + 1)") }
+        XCTAssertTrue(cluster.log(2).contains("resuming \(path) from \(3 << 20) bytes"),
+                      "node3 resumed from its .part:\n\(cluster.logTail(2))")
+        let status = try cluster.status(2)
+        let received = status.bytesReceived ?? 0
+        XCTAssertGreaterThanOrEqual(received, UInt64(patch.count))
+        XCTAssertLessThan(received, 1 << 20, "node3 received \(received) bytes for the 5 MiB after its .part")
+        XCTAssertGreaterThanOrEqual(status.bytesReused ?? 0, 4 << 20, "the rest copied from the version it held")
+    }
 }
