@@ -158,12 +158,13 @@ struct BenchRaft: ParsableCommand {
 struct BenchSync: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sync",
-        abstract: "Sync a large file, many small files, their folder's rename and single edits across 3 local daemons.",
+        abstract: "Sync a large file and an edit in place of it, many small files, their folder's rename and single edits across 3 local daemons.",
         discussion: """
         Starts 3 nsyncd daemons on loopback with their directories under --dir, writes into \
         the first and measures until the other two hold identical, SHA-256-verified trees. \
-        The rename of the small files' folder reports the file bytes it cost (0: the other \
-        nodes moved their own copies). \
+        The 4 KiB overwritten in the large file and the rename of the small files' folder \
+        report the file bytes they cost (a few blocks; 0: the other nodes moved their own \
+        copies). \
         Also measures two references: the TLS transport alone and the disk floor (the large \
         file written twice with fsync, as the two receivers must). --dir /dev/shm takes the \
         disk out of the measure.

@@ -4,8 +4,8 @@ import Foundation
 /// loopback, durable Raft) with their PATHs in a scratch directory; the
 /// benchmark writes into node 1 and measures until the other two hold the
 /// same tree, verified by content hash. Workloads, in order: one large file
-/// (then 4 KiB of it overwritten in place), many small files in folders, single small edits one at a time; then each
-/// daemon's peak memory; then, with the daemons stopped, two references:
+/// (then 4 KiB of it overwritten in place), many small files in folders,
+/// single small edits one at a time; then each daemon's peak memory; then, with the daemons stopped, two references:
 /// the TLS transport alone (`TLSBenchmark`) and the disk floor (the large
 /// file's bytes written twice with fsync, as the two receivers must). Runs
 /// on the calling thread.

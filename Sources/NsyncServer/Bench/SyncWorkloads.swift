@@ -111,11 +111,7 @@ final class SyncWorkloads {
             }
         }
         let seconds = Double(done - start) / 1e9
-        var received: UInt64? = 0
-        for (before, now) in zip(receivedBefore, receivers.map { cluster.status($0)?.bytesReceived }) {
-            guard let before, let now, now >= before, let sum = received else { received = nil; break }
-            received = sum + (now - before)
-        }
+        let received = receivedSince(receivedBefore)
         progress(String(format: "edit in place: %.2f s, ", seconds)
                  + (received.map { "\(NodeStatus.bytes($0)) of file data received" } ?? "bytes received unknown"))
         return (seconds, received)
@@ -192,14 +188,20 @@ final class SyncWorkloads {
             }
         }
         let seconds = Double(done - start) / 1e9
-        let after = receivers.map { cluster.status($0)?.bytesReceived }
-        var received: UInt64? = 0
-        for (before, now) in zip(receivedBefore, after) {
-            guard let before, let now, now >= before, let sum = received else { received = nil; break }
-            received = sum + (now - before)
-        }
+        let received = receivedSince(receivedBefore)
         progress(String(format: "rename: %.2f s, ", seconds) + (received.map { "\(NodeStatus.bytes($0)) of file data received" } ?? "bytes received unknown"))
         return (seconds, received)
+    }
+
+    /// The file bytes every receiver got since `before` (their
+    /// `bytesReceived` then), summed; nil if a status could not be read.
+    private func receivedSince(_ before: [UInt64?]) -> UInt64? {
+        var sum: UInt64 = 0
+        for (then, now) in zip(before, receivers.map { cluster.status($0)?.bytesReceived }) {
+            guard let then, let now, now >= then else { return nil }
+            sum += now - then
+        }
+        return sum
     }
 
     /// `count` rewrites of one small file in node 1, one at a time; returns

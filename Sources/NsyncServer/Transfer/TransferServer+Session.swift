@@ -468,7 +468,6 @@ extension TransferServer {
                 while end < chunk.count, matching(end) == same { end = min(end + blockSize, chunk.count) }
                 if same {
                     send(.same(requestID: id, offset: offset + UInt64(start), length: UInt64(end - start)))
-                    server.bytesMatched += UInt64(end - start)
                 } else {
                     var from = start
                     while from < end {

@@ -78,8 +78,6 @@ final class TransferServer {
     private var sessions: [ObjectIdentifier: Session] = [:]
     /// Bytes sent to peers since start (status, benchmarks).
     var bytesServed: UInt64 = 0
-    /// Bytes a fetcher was told it holds already (`.same`), not sent.
-    var bytesMatched: UInt64 = 0
 
     init(loop: EventLoop, root: String, chunkSize: Int, logger: Logger, resolve: @escaping Resolver) {
         self.loop = loop
