@@ -23,6 +23,11 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(result.largeMbPerS), 0)
         // 3 MiB is under the relay size: node 1 sends it to each receiver.
         XCTAssertEqual(try XCTUnwrap(result.largeSentByOrigin), 2, accuracy: 0.05)
+        XCTAssertGreaterThan(try XCTUnwrap(result.largeEditS), 0)
+        // 4 KiB overwritten in the 3 MiB file: a 128 KiB block to each receiver, not the file.
+        let editBytes = try XCTUnwrap(result.largeEditBytesReceived)
+        XCTAssertGreaterThanOrEqual(editBytes, 2 * 4_096)
+        XCTAssertLessThan(editBytes, 1 << 20, "the edit in place moved \(editBytes) bytes")
         XCTAssertGreaterThan(try XCTUnwrap(result.smallFilesS), 0)
         XCTAssertLessThanOrEqual(try XCTUnwrap(result.smallWriteS), try XCTUnwrap(result.smallFilesS))
         XCTAssertGreaterThan(try XCTUnwrap(result.renameS), 0)
@@ -37,7 +42,7 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), [], "the scratch directory is removed")
 
         let json = try BenchSupport.json(result)
-        for key in ["large_mb_per_s", "large_sent_by_origin", "small_files_s", "rename_s", "rename_bytes_received", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
+        for key in ["large_mb_per_s", "large_sent_by_origin", "large_edit_s", "large_edit_bytes_received", "small_files_s", "rename_s", "rename_bytes_received", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
                     "disk_floor_mb_per_s"] {
             XCTAssertTrue(json.contains("\"\(key)\""), "\(key) in \(json)")
         }
@@ -55,6 +60,7 @@ final class SyncBenchmarkTests: XCTestCase {
         options.tlsBytes = 0
         let result = try SyncBenchmark.run(options, executable: executable, certificateScript: TestCertificates.scriptPath)
         XCTAssertNil(result.largeMbPerS)
+        XCTAssertNil(result.largeEditS, "the edit in place is of the large file")
         XCTAssertNil(result.smallFilesS)
         XCTAssertNil(result.renameS, "the rename is of the small files' folder")
         XCTAssertNil(result.tlsMbPerS)
