@@ -14,22 +14,16 @@ extension Fetcher {
     /// check (a read of the prefix): fetched whole.
     static let extendMinimumSize: UInt64 = 1 << 20
 
-    /// Whether fetching `record` may start from `held`, what this node's
-    /// disk has at the path: a file at least `extendMinimumSize` long and
-    /// shorter than the new version.
-    /// A version of a path.
-    struct ExtendKey: Hashable {
-        var path: String
-        var version: UInt64
-    }
-
     /// `record` is fetched whole from now on: a fetch that started from the
     /// held bytes gave up or ended with other bytes. Bounded.
     func noteNotExtending(_ record: FileRecord) {
         if notExtending.count >= 1_000 { notExtending.removeAll() }
-        notExtending.insert(ExtendKey(path: record.path, version: record.version))
+        notExtending.insert(VersionKey(path: record.path, version: record.version))
     }
 
+    /// Whether fetching `record` may start from `held`, what this node's
+    /// disk has at the path: a file at least `extendMinimumSize` long and
+    /// shorter than the new version.
     static func mayExtend(_ held: LocalFile, to record: FileRecord) -> Bool {
         held.kind == .file && record.kind == .file && held.size >= extendMinimumSize && held.size < record.size
     }

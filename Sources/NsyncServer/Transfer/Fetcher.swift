@@ -61,7 +61,21 @@ final class Fetcher {
     /// Copies of held versions running (`Fetcher+Extend`), and the
     /// versions not to fetch that way again (a try failed).
     var copiesRunning = 0
-    var notExtending = Set<ExtendKey>()
+    var notExtending = Set<VersionKey>()
+    /// The holders at which a fetch of a version failed (wrong bytes, an
+    /// answer that cannot be, a refusal): its retries, which are new
+    /// transfers, go to other holders first. Otherwise a holder whose copy
+    /// went bad on its disk, and that the choice of holder keeps picking,
+    /// would have this node ask it again every second for ever while
+    /// another holder has the right bytes. Bounded; dropped on success.
+    private var failedAt: [VersionKey: Set<NodeName>] = [:]
+    static let maxFailedVersions = 20_000
+
+    /// A version of a path.
+    struct VersionKey: Hashable {
+        var path: String
+        var version: UInt64
+    }
     private var links: [NodeName: Link] = [:]
     private var nextRequestID: UInt32 = 1
     private var placementQueued = false
@@ -189,6 +203,8 @@ final class Fetcher {
         var active: [UInt32: Transfer] = [:]
         var bufferedBytes = 0
         var paused = false
+        /// Why this node closed the channel: the peer broke the protocol.
+        var violation: String?
         init(peer: NodeName, channel: Channel) {
             self.peer = peer
             self.channel = channel
@@ -215,7 +231,8 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
-        if let expected, !notExtending.contains(ExtendKey(path: record.path, version: record.version)) {
+        transfer.avoid = failedAt[VersionKey(path: record.path, version: record.version)] ?? []
+        if let expected, !notExtending.contains(VersionKey(path: record.path, version: record.version)) {
             if !resume, Fetcher.mayExtend(expected, to: record) {
                 transfer.extending = expected
             } else if Fetcher.mayMatchBlocks(expected, to: record) {
@@ -291,7 +308,11 @@ final class Fetcher {
     }
 
     /// The channel to `peer` closed: its transfers go back to the queue and
-    /// resume from what they have, on another holder if there is one.
+    /// resume from what they have, on another holder if there is one. When
+    /// we closed it because the peer broke the protocol, they are given up
+    /// instead and retried later (the reconciler's pace): the channel is
+    /// dialled again at once, and a peer that breaks it on every request
+    /// would otherwise be asked again, and reconnected to, in a tight loop.
     func channelClosed(_ peer: NodeName, _ channel: Channel) {
         guard let link = links[peer], link.channel === channel else { return }
         links[peer] = nil
@@ -300,8 +321,36 @@ final class Fetcher {
                 dropSpeculation(transfer, "the channel to \(peer) closed")
                 continue
             }
-            requeue(transfer, avoiding: peer)
+            if let violation = link.violation {
+                transfer.holder = nil
+                transfer.avoid.insert(peer)
+                giveUp(transfer, "\(peer) broke the file protocol (\(violation)); the channel was closed")
+            } else {
+                requeue(transfer, avoiding: peer)
+            }
         }
+        schedule()
+    }
+
+    /// Closes the channel to a peer that sent what no request can explain
+    /// (a frame that does not decode, a request from a server).
+    private func closeForViolation(_ link: Link, _ why: String) {
+        logger.warning("closing the file channel to \(link.peer): \(why)")
+        link.violation = why
+        link.channel.close()
+    }
+
+    /// The holder sent what cannot be for this transfer (bytes out of
+    /// place or past the end, `.same` for bytes this node never offered, a
+    /// size the index does not have): this attempt ends, the holder is told
+    /// to stop, and the file is retried later, from another holder first.
+    /// The channel stays up for its other transfers.
+    private func reject(_ transfer: Transfer, on link: Link, _ why: String) {
+        logger.warning("\(link.peer) \(why); not taking \(transfer.record.path) from it")
+        cancel(transfer)
+        link.active[transfer.requestID] = nil
+        transfer.avoid.insert(link.peer)
+        giveUp(transfer, "\(link.peer) \(why)")
         schedule()
     }
 
@@ -413,7 +462,9 @@ final class Fetcher {
             let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
             let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
             let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }
-            chosen = candidates.min(by: { $0.active.count < $1.active.count })
+            // Ties go by name: the choice is the same whatever the order
+            // the links were made in (a dictionary's order is not).
+            chosen = candidates.min(by: { ($0.active.count, $0.peer) < ($1.active.count, $1.peer) })
         }
         guard let link = chosen else { return false }
         if transfer.resumeFromDisk {
@@ -496,8 +547,7 @@ final class Fetcher {
         do {
             message = try TransferMessage.decode(type: frame.type, payload: &payload)
         } catch {
-            logger.warning("closing file channel: \(error)", metadata: ["peer": "\(link.peer)"])
-            link.channel.close()
+            closeForViolation(link, "\(error)")
             return
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
@@ -538,9 +588,7 @@ final class Fetcher {
                 return
             }
             guard header.size == transfer.record.size else {
-                link.active[header.requestID] = nil
-                giveUp(transfer, "\(link.peer) has \(header.size) bytes, the index says \(transfer.record.size)")
-                schedule()
+                reject(transfer, on: link, "has \(header.size) bytes of \(transfer.record.path), the index says \(transfer.record.size)")
                 return
             }
             transfer.headerSeen = true
@@ -550,8 +598,8 @@ final class Fetcher {
         case let .data(id, offset, bytes):
             guard let transfer = link.active[id], transfer.headerSeen else { return }
             guard offset == transfer.received, offset + UInt64(bytes.count) <= transfer.record.size else {
-                logger.warning("out-of-order data from \(link.peer) for \(transfer.record.path); closing channel")
-                link.channel.close()
+                reject(transfer, on: link, "sent bytes \(offset)+\(bytes.count) where bytes from \(transfer.received) "
+                       + "of \(transfer.record.size) were due")
                 return
             }
             transfer.received += UInt64(bytes.count)
@@ -592,8 +640,7 @@ final class Fetcher {
             guard let transfer = link.active[id], transfer.headerSeen else { return }
             guard let source = transfer.blockSource, offset == transfer.received,
                   offset + length <= min(transfer.record.size, source.size) else {
-                logger.warning("\(link.peer) says bytes \(offset)+\(length) of \(transfer.record.path) are those held here, which cannot be; closing channel")
-                link.channel.close()
+                reject(transfer, on: link, "says bytes \(offset)+\(length) are those held here, which cannot be")
                 return
             }
             transfer.received += length
@@ -605,8 +652,7 @@ final class Fetcher {
         case .offer(let offer):
             speculate(offer, from: link)
         case .request, .cancel:
-            logger.warning("closing file channel: a server sent a request", metadata: ["peer": "\(link.peer)"])
-            link.channel.close()
+            closeForViolation(link, "a server sent a request")
         }
     }
 
@@ -718,6 +764,7 @@ final class Fetcher {
                     if transfer.matchedBytes > 0 {
                         logger.info("fetched \(transfer.record.path): \(NodeStatus.bytes(transfer.matchedBytes)) of \(NodeStatus.bytes(transfer.record.size)) were the same as the version held here and copied from it")
                     }
+                    failedAt[VersionKey(path: transfer.record.path, version: transfer.record.version)] = nil
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
                 } else {
                     // Not what the index promised: start again from zero
@@ -725,6 +772,7 @@ final class Fetcher {
                     // file (which may be the bad side), whole from any holder.
                     if let holder = transfer.holder, transfer.matchedBytes == 0 { transfer.avoid.insert(holder) }
                     if transfer.copiedHeldBytes || transfer.matchedBytes > 0 { noteNotExtending(transfer.record) }
+                    noteFailedAt(transfer)
                     FileSystemCleanup.remove(path, on: loop)
                     hooks.failed(transfer.record, transfer.matchedBytes > 0
                                  ? "content does not match the index's SHA-256 (\(NodeStatus.bytes(transfer.matchedBytes)) copied from the version held here); fetching it whole next time"
@@ -812,6 +860,7 @@ final class Fetcher {
         // Its retries (every second while the holder refuses, say while the
         // file keeps growing) do not copy the held bytes again.
         if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
+        noteFailedAt(transfer)
         transfer.failed = true
         transfer.stopFeed()
         dropPending(transfer)
@@ -819,6 +868,14 @@ final class Fetcher {
         mayHoldStalePartials = true
         closeFile(transfer)
         hooks.failed(transfer.record, why, false)
+    }
+
+    /// Remembers the holders this transfer avoids for the retries of its version.
+    private func noteFailedAt(_ transfer: Transfer) {
+        guard !transfer.avoid.isEmpty else { return }
+        let key = VersionKey(path: transfer.record.path, version: transfer.record.version)
+        if failedAt[key] == nil, failedAt.count >= Fetcher.maxFailedVersions { failedAt.removeAll() }
+        failedAt[key, default: []].formUnion(transfer.avoid)
     }
 
     func closeFile(_ transfer: Transfer) {

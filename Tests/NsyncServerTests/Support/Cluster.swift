@@ -42,7 +42,7 @@ final class TestCluster {
     let namesPeers: Bool
     /// The ports node `node` dials for `peer`, when something stands between
     /// them (a `PartitionProxy`); nil: the peer's own ports.
-    let peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))?
+    let peerPorts: ((_ node: Int, _ peer: Int, _ ports: (cluster: Int, file: Int)) -> (cluster: Int, file: Int))?
     private let certificates: TestCertificates
     private let ownsCertificates: Bool
     /// Who the daemons run as, when not as the test process's user.
@@ -69,7 +69,8 @@ final class TestCluster {
     /// `restart`, their directories already made), and every node names its
     /// peers (`NAME@HOST:...`): Raft counts votes by name, and a name is
     /// otherwise learned only from the peer's certificate once it answers.
-    /// With `peerPorts`, node i dials peer j at `peerPorts(i, j)` instead.
+    /// With `peerPorts`, node i dials peer j at `peerPorts(i, j, ports)`
+    /// instead of at j's own `ports`.
     /// With `unprivileged`, the daemons never run as root: when the tests
     /// do, the daemons run as nobody (65534), which owns the synced
     /// directories and certificates, from a copy of nsyncd in the cluster's
@@ -77,7 +78,7 @@ final class TestCluster {
     /// Returns once every started process runs; call `waitForLeader()` to
     /// know Raft is up.
     init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil,
-         peerPorts: ((_ node: Int, _ peer: Int) -> (cluster: Int, file: Int))? = nil,
+         peerPorts: ((_ node: Int, _ peer: Int, _ ports: (cluster: Int, file: Int)) -> (cluster: Int, file: Int))? = nil,
          unprivileged: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
@@ -142,7 +143,8 @@ final class TestCluster {
     func arguments(_ node: Int) -> [String] {
         let member = members[node]
         let others = members.indices.filter { $0 != node }.map { peer in
-            let ports: (cluster: Int, file: Int) = peerPorts?(node, peer) ?? (members[peer].clusterPort, members[peer].filePort)
+            let own = (cluster: members[peer].clusterPort, file: members[peer].filePort)
+            let ports = peerPorts?(node, peer, own) ?? own
             return (namesPeers ? "\(members[peer].name)@" : "") + "127.0.0.1:\(ports.cluster):\(ports.file)"
         }
         return [member.root, "--name", member.name, "--host", "127.0.0.1",

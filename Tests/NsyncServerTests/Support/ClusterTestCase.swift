@@ -6,11 +6,15 @@ import XCTest
 /// when the test failed, prints every node's log tail first. The test's thread.
 class ClusterTestCase: XCTestCase {
     /// Starts `nodes` daemons (or only those in `running`) and waits until
-    /// the running ones agree on a leader.
+    /// the running ones agree on a leader. With `peerPorts`, node i dials
+    /// peer j at `peerPorts(i, j, ports)` instead of at j's own `ports`
+    /// (a `HostileHolder` in its place, say).
     func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e",
-                     running: [Int]? = nil, unprivileged: Bool = false) throws -> TestCluster {
+                     running: [Int]? = nil, unprivileged: Bool = false,
+                     peerPorts: ((_ node: Int, _ peer: Int, _ ports: (cluster: Int, file: Int)) -> (cluster: Int, file: Int))? = nil)
+        throws -> TestCluster {
         let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running,
-                                      unprivileged: unprivileged)
+                                      peerPorts: peerPorts, unprivileged: unprivileged)
         shutDownAtTeardown(cluster)
         try cluster.waitForLeader()
         return cluster
@@ -24,7 +28,7 @@ class ClusterTestCase: XCTestCase {
         let proxy = try PartitionProxy(nodes: 3, lifetime: lifetime)
         addTeardownBlock { proxy.stop() }
         let cluster = try TestCluster(nodes: 3, extraArguments: extraArguments, label: label,
-                                      peerPorts: { proxy.ports(from: $0, to: $1) })
+                                      peerPorts: { node, peer, _ in proxy.ports(from: node, to: peer) })
         shutDownAtTeardown(cluster, failureReport: proxy.report)
         try proxy.setTargets(cluster.members.map { ($0.clusterPort, $0.filePort) })
         try cluster.waitForLeader()

@@ -1,0 +1,105 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// A holder that sends wrong bytes, too few or too many, bytes out of
+/// place, `.same` for blocks the fetcher never offered, a wrong size or
+/// frames of no known type: the fetcher installs nothing it sent, drops
+/// only that connection or that attempt, keeps serving its other files,
+/// and gets the file from an honest holder, also when the liar is the
+/// holder it would pick first (ties go by name). node2 reaches node1's file
+/// port only through a `HostileHolder` presenting node1's certificate;
+/// node1's own daemon (the origin) and node3 are honest.
+final class EndToEndHostileHolderTests: ClusterTestCase {
+    func testWhatABrokenOrHostileHolderSendsIsNeverInstalledAndTheFileComesFromAnHonestOne() throws {
+        let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
+        addTeardownBlock { holder.stop() }
+        // node3 stays down at first: node1's lies are node2's only source.
+        let cluster = try makeCluster(label: "hostile-holder", running: [0, 1], peerPorts: { node, peer, ports in
+            node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
+        })
+        holder.serve(from: cluster.path(0))
+        let node2Log = { cluster.log(1) }
+
+        // The holder is honest for this one: node2 gets it through it.
+        let honest = TestBytes.pseudoRandom(count: 300 << 10, seed: 31)
+        try cluster.write(0, "lies/honest.bin", honest)
+        try eventually(cluster, "node2 to fetch honest.bin through the holder") { cluster.read(1, "lies/honest.bin") == honest }
+        XCTAssertFalse(holder.requests(for: "lies/honest.bin").isEmpty, "node2 asked the hostile holder")
+
+        // Each lie: node2 asks, rejects what it got, and asks again later
+        // (not stuck); the file never appears on node2.
+        let lies: [(HostileHolder.Lie, String)] = [
+            (.flipped, "does not match the index's SHA-256"),
+            (.short, "ended after"),
+            (.flippedShort, "ended after"),
+            (.resized, "the index says"),
+            (.skipped, "were due; not taking lies/skipped.bin"),
+            (.overlong, "were due; not taking lies/overlong.bin"),
+            (.allSame, "are those held here, which cannot be"),
+        ]
+        var contents: [String: [UInt8]] = ["lies/honest.bin": honest]
+        for (i, (lie, reason)) in lies.enumerated() {
+            let path = "lies/\(lie.rawValue).bin"
+            let bytes = TestBytes.pseudoRandom(count: (200 << 10) + i * 777, seed: 40 + UInt64(i))
+            contents[path] = bytes
+            let closedBefore = holder.closedConnections
+            try cluster.write(0, path, bytes)
+            try eventually(cluster, "node2 to ask for \(path) twice", timeout: 20) { holder.requests(for: path).count >= 2 }
+            XCTAssertNil(cluster.read(1, path), "\(lie): nothing the holder sent is installed")
+            XCTAssertTrue(node2Log().contains(reason), "\(lie): node2 says why (\(reason))")
+            XCTAssertEqual(holder.closedConnections, closedBefore, "\(lie): the connection stays up for other files")
+        }
+
+        // Meanwhile node2 keeps fetching what the holder sends honestly.
+        let after = TestBytes.pseudoRandom(count: 100 << 10, seed: 60)
+        try cluster.write(0, "lies/after/honest.txt", after)
+        contents["lies/after/honest.txt"] = after
+        try eventually(cluster, "node2 to fetch a file served honestly after the lies") {
+            cluster.read(1, "lies/after/honest.txt") == after
+        }
+
+        // A file edited in place: the holder claims every block of node2's
+        // old version is the new one. node2's copy fails the SHA-256, it asks
+        // again without block digests, and gets the bytes (honestly, this time).
+        var db = TestBytes.pseudoRandom(count: 2 << 20, seed: 61)
+        try cluster.write(0, "lies/same-when-asked.db", db)
+        try eventually(cluster, "node2 to fetch same-when-asked.db") { cluster.read(1, "lies/same-when-asked.db") == db }
+        let patch = TestBytes.pseudoRandom(count: 4096, seed: 62)
+        try TestBytes.overwrite(patch, at: 1 << 20, in: cluster.path(0, "lies/same-when-asked.db"))
+        db.replaceSubrange((1 << 20)..<((1 << 20) + patch.count), with: patch)
+        try eventually(cluster, "node2 to fetch the edited same-when-asked.db", timeout: 30) {
+            cluster.read(1, "lies/same-when-asked.db") == db
+        }
+        let asked = holder.requests(for: "lies/same-when-asked.db")
+        XCTAssertTrue(asked.contains { $0.withBlocks }, "node2 offered its blocks first")
+        XCTAssertFalse(asked.last?.withBlocks ?? true, "and fetched it whole after the false match")
+        XCTAssertTrue(node2Log().contains("copied from the version held here); fetching it whole next time"))
+        contents["lies/same-when-asked.db"] = db
+
+        // Frames of no known type: node2 closes that connection (the framing
+        // cannot be trusted any more) and asks again later, not in a loop.
+        let garbage = TestBytes.pseudoRandom(count: 150 << 10, seed: 63)
+        let closedBefore = holder.closedConnections
+        try cluster.write(0, "lies/garbage.bin", garbage)
+        contents["lies/garbage.bin"] = garbage
+        try eventually(cluster, "node2 to ask for garbage.bin 3 times") { holder.requests(for: "lies/garbage.bin").count >= 3 }
+        let asking = Date()
+        try eventually(cluster, "node2 to ask for garbage.bin 3 more times") { holder.requests(for: "lies/garbage.bin").count >= 6 }
+        XCTAssertGreaterThan(Date().timeIntervalSince(asking), 1.5, "node2 asks a peer that broke the protocol again at its retry pace")
+        XCTAssertNil(cluster.read(1, "lies/garbage.bin"))
+        XCTAssertTrue(node2Log().contains("closing the file channel to node1: unknown message type 99"))
+        XCTAssertGreaterThan(holder.closedConnections, closedBefore, "node2 closed the connection")
+
+        // An honest holder comes up: node2 gets every file from it, though
+        // the liar still answers and comes first by name.
+        try cluster.restart(2)
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+        for (path, bytes) in contents {
+            XCTAssertEqual(cluster.read(1, path), bytes, "node2 holds the real \(path)")
+            XCTAssertEqual(cluster.read(2, path), bytes, "node3 holds the real \(path)")
+        }
+        XCTAssertEqual(tree.entries.values.filter { $0.entry.kind == .file }.count, contents.count, "no other file (no conflict copy) appeared")
+        XCTAssertEqual(cluster.temporaryFiles(1), [:], "nothing the holder sent is left in node2's .nsync/tmp")
+    }
+}
