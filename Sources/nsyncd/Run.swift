@@ -65,6 +65,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Check directories kept for their ignored files every this many ms.", visibility: .hidden))
     var keptDirectoryCheck: UInt64?
 
+    @Option(help: ArgumentHelp("Ask other holders after a holder answered nothing for this many ms.", visibility: .hidden))
+    var fetchStallLimit: UInt64?
+
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -78,6 +81,7 @@ struct Run: ParsableCommand {
             if let snapshotEntries { config.tuning.snapshotEntries = snapshotEntries }
             if let keptFileLifetime { config.tuning.keptFileLifetime = keptFileLifetime }
             if let keptDirectoryCheck { config.tuning.keptDirectoryCheck = max(keptDirectoryCheck, 100) }
+            if let fetchStallLimit { config.tuning.fetchStallLimit = max(fetchStallLimit, 1_000) }
             guard peerTimeout.isFinite, peerTimeout >= 2, peerTimeout <= 3_600 else {
                 throw StartupError.invalidPeerTimeout(peerTimeout)
             }

@@ -233,6 +233,7 @@ extension Node {
             guard stateDirectoryIsIntact() else { return }
             saveManifest(synchronously: false)
             fetcher.expireSpeculations()
+            fetcher.checkStalls()
             sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }
             discardStalePartialFiles()
             releaseMemoryIfIdle()
@@ -317,6 +318,7 @@ extension Node {
                 }
                 return current.holders
             }))
+        fetcher.stallLimit = config.tuning.fetchStallLimit
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
             [unowned self] path, version in
             if version == 0 {

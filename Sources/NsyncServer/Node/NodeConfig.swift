@@ -54,6 +54,9 @@ public struct NodeConfig: Sendable {
         /// (ms; 0: never), for changes inotify does not report. As
         /// Syncthing's hourly rescan beside its watcher.
         public var rescanInterval: UInt64 = 3_600_000
+        /// A holder that answers none of the requests in flight to it for
+        /// this long is taken for stuck; they go to other holders (ms).
+        public var fetchStallLimit: UInt64 = Fetcher.defaultStallLimit
         public init() {}
     }
 }

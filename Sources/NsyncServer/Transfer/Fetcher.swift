@@ -205,9 +205,13 @@ final class Fetcher {
         var paused = false
         /// Why this node closed the channel: the peer broke the protocol.
         var violation: String?
-        init(peer: NodeName, channel: Channel) {
+        /// When the peer last answered a request (loop ms), or when the
+        /// first request went out after a time with none in flight.
+        var lastAnswer: UInt64
+        init(peer: NodeName, channel: Channel, now: UInt64) {
             self.peer = peer
             self.channel = channel
+            lastAnswer = now
         }
     }
 
@@ -301,7 +305,7 @@ final class Fetcher {
 
     func channelReady(_ peer: NodeName, _ channel: Channel) {
         links[peer]?.channel.close()
-        let link = Link(peer: peer, channel: channel)
+        let link = Link(peer: peer, channel: channel, now: loop.now)
         links[peer] = link
         channel.onFrame = { [unowned self, unowned link] frame in receive(frame, on: link) }
         schedule()
@@ -347,11 +351,50 @@ final class Fetcher {
     /// The channel stays up for its other transfers.
     private func reject(_ transfer: Transfer, on link: Link, _ why: String) {
         logger.warning("\(link.peer) \(why); not taking \(transfer.record.path) from it")
+        drop(transfer, from: link, "\(link.peer) \(why)")
+        schedule()
+    }
+
+    /// Ends this attempt at `link`'s holder (told to stop sending), which
+    /// the retries of the version avoid while another holder has it.
+    private func drop(_ transfer: Transfer, from link: Link, _ why: String) {
         cancel(transfer)
         link.active[transfer.requestID] = nil
         transfer.avoid.insert(link.peer)
-        giveUp(transfer, "\(link.peer) \(why)")
-        schedule()
+        giveUp(transfer, why)
+    }
+
+    /// A holder that answers none of the requests in flight on its channel
+    /// for this long is taken for stuck (its disk hangs, say): keepalives
+    /// still come, so the channel looks alive, and the files would wait on
+    /// it for ever while another holder could send them (ms).
+    var stallLimit: UInt64 = Fetcher.defaultStallLimit
+    static let defaultStallLimit: UInt64 = 60_000
+    /// A holder checks the prefix a request names (`prefixDigest`) before
+    /// it answers: allowed this rate (bytes per second) on top of the limit.
+    static let prefixCheckRate: UInt64 = 25 << 20
+
+    /// Gives up the requests of each link whose holder answered none of
+    /// them for `stallLimit` (called every second). They are retried at
+    /// other holders first; the channel stays, for what else it carries.
+    func checkStalls() {
+        let now = loop.now
+        for link in links.values where !link.active.isEmpty {
+            if link.paused {
+                link.lastAnswer = now  // we stopped reading, not the holder answering
+                continue
+            }
+            let checks = link.active.values.map { $0.headerSeen || $0.prefixDigest == nil ? 0 : $0.received }.max() ?? 0
+            let silence = now - min(now, link.lastAnswer)
+            guard silence >= stallLimit + checks * 1_000 / Fetcher.prefixCheckRate else { continue }
+            let stalled = link.active.values.sorted { $0.requestID < $1.requestID }
+            logger.warning("\(link.peer) answered none of \(stalled.count) requests for \(silence / 1000) s; asking other holders")
+            for transfer in stalled where link.active[transfer.requestID] === transfer {
+                drop(transfer, from: link, "\(link.peer) answered nothing for \(silence / 1000) s")
+            }
+            link.lastAnswer = now
+            schedule()
+        }
     }
 
     /// Puts an in-flight transfer back in the queue (its holder's channel
@@ -486,6 +529,7 @@ final class Fetcher {
         transfer.requestID = nextRequestID
         nextRequestID = nextRequestID &+ 1
         transfer.holder = link.peer
+        if link.active.isEmpty { link.lastAnswer = loop.now }
         link.active[transfer.requestID] = transfer
         // A relayed request asks for the version the relay's own transfer
         // asked for (an offered file stays version 0 there until it is announced).
@@ -551,6 +595,10 @@ final class Fetcher {
             return
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
+        switch message {
+        case .header, .data, .end, .same: link.lastAnswer = loop.now
+        case .request, .cancel, .offer: break
+        }
         switch message {
         case .header(let header):
             guard let transfer = link.active[header.requestID] else { return }

@@ -102,4 +102,24 @@ final class EndToEndHostileHolderTests: ClusterTestCase {
         XCTAssertEqual(tree.entries.values.filter { $0.entry.kind == .file }.count, contents.count, "no other file (no conflict copy) appeared")
         XCTAssertEqual(cluster.temporaryFiles(1), [:], "nothing the holder sent is left in node2's .nsync/tmp")
     }
+
+    /// A holder that takes requests and never answers (its disk hangs, say)
+    /// while its keepalives keep the channel up: after the stall limit the
+    /// fetcher gives its requests up and gets the file from another holder.
+    func testAHolderThatNeverAnswersIsLeftForAnotherAfterTheStallLimit() throws {
+        let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
+        addTeardownBlock { holder.stop() }
+        let cluster = try makeCluster(extraArguments: ["--fetch-stall-limit", "2000"], label: "silent-holder",
+                                      peerPorts: { node, peer, ports in
+                                          node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
+                                      })
+        holder.serve(from: cluster.path(0))
+        let bytes = TestBytes.pseudoRandom(count: 500 << 10, seed: 70)
+        try cluster.write(0, "lies/silent.bin", bytes)
+        try cluster.waitUntilConverged(timeout: 30)
+        XCTAssertEqual(cluster.read(1, "lies/silent.bin"), bytes)
+        XCTAssertFalse(holder.requests(for: "lies/silent.bin").isEmpty, "node2 asked the silent holder first")
+        XCTAssertTrue(cluster.log(1).contains("node1 answered none of 1 requests for"), "node2 says it gave up on node1")
+        XCTAssertTrue(cluster.log(1).contains("lies/silent.bin did not finish: node1 answered nothing for"))
+    }
 }
