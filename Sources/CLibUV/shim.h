@@ -31,6 +31,15 @@ static inline int nsync_set_direct(int fd, int on) {
     if (flags == -1) return -1;
     return fcntl(fd, F_SETFL, on ? (flags | __O_DIRECT) : (flags & ~__O_DIRECT));
 }
+#include <sys/vfs.h>
+// Whether `fd` is on a file system kept in memory (tmpfs, ramfs): there a
+// direct write is an ordinary one (Linux 6.6 accepts O_DIRECT on tmpfs),
+// and gathering chunks for it only copies them once more.
+static inline int nsync_is_memory_fs(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return 0;
+    return fs.f_type == 0x01021994 /* TMPFS_MAGIC */ || fs.f_type == (long)0x858458f6 /* RAMFS_MAGIC */;
+}
 #include <sys/syscall.h>
 #include <linux/openat2.h>
 #include <errno.h>

@@ -25,12 +25,16 @@ public enum ChunkWriter {
     static let bufferSize = 1 << 20
 
     /// Creates or truncates `path` (mode 0600) for a download; with
-    /// `direct`, around the page cache where the file system allows it.
+    /// `direct`, around the page cache where the file system allows it and
+    /// has one (not tmpfs: its pages are the file).
     public static func create(_ path: String, direct: Bool) throws -> FileDescriptor {
         if direct {
             let flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | nsync_open_direct_flag()
             let fd = Glibc.open(path, flags, mode_t(0o600))
-            if fd >= 0 { return FileDescriptor(rawValue: fd, path: path) }
+            if fd >= 0 {
+                if nsync_is_memory_fs(fd) == 1 { _ = nsync_set_direct(fd, 0) }
+                return FileDescriptor(rawValue: fd, path: path)
+            }
             // EINVAL: this file system has no direct I/O. Anything else is
             // a real failure, reported by the ordinary open below.
         }

@@ -85,6 +85,25 @@ final class ChunkWriterTests: XCTestCase {
         XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/small.part"), bytes)
     }
 
+    /// tmpfs takes O_DIRECT (Linux 6.6 on) but has no device to go around
+    /// to: a download there is written straight through, not gathered first.
+    func testADownloadUnderDevShmIsNotDirect() throws {
+        let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+        XCTAssertTrue(mounts.contains(" /dev/shm tmpfs "), "/dev/shm is a tmpfs")
+        let path = "/dev/shm/nsync-chunks-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).part"
+        defer { unlink(path) }
+        let bytes = content(3 << 20)
+        let fd = try ChunkWriter.create(path, direct: true)
+        try fd.closeAfter {
+            XCTAssertFalse(ChunkWriter.isDirect(fd))
+            try ChunkWriter.write(chunks(of: bytes, size: 262_144), to: fd) { _ in }
+        }
+        XCTAssertEqual(try FileDescriptor.readWholeFile(path), bytes)
+        // The temporary directory (a disk) still goes around the page cache.
+        let disk = try ChunkWriter.create(root + "/disk.part", direct: true)
+        try disk.closeAfter { XCTAssertTrue(ChunkWriter.isDirect(disk)) }
+    }
+
     func testCreateTruncatesAnEarlierFileAndRefusesAMissingDirectory() throws {
         let path = root + "/again.part"
         try BenchFiles.write(content(10_000), to: path)
