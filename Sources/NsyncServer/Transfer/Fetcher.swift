@@ -62,14 +62,16 @@ final class Fetcher {
     /// versions not to fetch that way again (a try failed).
     var copiesRunning = 0
     var notExtending = Set<VersionKey>()
-    /// The holders at which a fetch of a version failed (wrong bytes, an
-    /// answer that cannot be, a refusal): its retries, which are new
-    /// transfers, go to other holders first. Otherwise a holder whose copy
-    /// went bad on its disk, and that the choice of holder keeps picking,
-    /// would have this node ask it again every second for ever while
-    /// another holder has the right bytes. Bounded; dropped on success.
-    private var failedAt: [VersionKey: Set<NodeName>] = [:]
-    static let maxFailedVersions = 20_000
+    /// By path: the version being fetched and when (loop ms) a fetch of it
+    /// last failed at each holder (wrong bytes, an answer that cannot be, a
+    /// refusal, no answer): its retries, which are new transfers, go to a
+    /// holder that has not failed first, else to the one that failed
+    /// longest ago. Otherwise a holder whose copy went bad on its disk, and
+    /// that the choice of holder keeps picking, would be asked again every
+    /// second for ever while another holder has the right bytes. A channel
+    /// that merely closed is no failure. Bounded; dropped on success.
+    private var failedAt: [String: (version: UInt64, at: [NodeName: UInt64])] = [:]
+    static let maxFailedPaths = 20_000
 
     /// A version of a path.
     struct VersionKey: Hashable {
@@ -235,7 +237,7 @@ final class Fetcher {
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
         transfer.resumeFromDisk = resume
-        transfer.avoid = failedAt[VersionKey(path: record.path, version: record.version)] ?? []
+        if let failed = failedAt[record.path], failed.version != record.version { failedAt[record.path] = nil }
         if let expected, !notExtending.contains(VersionKey(path: record.path, version: record.version)) {
             if !resume, Fetcher.mayExtend(expected, to: record) {
                 transfer.extending = expected
@@ -327,7 +329,7 @@ final class Fetcher {
             }
             if let violation = link.violation {
                 transfer.holder = nil
-                transfer.avoid.insert(peer)
+                noteFailure(transfer, at: peer)
                 giveUp(transfer, "\(peer) broke the file protocol (\(violation)); the channel was closed")
             } else {
                 requeue(transfer, avoiding: peer)
@@ -360,7 +362,7 @@ final class Fetcher {
     private func drop(_ transfer: Transfer, from link: Link, _ why: String) {
         cancel(transfer)
         link.active[transfer.requestID] = nil
-        transfer.avoid.insert(link.peer)
+        noteFailure(transfer, at: link.peer)
         giveUp(transfer, why)
     }
 
@@ -373,27 +375,43 @@ final class Fetcher {
     /// A holder checks the prefix a request names (`prefixDigest`) before
     /// it answers: allowed this rate (bytes per second) on top of the limit.
     static let prefixCheckRate: UInt64 = 25 << 20
+    private var lastStallCheck: UInt64 = 0
+    /// Temporary files of transfers given up while a write job of theirs
+    /// ran: a retry of the version (same file name) starts once it ended,
+    /// so that the job's late bytes never land in the retry's file.
+    private var closingWrites = Set<String>()
 
-    /// Gives up the requests of each link whose holder answered none of
-    /// them for `stallLimit` (called every second). They are retried at
-    /// other holders first; the channel stays, for what else it carries.
+    /// Takes back the requests of each link whose holder answered none of
+    /// them for `stallLimit` (called every second) and sends them to other
+    /// holders first, each resuming from what it has (back to the same
+    /// holder when it is the only one: after another `stallLimit`, not in a
+    /// loop). Relayed requests wait on the relay's own source, whose stall
+    /// the relay notices: they are left alone. The channel stays.
     func checkStalls() {
         let now = loop.now
+        // This loop was held up (or the process stopped): what arrived
+        // meanwhile is not read yet, so the silence may be ours.
+        let late = now - min(now, lastStallCheck) > 3_000
+        lastStallCheck = now
         for link in links.values where !link.active.isEmpty {
-            if link.paused {
+            if link.paused || late {
                 link.lastAnswer = now  // we stopped reading, not the holder answering
                 continue
             }
-            let checks = link.active.values.map { $0.headerSeen || $0.prefixDigest == nil ? 0 : $0.received }.max() ?? 0
+            let waiting = link.active.values.filter { !$0.onRelay }.sorted { $0.requestID < $1.requestID }
+            guard !waiting.isEmpty else { continue }
+            // A holder checks each prefix a request names before answering it.
+            let checks = waiting.reduce(UInt64(0)) { $0 + ($1.headerSeen || $1.prefixDigest == nil ? 0 : $1.received) }
             let silence = now - min(now, link.lastAnswer)
             guard silence >= stallLimit + checks * 1_000 / Fetcher.prefixCheckRate else { continue }
-            let stalled = link.active.values.sorted { $0.requestID < $1.requestID }
-            logger.warning("\(link.peer) answered none of \(stalled.count) requests for \(silence / 1000) s; asking other holders")
-            for transfer in stalled where link.active[transfer.requestID] === transfer {
-                drop(transfer, from: link, "\(link.peer) answered nothing for \(silence / 1000) s")
+            logger.warning("\(link.peer) answered none of \(waiting.count) requests for \(silence / 1000) s; asking other holders")
+            for transfer in waiting where link.active[transfer.requestID] === transfer {
+                cancel(transfer)
+                link.active[transfer.requestID] = nil
+                noteFailure(transfer, at: link.peer)
+                requeue(transfer, avoiding: link.peer)
             }
             link.lastAnswer = now
-            schedule()
         }
     }
 
@@ -490,7 +508,7 @@ final class Fetcher {
 
     /// Sends the transfer's request to the least busy ready holder; false if none can take it now.
     private func start(_ transfer: Transfer) -> Bool {
-        if transfer.writing { return false }
+        if transfer.writing || closingWrites.contains(transfer.temporaryPath) { return false }
         var chosen: Link?
         if let relay = transfer.relay {
             transfer.relay = nil
@@ -503,11 +521,16 @@ final class Fetcher {
         if chosen == nil {
             let holders = holders(of: transfer)
             let ready = links.values.filter { holders.contains($0.peer) && $0.channel.isReady }
-            let fresh = ready.filter { !transfer.avoid.contains($0.peer) }
+            let failed = failedAt[transfer.record.path].flatMap { $0.version == transfer.record.version ? $0.at : nil } ?? [:]
+            let fresh = ready.filter { !transfer.avoid.contains($0.peer) && failed[$0.peer] == nil }
             let candidates = (fresh.isEmpty ? ready : fresh).filter { $0.active.count < Fetcher.maxRequestsPerChannel }
-            // Ties go by name: the choice is the same whatever the order
-            // the links were made in (a dictionary's order is not).
-            chosen = candidates.min(by: { ($0.active.count, $0.peer) < ($1.active.count, $1.peer) })
+            // The least busy, or among those that failed, the one that failed
+            // longest ago. Ties go by name: the choice is the same whatever
+            // the order the links were made in (a dictionary's order is not).
+            let failedSince = { (peer: NodeName) in failed[peer].map { $0 + 1 } ?? 0 }
+            chosen = candidates.min(by: {
+                (failedSince($0.peer), $0.active.count, $0.peer) < (failedSince($1.peer), $1.active.count, $1.peer)
+            })
         }
         guard let link = chosen else { return false }
         if transfer.resumeFromDisk {
@@ -596,8 +619,11 @@ final class Fetcher {
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
         switch message {
-        case .header, .data, .end, .same: link.lastAnswer = loop.now
-        case .request, .cancel, .offer: break
+        case .header(let header) where link.active[header.requestID] != nil: link.lastAnswer = loop.now
+        case .data(let id, _, _) where link.active[id] != nil, .end(let id) where link.active[id] != nil,
+             .same(let id, _, _) where link.active[id] != nil:
+            link.lastAnswer = loop.now
+        default: break
         }
         switch message {
         case .header(let header):
@@ -630,7 +656,7 @@ final class Fetcher {
             }
             guard header.status == .ok else {
                 link.active[header.requestID] = nil
-                transfer.avoid.insert(link.peer)
+                noteFailure(transfer, at: link.peer)
                 giveUp(transfer, "\(link.peer) refused: \(header.status) \(header.message)")
                 schedule()
                 return
@@ -675,7 +701,7 @@ final class Fetcher {
                     requeue(transfer, avoiding: link.peer, first: true)
                     return
                 }
-                transfer.avoid.insert(link.peer)
+                noteFailure(transfer, at: link.peer)
                 giveUp(transfer, "\(link.peer) ended after \(transfer.received) of \(transfer.record.size) bytes")
                 schedule()
                 return
@@ -758,9 +784,16 @@ final class Fetcher {
         }, completion: { [self] result in
             transfer.writing = false
             releaseBuffered(sources)
+            let givenUp = transfer.failed
+            defer { if givenUp, closingWrites.remove(path) != nil { schedule() } }
             switch result {
             case .failure(let error):
                 transfer.fd = nil
+                if givenUp, !transfer.speculative {
+                    // Reported and retried already; a retry's write says it again if the disk is at fault.
+                    logger.info("a write to \(path) failed after its fetch was given up: \(error)")
+                    return
+                }
                 if finishingSpeculations[transfer.record.path] === transfer { finishingSpeculations[transfer.record.path] = nil }
                 transfer.failed = true
                 transfer.stopFeed()
@@ -812,15 +845,14 @@ final class Fetcher {
                     if transfer.matchedBytes > 0 {
                         logger.info("fetched \(transfer.record.path): \(NodeStatus.bytes(transfer.matchedBytes)) of \(NodeStatus.bytes(transfer.record.size)) were the same as the version held here and copied from it")
                     }
-                    failedAt[VersionKey(path: transfer.record.path, version: transfer.record.version)] = nil
+                    failedAt[transfer.record.path] = nil
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))
                 } else {
                     // Not what the index promised: start again from zero
                     // elsewhere, or, when blocks were copied from the held
                     // file (which may be the bad side), whole from any holder.
-                    if let holder = transfer.holder, transfer.matchedBytes == 0 { transfer.avoid.insert(holder) }
+                    if let holder = transfer.holder, transfer.matchedBytes == 0 { noteFailure(transfer, at: holder) }
                     if transfer.copiedHeldBytes || transfer.matchedBytes > 0 { noteNotExtending(transfer.record) }
-                    noteFailedAt(transfer)
                     FileSystemCleanup.remove(path, on: loop)
                     hooks.failed(transfer.record, transfer.matchedBytes > 0
                                  ? "content does not match the index's SHA-256 (\(NodeStatus.bytes(transfer.matchedBytes)) copied from the version held here); fetching it whole next time"
@@ -908,7 +940,7 @@ final class Fetcher {
         // Its retries (every second while the holder refuses, say while the
         // file keeps growing) do not copy the held bytes again.
         if transfer.copiedHeldBytes { noteNotExtending(transfer.record) }
-        noteFailedAt(transfer)
+        if transfer.writing { closingWrites.insert(transfer.temporaryPath) }
         transfer.failed = true
         transfer.stopFeed()
         dropPending(transfer)
@@ -918,12 +950,17 @@ final class Fetcher {
         hooks.failed(transfer.record, why, false)
     }
 
-    /// Remembers the holders this transfer avoids for the retries of its version.
-    private func noteFailedAt(_ transfer: Transfer) {
-        guard !transfer.avoid.isEmpty else { return }
-        let key = VersionKey(path: transfer.record.path, version: transfer.record.version)
-        if failedAt[key] == nil, failedAt.count >= Fetcher.maxFailedVersions { failedAt.removeAll() }
-        failedAt[key, default: []].formUnion(transfer.avoid)
+    /// A fetch of the transfer's version failed at `peer`: this transfer
+    /// and the retries of the version go to other holders first.
+    private func noteFailure(_ transfer: Transfer, at peer: NodeName) {
+        transfer.avoid.insert(peer)
+        guard !transfer.speculative else { return }
+        let path = transfer.record.path
+        if failedAt[path]?.version != transfer.record.version {
+            if failedAt[path] == nil, failedAt.count >= Fetcher.maxFailedPaths { failedAt.removeAll() }
+            failedAt[path] = (transfer.record.version, [:])
+        }
+        failedAt[path]?.at[peer] = loop.now
     }
 
     func closeFile(_ transfer: Transfer) {

@@ -34,8 +34,8 @@ final class HostileHolder {
         case sameWhenAsked = "same-when-asked"
         /// A frame of a type the protocol does not have.
         case garbage
-        /// Lies of no kind: the request is never answered.
-        case silent
+        /// Half the bytes, then nothing more, ever (a disk that hung).
+        case stalls
     }
 
     struct Seen {
@@ -48,6 +48,7 @@ final class HostileHolder {
     private let lock = NSLock()
     private var requests: [Seen] = []
     private var closes = 0
+    private var ready = 0
     private var source = ""
     private var stopping = false
     private var started: Result<Int, Error> = .failure(ClusterError("the hostile holder's thread did not start"))
@@ -103,6 +104,9 @@ final class HostileHolder {
     /// Connections that ended (the fetcher closed them, or we did at stop).
     var closedConnections: Int { lock.withLock { closes } }
 
+    /// Connections whose Hello exchange completed.
+    var readyConnections: Int { lock.withLock { ready } }
+
     private var isStopping: Bool { lock.withLock { stopping } }
 
     private func accept(_ stream: TCPStream, loop: EventLoop, context: TLSContext, name: String) -> Channel? {
@@ -122,6 +126,7 @@ final class HostileHolder {
             }
             for bytes in answer(request) { channel.send(bytes) }
         }
+        channel.onReady = { [unowned self] _ in lock.withLock { ready += 1 } }
         channel.onClose = { [unowned self] _ in lock.withLock { closes += 1 } }
         channel.start()
         return channel
@@ -158,8 +163,8 @@ final class HostileHolder {
         case .garbage:
             return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),
                     Frame(type: 99, payload: ByteBuffer(bytes: [1, 2, 3])).encoded()]
-        case .silent:
-            return []
+        case .stalls:
+            end = start + (end - start) / 2
         }
         frames.append(HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))))
         if lie == .overlong { file += [UInt8](repeating: 0x5A, count: 4096) }
@@ -170,7 +175,7 @@ final class HostileHolder {
             frames.append(HostilePeer.encode(.data(requestID: id, offset: UInt64(from), bytes: file[from..<upTo])))
             from = upTo
         }
-        frames.append(HostilePeer.encode(.end(requestID: id)))
+        if lie != .stalls { frames.append(HostilePeer.encode(.end(requestID: id))) }
         return frames
     }
 }
