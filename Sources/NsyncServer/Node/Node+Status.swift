@@ -23,10 +23,15 @@ extension Node {
         }
         let now = loop.now
         let unavailable = unavailableFiles(limit: NodeStatus.unavailableListLimit)
-        let transfers = (fetcher?.activeTransfers ?? []).filter { $0.total > 0 }.map { t in
+        var transfers = (fetcher?.activeTransfers ?? []).filter { $0.total > 0 }.map { t in
             let seconds = Double(max(now - t.startedAt, 1)) / 1000
             return NodeStatus.Transfer(path: t.path, from: t.from, bytesDone: t.done, bytesTotal: t.total,
                                        bytesPerSecond: Double(t.done) / seconds)
+        }
+        for (path, p) in fetcher?.preparations ?? [] {
+            let seconds = Double(max(now - p.startedAt, 1)) / 1000
+            transfers.append(NodeStatus.Transfer(path: path, from: config.name, bytesDone: p.done, bytesTotal: p.total,
+                                                 bytesPerSecond: Double(p.done) / seconds, stage: p.stage.rawValue))
         }
         return NodeStatus(
             name: config.name, role: driver == nil ? "starting (waiting for peers' names)" : "\(raftStatus.role)",

@@ -66,6 +66,10 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         public var bytesDone: UInt64
         public var bytesTotal: UInt64
         public var bytesPerSecond: Double
+        /// Set while this node reads before it asks a holder (the version
+        /// it holds, hashed or copied, or a `.part` to resume); `from` is
+        /// then this node. Optional: older daemons lack it.
+        public var stage: String? = nil
     }
 
     /// A file being sent to a peer; `relayed` when this node is still
@@ -147,7 +151,8 @@ public struct NodeStatus: Codable, Equatable, Sendable {
                 if t.bytesPerSecond > 0 {
                     eta = String(format: ", ETA %.0fs", Double(t.bytesTotal - min(t.bytesDone, t.bytesTotal)) / t.bytesPerSecond)
                 }
-                out += "  [\(bar)] \(String(format: "%3.0f%%", fraction * 100)) \(t.path) from \(t.from), \(Self.bytes(UInt64(t.bytesPerSecond)))/s\(eta)\n"
+                let source = t.stage.map { ": \($0)" } ?? " from \(t.from)"
+                out += "  [\(bar)] \(String(format: "%3.0f%%", fraction * 100)) \(t.path)\(source), \(Self.bytes(UInt64(t.bytesPerSecond)))/s\(eta)\n"
             }
         }
         if let sending, !sending.isEmpty {

@@ -46,46 +46,59 @@ extension Fetcher {
     /// file changed since the manifest saw it).
     func hashHeldBlocks(_ transfer: Transfer, _ held: LocalFile) {
         transfer.matching = nil
+        let path = transfer.record.path
+        guard let blockSize = BlockDigests.blockSize(for: held.size) else {
+            waiting.append(transfer)
+            return schedule()
+        }
         transfer.writing = true
         copiesRunning += 1
         let root = self.root
-        let path = transfer.record.path
-        loop.queueWork({ () -> Result<BlockDigests, Error> in
-            Result {
-                guard let blockSize = BlockDigests.blockSize(for: held.size) else {
-                    throw SystemError(errno: EFBIG, operation: "hash blocks", path: path)
-                }
-                let source = try FileSystem.openBeneath(root: root, path: path)
-                defer { try? source.close() }
-                try Fetcher.checkUnchanged(source, path, held)
-                var digests: [UInt8] = []
-                digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
-                var offset: UInt64 = 0
-                while offset < held.size {
-                    let block = try source.read(upToCount: Int(min(UInt64(blockSize), held.size - offset)), at: Int64(offset))
-                    guard !block.isEmpty else {
-                        throw SystemError(errno: ESTALE, operation: "hash blocks (shorter than it was)", path: path)
-                    }
-                    digests += SHA256.hash(block)
-                    offset += UInt64(block.count)
-                }
-                try Fetcher.checkUnchanged(source, path, held)
-                return BlockDigests(blockSize: blockSize, digests: digests)
+        prepare(transfer, .hashingBlocks, state: BlockHashing(total: held.size)) { state in
+            if state.source == nil {
+                state.source = try FileSystem.openBeneath(root: root, path: path)
+                try Fetcher.checkUnchanged(state.source!, path, held)
+                state.digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
             }
-        }, completion: { [self] result in
+            let source = state.source!
+            let stepEnd = min(held.size, state.offset + Fetcher.preparationStep)
+            while state.offset < stepEnd {
+                let block = try source.read(upToCount: Int(min(UInt64(blockSize), held.size - state.offset)),
+                                            at: Int64(state.offset))
+                guard !block.isEmpty else {
+                    throw SystemError(errno: ESTALE, operation: "hash blocks (shorter than it was)", path: path)
+                }
+                state.digests += SHA256.hash(block)
+                state.offset += UInt64(block.count)
+            }
+            guard state.offset >= held.size else { return true }
+            try Fetcher.checkUnchanged(source, path, held)
+            state.close()
+            return false
+        } finish: { [self] result in
             transfer.writing = false
             copiesRunning -= 1
             switch result {
-            case .success(let blocks):
-                transfer.blocks = blocks
+            case .success(let state):
+                transfer.blocks = BlockDigests(blockSize: blockSize, digests: state.digests)
                 transfer.blockSource = held
-                logger.debug("fetching \(path) with the digests of \(blocks.count) blocks of the version held here")
+                logger.debug("fetching \(path) with the digests of \(state.digests.count / SHA256.digestLength) blocks of the version held here")
             case .failure(let error):
                 logger.debug("fetching \(path) whole: cannot hash the blocks of the version held here: \(error)")
             }
             waiting.append(transfer)
             schedule()
-        })
+        }
+    }
+
+    /// The held file's blocks hashed so far.
+    struct BlockHashing: PreparationState {
+        var total: UInt64
+        var source: FileDescriptor?
+        var offset: UInt64 = 0
+        var digests: [UInt8] = []
+        var done: UInt64 { offset }
+        func close() { try? source?.close() }
     }
 
     /// A write job stops taking pieces once the held bytes it copies reach

@@ -41,37 +41,35 @@ extension Fetcher {
         let part = transfer.temporaryPath
         let hasher = transfer.hasher
         let record = transfer.record
-        loop.queueWork({ () -> Result<FileDescriptor, Error> in
-            Result {
+        prepare(transfer, .copyingHeld, state: HeldCopy(total: held.size)) { state in
+            if state.part == nil {
                 try Fetcher.checkSpace(for: record, in: directory)
-                let source = try FileSystem.openBeneath(root: root, path: record.path)
-                defer { try? source.close() }
-                try Fetcher.checkUnchanged(source, record.path, held)
-                let fd = try ChunkWriter.create(part, direct: false)
-                do {
-                    var offset: UInt64 = 0
-                    while offset < held.size {
-                        let chunk = try source.read(upToCount: Int(min(1 << 20, held.size - offset)), at: Int64(offset))
-                        guard !chunk.isEmpty else {
-                            throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
-                        }
-                        try fd.write(all: chunk, at: Int64(offset))
-                        hasher.update(chunk)
-                        offset += UInt64(chunk.count)
-                    }
-                    try Fetcher.checkUnchanged(source, record.path, held)
-                    return fd
-                } catch {
-                    try? fd.close()
-                    throw error
-                }
+                state.source = try FileSystem.openBeneath(root: root, path: record.path)
+                try Fetcher.checkUnchanged(state.source!, record.path, held)
+                state.part = try ChunkWriter.create(part, direct: false)
             }
-        }, completion: { [self] result in
+            let (source, fd) = (state.source!, state.part!)
+            let stepEnd = min(held.size, state.offset + Fetcher.preparationStep)
+            while state.offset < stepEnd {
+                let chunk = try source.read(upToCount: Int(min(1 << 20, stepEnd - state.offset)), at: Int64(state.offset))
+                guard !chunk.isEmpty else {
+                    throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
+                }
+                try fd.write(all: chunk, at: Int64(state.offset))
+                hasher.update(chunk)
+                state.offset += UInt64(chunk.count)
+            }
+            guard state.offset >= held.size else { return true }
+            try Fetcher.checkUnchanged(source, record.path, held)
+            try? source.close()
+            state.source = nil
+            return false
+        } finish: { [self] result in
             transfer.writing = false
             copiesRunning -= 1
             switch result {
-            case .success(let fd):
-                transfer.fd = fd
+            case .success(let state):
+                transfer.fd = state.part
                 transfer.received = held.size
                 transfer.written = held.size
                 transfer.presentAtStart = held.size
@@ -84,7 +82,20 @@ extension Fetcher {
             }
             waiting.append(transfer)
             schedule()
-        })
+        }
+    }
+
+    /// The held file copied into the `.part` so far.
+    struct HeldCopy: PreparationState {
+        var total: UInt64
+        var source: FileDescriptor?
+        var part: FileDescriptor?
+        var offset: UInt64 = 0
+        var done: UInt64 { offset }
+        func close() {
+            try? source?.close()
+            try? part?.close()
+        }
     }
 
     /// A holder's first bytes are not the ones copied: drop them.

@@ -127,6 +127,8 @@ final class Fetcher {
         var holder: NodeName?
         /// Holders that failed this transfer; tried again only when no other is left.
         var avoid: Set<NodeName> = []
+        /// Reading done here before it asks a holder (status), while it runs.
+        var preparation: Preparation?
         var fd: FileDescriptor?
         let hasher = SHA256()
         /// Bytes received in order (written or queued for writing).
@@ -279,6 +281,11 @@ final class Fetcher {
         }
     }
 
+    /// Transfers reading here before they ask a holder, and how far they got.
+    var preparations: [(path: String, preparation: Preparation)] {
+        preparing.values.compactMap { t in t.preparation.map { (t.record.path, $0) } }
+    }
+
     /// Waiting fetches that no holder this node is connected to can serve
     /// (the holders are down or cut off), oldest first: path, version,
     /// holders, and since when (loop ms). At most `limit`, and how many in all.
@@ -380,6 +387,8 @@ final class Fetcher {
     /// ran: a retry of the version (same file name) starts once it ended,
     /// so that the job's late bytes never land in the retry's file.
     private var closingWrites = Set<String>()
+    /// Transfers whose preparation runs (`Fetcher+Prepare`): in no queue meanwhile.
+    var preparing: [ObjectIdentifier: Transfer] = [:]
 
     /// Takes back the requests of each link whose holder answered none of
     /// them for `stallLimit` (called every second) and sends them to other
@@ -576,34 +585,51 @@ final class Fetcher {
         let path = transfer.temporaryPath
         let hasher = transfer.hasher
         let limit = transfer.record.size
-        loop.queueWork({ () -> (FileDescriptor, UInt64)? in
-            guard let fd = try? FileDescriptor.open(path, .readWrite),
-                  let size = try? fd.size(), size > 0, UInt64(size) <= limit else { return nil }
-            var offset: Int64 = 0
-            while offset < size {
-                guard let chunk = try? fd.read(upToCount: Int(min(Int64(1 << 20), size - offset)), at: offset),
-                      !chunk.isEmpty else { break }
-                hasher.update(chunk)
-                offset += Int64(chunk.count)
+        prepare(transfer, .resuming, state: Resumed(total: limit)) { state in
+            if state.fd == nil {
+                let fd = try FileDescriptor.open(path, .readWrite)
+                state.fd = fd
+                let size = UInt64(try fd.size())
+                guard size > 0, size <= limit else { throw SystemError(errno: EINVAL, operation: "resume", path: path) }
+                state.total = size
             }
-            return (fd, UInt64(offset))
-        }, completion: { [self] result in
+            let stepEnd = min(state.total, state.offset + Fetcher.preparationStep)
+            while state.offset < stepEnd {
+                // A read that fails ends the resume there: the rest comes from a holder.
+                guard let chunk = try? state.fd!.read(upToCount: Int(min(1 << 20, stepEnd - state.offset)),
+                                                       at: Int64(state.offset)),
+                      !chunk.isEmpty else { return false }
+                hasher.update(chunk)
+                state.offset += UInt64(chunk.count)
+            }
+            return state.offset < state.total
+        } finish: { [self] result in
             transfer.writing = false
-            if let (fd, size) = result {
+            if case .success(let state) = result, let fd = state.fd, state.offset > 0 {
                 transfer.fd = fd
-                transfer.received = size
-                transfer.written = size
+                transfer.received = state.offset
+                transfer.written = state.offset
                 // The holder checks that these are its first bytes (a copy
                 // of the held version cut off by a crash may not be).
                 transfer.prefixDigest = transfer.hasher.digestSoFar()
-                transfer.presentAtStart = size
-                logger.info("resuming \(transfer.record.path) from \(size) bytes")
+                transfer.presentAtStart = state.offset
+                logger.info("resuming \(transfer.record.path) from \(state.offset) bytes")
             } else {
+                if case .success(let state) = result { state.close() }
                 transfer.hasher.reset()
             }
             waiting.append(transfer)
             schedule()
-        })
+        }
+    }
+
+    /// A `.part` of an earlier run hashed so far.
+    struct Resumed: PreparationState {
+        var total: UInt64
+        var fd: FileDescriptor?
+        var offset: UInt64 = 0
+        var done: UInt64 { offset }
+        func close() { try? fd?.close() }
     }
 
     // MARK: receiving

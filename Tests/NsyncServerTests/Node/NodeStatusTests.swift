@@ -50,4 +50,26 @@ final class NodeStatusTests: XCTestCase {
         XCTAssertNil(older.bytesReused)
         XCTAssertFalse(older.rendered().contains("copied from versions"))
     }
+
+    /// A file this node reads before it asks a holder is listed with what
+    /// it does; one being received, with the holder; an older daemon's
+    /// transfers (no stage) still decode.
+    func testATransferStillReadingHereSaysWhatItDoes() throws {
+        var reported = status(kept: [], count: 0)
+        reported.transfers = [
+            NodeStatus.Transfer(path: "vm/disk.img", from: "n2", bytesDone: 1 << 30, bytesTotal: 4 << 30,
+                                bytesPerSecond: Double(500 << 20), stage: "hashing the blocks of the version held here"),
+            NodeStatus.Transfer(path: "big.iso", from: "n1", bytesDone: 1 << 20, bytesTotal: 2 << 20, bytesPerSecond: Double(1 << 20)),
+        ]
+        XCTAssertEqual(try NodeStatus.decode(reported.jsonData()), reported)
+        let text = reported.rendered()
+        XCTAssertTrue(text.contains(" 25% vm/disk.img: hashing the blocks of the version held here, 500.0 MiB/s, ETA 6s"), text)
+        XCTAssertTrue(text.contains(" 50% big.iso from n1, "), text)
+        var json = try JSONSerialization.jsonObject(with: reported.jsonData()) as! [String: Any]
+        var transfers = json["transfers"] as! [[String: Any]]
+        transfers[0]["stage"] = nil
+        json["transfers"] = transfers
+        let older = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(older.transfers[0].stage)
+    }
 }
