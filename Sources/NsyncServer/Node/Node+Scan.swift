@@ -130,6 +130,16 @@ extension Node {
             sync.scanning = false
             sync.scanEndedAt = loop.now
             sync.scanWalkMilliseconds = loop.now - started
+            defer {
+                // The start-up walk ended: the fetches it held go, but where
+                // it found something to look at (the look decides then).
+                if sync.startupWalk {
+                    sync.startupWalk = false
+                    let held = sync.fetchesAfterWalk
+                    sync.fetchesAfterWalk.removeAll()
+                    if !held.isEmpty { perform(held.map { .fetch($0.record, expected: $0.expected) }) }
+                }
+            }
             switch result {
             case .failure(let error):
                 recordError("cannot scan \(root): \(error)")

@@ -49,6 +49,12 @@ struct SyncState {
     var scanProgress: NodeStatus.Scan?
     /// Paths the last scan found changed and that are not yet looked at.
     var scanPending = PathSet()
+    /// Until the start-up scan's walk ends, what is on disk at a path the
+    /// manifest does not know is unknown (a node seeded with the cluster's
+    /// files before its first start has them all): fetches of such paths
+    /// wait for the walk, then go only where it found nothing to look at.
+    var startupWalk = true
+    var fetchesAfterWalk: [(record: FileRecord, expected: LocalFile?)] = []
     var scanStartedAt: UInt64 = 0
     /// When the last walk of the tree ended, and how long it took (loop ms).
     var scanEndedAt: UInt64 = 0
@@ -232,7 +238,10 @@ extension Node {
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
             guard stateDirectoryIsIntact() else { return }
             saveManifest(synchronously: false)
-            fetcher.expireSpeculations()
+            fetcher.expireSpeculations { [unowned self] path in
+                guard let record = self.index.record(at: path) else { return false }
+                return self.reconciler.manifest[path]?.version == record.version
+            }
             fetcher.checkStalls()
             sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }
             discardStalePartialFiles()
@@ -287,6 +296,9 @@ extension Node {
             },
             wantsOffer: { [unowned self] offer in
                 guard !sync.ignore.isIgnored(path: offer.path, isDirectory: false) else { return false }
+                // Not looked at here yet (the start-up scan): most likely the
+                // same file, seeded on every node before the first start.
+                if lookPending(offer.path) || (sync.scanning && reconciler.manifest[offer.path] == nil) { return false }
                 // The version the index has already: fetched the usual way.
                 if let record = index.record(at: offer.path), record.kind == .file, record.size == offer.size,
                    record.mtime == offer.mtime {
@@ -365,8 +377,9 @@ extension Node {
             }
             // A verified download waiting for its install to be retried, if
             // its version is still current (else it goes with the rest).
-            for (path, download) in sync.verifiedDownloads where index.record(at: path)?.version != download.record.version {
-                sync.verifiedDownloads[path] = nil
+            for (path, download) in sync.verifiedDownloads where index.record(at: path)?.version != download.record.version
+                || reconciler.manifest[path]?.version == download.record.version {
+                sync.verifiedDownloads[path] = nil  // superseded, or that version is here already
             }
             let waiting = sync.verifiedDownloads.map { $0.value.temporaryPath.split(separator: "/").last.map(String.init) ?? "" }
             let inUse = fetcher.speculativeFiles.union(keptFileNames).union(waiting)
@@ -588,6 +601,13 @@ extension Node {
         handle(sync.watcher?.updateIgnoreRules(rules) ?? [])
     }
 
+    /// Whether a look at `path` is queued or running (the start-up scan's,
+    /// a watcher event's): what is on disk there is about to be known.
+    func lookPending(_ path: String) -> Bool {
+        sync.scanPending.contains(path) || sync.toObserve.contains(path) || sync.toObserveAfter.contains(path)
+            || sync.observing.contains(path)
+    }
+
     static let observeBatch = 1_024
     static let maxObserveJobs = 2
     /// How long the new names of a renamed directory wait for the looks at
@@ -684,6 +704,19 @@ extension Node {
         for action in actions {
             switch action {
             case let .fetch(record, expected):
+                if sync.startupWalk, reconciler.manifest[record.path] == nil {
+                    sync.fetchesAfterWalk.append((record, expected))
+                    continue
+                }
+                if lookPending(record.path) {
+                    // What is on disk here is not known yet (the start-up scan
+                    // has not looked at it): most likely the very bytes, on a
+                    // node seeded with the cluster's files before its first
+                    // start. Look first; the look decides (hold, conflict
+                    // copy, or this fetch again).
+                    perform(reconciler.installFailed(record.path, version: record.version, .localChanged, index: index))
+                    continue
+                }
                 if let download = sync.verifiedDownloads.removeValue(forKey: record.path) {
                     if download.record.version == record.version, download.record.hash == record.hash,
                        FileDescriptor.exists(download.temporaryPath) {
@@ -832,11 +865,13 @@ extension Node {
                         actions += reconciler.installed(path, version: version, local: nil, index: index)
                         continue
                     }
-                    if case .transient(let why) = failure {
-                        noteInstallTrouble(path, version, why)
-                        if let download = downloads[path], download.record.version == version {
-                            sync.verifiedDownloads[path] = download
-                        }
+                    if case .transient(let why) = failure { noteInstallTrouble(path, version, why) }
+                    if let download = downloads[path], download.record.version == version {
+                        // Installed by the retry, or by the fetch after the look
+                        // a local change asks for, without fetching it again;
+                        // swept once no longer wanted.
+                        sync.verifiedDownloads[path] = download
+                        fetcher.mayHoldStalePartials = true
                     }
                     actions += reconciler.installFailed(path, version: version, failure, index: index)
                 case let .conflictCopied(path, copy, local):

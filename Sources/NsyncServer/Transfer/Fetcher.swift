@@ -1118,12 +1118,18 @@ final class Fetcher {
     }
 
     /// Drops complete copies whose announcement never came.
-    func expireSpeculations() {
+    /// Drops the early copies not announced within `speculationLifetime`,
+    /// and those of paths whose announced version this node holds already
+    /// (`heldHere`: it had the bytes, no fetch will adopt the copy).
+    func expireSpeculations(heldHere: (String) -> Bool = { _ in false }) {
         let now = loop.now
-        for (path, done) in speculated where now >= done.finishedAt + Fetcher.speculationLifetime {
+        for (path, done) in speculated {
+            let expired = now >= done.finishedAt + Fetcher.speculationLifetime
+            guard expired || heldHere(path) else { continue }
             speculated[path] = nil
             FileSystemCleanup.remove(done.temporaryPath, on: loop)
-            logger.info("dropped the early copy of \(path): not announced within \(Fetcher.speculationLifetime / 1000) s")
+            let why = expired ? "not announced within \(Fetcher.speculationLifetime / 1000) s" : "the version announced is here already"
+            logger.info("dropped the early copy of \(path): \(why)")
         }
     }
 

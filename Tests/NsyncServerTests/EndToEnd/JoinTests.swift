@@ -79,6 +79,47 @@ final class EndToEndJoinTests: ClusterTestCase {
         XCTAssertEqual(tree.count, 7 + 3 + 2, "the union: \(tree.paths)")
     }
 
+    /// Every node is seeded with the same files before its first start (as
+    /// operators copy the data to each host first); two start, then the
+    /// third joins: the records of its files reach it while its start-up
+    /// scan has not walked or looked at its copies yet. No node fetches
+    /// any of them or copies an offered one early (each looks first and
+    /// finds the same bytes), and nothing is left in `.nsync/tmp`.
+    func testANodeJoiningWithTheClustersFilesFetchesNoneOfThem() throws {
+        let cluster = try makeCluster(label: "seeded", running: [])
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let old = EndToEndSyncTests.oldModificationTime
+        var shared: [(String, [UInt8])] = []
+        for i in 0..<2_000 { shared.append(("tree/d\(i % 40)/f\(i).dat", random.bytes(8 << 10 + i))) }
+        for (path, bytes) in shared {
+            for node in 0..<3 { try cluster.write(node, path, bytes, mtime: old) }
+        }
+        // Large files (sparse: made at once, read as zeros) keep the looks
+        // of the start-up scan busy for a few seconds, as a real tree does.
+        for i in 0..<6 {
+            for node in 0..<3 {
+                try cluster.write(node, "tree/d\(i)/disk\(i).img", [], mtime: old)
+                XCTAssertEqual(truncate(cluster.path(node, "tree/d\(i)/disk\(i).img"), off_t(512 << 20)), 0)
+                try cluster.setModificationTime(node, "tree/d\(i)/disk\(i).img", old)
+            }
+        }
+        try cluster.restart(0)
+        try cluster.restart(1)
+        try cluster.waitForLeader()
+        try cluster.waitUntilConverged(timeout: 60)
+        try cluster.restart(2)
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+        XCTAssertEqual(tree.count, shared.count + 6 + 40 + 1, "the shared tree: \(tree.count) paths")
+        XCTAssertTrue(tree.conflictCopies.isEmpty, "\(tree.conflictCopies)")
+        for node in 0..<3 {
+            let received = try cluster.status(node).bytesReceived ?? 0
+            XCTAssertLessThan(received, 1 << 20, "node\(node + 1) had every file: it fetched \(received) bytes")
+        }
+        for node in 0..<3 {
+            XCTAssertEqual(cluster.temporaryFiles(node), [:], "nothing left in node\(node + 1)'s .nsync/tmp")
+        }
+    }
+
     /// On every node `path` holds one of `contents` and exactly one conflict
     /// copy of it holds the other.
     private func assertBothVersionsKept(_ cluster: TestCluster, _ tree: ClusterTree, _ path: String, _ contents: Set<String>,
