@@ -137,7 +137,11 @@ extension Node {
                     sync.startupWalk = false
                     let held = sync.fetchesAfterWalk
                     sync.fetchesAfterWalk.removeAll()
-                    if !held.isEmpty { perform(held.map { .fetch($0.record, expected: $0.expected) }) }
+                    // Decided again against the index as it is now (a held
+                    // record may be superseded or deleted meanwhile).
+                    for fetch in held {
+                        perform(reconciler.heldFetchReleased(fetch.path, version: fetch.version, index: index))
+                    }
                 }
             }
             switch result {

@@ -54,7 +54,7 @@ struct SyncState {
     /// files before its first start has them all): fetches of such paths
     /// wait for the walk, then go only where it found nothing to look at.
     var startupWalk = true
-    var fetchesAfterWalk: [(record: FileRecord, expected: LocalFile?)] = []
+    var fetchesAfterWalk: [(path: String, version: UInt64)] = []
     var scanStartedAt: UInt64 = 0
     /// When the last walk of the tree ended, and how long it took (loop ms).
     var scanEndedAt: UInt64 = 0
@@ -238,8 +238,10 @@ extension Node {
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
             guard stateDirectoryIsIntact() else { return }
             saveManifest(synchronously: false)
-            fetcher.expireSpeculations { [unowned self] path in
-                guard let record = self.index.record(at: path) else { return false }
+            fetcher.expireSpeculations { [unowned self] path, size, digest in
+                // The very bytes of the copy, announced, and held here already.
+                guard let record = self.index.record(at: path), record.kind == .file, record.size == size,
+                      record.hash == digest else { return false }
                 return self.reconciler.manifest[path]?.version == record.version
             }
             fetcher.checkStalls()
@@ -298,7 +300,7 @@ extension Node {
                 guard !sync.ignore.isIgnored(path: offer.path, isDirectory: false) else { return false }
                 // Not looked at here yet (the start-up scan): most likely the
                 // same file, seeded on every node before the first start.
-                if lookPending(offer.path) || (sync.scanning && reconciler.manifest[offer.path] == nil) { return false }
+                if lookPending(offer.path) || (sync.startupWalk && reconciler.manifest[offer.path] == nil) { return false }
                 // The version the index has already: fetched the usual way.
                 if let record = index.record(at: offer.path), record.kind == .file, record.size == offer.size,
                    record.mtime == offer.mtime {
@@ -695,28 +697,37 @@ extension Node {
     /// Carries out the reconciler's actions.
     func perform(_ actions: [SyncAction]) {
         var actions = actions
+        // Before moves and local copies, which would put bytes at these paths too.
+        var lookFirst: [(path: String, version: UInt64)] = []
+        actions.removeAll { action in
+            guard case let .fetch(record, _) = action else { return false }
+            if sync.startupWalk, reconciler.manifest[record.path] == nil {
+                // What is on disk here is not known before the start-up walk
+                // ends: most likely the very bytes, on a node seeded with the
+                // cluster's files before its first start. Decided again then.
+                sync.fetchesAfterWalk.append((record.path, record.version))
+                return true
+            }
+            if lookPending(record.path) {
+                // A look at it is queued or running: it decides (hold,
+                // conflict copy, or this fetch again).
+                lookFirst.append((record.path, record.version))
+                return true
+            }
+            return false
+        }
         let moves = pairMoves(&actions)
         copyLocally(&actions)
         defer {
             // After the other installs: a directory made for a moved file first.
             for move in moves { queueInstall(.move(move)) }
+            for held in lookFirst {
+                perform(reconciler.installFailed(held.path, version: held.version, .localChanged, index: index))
+            }
         }
         for action in actions {
             switch action {
             case let .fetch(record, expected):
-                if sync.startupWalk, reconciler.manifest[record.path] == nil {
-                    sync.fetchesAfterWalk.append((record, expected))
-                    continue
-                }
-                if lookPending(record.path) {
-                    // What is on disk here is not known yet (the start-up scan
-                    // has not looked at it): most likely the very bytes, on a
-                    // node seeded with the cluster's files before its first
-                    // start. Look first; the look decides (hold, conflict
-                    // copy, or this fetch again).
-                    perform(reconciler.installFailed(record.path, version: record.version, .localChanged, index: index))
-                    continue
-                }
                 if let download = sync.verifiedDownloads.removeValue(forKey: record.path) {
                     if download.record.version == record.version, download.record.hash == record.hash,
                        FileDescriptor.exists(download.temporaryPath) {

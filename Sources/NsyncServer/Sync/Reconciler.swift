@@ -692,6 +692,16 @@ public struct Reconciler {
         }
     }
 
+    /// A fetch of `version` that the node held back (its start-up walk ran,
+    /// so what its disk has at `path` was not known) goes on, decided again
+    /// against the index as it is now.
+    public mutating func heldFetchReleased(_ path: String, version: UInt64, index: FileIndex) -> [SyncAction] {
+        if installing[path] == version { installing[path] = nil }
+        // The user changed the path meanwhile: look at it first.
+        if recheck.remove(path) != nil { return [.observe(path)] }
+        return reconcile(path, index: index)
+    }
+
     /// Our losing bytes at `path` now live at `copyPath` (found there as
     /// `local`); announce the copy and fetch the winner.
     ///

@@ -52,6 +52,11 @@ extension Fetcher {
                     return .failure(error)
                 }
             }, completion: { [self] result in
+                if stopped {
+                    // Shutting down: no more steps, and no transfer to hand the files to.
+                    if case .success((let state, _)) = result { state.close() }
+                    return end(transfer)
+                }
                 switch result {
                 case .success((let state, true)):
                     transfer.preparation?.done = state.done

@@ -262,8 +262,8 @@ final class Fetcher {
 
     /// Files waiting or in flight, and the bytes they still need.
     var backlog: (files: Int, bytes: UInt64) {
-        var files = waiting.count
-        var bytes = waiting.reduce(UInt64(0)) { $0 + $1.record.size - min($1.received, $1.record.size) }
+        var files = waiting.count + preparing.count
+        var bytes = (Array(waiting) + preparing.values).reduce(UInt64(0)) { $0 + $1.record.size - min($1.received, $1.record.size) }
         for link in links.values {
             files += link.active.count
             bytes += link.active.values.reduce(UInt64(0)) { $0 + $1.record.size - min($1.received, $1.record.size) }
@@ -389,6 +389,8 @@ final class Fetcher {
     private var closingWrites = Set<String>()
     /// Transfers whose preparation runs (`Fetcher+Prepare`): in no queue meanwhile.
     var preparing: [ObjectIdentifier: Transfer] = [:]
+    /// `shutdown()` ran: preparations stop at their next step.
+    var stopped = false
 
     /// Takes back the requests of each link whose holder answered none of
     /// them for `stallLimit` (called every second) and sends them to other
@@ -468,6 +470,7 @@ final class Fetcher {
 
     /// Stops everything; temporary files stay for a later resume.
     func shutdown() {
+        stopped = true
         for link in links.values {
             for transfer in link.active.values {
                 transfer.failed = true
@@ -1031,7 +1034,7 @@ final class Fetcher {
     }
 
     private func isFetching(_ path: String) -> Bool {
-        waiting.contains { $0.record.path == path }
+        waiting.contains { $0.record.path == path } || preparing.values.contains { $0.record.path == path }
             || links.values.contains { $0.active.values.contains { $0.record.path == path } }
     }
 
@@ -1119,13 +1122,13 @@ final class Fetcher {
 
     /// Drops complete copies whose announcement never came.
     /// Drops the early copies not announced within `speculationLifetime`,
-    /// and those of paths whose announced version this node holds already
-    /// (`heldHere`: it had the bytes, no fetch will adopt the copy).
-    func expireSpeculations(heldHere: (String) -> Bool = { _ in false }) {
+    /// and those whose bytes (path, size, SHA-256) are announced and held
+    /// here already (`heldHere`: no fetch will adopt them).
+    func expireSpeculations(heldHere: (_ path: String, _ size: UInt64, _ digest: [UInt8]) -> Bool = { _, _, _ in false }) {
         let now = loop.now
         for (path, done) in speculated {
             let expired = now >= done.finishedAt + Fetcher.speculationLifetime
-            guard expired || heldHere(path) else { continue }
+            guard expired || heldHere(path, done.size, done.digest) else { continue }
             speculated[path] = nil
             FileSystemCleanup.remove(done.temporaryPath, on: loop)
             let why = expired ? "not announced within \(Fetcher.speculationLifetime / 1000) s" : "the version announced is here already"
