@@ -1232,10 +1232,17 @@ final class RelayFeed {
     deinit { RelayFeed.totalRecent -= recentBytes }
 
     /// Bytes `offset..<offset+count` from the recent chunks, if all of them
-    /// are there; nil sends the reader to the file.
-    func cached(offset: UInt64, count: Int) -> [UInt8]? {
+    /// are there; nil sends the reader to the file. A range within one chunk
+    /// (a relay reading in step with what arrives) is that chunk's memory,
+    /// not a copy.
+    func cached(offset: UInt64, count: Int) -> ArraySlice<UInt8>? {
         let end = offset + UInt64(count)
         guard count > 0, end <= available, let first = recent.first, first.offset <= offset else { return nil }
+        if let chunk = recent.last(where: { $0.offset <= offset }),
+           chunk.offset + UInt64(chunk.bytes.count) >= end {
+            let from = chunk.bytes.startIndex + Int(offset - chunk.offset)
+            return chunk.bytes[from..<(from + count)]
+        }
         var out: [UInt8] = []
         out.reserveCapacity(count)
         var want = offset
@@ -1247,7 +1254,7 @@ final class RelayFeed {
             let to = chunk.bytes.startIndex + Int(min(end, chunkEnd) - chunk.offset)
             out.append(contentsOf: chunk.bytes[from..<to])
             want = min(end, chunkEnd)
-            if want == end { return out }
+            if want == end { return out[...] }
         }
         return nil
     }

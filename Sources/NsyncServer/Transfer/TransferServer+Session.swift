@@ -73,7 +73,7 @@ extension TransferServer {
             /// The fetcher's digests of the version it holds: blocks that
             /// match go as `.same`, not as bytes. Nil for a relay.
             let blocks: BlockDigests?
-            var readAhead: [UInt8]?
+            var readAhead: ArraySlice<UInt8>?
             /// Per block of `readAhead`, whether the fetcher holds it.
             var matches: [Bool] = []
             var reading = false
@@ -449,7 +449,7 @@ extension TransferServer {
                 sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
                            matches: matches, id: s.item.request.requestID)
             } else {
-                sendData(id: s.item.request.requestID, offset: offset, chunk[...])
+                sendData(id: s.item.request.requestID, offset: offset, chunk)
                 server.bytesServed += UInt64(chunk.count)
             }
             return true
@@ -459,8 +459,9 @@ extension TransferServer {
         /// as runs: `.same` for blocks the fetcher holds (`matches`, one per
         /// block; missing ones do not match), data frames of at most a chunk
         /// each for the others.
-        private func sendBlocks(_ chunk: [UInt8], at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) {
+        private func sendBlocks(_ chunk: ArraySlice<UInt8>, at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) {
             func matching(_ at: Int) -> Bool { at / blockSize < matches.count && matches[at / blockSize] }
+            let base = chunk.startIndex
             var start = 0
             while start < chunk.count {
                 let same = matching(start)
@@ -472,7 +473,7 @@ extension TransferServer {
                     var from = start
                     while from < end {
                         let to = min(from + server.chunkSize, end)
-                        sendData(id: id, offset: offset + UInt64(from), chunk[from..<to])
+                        sendData(id: id, offset: offset + UInt64(from), chunk[(base + from)..<(base + to)])
                         from = to
                     }
                     server.bytesServed += UInt64(end - start)
@@ -527,7 +528,7 @@ extension TransferServer {
                 }
                 switch result {
                 case .success(let (bytes, matches)) where bytes.count == count:
-                    s.readAhead = bytes
+                    s.readAhead = bytes[...]
                     s.matches = matches
                 case .success where s.item.request.version == 0:
                     // An offered file still changing: its copy would not

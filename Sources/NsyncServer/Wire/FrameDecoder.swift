@@ -1,102 +1,151 @@
 /// Cuts a byte stream into `Frame`s. Owns the bytes received but not yet
-/// framed (at most one partial frame plus the last read). Pure: bytes in with
-/// `append`, frames out with `next`; no I/O. Used by one connection on the
-/// loop thread.
+/// returned in a frame: the header being read, the payload being filled, and
+/// the frames completed by the last read. Pure: bytes in with `append`,
+/// frames out with `next`; no I/O. Used by one connection on the loop thread.
 ///
-/// It never trusts a length before the bytes arrive: a header announcing
-/// 16 MiB makes it reserve nothing; storage grows with what actually arrived
-/// (doubling, capped at one maximal frame), so a peer that sends a header and
-/// stalls costs us five bytes, not sixteen megabytes.
+/// Each payload byte is copied once, from the caller's read buffer straight
+/// into the array the frame hands on (a file chunk goes from the TLS
+/// plaintext buffer to the chunk writer with no staging copy in between).
+///
+/// It trusts a length only so far: a payload of up to `reserveLimit` bytes is
+/// reserved whole when its header arrives (a 256 KiB file chunk then fills one
+/// array without regrowing); a longer one grows with what actually arrived
+/// (doubling, capped at the frame), so a peer that announces 16 MiB and
+/// stalls costs us at most `reserveLimit` bytes, not sixteen megabytes.
 ///
 /// After an error (zero or oversized length) the stream cannot be re-synchronised:
-/// the decoder drops its bytes and every later `next()` throws the same error,
-/// so the owner closes the connection.
+/// the decoder drops its bytes and, once the frames completed before the error
+/// are taken, every later `next()` throws the same error, so the owner closes
+/// the connection.
 public struct FrameDecoder {
     /// The largest `length` (type byte + payload) this decoder accepts.
     public let maxFrameSize: Int
+    /// The largest payload reserved on the word of its header alone.
+    public let reserveLimit: Int
 
-    /// Received bytes; `storage[start...]` are not yet framed.
-    private var storage: [UInt8] = []
-    private var start = 0
+    /// Header bytes of the frame being read (up to `Frame.headerSize`).
+    private var header: [UInt8] = []
+    /// The frame whose header is complete and whose payload is being filled.
+    private var body: (type: UInt8, length: Int, bytes: [UInt8])?
+    /// Frames completed and not yet returned; `ready[readyStart...]` are pending.
+    private var ready: [Frame] = []
+    private var readyStart = 0
     private var failure: WireError?
 
-    public init(maxFrameSize: Int = Frame.defaultMaxSize) {
+    public init(maxFrameSize: Int = Frame.defaultMaxSize, reserveLimit: Int = 1 << 20) {
         precondition(maxFrameSize >= 1 && maxFrameSize < Int(UInt32.max), "maxFrameSize out of range")
+        precondition(reserveLimit >= 0, "reserveLimit out of range")
         self.maxFrameSize = maxFrameSize
+        self.reserveLimit = reserveLimit
     }
 
     /// Bytes received and not yet returned in a frame.
-    public var bufferedByteCount: Int { storage.count - start }
+    public var bufferedByteCount: Int {
+        var count = header.count
+        if let body { count += Frame.headerSize + body.bytes.count }
+        for frame in ready[readyStart...] {
+            count += Frame.headerSize + frame.payload.readableBytes
+        }
+        return count
+    }
 
     /// Bytes of storage currently reserved (what the decoder costs in memory).
-    public var reservedCapacity: Int { storage.capacity }
+    public var reservedCapacity: Int {
+        var capacity = header.capacity + (body?.bytes.capacity ?? 0)
+        for frame in ready[readyStart...] {
+            capacity += frame.payload.bytes.capacity
+        }
+        return capacity
+    }
 
     /// Adds bytes just read from the stream. Call `next()` until it returns nil
     /// afterwards: the memory bound (one frame + one read) assumes it.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        guard !bytes.isEmpty, failure == nil else { return }
-        makeRoom(for: bytes.count)
-        storage.append(contentsOf: bytes)
+        var rest = bytes[...]
+        while !rest.isEmpty && failure == nil {
+            let used = consume(UnsafeRawBufferPointer(rebasing: rest))
+            rest = rest.dropFirst(used)
+        }
     }
 
     /// Adds bytes from any collection (tests, small reads).
     public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
-        guard !bytes.isEmpty, failure == nil else { return }
-        makeRoom(for: bytes.count)
-        storage.append(contentsOf: bytes)
+        guard !bytes.isEmpty else { return }
+        Array(bytes).withUnsafeBytes { append($0) }
     }
 
     /// The next complete frame, or nil when more bytes are needed.
     /// Throws `WireError.malformed` for a zero length and `WireError.tooLarge`
-    /// for a length above `maxFrameSize` — as soon as the 4 length bytes are in.
+    /// for a length above `maxFrameSize` — as soon as the 4 length bytes are
+    /// in, after the frames completed before them.
     public mutating func next() throws -> Frame? {
+        if readyStart < ready.count {
+            let frame = ready[readyStart]
+            readyStart += 1
+            if readyStart == ready.count {
+                ready.removeAll(keepingCapacity: true)
+                readyStart = 0
+            }
+            return frame
+        }
         if let failure { throw failure }
-        let available = storage.count - start
-        guard available >= 4 else { return nil }
-        let length = Int(storage[start]) << 24 | Int(storage[start + 1]) << 16
-            | Int(storage[start + 2]) << 8 | Int(storage[start + 3])
+        return nil
+    }
+
+    /// Takes what it can of `bytes` for the frame being read; returns how many
+    /// bytes it used (at least one).
+    private mutating func consume(_ bytes: UnsafeRawBufferPointer) -> Int {
+        guard var frame = body else { return consumeHeader(bytes) }
+        body = nil  // `frame.bytes` is uniquely referenced while it grows
+        let count = min(bytes.count, frame.length - frame.bytes.count)
+        let needed = frame.bytes.count + count
+        if needed > frame.bytes.capacity {
+            // Doubling keeps byte-at-a-time feeding linear; the cap keeps a slow
+            // large frame from reserving more than it announced.
+            frame.bytes.reserveCapacity(max(needed, min(frame.bytes.capacity * 2, frame.length)))
+        }
+        frame.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[..<count]))
+        if frame.bytes.count == frame.length {
+            ready.append(Frame(type: frame.type, payload: ByteBuffer(bytes: frame.bytes)))
+        } else {
+            body = frame
+        }
+        return count
+    }
+
+    private mutating func consumeHeader(_ bytes: UnsafeRawBufferPointer) -> Int {
+        let count = min(bytes.count, Frame.headerSize - header.count)
+        if header.isEmpty { header.reserveCapacity(Frame.headerSize) }
+        header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[..<count]))
+        guard header.count >= 4 else { return count }
+        let length = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
         guard length > 0 else {
-            throw fail(.malformed("frame with length 0 (a frame has at least a type byte)"))
+            fail(.malformed("frame with length 0 (a frame has at least a type byte)"))
+            return count
         }
         guard length <= maxFrameSize else {
-            throw fail(.tooLarge(length, limit: maxFrameSize))
+            fail(.tooLarge(length, limit: maxFrameSize))
+            return count
         }
-        guard available >= 4 + length else { return nil }
-        let type = storage[start + 4]
-        let payload = ByteBuffer(bytes: Array(storage[(start + Frame.headerSize)..<(start + 4 + length)]))
-        start += 4 + length
-        if start == storage.count {
-            storage.removeAll(keepingCapacity: true)
-            start = 0
+        guard header.count == Frame.headerSize else { return count }
+        let type = header[4]
+        header.removeAll(keepingCapacity: true)
+        let payloadLength = length - 1
+        var payload: [UInt8] = []
+        if payloadLength == 0 {
+            ready.append(Frame(type: type, payload: ByteBuffer(bytes: payload)))
+            return count
         }
-        return Frame(type: type, payload: payload)
+        // Beyond the limit, only what this read already holds is reserved.
+        let arrived = min(payloadLength, bytes.count - count)
+        payload.reserveCapacity(payloadLength <= reserveLimit ? payloadLength : arrived)
+        body = (type, payloadLength, payload)
+        return count
     }
 
-    private mutating func fail(_ error: WireError) -> WireError {
+    private mutating func fail(_ error: WireError) {
         failure = error
-        storage = []
-        start = 0
-        return error
-    }
-
-    /// Makes sure `incoming` more bytes fit, compacting consumed bytes first and
-    /// growing only as far as needed (see the type's comment for why).
-    private mutating func makeRoom(for incoming: Int) {
-        if start > 0 && start == storage.count {
-            storage.removeAll(keepingCapacity: true)
-            start = 0
-        }
-        guard storage.count + incoming > storage.capacity else { return }
-        if start > 0 {
-            // The kept bytes are at most one partial frame: cheap next to a regrowth.
-            storage.removeSubrange(0..<start)
-            start = 0
-        }
-        let needed = storage.count + incoming
-        guard needed > storage.capacity else { return }
-        // Doubling keeps byte-at-a-time feeding linear; the cap keeps a slow
-        // large frame from reserving more than the limit allows.
-        let target = max(needed, min(storage.capacity * 2, maxFrameSize + Frame.headerSize))
-        storage.reserveCapacity(target)
+        header = []
+        body = nil
     }
 }

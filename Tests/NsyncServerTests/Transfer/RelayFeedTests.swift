@@ -8,8 +8,8 @@ final class RelayFeedTests: XCTestCase {
         ArraySlice((0..<count).map { UInt8(truncatingIfNeeded: offset + $0) })
     }
 
-    private func expected(_ offset: Int, _ count: Int) -> [UInt8] {
-        (0..<count).map { UInt8(truncatingIfNeeded: offset + $0) }
+    private func expected(_ offset: Int, _ count: Int) -> ArraySlice<UInt8> {
+        bytes(offset, count)
     }
 
     func testNothingIsKeptWithoutAWatcher() {
@@ -38,6 +38,23 @@ final class RelayFeedTests: XCTestCase {
         feed.stopObserving(watcher)
         XCTAssertNil(feed.cached(offset: 0, count: 100), "dropped once nobody watches")
         XCTAssertEqual(feed.available, 2_000)
+    }
+
+    func testARangeWithinOneChunkIsThatChunksMemory() {
+        let feed = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        let watcher = NSObject()
+        feed.observe(watcher) {}
+        // As a data frame's payload: a slice of a larger array.
+        let frame = Array(repeating: UInt8(0), count: 12) + expected(0, 4_096)
+        feed.arrived(offset: 0, bytes: frame[12...])
+        feed.arrived(offset: 4_096, bytes: bytes(4_096, 4_096))
+        let within = feed.cached(offset: 100, count: 3_000)
+        XCTAssertEqual(within, expected(100, 3_000))
+        let shared = frame.withUnsafeBytes { frameBytes in
+            within?.withUnsafeBytes { $0.baseAddress == frameBytes.baseAddress! + 12 + 100 }
+        }
+        XCTAssertEqual(shared, true, "relayed from the arrived chunk without a copy")
+        XCTAssertEqual(feed.cached(offset: 4_000, count: 200), expected(4_000, 200), "across two chunks: a copy")
     }
 
     func testOnlyTheLastFewMiBAreKeptAndAFailureDropsThem() {

@@ -56,6 +56,58 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertLessThan(decoder.reservedCapacity, 64)
     }
 
+    func testAnnouncedFrameWithinTheReserveLimitFillsOneArray() throws {
+        // A 256 KiB file chunk arriving in 16 KiB reads, as from the TLS engine.
+        let payload = (0..<(256 << 10)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let wire = Frame(type: 18, payload: payload).encoded()
+        var decoder = FrameDecoder()
+        var offset = 0
+        var frames: [Frame] = []
+        while offset < wire.count {
+            let end = min(offset + (16 << 10), wire.count)
+            decoder.append(contentsOf: wire[offset..<end])
+            if end < wire.count {
+                // Reserved once, when the header came: never regrown, never more.
+                XCTAssertGreaterThanOrEqual(decoder.reservedCapacity, payload.count)
+                XCTAssertLessThan(decoder.reservedCapacity, payload.count + 4096)
+            }
+            while let frame = try decoder.next() { frames.append(frame) }
+            offset = end
+        }
+        XCTAssertEqual(frames, [Frame(type: 18, payload: payload)])
+        XCTAssertEqual(decoder.bufferedByteCount, 0)
+    }
+
+    func testFrameAboveTheReserveLimitGrowsWithWhatArrived() throws {
+        let payload = Array(repeating: UInt8(9), count: 100_000)
+        let wire = Frame(type: 3, payload: payload).encoded() + Frame(type: 4, payload: [1, 2]).encoded()
+        var decoder = FrameDecoder(reserveLimit: 1000)
+        decoder.append(contentsOf: wire[..<(Frame.headerSize + 10)])
+        XCTAssertLessThan(decoder.reservedCapacity, 200)
+        XCTAssertNil(try decoder.next())
+        var offset = Frame.headerSize + 10
+        while offset < wire.count {
+            let end = min(offset + 777, wire.count)
+            decoder.append(contentsOf: wire[offset..<end])
+            XCTAssertLessThanOrEqual(decoder.reservedCapacity, 2 * decoder.bufferedByteCount + 4096)
+            offset = end
+        }
+        XCTAssertEqual(try decoder.next(), Frame(type: 3, payload: payload))
+        XCTAssertEqual(try decoder.next(), Frame(type: 4, payload: [1, 2]))
+        XCTAssertNil(try decoder.next())
+    }
+
+    func testFramesBeforeAnErrorAreReturnedFirst() throws {
+        var decoder = FrameDecoder(maxFrameSize: 10)
+        decoder.append(contentsOf: Frame(type: 1, payload: [5]).encoded() + Frame(type: 2).encoded() + [0, 0, 0, 0])
+        XCTAssertEqual(try decoder.next(), Frame(type: 1, payload: [5]))
+        XCTAssertEqual(try decoder.next(), Frame(type: 2))
+        XCTAssertThrowsError(try decoder.next()) {
+            guard case .malformed = $0 as? WireError else { return XCTFail("got \($0)") }
+        }
+        XCTAssertThrowsError(try decoder.next())
+    }
+
     func testAfterAnErrorEveryCallFailsAndBytesAreDropped() {
         var decoder = FrameDecoder(maxFrameSize: 10)
         decoder.append(contentsOf: [0, 0, 1, 0, 5, 5, 5])
@@ -113,7 +165,9 @@ final class FrameDecoderTests: XCTestCase {
         }
         for caseNumber in 0..<cases {
             let maxFrameSize = 1 + random.below(300)
-            var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+            // Half the cases reserve announced payloads whole, half grow them with what arrives.
+            let reserveLimit = random.below(2) == 0 ? maxFrameSize : random.below(maxFrameSize)
+            var decoder = FrameDecoder(maxFrameSize: maxFrameSize, reserveLimit: reserveLimit)
             var stream: [UInt8] = []
             var expected: [Frame] = []
             var expectError = false
@@ -162,10 +216,12 @@ final class FrameDecoderTests: XCTestCase {
                 decoder.append(contentsOf: stream[offset..<end])
                 largestRead = max(largestRead, end - offset)
                 // Held: at most one partial frame plus this read. Reserved: the
-                // same bound for the largest read so far, plus malloc's rounding.
+                // same bound for the largest read so far, plus the unfilled rest
+                // of the frame being read (announced up to the reserve limit, or
+                // doubled from what arrived), plus malloc's rounding per array.
                 // (Plain comparisons: XCTAssert in this inner loop would dominate the run time.)
                 if decoder.bufferedByteCount > maxFrameSize + Frame.headerSize + (end - offset)
-                    || decoder.reservedCapacity > maxFrameSize + Frame.headerSize + largestRead + 32 {
+                    || decoder.reservedCapacity > 2 * maxFrameSize + Frame.headerSize + largestRead + 32 * 16 {
                     XCTFail("case \(caseNumber): holds \(decoder.bufferedByteCount) bytes in \(decoder.reservedCapacity) reserved, limit \(maxFrameSize), read \(end - offset)")
                 }
                 offset = end
