@@ -49,7 +49,8 @@ extension Node {
     }
 
     private func serveControl(_ stream: UnixStream) {
-        var decoder = FrameDecoder(maxFrameSize: 1 << 16)
+        // Any local process may connect: a header alone reserves little.
+        var decoder = FrameDecoder(maxFrameSize: 1 << 16, reserveLimit: 4096)
         do {
             try stream.startReading(onRead: { [unowned self] bytes in
                 decoder.append(bytes)

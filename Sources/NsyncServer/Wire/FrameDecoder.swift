@@ -51,7 +51,7 @@ public struct FrameDecoder {
 
     /// Bytes of storage currently reserved (what the decoder costs in memory).
     public var reservedCapacity: Int {
-        var capacity = header.capacity + (body?.bytes.capacity ?? 0)
+        var capacity = header.capacity + (body?.bytes.capacity ?? 0) + ready.capacity * MemoryLayout<Frame>.stride
         for frame in ready[readyStart...] {
             capacity += frame.payload.bytes.capacity
         }
@@ -59,7 +59,8 @@ public struct FrameDecoder {
     }
 
     /// Adds bytes just read from the stream. Call `next()` until it returns nil
-    /// afterwards: the memory bound (one frame + one read) assumes it.
+    /// afterwards: the memory bound (the frames of one read, one partial frame,
+    /// and the rest of its payload up to `reserveLimit`) assumes it.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes[...]
         while !rest.isEmpty && failure == nil {
@@ -81,9 +82,11 @@ public struct FrameDecoder {
     public mutating func next() throws -> Frame? {
         if readyStart < ready.count {
             let frame = ready[readyStart]
+            ready[readyStart] = Frame(type: 0)  // the caller owns its payload alone
             readyStart += 1
             if readyStart == ready.count {
-                ready.removeAll(keepingCapacity: true)
+                // A read of thousands of tiny frames leaves no lasting queue.
+                ready.removeAll(keepingCapacity: ready.capacity <= 64)
                 readyStart = 0
             }
             return frame
@@ -114,6 +117,15 @@ public struct FrameDecoder {
     }
 
     private mutating func consumeHeader(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if header.isEmpty, bytes.count >= Frame.headerSize {
+            // A whole frame in this read (small frames, mostly): straight out.
+            let length = Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+            if length > 0, length <= maxFrameSize, bytes.count >= 4 + length {
+                let payload = Array(UnsafeRawBufferPointer(rebasing: bytes[Frame.headerSize..<(4 + length)]))
+                ready.append(Frame(type: bytes[4], payload: ByteBuffer(bytes: payload)))
+                return 4 + length
+            }
+        }
         let count = min(bytes.count, Frame.headerSize - header.count)
         if header.isEmpty { header.reserveCapacity(Frame.headerSize) }
         header.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[..<count]))

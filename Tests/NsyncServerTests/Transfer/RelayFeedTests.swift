@@ -54,7 +54,12 @@ final class RelayFeedTests: XCTestCase {
             within?.withUnsafeBytes { $0.baseAddress == frameBytes.baseAddress! + 12 + 100 }
         }
         XCTAssertEqual(shared, true, "relayed from the arrived chunk without a copy")
+        // A relay in step asks for everything up to what arrived: the chunk's end.
+        let second = feed.cached(offset: 4_096 + 100, count: 3_996)
+        XCTAssertEqual(second, expected(4_096 + 100, 3_996))
+        XCTAssertEqual(second?.startIndex, 100, "the arrived chunk itself, up to its end")
         XCTAssertEqual(feed.cached(offset: 4_000, count: 200), expected(4_000, 200), "across two chunks: a copy")
+        XCTAssertEqual(feed.cached(offset: 4_000, count: 200)?.startIndex, 0)
     }
 
     func testOnlyTheLastFewMiBAreKeptAndAFailureDropsThem() {

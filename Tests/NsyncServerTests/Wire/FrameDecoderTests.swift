@@ -108,6 +108,41 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertThrowsError(try decoder.next())
     }
 
+    func testFramesTakenOneAtATimeAcrossAppendsComeInOrder() throws {
+        // The control client's pattern: one next() per read.
+        var decoder = FrameDecoder()
+        let a = Frame(type: 1, payload: [1]), b = Frame(type: 2, payload: [2, 2]), c = Frame(type: 3)
+        decoder.append(contentsOf: a.encoded() + b.encoded())
+        XCTAssertEqual(try decoder.next(), a)
+        decoder.append(contentsOf: c.encoded())
+        XCTAssertEqual(try decoder.next(), b)
+        XCTAssertEqual(try decoder.next(), c)
+        XCTAssertNil(try decoder.next())
+    }
+
+    func testABurstOfTinyFramesLeavesNoLastingQueue() throws {
+        var decoder = FrameDecoder()
+        let wire = (0..<13_000).flatMap { _ in Frame(type: 7).encoded() }
+        decoder.append(contentsOf: wire)
+        XCTAssertGreaterThan(decoder.reservedCapacity, 13_000 * 8, "the queue is counted")
+        var count = 0
+        while try decoder.next() != nil { count += 1 }
+        XCTAssertEqual(count, 13_000)
+        XCTAssertLessThan(decoder.reservedCapacity, 4096)
+    }
+
+    func testAnErrorInTheReadThatCompletesAFrameKeepsThatFrameOnly() throws {
+        var decoder = FrameDecoder(maxFrameSize: 10)
+        let first = Frame(type: 1, payload: [1, 2, 3]).encoded()
+        decoder.append(contentsOf: first[..<3])
+        decoder.append(contentsOf: first[3...] + [0, 0, 0, 99] + Frame(type: 2).encoded())
+        XCTAssertEqual(try decoder.next(), Frame(type: 1, payload: [1, 2, 3]))
+        XCTAssertThrowsError(try decoder.next()) {
+            XCTAssertEqual($0 as? WireError, .tooLarge(99, limit: 10))
+        }
+        XCTAssertEqual(decoder.bufferedByteCount, 0)
+    }
+
     func testAfterAnErrorEveryCallFailsAndBytesAreDropped() {
         var decoder = FrameDecoder(maxFrameSize: 10)
         decoder.append(contentsOf: [0, 0, 1, 0, 5, 5, 5])
