@@ -185,6 +185,9 @@ final class Fetcher {
         var redirected = false
         /// The request in flight went to a relay, not to a holder.
         var onRelay = false
+        /// When its request went out or its holder last sent it something
+        /// (loop ms): a stream stuck at a holder that answers others.
+        var lastProgress: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -407,10 +410,12 @@ final class Fetcher {
         for link in links.values where !link.active.isEmpty {
             if link.paused || late {
                 link.lastAnswer = now  // we stopped reading, not the holder answering
+                for transfer in link.active.values { transfer.lastProgress = now }
                 continue
             }
             let waiting = link.active.values.filter { !$0.onRelay }.sorted { $0.requestID < $1.requestID }
             guard !waiting.isEmpty else { continue }
+            checkStreamStalls(waiting, on: link, now: now)
             // A holder checks each prefix a request names before answering it.
             let checks = waiting.reduce(UInt64(0)) { $0 + ($1.headerSeen || $1.prefixDigest == nil ? 0 : $1.received) }
             let silence = now - min(now, link.lastAnswer)
@@ -423,6 +428,26 @@ final class Fetcher {
                 requeue(transfer, avoiding: link.peer)
             }
             link.lastAnswer = now
+        }
+    }
+
+    /// A holder streams its files a chunk each in turn, from the header on:
+    /// one that keeps answering other requests but has sent nothing of a
+    /// started stream for the stall limit is stuck on that file (a read
+    /// that hung on a bad sector, say). That request is taken back and
+    /// resumed elsewhere; the link stays. Not before the header (a request
+    /// may wait its turn behind the holder's other streams), not for early
+    /// copies of offered files (their source may still be growing).
+    private func checkStreamStalls(_ waiting: [Transfer], on link: Link, now: UInt64) {
+        for transfer in waiting where transfer.headerSeen && !transfer.speculative
+            && link.lastAnswer > transfer.lastProgress && now - min(now, transfer.lastProgress) >= stallLimit {
+            guard link.active[transfer.requestID] === transfer else { continue }
+            let silence = (now - transfer.lastProgress) / 1000
+            logger.warning("\(link.peer) sent nothing more of \(transfer.record.path) for \(silence) s while answering other requests; asking other holders")
+            cancel(transfer)
+            link.active[transfer.requestID] = nil
+            noteFailure(transfer, at: link.peer)
+            requeue(transfer, avoiding: link.peer)
         }
     }
 
@@ -566,6 +591,7 @@ final class Fetcher {
         transfer.holder = link.peer
         if link.active.isEmpty { link.lastAnswer = loop.now }
         link.active[transfer.requestID] = transfer
+        transfer.lastProgress = loop.now
         // A relayed request asks for the version the relay's own transfer
         // asked for (an offered file stays version 0 there until it is announced).
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
@@ -647,12 +673,15 @@ final class Fetcher {
             return
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
+        let answered: UInt32?
         switch message {
-        case .header(let header) where link.active[header.requestID] != nil: link.lastAnswer = loop.now
-        case .data(let id, _, _) where link.active[id] != nil, .end(let id) where link.active[id] != nil,
-             .same(let id, _, _) where link.active[id] != nil:
+        case .header(let header): answered = header.requestID
+        case .data(let id, _, _), .end(let id), .same(let id, _, _): answered = id
+        default: answered = nil
+        }
+        if let answered, let transfer = link.active[answered] {
             link.lastAnswer = loop.now
-        default: break
+            transfer.lastProgress = loop.now
         }
         switch message {
         case .header(let header):

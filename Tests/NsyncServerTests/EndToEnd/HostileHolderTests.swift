@@ -126,4 +126,39 @@ final class EndToEndHostileHolderTests: ClusterTestCase {
         let moved = try (cluster.status(1).bytesReceived ?? 0) - received
         XCTAssertLessThan(moved, UInt64(bytes.count) * 5 / 4, "node2 kept the half node1 sent (\(moved) bytes received)")
     }
+
+    /// The same stall in one stream while the holder goes on answering other
+    /// requests (the link is alive, one file's read hung): that request alone
+    /// is taken back after the stall limit and the file resumed elsewhere.
+    func testAStreamStuckAtAHolderThatAnswersOthersIsResumedElsewhere() throws {
+        let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
+        addTeardownBlock { holder.stop() }
+        let cluster = try makeCluster(extraArguments: ["--fetch-stall-limit", "2000"], label: "stuck-stream",
+                                      peerPorts: { node, peer, ports in
+                                          node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
+                                      })
+        holder.serve(from: cluster.path(0))
+        try eventually(cluster, "node2's file channel to the holder") { holder.readyConnections >= 1 }
+        let bytes = TestBytes.pseudoRandom(count: 2 << 20, seed: 71)
+        try cluster.write(0, "lies/stalls.bin", bytes)
+        // New files every 150 ms for 5 s, each answered at once by the holder
+        // (only node1 holds a file when it is announced): the link never
+        // goes quiet, so only a per-stream check can see the stuck one.
+        var busy: [String: [UInt8]] = [:]
+        for k in 0..<34 {
+            let content = TestBytes.pseudoRandom(count: 1_000 + k, seed: UInt64(200 + k))
+            busy["busy/\(k)/honest.bin"] = content
+            try cluster.write(0, "busy/\(k)/honest.bin", content)
+            Thread.sleep(forTimeInterval: 0.15)
+        }
+        try cluster.waitUntilConverged(timeout: 30)
+        XCTAssertEqual(cluster.read(1, "lies/stalls.bin"), bytes)
+        for (path, content) in busy { XCTAssertEqual(cluster.read(1, path), content, path) }
+        let answered = busy.keys.filter { !holder.requests(for: $0).isEmpty }.count
+        XCTAssertGreaterThan(answered, 10, "the holder answered node2's other requests meanwhile")
+        let log = cluster.log(1)
+        XCTAssertTrue(log.contains("node1 sent nothing more of lies/stalls.bin for"), "node2 left that stream alone")
+        XCTAssertFalse(log.contains("node1 answered none of"), "the link itself never went quiet")
+        XCTAssertEqual(cluster.temporaryFiles(1), [:])
+    }
 }
