@@ -186,8 +186,10 @@ final class Fetcher {
         /// The request in flight went to a relay, not to a holder.
         var onRelay = false
         /// When its request went out or its holder last sent it something
-        /// (loop ms): a stream stuck at a holder that answers others.
+        /// (loop ms), and the link's `answeredBytes` then: a stream stuck at
+        /// a holder that answers others.
         var lastProgress: UInt64 = 0
+        var answeredAtProgress: UInt64 = 0
 
         init(record: FileRecord, expected: LocalFile?, temporaryPath: String) {
             self.record = record
@@ -215,6 +217,12 @@ final class Fetcher {
         /// When the peer last answered a request (loop ms), or when the
         /// first request went out after a time with none in flight.
         var lastAnswer: UInt64
+        /// File bytes the peer sent or said were the same, for any request.
+        var answeredBytes: UInt64 = 0
+        /// The most a holder sends of one stream in one turn, as far as this
+        /// link has seen: its largest data frame (its chunk size; at least
+        /// the default) or the largest block size asked for (a read of blocks).
+        var largestTurn: UInt64 = 256 << 10
         init(peer: NodeName, channel: Channel, now: UInt64) {
             self.peer = peer
             self.channel = channel
@@ -410,7 +418,10 @@ final class Fetcher {
         for link in links.values where !link.active.isEmpty {
             if link.paused || late {
                 link.lastAnswer = now  // we stopped reading, not the holder answering
-                for transfer in link.active.values { transfer.lastProgress = now }
+                for transfer in link.active.values {
+                    transfer.lastProgress = now
+                    transfer.answeredAtProgress = link.answeredBytes
+                }
                 continue
             }
             let waiting = link.active.values.filter { !$0.onRelay }.sorted { $0.requestID < $1.requestID }
@@ -431,23 +442,43 @@ final class Fetcher {
         }
     }
 
-    /// A holder streams its files a chunk each in turn, from the header on:
-    /// one that keeps answering other requests but has sent nothing of a
-    /// started stream for the stall limit is stuck on that file (a read
-    /// that hung on a bad sector, say). That request is taken back and
-    /// resumed elsewhere; the link stays. Not before the header (a request
-    /// may wait its turn behind the holder's other streams), not for early
-    /// copies of offered files (their source may still be growing).
+    /// A holder streams its files a turn each (a chunk, or one read of
+    /// blocks), from the header on: a started stream that got nothing for
+    /// the stall limit, while the holder sent other requests more than two
+    /// full rounds of turns, is stuck on that file (a read that hung on a
+    /// bad sector, say). That request is taken back and resumed at another
+    /// holder; the link stays. Counting rounds, not only time, keeps a slow
+    /// link (where one round of 16 MiB block reads takes minutes) from
+    /// looking stuck. Not before the header (a request may wait its turn
+    /// behind the holder's other streams), not for early copies of offered
+    /// files (their source may still be growing), and not when no other
+    /// holder could take it: asked again, the same holder would only hang
+    /// another read.
     private func checkStreamStalls(_ waiting: [Transfer], on link: Link, now: UInt64) {
         for transfer in waiting where transfer.headerSeen && !transfer.speculative
-            && link.lastAnswer > transfer.lastProgress && now - min(now, transfer.lastProgress) >= stallLimit {
+            && now - min(now, transfer.lastProgress) >= stallLimit {
             guard link.active[transfer.requestID] === transfer else { continue }
+            // Between two turns of a healthy stream: the other streams' turns
+            // and the small answers between them, each at most `largestTurn`.
+            let round = 2 * UInt64(TransferServer.maxStreams) * link.largestTurn
+            guard link.answeredBytes &- transfer.answeredAtProgress > 2 * round,
+                  hasOtherHolder(transfer, than: link.peer) else { continue }
             let silence = (now - transfer.lastProgress) / 1000
             logger.warning("\(link.peer) sent nothing more of \(transfer.record.path) for \(silence) s while answering other requests; asking other holders")
             cancel(transfer)
             link.active[transfer.requestID] = nil
             noteFailure(transfer, at: link.peer)
             requeue(transfer, avoiding: link.peer)
+        }
+    }
+
+    /// Whether a ready holder other than `peer` that has not failed this
+    /// version could take `transfer`.
+    private func hasOtherHolder(_ transfer: Transfer, than peer: NodeName) -> Bool {
+        let holders = holders(of: transfer)
+        let failed = failedAt[transfer.record.path].flatMap { $0.version == transfer.record.version ? $0.at : nil } ?? [:]
+        return links.values.contains {
+            $0.peer != peer && holders.contains($0.peer) && $0.channel.isReady && failed[$0.peer] == nil
         }
     }
 
@@ -592,6 +623,8 @@ final class Fetcher {
         if link.active.isEmpty { link.lastAnswer = loop.now }
         link.active[transfer.requestID] = transfer
         transfer.lastProgress = loop.now
+        transfer.answeredAtProgress = link.answeredBytes
+        if let blocks = transfer.blocks { link.largestTurn = max(link.largestTurn, UInt64(blocks.blockSize)) }
         // A relayed request asks for the version the relay's own transfer
         // asked for (an offered file stays version 0 there until it is announced).
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,
@@ -674,14 +707,24 @@ final class Fetcher {
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
         let answered: UInt32?
+        var bytes: UInt64 = 0
         switch message {
         case .header(let header): answered = header.requestID
-        case .data(let id, _, _), .end(let id), .same(let id, _, _): answered = id
+        case .data(let id, _, let data):
+            answered = id
+            bytes = UInt64(data.count)
+        case .same(let id, _, let length):
+            answered = id
+            bytes = length
+        case .end(let id): answered = id
         default: answered = nil
         }
         if let answered, let transfer = link.active[answered] {
             link.lastAnswer = loop.now
+            link.answeredBytes &+= bytes
+            if case .data = message { link.largestTurn = max(link.largestTurn, bytes) }
             transfer.lastProgress = loop.now
+            transfer.answeredAtProgress = link.answeredBytes
         }
         switch message {
         case .header(let header):

@@ -428,7 +428,10 @@ extension TransferServer {
             // A relay whose transfer stopped sends what it holds in hand, then ends.
             let relayStopped = s.item.feed?.failed == true && s.readAhead == nil
             if s.item.cancelled || s.next >= s.end || relayStopped {
-                if s.reading { return false }
+                // A cancelled stream leaves at once, even with a read running
+                // (its file closes when the read returns): a read that hung
+                // must not hold one of the session's stream slots for ever.
+                if s.reading && !s.item.cancelled { return false }
                 removeStream(s)
                 // A relay whose transfer stopped ends short: the fetcher
                 // resumes from what it has, at a holder.
