@@ -103,19 +103,26 @@ final class EndToEndHostileHolderTests: ClusterTestCase {
         XCTAssertEqual(cluster.temporaryFiles(1), [:], "nothing the holder sent is left in node2's .nsync/tmp")
     }
 
-    /// A holder that stops answering in the middle of a file (its disk
-    /// hangs, say) while its keepalives keep the channel up: after the
-    /// stall limit the fetcher takes its request back and gets the rest,
-    /// not the whole file again, from another holder.
-    func testAHolderThatStopsAnsweringIsLeftForAnotherAfterTheStallLimit() throws {
+    /// Three nodes with a 2 s stall limit, node2 reaching "node1"'s file
+    /// port at a fake holder serving node1's files; node2's channel to it is up.
+    private func makeClusterWithStallingHolder(label: String) throws -> (HostileHolder, TestCluster) {
         let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
         addTeardownBlock { holder.stop() }
-        let cluster = try makeCluster(extraArguments: ["--fetch-stall-limit", "2000"], label: "stalled-holder",
+        let cluster = try makeCluster(extraArguments: ["--fetch-stall-limit", "2000"], label: label,
                                       peerPorts: { node, peer, ports in
                                           node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
                                       })
         holder.serve(from: cluster.path(0))
         try eventually(cluster, "node2's file channel to the holder") { holder.readyConnections >= 1 }
+        return (holder, cluster)
+    }
+
+    /// A holder that stops answering in the middle of a file (its disk
+    /// hangs, say) while its keepalives keep the channel up: after the
+    /// stall limit the fetcher takes its request back and gets the rest,
+    /// not the whole file again, from another holder.
+    func testAHolderThatStopsAnsweringIsLeftForAnotherAfterTheStallLimit() throws {
+        let (holder, cluster) = try makeClusterWithStallingHolder(label: "stalled-holder")
         let received = try cluster.status(1).bytesReceived ?? 0
         let bytes = TestBytes.pseudoRandom(count: 2 << 20, seed: 70)
         try cluster.write(0, "lies/stalls.bin", bytes)
@@ -131,14 +138,7 @@ final class EndToEndHostileHolderTests: ClusterTestCase {
     /// requests (the link is alive, one file's read hung): that request alone
     /// is taken back after the stall limit and the file resumed elsewhere.
     func testAStreamStuckAtAHolderThatAnswersOthersIsResumedElsewhere() throws {
-        let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
-        addTeardownBlock { holder.stop() }
-        let cluster = try makeCluster(extraArguments: ["--fetch-stall-limit", "2000"], label: "stuck-stream",
-                                      peerPorts: { node, peer, ports in
-                                          node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
-                                      })
-        holder.serve(from: cluster.path(0))
-        try eventually(cluster, "node2's file channel to the holder") { holder.readyConnections >= 1 }
+        let (holder, cluster) = try makeClusterWithStallingHolder(label: "stuck-stream")
         let received = try cluster.status(1).bytesReceived ?? 0
         let bytes = TestBytes.pseudoRandom(count: 2 << 20, seed: 71)
         try cluster.write(0, "lies/stalls.bin", bytes)
