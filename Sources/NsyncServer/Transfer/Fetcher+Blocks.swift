@@ -51,6 +51,13 @@ extension Fetcher {
             waiting.append(transfer)
             return schedule()
         }
+        if let remembered = blockMemory.digests(for: held.hash, blockSize: blockSize) {
+            // Hashed before, or fetched here by blocks: the file is checked
+            // unchanged when its blocks are copied.
+            useBlocks(remembered, of: held, for: transfer, "remembered")
+            waiting.append(transfer)
+            return schedule()
+        }
         transfer.writing = true
         copiesRunning += 1
         let root = self.root
@@ -80,15 +87,25 @@ extension Fetcher {
             copiesRunning -= 1
             switch result {
             case .success(let state):
-                transfer.blocks = BlockDigests(blockSize: blockSize, digests: state.digests)
-                transfer.blockSource = held
-                logger.debug("fetching \(path) with the digests of \(state.digests.count / SHA256.digestLength) blocks of the version held here")
+                let digests = BlockDigests(blockSize: blockSize, digests: state.digests)
+                blockMemory.remember(digests, for: held.hash)
+                useBlocks(digests, of: held, for: transfer, "hashed")
             case .failure(let error):
                 logger.debug("fetching \(path) whole: cannot hash the blocks of the version held here: \(error)")
             }
             waiting.append(transfer)
             schedule()
         }
+    }
+
+    /// Sends `digests` with the transfer's requests, and works out the new
+    /// version's as it is written (unless bytes were there before: a
+    /// resumed file's first pieces are not seen).
+    private func useBlocks(_ digests: BlockDigests, of held: LocalFile, for transfer: Transfer, _ how: String) {
+        transfer.blocks = digests
+        transfer.blockSource = held
+        transfer.digestBuilder = transfer.received == 0 ? BlockDigestBuilder(held: digests, newSize: transfer.record.size) : nil
+        logger.debug("fetching \(transfer.record.path) with the digests of \(digests.count) blocks of the version held here (\(how))")
     }
 
     /// The held file's blocks hashed so far.

@@ -61,6 +61,8 @@ final class Fetcher {
     /// Copies of held versions running (`Fetcher+Extend`), and the
     /// versions not to fetch that way again (a try failed).
     var copiesRunning = 0
+    /// Block digests of versions held or fetched here, by content.
+    var blockMemory = BlockDigestMemory()
     var notExtending = Set<VersionKey>()
     /// By path: the version being fetched and when (loop ms) a fetch of it
     /// last failed at each holder (wrong bytes, an answer that cannot be, a
@@ -166,6 +168,8 @@ final class Fetcher {
         /// holder answers `.same` for the blocks it has too.
         var blocks: BlockDigests?
         var blockSource: LocalFile?
+        /// The new version's block digests, worked out as it is written.
+        var digestBuilder: BlockDigestBuilder?
         /// Bytes copied from `blockSource` instead of received.
         var matchedBytes: UInt64 = 0
         /// Bytes it had before any arrived (resumed or copied).
@@ -851,6 +855,7 @@ final class Fetcher {
         let directory = temporaryDirectory
         let root = self.root
         let source = transfer.blockSource
+        let builder = transfer.digestBuilder
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
                 if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
@@ -858,6 +863,7 @@ final class Fetcher {
                 do {
                     let buffered = !ChunkWriter.isDirect(fd)
                     try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source) { hasher.update($0) }
+                    builder?.add(chunks)
                     if buffered, let last = chunks.last {
                         // Every 16 MiB, start writing it out: the disk works while
                         // the network does, and the install's fsync finds little left.
@@ -945,6 +951,9 @@ final class Fetcher {
                 } else if digest == transfer.record.hash {
                     if transfer.matchedBytes > 0 {
                         logger.info("fetched \(transfer.record.path): \(NodeStatus.bytes(transfer.matchedBytes)) of \(NodeStatus.bytes(transfer.record.size)) were the same as the version held here and copied from it")
+                    }
+                    if let digests = transfer.digestBuilder?.result {
+                        blockMemory.remember(digests, for: transfer.record.hash)
                     }
                     failedAt[transfer.record.path] = nil
                     hooks.fetched(Fetched(record: transfer.record, expected: transfer.expected, temporaryPath: path))

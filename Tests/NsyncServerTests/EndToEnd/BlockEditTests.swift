@@ -60,6 +60,35 @@ final class EndToEndBlockEditTests: ClusterTestCase {
         try check("rewritten", UInt64(content.count), UInt64(content.count) + (1 << 20), before)
     }
 
+    /// Edited in place again and again on one node: the others hash their
+    /// copy's blocks before the first fetch only; afterwards they send the
+    /// digests they worked out while writing the last version.
+    func testRepeatedEditsInPlaceHashTheHeldCopyOnce() throws {
+        let cluster = try makeCluster(label: "blocks-again")
+        let path = "db/app.db"
+        var content = TestBytes.pseudoRandom(count: 8 << 20, seed: 31)
+        try cluster.write(0, path, content)
+        try cluster.waitUntilConverged()
+        for edit in 0..<3 {
+            let before = try [1, 2].map { try cluster.status($0).bytesReceived ?? 0 }
+            let patch = TestBytes.pseudoRandom(count: 3_000, seed: UInt64(40 + edit))
+            let at = (edit + 1) * (2 << 20) + 1_234  // another block each time, across a block boundary
+            try TestBytes.overwrite(patch, at: at, in: cluster.path(0, path))
+            content.replaceSubrange(at..<(at + patch.count), with: patch)
+            try cluster.waitUntilConverged()
+            for node in 0..<cluster.count { XCTAssertEqual(cluster.read(node, path), content, "edit \(edit + 1): node\(node + 1)") }
+            for (i, node) in [1, 2].enumerated() {
+                let moved = try (cluster.status(node).bytesReceived ?? 0) - before[i]
+                XCTAssertLessThan(moved, 1 << 20, "edit \(edit + 1): node\(node + 1) received \(moved) bytes")
+            }
+        }
+        for node in [1, 2] {
+            let lines = cluster.log(node).split(separator: "\n").filter { $0.contains("fetching \(path) with the digests of 64 blocks") }
+            XCTAssertEqual(lines.filter { $0.hasSuffix("(hashed)") }.count, 1, "node\(node + 1): \(lines)")
+            XCTAssertEqual(lines.filter { $0.hasSuffix("(remembered)") }.count, 2, "node\(node + 1): \(lines)")
+        }
+    }
+
     /// A node that crashed in the middle of a block fetch finds the start
     /// of the new version in its `.part` after the restart: it resumes from
     /// there and asks for the rest with the held version's block digests
