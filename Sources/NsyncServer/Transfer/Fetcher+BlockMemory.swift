@@ -16,8 +16,13 @@ import Collections
 /// SHA-256 at the end). Bounded; the least recently used go first. Loop
 /// thread only.
 struct BlockDigestMemory {
-    /// Digest bytes kept in all (about 512,000 blocks: 64 GiB of files at 128 KiB).
+    /// Bytes kept in all: digests (about 512,000 blocks: 64 GiB of files at
+    /// 128 KiB) plus `entryOverhead` per entry.
     static let limit = 16 << 20
+    /// At most this many entries (each use moves its key in a list this long).
+    static let maxEntries = 4_096
+    /// The key, the dictionary's and the list's slots, roughly.
+    static let entryOverhead = 128
 
     private struct Key: Hashable {
         var hash: [UInt8]
@@ -42,16 +47,33 @@ struct BlockDigestMemory {
     }
 
     mutating func remember(_ digests: BlockDigests, for hash: [UInt8]) {
-        guard hash.count == SHA256.digestLength, digests.digests.count <= BlockDigestMemory.limit else { return }
+        guard hash.count == SHA256.digestLength,
+              digests.digests.count + BlockDigestMemory.entryOverhead <= BlockDigestMemory.limit else { return }
         let key = Key(hash: hash, blockSize: digests.blockSize)
         if let old = entries.updateValue(digests, forKey: key) {
-            bytes -= old.digests.count
+            bytes -= old.digests.count + BlockDigestMemory.entryOverhead
             order.removeAll { $0 == key }
         }
-        bytes += digests.digests.count
+        bytes += digests.digests.count + BlockDigestMemory.entryOverhead
         order.append(key)
-        while bytes > BlockDigestMemory.limit, let oldest = order.popFirst() {
-            bytes -= entries.removeValue(forKey: oldest)?.digests.count ?? 0
+        while bytes > BlockDigestMemory.limit || entries.count > BlockDigestMemory.maxEntries,
+              let oldest = order.popFirst() {
+            if let old = entries.removeValue(forKey: oldest) {
+                bytes -= old.digests.count + BlockDigestMemory.entryOverhead
+            }
+        }
+    }
+
+    /// Drops what is remembered for the version whose SHA-256 is `hash`: its
+    /// file turned out not to hold those bytes.
+    mutating func forget(_ hash: [UInt8]) {
+        let gone = order.filter { $0.hash == hash }
+        guard !gone.isEmpty else { return }
+        order.removeAll { $0.hash == hash }
+        for key in gone {
+            if let old = entries.removeValue(forKey: key) {
+                bytes -= old.digests.count + BlockDigestMemory.entryOverhead
+            }
         }
     }
 }

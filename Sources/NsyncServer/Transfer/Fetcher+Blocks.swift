@@ -51,10 +51,16 @@ extension Fetcher {
             waiting.append(transfer)
             return schedule()
         }
-        if let remembered = blockMemory.digests(for: held.hash, blockSize: blockSize) {
-            // Hashed before, or fetched here by blocks: the file is checked
-            // unchanged when its blocks are copied.
-            useBlocks(remembered, of: held, for: transfer, "remembered")
+        if let remembered = rememberedBlocks(of: held) {
+            // Hashed before, or fetched here by blocks. A file changed since
+            // the manifest looked is fetched whole now, as a failed hash would
+            // be; a change after this is caught when its blocks are copied.
+            if let status = try? FileSystem.status(self.root + "/" + path), status.kind == .regular,
+               UInt64(status.size) == held.size, status.modificationTime == held.mtime, status.inode == held.inode {
+                useBlocks(remembered, of: held, for: transfer, "remembered")
+            } else {
+                logger.debug("fetching \(path) whole: the version held here changed since it was looked at")
+            }
             waiting.append(transfer)
             return schedule()
         }
@@ -96,6 +102,12 @@ extension Fetcher {
             waiting.append(transfer)
             schedule()
         }
+    }
+
+    /// The remembered digests of `held`'s blocks, in the size a fetch would use.
+    func rememberedBlocks(of held: LocalFile) -> BlockDigests? {
+        guard let blockSize = BlockDigests.blockSize(for: held.size) else { return nil }
+        return blockMemory.digests(for: held.hash, blockSize: blockSize)
     }
 
     /// Sends `digests` with the transfer's requests, and works out the new

@@ -617,7 +617,8 @@ final class Fetcher {
             return true
         }
         if let held = transfer.matching {
-            guard copiesRunning == 0 else { return false }  // reads a whole held file too
+            // Hashing reads a whole held file too; remembered digests read nothing.
+            guard copiesRunning == 0 || rememberedBlocks(of: held) != nil else { return false }
             hashHeldBlocks(transfer, held)
             return true
         }
@@ -908,7 +909,10 @@ final class Fetcher {
                 // The held file changed (or went) while its blocks were
                 // copied: not this disk failing. Fetched whole next time.
                 let heldChanged = error is HeldCopyError
-                if heldChanged { noteNotExtending(transfer.record) }
+                if heldChanged {
+                    noteNotExtending(transfer.record)
+                    if let held = transfer.blockSource { blockMemory.forget(held.hash) }
+                }
                 // This disk failed (full, most likely): a resume would not
                 // help, the bytes are room the raft log needs, and the holder
                 // need not send the rest.
@@ -963,6 +967,9 @@ final class Fetcher {
                     // file (which may be the bad side), whole from any holder.
                     if let holder = transfer.holder, transfer.matchedBytes == 0 { noteFailure(transfer, at: holder) }
                     if transfer.copiedHeldBytes || transfer.matchedBytes > 0 { noteNotExtending(transfer.record) }
+                    // The held file's bytes may not be the ones its hash names (an
+                    // edit that kept its mtime): no digests are remembered for them.
+                    if transfer.matchedBytes > 0, let held = transfer.blockSource { blockMemory.forget(held.hash) }
                     FileSystemCleanup.remove(path, on: loop)
                     hooks.failed(transfer.record, transfer.matchedBytes > 0
                                  ? "content does not match the index's SHA-256 (\(NodeStatus.bytes(transfer.matchedBytes)) copied from the version held here); fetching it whole next time"

@@ -53,9 +53,33 @@ final class BlockDigestMemoryTests: XCTestCase {
         XCTAssertEqual(whole.result, held, "all the same: the held version's digests")
     }
 
+    func testDataAcrossSeveralBlocksAndAHeldShortTail() {
+        let old = bytes(5 * block + 300, seed: 3)
+        var new = old
+        new.replaceSubrange(100..<(3 * block + 50), with: bytes(3 * block - 50, seed: 7))
+        let builder = BlockDigestBuilder(held: digests(of: old), newSize: UInt64(new.count))
+        // Blocks 0-3 as one data piece, 4 and the short tail the same.
+        builder.add([.bytes(0, new[..<(4 * block)]), .held(UInt64(4 * block), UInt64(block + 300))])
+        XCTAssertEqual(builder.result, digests(of: new))
+        let repeated = BlockDigestBuilder(held: digests(of: old), newSize: UInt64(new.count))
+        repeated.add([.bytes(0, new[..<block]), .bytes(0, new[..<block])])
+        repeated.add([.bytes(UInt64(block), new[block..<(4 * block)]), .held(UInt64(4 * block), UInt64(block + 300))])
+        XCTAssertNil(repeated.result, "a piece written twice")
+    }
+
+    func testForgettingAVersionDropsItInEveryBlockSize() {
+        var memory = BlockDigestMemory()
+        let hash = [UInt8](repeating: 7, count: SHA256.digestLength)
+        memory.remember(BlockDigests(blockSize: UInt32(block), digests: [UInt8](repeating: 1, count: 64)), for: hash)
+        memory.remember(BlockDigests(blockSize: UInt32(2 * block), digests: [UInt8](repeating: 2, count: 32)), for: hash)
+        memory.forget(hash)
+        XCTAssertEqual(memory.count, 0)
+        XCTAssertEqual(memory.bytes, 0)
+    }
+
     func testTheMemoryIsBoundedAndForgetsTheLeastRecentlyUsed() {
         var memory = BlockDigestMemory()
-        let perEntry = BlockDigestMemory.limit / 4
+        let perEntry = BlockDigestMemory.limit / 4 - BlockDigestMemory.entryOverhead
         let entry = { (n: Int) in BlockDigests(blockSize: UInt32(self.block), digests: [UInt8](repeating: UInt8(n), count: perEntry)) }
         let hash = { (n: Int) in [UInt8](repeating: UInt8(n), count: SHA256.digestLength) }
         for n in 0..<4 { memory.remember(entry(n), for: hash(n)) }
