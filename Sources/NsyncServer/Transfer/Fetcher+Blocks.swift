@@ -41,9 +41,10 @@ extension Fetcher {
             && BlockDigests.blockSize(for: held.size) != nil
     }
 
-    /// Hashes `held`'s blocks on the pool; then the transfer waits for a
-    /// holder again, its requests carrying the digests (or none, when the
-    /// file changed since the manifest saw it).
+    /// Hashes `held`'s blocks on the pool (or, when its digests are
+    /// remembered, only checks on the pool that the file is the one the
+    /// manifest saw); then the transfer waits for a holder again, its
+    /// requests carrying the digests (or none, when the file changed).
     func hashHeldBlocks(_ transfer: Transfer, _ held: LocalFile) {
         transfer.matching = nil
         let path = transfer.record.path
@@ -51,26 +52,21 @@ extension Fetcher {
             waiting.append(transfer)
             return schedule()
         }
-        if let remembered = rememberedBlocks(of: held) {
-            // Hashed before, or fetched here by blocks. A file changed since
-            // the manifest looked is fetched whole now, as a failed hash would
-            // be; a change after this is caught when its blocks are copied.
-            if let status = try? FileSystem.status(self.root + "/" + path), status.kind == .regular,
-               UInt64(status.size) == held.size, status.modificationTime == held.mtime, status.inode == held.inode {
-                useBlocks(remembered, of: held, for: transfer, "remembered")
-            } else {
-                logger.debug("fetching \(path) whole: the version held here changed since it was looked at")
-            }
-            waiting.append(transfer)
-            return schedule()
-        }
         transfer.writing = true
         copiesRunning += 1
         let root = self.root
-        prepare(transfer, .hashingBlocks, state: BlockHashing(total: held.size)) { state in
+        prepare(transfer, .hashingBlocks, state: BlockHashing(total: held.size, remembered: rememberedBlocks(of: held))) { state in
             if state.source == nil {
                 state.source = try FileSystem.openBeneath(root: root, path: path)
                 try Fetcher.checkUnchanged(state.source!, path, held)
+                if let remembered = state.remembered {
+                    // Hashed before, or fetched here by blocks: nothing to read.
+                    // A change after this is caught when the blocks are copied.
+                    state.digests = remembered.digests
+                    state.offset = held.size
+                    state.close()
+                    return false
+                }
                 state.digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
             }
             let source = state.source!
@@ -94,8 +90,8 @@ extension Fetcher {
             switch result {
             case .success(let state):
                 let digests = BlockDigests(blockSize: blockSize, digests: state.digests)
-                blockMemory.remember(digests, for: held.hash)
-                useBlocks(digests, of: held, for: transfer, "hashed")
+                if state.remembered == nil { blockMemory.remember(digests, for: held.hash) }
+                useBlocks(digests, of: held, for: transfer, state.remembered == nil ? "hashed" : "remembered")
             case .failure(let error):
                 logger.debug("fetching \(path) whole: cannot hash the blocks of the version held here: \(error)")
             }
@@ -123,6 +119,8 @@ extension Fetcher {
     /// The held file's blocks hashed so far.
     struct BlockHashing: PreparationState {
         var total: UInt64
+        /// Digests of the held version known already: only its identity is checked.
+        var remembered: BlockDigests?
         var source: FileDescriptor?
         var offset: UInt64 = 0
         var digests: [UInt8] = []
