@@ -1096,11 +1096,17 @@ final class Fetcher {
         guard offer.size >= Fetcher.speculationMinimumSize, IndexPath.violation(in: offer.path) == nil,
               link.channel.isReady, link.active.count < Fetcher.maxRequestsPerChannel,
               speculated[offer.path] == nil, !isFetching(offer.path), hooks.wantsOffer(offer) else { return }
+        let name = Fetcher.offeredName(Fetcher.pathDigest(offer.path), size: offer.size)
+        if leftovers.contains(name) {
+            // An early copy of this file cut off by a restart: the fetch of
+            // its announcement resumes it (`fetch`). A new copy would start
+            // again from nothing over those bytes.
+            logger.debug("not copying \(offer.path) early: the copy cut off by the restart resumes once it is announced")
+            return
+        }
         let record = FileRecord(path: offer.path, version: 0, kind: .file, size: offer.size, mode: 0o600,
                                 mtime: offer.mtime, origin: link.peer, holders: [link.peer])
-        let transfer = Transfer(record: record, expected: nil,
-                                temporaryPath: temporaryDirectory + "/"
-                                    + Fetcher.offeredName(Fetcher.pathDigest(offer.path), size: offer.size))
+        let transfer = Transfer(record: record, expected: nil, temporaryPath: temporaryDirectory + "/" + name)
         transfer.speculative = true
         transfer.startedAt = loop.now
         if start(transfer) {

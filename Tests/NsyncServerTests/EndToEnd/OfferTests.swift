@@ -77,4 +77,71 @@ final class EndToEndOfferTests: ClusterTestCase {
         }
         print("changed while offered: " + outcomes.joined(separator: "; "))
     }
+
+    /// A node killed during an early copy keeps its bytes, and when the file
+    /// is offered again after the restart, before its announcement, it does
+    /// not start a new copy over them: the fetch of the announcement resumes
+    /// them. node2 reaches node1's file port through a `HostileHolder` that
+    /// offers the file on its own (nothing is announced yet), sends half of
+    /// it and stalls, then offers it again once node2 is back.
+    func testAnEarlyCopyCutOffByARestartIsResumedNotStartedAgain() throws {
+        let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
+        addTeardownBlock { holder.stop() }
+        let cluster = try makeCluster(label: "offer-restart", peerPorts: { node, peer, ports in
+            node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
+        })
+        let staging = cluster.directory + "/staging"
+        let path = "media/stalls-first.bin"
+        let size = Int(Fetcher.speculationMinimumSize)
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let block = random.bytes(1 << 20)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(size)
+        for offset in stride(from: 0, to: size, by: block.count) {
+            bytes += block
+            withUnsafeBytes(of: UInt64(offset).bigEndian) { bytes.replaceSubrange(offset..<offset + 8, with: $0) }
+        }
+        try FileManager.default.createDirectory(atPath: staging + "/media", withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: staging + "/" + path, contents: Data(bytes)))
+        holder.serve(from: staging)
+        let offer = FileOffer(path: path, size: UInt64(size), mtime: 1_700_000_000_000_000_000)
+        try eventually(cluster, "node2's file channel to the holder") { holder.readyConnections >= 1 }
+
+        holder.offer(offer)
+        let half = Int64(size / 2)
+        let part = try cluster.poll("node2 to hold the half the holder sent before it stalled", timeout: 30) { () -> String? in
+            cluster.temporaryFiles(1).first { $0.key.hasPrefix("offered-") && $0.value == half }?.key
+        }
+        try cluster.kill(1, signal: SIGKILL)
+        XCTAssertEqual(cluster.temporaryFiles(1)[part], half, "the early copy's bytes stay for a resume")
+        XCTAssertEqual(holder.requests(for: path).map(\.offset), [0])
+
+        try cluster.restart(1)
+        let receivedBefore = try cluster.poll("node2 to answer after its restart", timeout: 20) {
+            (try? cluster.status(1, timeout: 1)).map { $0.bytesReceived ?? 0 }
+        }
+        let skipped = "not copying \(path) early: the copy cut off by the restart resumes once it is announced"
+        // Offered again (the origin would, hashing the file once more) until
+        // node2, its start-up scan done, has looked at the offer.
+        _ = try cluster.poll("node2 to look at the new offer", timeout: 20) { () -> Bool? in
+            if cluster.log(1).contains(skipped) { return true }
+            holder.offer(offer)
+            Thread.sleep(forTimeInterval: 0.2)
+            return nil
+        }
+        XCTAssertEqual(holder.requests(for: path).map(\.offset), [0], "no new early copy from the start")
+
+        // Now the file is announced (node1 holds the same bytes).
+        try cluster.write(0, path, bytes)
+        let tree = try cluster.waitUntilConverged(timeout: 60)
+        XCTAssertEqual(tree[path]?.hash, SHA256.hex(SHA256.hash(bytes)))
+        XCTAssertEqual(cluster.read(1, path), bytes)
+        XCTAssertTrue(cluster.log(1).contains("resuming \(path) from \(half) bytes"),
+                      "node2 resumed its early copy:\n\(cluster.logTail(1))")
+        XCTAssertFalse(holder.requests(for: path).dropFirst().contains { $0.offset < UInt64(half) },
+                       "nothing asked again from before the half: \(holder.requests(for: path).map(\.offset))")
+        let received = try (cluster.status(1).bytesReceived ?? 0) - receivedBefore
+        XCTAssertLessThan(received, UInt64(size) * 3 / 4, "node2 received only the half it lacked")
+        try eventually(cluster, "nothing left in node2's .nsync/tmp", timeout: 10) { cluster.temporaryFiles(1).isEmpty }
+    }
 }

@@ -36,6 +36,8 @@ final class HostileHolder {
         case garbage
         /// Half the bytes, then nothing more, ever (a disk that hung).
         case stalls
+        /// The first request for the file as `stalls`, every later one as `honest`.
+        case stallsFirst = "stalls-first"
     }
 
     struct Seen {
@@ -47,6 +49,9 @@ final class HostileHolder {
     private(set) var port = 0
     private let lock = NSLock()
     private var requests: [Seen] = []
+    private var loop: EventLoop?
+    /// Loop thread only.
+    private var channels: [Channel] = []
     private var closes = 0
     private var ready = 0
     private var source = ""
@@ -66,17 +71,18 @@ final class HostileHolder {
                                              keyPath: certificates.keyPath(name))
                 let listener = TCPListener(loop: loop)
                 try listener.bind(host: "127.0.0.1", port: 0)
-                var channels: [Channel] = []
+                self.lock.withLock { self.loop = loop }
                 try listener.listen { stream in
                     guard let channel = self.accept(stream, loop: loop, context: context, name: name) else { return }
-                    channels.append(channel)
+                    self.channels.append(channel)
                 }
                 self.lock.withLock { self.started = .success(listener.localPort ?? 0) }
                 started.signal()
                 while !self.isStopping { _ = loop.run(until: { self.isStopping }, timeout: 100) }
-                channels.forEach { $0.close() }
+                self.channels.forEach { $0.close() }
                 listener.close()
                 _ = loop.run(until: { false }, timeout: 50)
+                self.lock.withLock { self.loop = nil }
                 loop.close()
             } catch {
                 self.lock.withLock { self.started = .failure(error) }
@@ -97,6 +103,16 @@ final class HostileHolder {
 
     /// The real member's directory, whose files are the bytes served.
     func serve(from root: String) { lock.withLock { source = root } }
+
+    /// Offers `offer` on every ready connection, as an origin does while it
+    /// hashes a large file (`Node.offer`).
+    func offer(_ offer: FileOffer) {
+        guard let loop = lock.withLock({ self.loop }) else { return }
+        let frame = HostilePeer.encode(.offer(offer))
+        _ = loop.execute { [self] in
+            for channel in channels where channel.isReady { channel.send(frame) }
+        }
+    }
 
     /// The requests received for `path`, in order.
     func requests(for path: String) -> [Seen] { lock.withLock { requests.filter { $0.path == path } } }
@@ -136,9 +152,12 @@ final class HostileHolder {
     private func answer(_ request: FetchRequest) -> [[UInt8]] {
         let name = ((request.path as NSString).lastPathComponent as NSString).deletingPathExtension
         let root = lock.withLock { source }
-        guard let lie = Lie(rawValue: name), let content = FileManager.default.contents(atPath: root + "/" + request.path) else {
+        guard var lie = Lie(rawValue: name), let content = FileManager.default.contents(atPath: root + "/" + request.path) else {
             return [HostilePeer.encode(.header(FetchHeader(requestID: request.requestID, status: .notFound,
                                                            message: "the hostile holder has no \(request.path)")))]
+        }
+        if lie == .stallsFirst {
+            lie = lock.withLock { requests.filter { $0.path == request.path }.count } > 1 ? .honest : .stalls
         }
         var file = [UInt8](content)
         let id = request.requestID
@@ -163,7 +182,7 @@ final class HostileHolder {
         case .garbage:
             return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),
                     Frame(type: 99, payload: ByteBuffer(bytes: [1, 2, 3])).encoded()]
-        case .stalls:
+        case .stalls, .stallsFirst:
             end = start + (end - start) / 2
         }
         frames.append(HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))))
