@@ -296,35 +296,32 @@ extension Node {
                 }
                 perform(reconciler.installFailed(record.path, version: record.version, .transient(why), index: index))
             },
-            wantsOffer: { [unowned self] offer in
-                guard !sync.ignore.isIgnored(path: offer.path, isDirectory: false) else { return false }
+            answerOffer: { [unowned self] offer in
+                guard !sync.ignore.isIgnored(path: offer.path, isDirectory: false) else { return .decline }
                 // Not looked at here yet (the start-up scan): most likely the
                 // same file, seeded on every node before the first start.
-                if lookPending(offer.path) || (sync.startupWalk && reconciler.manifest[offer.path] == nil) { return false }
+                if lookPending(offer.path) || (sync.startupWalk && reconciler.manifest[offer.path] == nil) { return .decline }
                 // The version the index has already: fetched the usual way.
                 if let record = index.record(at: offer.path), record.kind == .file, record.size == offer.size,
                    record.mtime == offer.mtime {
-                    return false
+                    return .decline
                 }
-                // Same size here: most likely the same bytes (a touch, a
-                // rescan); not worth a speculative copy.
-                if let local = reconciler.manifest[offer.path]?.local, local.kind == .file, local.size == offer.size {
-                    return false
-                }
-                // Larger than the file here: most likely appended to, and
-                // then its fetch moves only the new bytes (`Fetcher+Extend`);
-                // smaller: most likely edited in place and cut, and its fetch
-                // moves only the blocks that differ (`Fetcher+Blocks`).
-                if let local = reconciler.manifest[offer.path]?.local, local.kind == .file,
-                   local.size >= Fetcher.extendMinimumSize {
-                    return false
+                if let local = reconciler.manifest[offer.path]?.local, local.kind == .file {
+                    // The same size here or smaller: most likely edited in
+                    // place (or only touched), and its fetch moves only the
+                    // blocks that differ (`Fetcher+Blocks`); the held blocks
+                    // are hashed for it meanwhile. Larger: most likely
+                    // appended to, and its fetch moves only the new bytes
+                    // (`Fetcher+Extend`). Neither is worth a speculative copy.
+                    if Fetcher.mayMatchBlocks(local, toSize: offer.size) { return .hashHeld(local) }
+                    if local.size == offer.size || local.size >= Fetcher.extendMinimumSize { return .decline }
                 }
                 // A file of that size elsewhere here: most likely a copy or a
                 // move, made from bytes this node holds (`copyLocally`,
                 // `pairMoves`). A different file of the same size only loses
                 // the overlap with the origin's hashing.
-                if reconciler.largeFiles.keys.contains(where: { $0.size == offer.size }) { return false }
-                return true
+                if reconciler.largeFiles.keys.contains(where: { $0.size == offer.size }) { return .decline }
+                return .copy
             },
             holders: { [unowned self] record in
                 guard let current = index.record(at: record.path), current.version == record.version else {

@@ -36,8 +36,12 @@ extension Fetcher {
     /// (a larger one is most likely appended to: `mayExtend`), and few
     /// enough blocks for one request.
     static func mayMatchBlocks(_ held: LocalFile, to record: FileRecord) -> Bool {
-        held.kind == .file && record.kind == .file && held.size >= extendMinimumSize
-            && record.size >= extendMinimumSize && held.size >= record.size
+        record.kind == .file && mayMatchBlocks(held, toSize: record.size)
+    }
+
+    /// `mayMatchBlocks` for a new version of `size` bytes.
+    static func mayMatchBlocks(_ held: LocalFile, toSize size: UInt64) -> Bool {
+        held.kind == .file && held.size >= extendMinimumSize && size >= extendMinimumSize && held.size >= size
             && BlockDigests.blockSize(for: held.size) != nil
     }
 
@@ -56,34 +60,7 @@ extension Fetcher {
         copiesRunning += 1
         let root = self.root
         prepare(transfer, .hashingBlocks, state: BlockHashing(total: held.size, remembered: rememberedBlocks(of: held))) { state in
-            if state.source == nil {
-                state.source = try FileSystem.openBeneath(root: root, path: path)
-                try Fetcher.checkUnchanged(state.source!, path, held)
-                if let remembered = state.remembered {
-                    // Hashed before, or fetched here by blocks: nothing to read.
-                    // A change after this is caught when the blocks are copied.
-                    state.digests = remembered.digests
-                    state.offset = held.size
-                    state.close()
-                    return false
-                }
-                state.digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
-            }
-            let source = state.source!
-            let stepEnd = min(held.size, state.offset + Fetcher.preparationStep)
-            while state.offset < stepEnd {
-                let block = try source.read(upToCount: Int(min(UInt64(blockSize), held.size - state.offset)),
-                                            at: Int64(state.offset))
-                guard !block.isEmpty else {
-                    throw SystemError(errno: ESTALE, operation: "hash blocks (shorter than it was)", path: path)
-                }
-                state.digests += SHA256.hash(block)
-                state.offset += UInt64(block.count)
-            }
-            guard state.offset >= held.size else { return true }
-            try Fetcher.checkUnchanged(source, path, held)
-            state.close()
-            return false
+            try Fetcher.hashBlocks(&state, of: held, at: path, under: root, blockSize: blockSize)
         } finish: { [self] result in
             transfer.writing = false
             copiesRunning -= 1
@@ -98,6 +75,85 @@ extension Fetcher {
             waiting.append(transfer)
             schedule()
         }
+    }
+
+    /// One step of hashing `held`'s blocks (on the pool): true while more
+    /// remain. The file is checked against `held` first and last, so the
+    /// digests are those of the version the manifest saw.
+    static func hashBlocks(_ state: inout BlockHashing, of held: LocalFile, at path: String, under root: String,
+                           blockSize: UInt32) throws -> Bool {
+        if state.source == nil {
+            state.source = try FileSystem.openBeneath(root: root, path: path)
+            try Fetcher.checkUnchanged(state.source!, path, held)
+            if let remembered = state.remembered {
+                // Hashed before, or fetched here by blocks: nothing to read.
+                // A change after this is caught when the blocks are copied.
+                state.digests = remembered.digests
+                state.offset = held.size
+                state.close()
+                return false
+            }
+            state.digests.reserveCapacity(Int((held.size + UInt64(blockSize) - 1) / UInt64(blockSize)) * SHA256.digestLength)
+        }
+        let source = state.source!
+        let stepEnd = min(held.size, state.offset + Fetcher.preparationStep)
+        while state.offset < stepEnd {
+            let block = try source.read(upToCount: Int(min(UInt64(blockSize), held.size - state.offset)),
+                                        at: Int64(state.offset))
+            guard !block.isEmpty else {
+                throw SystemError(errno: ESTALE, operation: "hash blocks (shorter than it was)", path: path)
+            }
+            state.digests += SHA256.hash(block)
+            state.offset += UInt64(block.count)
+        }
+        guard state.offset >= held.size else { return true }
+        try Fetcher.checkUnchanged(source, path, held)
+        state.close()
+        return false
+    }
+
+    /// A new version of `path` is offered (its origin hashes it to announce
+    /// it) and the version held here is one its fetch sends block digests
+    /// of: hashes the held blocks now, beside the origin's hashing, and
+    /// remembers them, so that the fetch asks at once when the version is
+    /// announced instead of after one more pass over the file. A file only
+    /// touched (the same bytes) costs this pass once per content: the
+    /// digests stay remembered. Only while no other copy or hash runs, and
+    /// not for a path being fetched; a change to the held file meanwhile
+    /// drops the digests (`checkUnchanged`).
+    func hashAhead(_ path: String, _ held: LocalFile) {
+        guard !stopped, copiesRunning == 0, !isFetching(path), rememberedBlocks(of: held) == nil,
+              let blockSize = BlockDigests.blockSize(for: held.size) else { return }
+        copiesRunning += 1
+        logger.debug("hashing the blocks of \(path) held here while its origin hashes a new version")
+        let root = self.root
+        func run(_ state: BlockHashing) {
+            loop.queueWork({ () -> Result<(BlockHashing, Bool), Error> in
+                var state = state
+                do {
+                    let more = try Fetcher.hashBlocks(&state, of: held, at: path, under: root, blockSize: blockSize)
+                    return .success((state, more))
+                } catch {
+                    state.close()
+                    return .failure(error)
+                }
+            }, completion: { [self] result in
+                switch result {
+                case .success((let state, true)) where !stopped:
+                    return run(state)
+                case .success((let state, true)):
+                    state.close()  // shutting down
+                case .success((let state, false)):
+                    blockMemory.remember(BlockDigests(blockSize: blockSize, digests: state.digests), for: held.hash)
+                    logger.debug("hashed the blocks of \(path) held here ahead of its new version")
+                case .failure(let error):
+                    logger.debug("did not hash the blocks of \(path) ahead: \(error)")
+                }
+                copiesRunning -= 1
+                schedule()
+            })
+        }
+        run(BlockHashing(total: held.size, remembered: nil))
     }
 
     /// The remembered digests of `held`'s blocks, in the size a fetch would use.

@@ -25,9 +25,10 @@ final class Fetcher {
         /// `local` is true when this node is at fault (its disk, e.g. full),
         /// not the holder: the operator must act.
         var failed: (_ record: FileRecord, _ why: String, _ local: Bool) -> Void
-        /// Whether to copy an offered file before its announcement (this
-        /// node may already have it, or ignore it).
-        var wantsOffer: (FileOffer) -> Bool
+        /// What to do with an offered file before its announcement: copy
+        /// it, or not (this node may already have it, or ignore it), or
+        /// hash the blocks of the version held here for its fetch.
+        var answerOffer: (FileOffer) -> OfferAnswer
         /// Who holds `record`'s version now: nodes that fetched it since the
         /// fetch was asked for serve it too.
         var holders: (FileRecord) -> Set<NodeName>
@@ -1088,6 +1089,14 @@ final class Fetcher {
 
     // MARK: offered files (speculation)
 
+    enum OfferAnswer {
+        case copy
+        case decline
+        /// Not copied: this node holds `LocalFile`, a version whose block
+        /// digests the fetch will send (`hashAhead`).
+        case hashHeld(LocalFile)
+    }
+
     /// An offered file is copied at once, as version 0, from the node that
     /// offered it, while that node is still hashing it for its announcement.
     /// When the record commits, a copy whose SHA-256 matches is installed
@@ -1095,7 +1104,12 @@ final class Fetcher {
     private func speculate(_ offer: FileOffer, from link: Link) {
         guard offer.size >= Fetcher.speculationMinimumSize, IndexPath.violation(in: offer.path) == nil,
               link.channel.isReady, link.active.count < Fetcher.maxRequestsPerChannel,
-              speculated[offer.path] == nil, !isFetching(offer.path), hooks.wantsOffer(offer) else { return }
+              speculated[offer.path] == nil, !isFetching(offer.path) else { return }
+        switch hooks.answerOffer(offer) {
+        case .copy: break
+        case .decline: return
+        case .hashHeld(let held): return hashAhead(offer.path, held)
+        }
         let name = Fetcher.offeredName(Fetcher.pathDigest(offer.path), size: offer.size)
         if leftovers.contains(name) {
             // An early copy of this file cut off by a restart: the fetch of
@@ -1127,7 +1141,7 @@ final class Fetcher {
         "offered-\(pathDigest)-\(size).part"
     }
 
-    private func isFetching(_ path: String) -> Bool {
+    func isFetching(_ path: String) -> Bool {
         waiting.contains { $0.record.path == path } || preparing.values.contains { $0.record.path == path }
             || links.values.contains { $0.active.values.contains { $0.record.path == path } }
     }

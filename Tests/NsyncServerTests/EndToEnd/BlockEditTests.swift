@@ -92,6 +92,45 @@ final class EndToEndBlockEditTests: ClusterTestCase {
         }
     }
 
+    /// A large file edited in place is offered while its origin hashes it:
+    /// the other nodes hash the blocks of their copy meanwhile, so that the
+    /// fetch asks with remembered digests as soon as the version is
+    /// announced. Then only touched (the same bytes): nobody hashes again.
+    func testTheHeldBlocksOfAnOfferedEditAreHashedWhileTheOriginHashesIt() throws {
+        let cluster = try makeCluster(label: "blocks-ahead")
+        let path = "vm/disk.img"
+        var content = TestBytes.pseudoRandom(count: Int(Fetcher.speculationMinimumSize) + (3 << 20), seed: 51)
+        try cluster.write(0, path, content)
+        try cluster.waitUntilConverged(timeout: 60)
+        let before = try [1, 2].map { try cluster.status($0).bytesReceived ?? 0 }
+        let patch = TestBytes.pseudoRandom(count: 4 << 10, seed: 52)
+        try TestBytes.overwrite(patch, at: 40 << 20, in: cluster.path(0, path))
+        content.replaceSubrange((40 << 20)..<((40 << 20) + patch.count), with: patch)
+        try cluster.waitUntilConverged(timeout: 60)
+        for node in 0..<cluster.count { XCTAssertEqual(cluster.read(node, path), content, "node\(node + 1)") }
+        let blocks = (content.count + (128 << 10) - 1) / (128 << 10)
+        for (i, node) in [1, 2].enumerated() {
+            let log = cluster.log(node)
+            XCTAssertTrue(log.contains("hashed the blocks of \(path) held here ahead of its new version"),
+                          "node\(node + 1):\n\(cluster.logTail(node))")
+            let fetches = log.split(separator: "\n").filter { $0.contains("fetching \(path) with the digests of \(blocks) blocks") }
+            XCTAssertEqual(fetches.count, 1, "node\(node + 1): \(fetches)")
+            XCTAssertTrue(fetches.allSatisfy { $0.hasSuffix("(remembered)") }, "node\(node + 1): \(fetches)")
+            let moved = try (cluster.status(node).bytesReceived ?? 0) - before[i]
+            XCTAssertLessThanOrEqual(moved, 2 * (128 << 10), "node\(node + 1) received \(moved) bytes")
+        }
+
+        // Touched: offered again, and the digests of this content are remembered everywhere.
+        try cluster.setModificationTime(0, path, 1_600_000_000_000_000_000)
+        try cluster.waitUntilConverged(timeout: 60)
+        for node in [1, 2] {
+            let log = cluster.log(node)
+            let started = log.components(separatedBy: "hashing the blocks of \(path) held here while its origin hashes").count - 1
+            XCTAssertEqual(started, 1, "node\(node + 1) hashed its copy once, before the edit's fetch")
+            XCTAssertEqual(try cluster.tree(node)[path]?.hash, SHA256.hex(SHA256.hash(content)))
+        }
+    }
+
     /// A node that crashed in the middle of a block fetch finds the start
     /// of the new version in its `.part` after the restart: it resumes from
     /// there and asks for the rest with the held version's block digests
