@@ -630,7 +630,9 @@ final class Fetcher {
         link.active[transfer.requestID] = transfer
         transfer.lastProgress = loop.now
         transfer.answeredAtProgress = link.answeredBytes
-        if let blocks = transfer.blocks { link.largestTurn = max(link.largestTurn, UInt64(blocks.blockSize)) }
+        if let blocks = transfer.blocks {
+            link.largestTurn = max(link.largestTurn, UInt64(max(Int(blocks.blockSize), TransferServer.blockTurn)))
+        }
         // A relayed request asks for the version the relay's own transfer
         // asked for (an offered file stays version 0 there until it is announced).
         let request = FetchRequest(requestID: transfer.requestID, path: transfer.record.path,

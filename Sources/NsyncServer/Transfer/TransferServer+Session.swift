@@ -499,7 +499,7 @@ extension TransferServer {
                 // first reads up to the next boundary, all sent as data.
                 let size = Int(blocks.blockSize)
                 let into = Int(offset % UInt64(size))
-                count = Int(min(UInt64(into > 0 ? size - into : max(size, server.chunkSize / size * size)),
+                count = Int(min(UInt64(into > 0 ? size - into : max(size, TransferServer.blockTurn / size * size)),
                                 s.readable - offset))
             }
             if let feed = s.item.feed {

@@ -69,6 +69,11 @@ final class TransferServer {
     /// Requests carrying block digests (up to 256 KiB each) one channel may
     /// have queued or streaming; an honest fetcher has at most 64 in flight.
     static let maxRequestsWithBlocks = 128
+    /// Bytes read per turn of a stream that compares blocks (whole blocks,
+    /// at least one): most of an edited file's blocks go as a few bytes of
+    /// `.same`, so a turn of one chunk would spend more on the pool round
+    /// trip than on reading and hashing.
+    static let blockTurn = 2 << 20
 
     let loop: EventLoop
     let root: String
