@@ -307,6 +307,9 @@ extension Node {
                     return .decline
                 }
                 if let local = reconciler.manifest[offer.path]?.local, local.kind == .file {
+                    // Size and mtime as here: most likely these very bytes
+                    // (a node seeded with them, a rescan).
+                    if local.size == offer.size && local.mtime == offer.mtime { return .decline }
                     // The same size here or smaller: most likely edited in
                     // place (or only touched), and its fetch moves only the
                     // blocks that differ (`Fetcher+Blocks`); the held blocks
@@ -323,6 +326,7 @@ extension Node {
                 if reconciler.largeFiles.keys.contains(where: { $0.size == offer.size }) { return .decline }
                 return .copy
             },
+            heldFile: { [unowned self] path in reconciler.manifest[path]?.local },
             holders: { [unowned self] record in
                 guard let current = index.record(at: record.path), current.version == record.version else {
                     return record.holders
@@ -388,7 +392,9 @@ extension Node {
             var kept: Set<String> = []
             var removed = 0
             for name in names where !inUse.contains(name) {
-                if youngOffers, name.hasPrefix("offered-") {
+                // Or one whose file is offered again now (its origin hashes a large file for long).
+                let offeredLately = fetcher.leftoverOffers[name].map { loop.now < $0 + Node.offerLifetime } ?? false
+                if name.hasPrefix("offered-"), youngOffers || offeredLately {
                     kept.insert(name)
                 } else {
                     FileSystemCleanup.remove(directory + "/" + name, on: loop)

@@ -80,8 +80,11 @@ extension Fetcher {
     /// One step of hashing `held`'s blocks (on the pool): true while more
     /// remain. The file is checked against `held` first and last, so the
     /// digests are those of the version the manifest saw.
+    /// With `laterMtime`, the last check leaves a new mtime to the loop
+    /// (`endMtime`): this node's own install of a version with the same
+    /// bytes (a touch elsewhere) may set it meanwhile.
     static func hashBlocks(_ state: inout BlockHashing, of held: LocalFile, at path: String, under root: String,
-                           blockSize: UInt32) throws -> Bool {
+                           blockSize: UInt32, laterMtime: Bool = false) throws -> Bool {
         if state.source == nil {
             state.source = try FileSystem.openBeneath(root: root, path: path)
             try Fetcher.checkUnchanged(state.source!, path, held)
@@ -107,7 +110,15 @@ extension Fetcher {
             state.offset += UInt64(block.count)
         }
         guard state.offset >= held.size else { return true }
-        try Fetcher.checkUnchanged(source, path, held)
+        if laterMtime {
+            let status = try FileSystem.status(descriptor: source.rawValue, path: path)
+            guard status.kind == .regular, UInt64(status.size) == held.size, status.inode == held.inode else {
+                throw SystemError(errno: ESTALE, operation: "hash blocks (changed since it was looked at)", path: path)
+            }
+            state.endMtime = status.modificationTime
+        } else {
+            try Fetcher.checkUnchanged(source, path, held)
+        }
         state.close()
         return false
     }
@@ -118,20 +129,23 @@ extension Fetcher {
     /// remembers them, so that the fetch asks at once when the version is
     /// announced instead of after one more pass over the file. A file only
     /// touched (the same bytes) costs this pass once per content: the
-    /// digests stay remembered. Only while no other copy or hash runs, and
-    /// not for a path being fetched; a change to the held file meanwhile
-    /// drops the digests (`checkUnchanged`).
+    /// digests stay remembered, also when the touch's new mtime is set here
+    /// during the pass. Only while no other copy or hash runs; a fetch that
+    /// needs the copy slot for another file stops it at its next step. A
+    /// change to the held file meanwhile drops the digests.
     func hashAhead(_ path: String, _ held: LocalFile) {
-        guard !stopped, copiesRunning == 0, !isFetching(path), rememberedBlocks(of: held) == nil,
+        guard !stopped, copiesRunning == 0, hashingAhead == nil, rememberedBlocks(of: held) == nil,
               let blockSize = BlockDigests.blockSize(for: held.size) else { return }
         copiesRunning += 1
+        hashingAhead = (path, false)
         logger.debug("hashing the blocks of \(path) held here while its origin hashes a new version")
         let root = self.root
         func run(_ state: BlockHashing) {
             loop.queueWork({ () -> Result<(BlockHashing, Bool), Error> in
                 var state = state
                 do {
-                    let more = try Fetcher.hashBlocks(&state, of: held, at: path, under: root, blockSize: blockSize)
+                    let more = try Fetcher.hashBlocks(&state, of: held, at: path, under: root, blockSize: blockSize,
+                                                      laterMtime: true)
                     return .success((state, more))
                 } catch {
                     state.close()
@@ -139,21 +153,36 @@ extension Fetcher {
                 }
             }, completion: { [self] result in
                 switch result {
-                case .success((let state, true)) where !stopped:
+                case .success((let state, true)) where !stopped && hashingAhead?.yielded == false:
                     return run(state)
                 case .success((let state, true)):
-                    state.close()  // shutting down
+                    state.close()
+                    if !stopped { logger.debug("stopped hashing the blocks of \(path) ahead: a fetch needs the copy slot") }
                 case .success((let state, false)):
-                    blockMemory.remember(BlockDigests(blockSize: blockSize, digests: state.digests), for: held.hash)
-                    logger.debug("hashed the blocks of \(path) held here ahead of its new version")
+                    // A new mtime is this node's own install of the same bytes, or a change.
+                    let now = hooks.heldFile(path)
+                    let sameBytes = now?.hash == held.hash && now?.size == held.size && now?.inode == held.inode
+                    if state.endMtime == held.mtime || (sameBytes && now?.mtime == state.endMtime) {
+                        blockMemory.remember(BlockDigests(blockSize: blockSize, digests: state.digests), for: held.hash)
+                        logger.debug("hashed the blocks of \(path) held here ahead of its new version")
+                    } else {
+                        logger.debug("did not hash the blocks of \(path) ahead: it changed meanwhile")
+                    }
                 case .failure(let error):
                     logger.debug("did not hash the blocks of \(path) ahead: \(error)")
                 }
+                hashingAhead = nil
                 copiesRunning -= 1
                 schedule()
             })
         }
         run(BlockHashing(total: held.size, remembered: nil))
+    }
+
+    /// A transfer waits for the copy slot: a hash ahead of another file
+    /// gives it up at its next step (one of the same file is what it waits for).
+    func askHashAheadToYield(for transfer: Transfer) {
+        if let ahead = hashingAhead, ahead.path != transfer.record.path { hashingAhead?.yielded = true }
     }
 
     /// The remembered digests of `held`'s blocks, in the size a fetch would use.
@@ -180,6 +209,8 @@ extension Fetcher {
         var source: FileDescriptor?
         var offset: UInt64 = 0
         var digests: [UInt8] = []
+        /// The file's mtime at the end, when the loop checks it (`laterMtime`).
+        var endMtime: Int64?
         var done: UInt64 { offset }
         func close() { try? source?.close() }
     }

@@ -29,6 +29,8 @@ final class Fetcher {
         /// it, or not (this node may already have it, or ignore it), or
         /// hash the blocks of the version held here for its fetch.
         var answerOffer: (FileOffer) -> OfferAnswer
+        /// What this node's manifest says it holds at a path now.
+        var heldFile: (String) -> LocalFile?
         /// Who holds `record`'s version now: nodes that fetched it since the
         /// fetch was asked for serve it too.
         var holders: (FileRecord) -> Set<NodeName>
@@ -57,11 +59,16 @@ final class Fetcher {
     let root: String
     let temporaryDirectory: String
     let logger: Logger
-    private let hooks: Hooks
+    let hooks: Hooks
     var waiting: Deque<Transfer> = []
     /// Copies of held versions running (`Fetcher+Extend`), and the
     /// versions not to fetch that way again (a try failed).
     var copiesRunning = 0
+    /// The path whose held blocks `hashAhead` hashes, and whether a fetch asked for the copy slot.
+    var hashingAhead: (path: String, yielded: Bool)?
+    /// Leftover early copies (`offered-*.part`) whose file was offered again
+    /// since the restart, and when last: the sweep keeps them while offers come.
+    private(set) var leftoverOffers: [String: UInt64] = [:]
     /// Block digests of versions held or fetched here, by content.
     var blockMemory = BlockDigestMemory()
     var notExtending = Set<VersionKey>()
@@ -251,6 +258,7 @@ final class Fetcher {
             // An early copy cut off by a restart: most likely the start of
             // this very version; the hash at the end tells.
             name = Fetcher.offeredName(pathDigest, size: record.size)
+            leftoverOffers[name] = nil
             resume = true
         }
         let transfer = Transfer(record: record, expected: expected, temporaryPath: temporaryDirectory + "/" + name)
@@ -274,6 +282,7 @@ final class Fetcher {
     /// sweep), but for `kept`.
     func forgetLeftovers(except kept: Set<String> = []) {
         leftovers.formIntersection(kept)
+        leftoverOffers = leftoverOffers.filter { kept.contains($0.key) }
     }
 
     /// Files waiting or in flight, and the bytes they still need.
@@ -613,13 +622,19 @@ final class Fetcher {
         if let held = transfer.extending {
             // One copy at a time: each reads and writes a whole held file
             // on the thread pool, which the raft log and installs share.
-            guard copiesRunning == 0 else { return false }
+            guard copiesRunning == 0 else {
+                askHashAheadToYield(for: transfer)
+                return false
+            }
             copyHeldBytes(transfer, held)
             return true
         }
         if let held = transfer.matching {
             // Hashing reads a whole held file too; remembered digests read nothing.
-            guard copiesRunning == 0 || rememberedBlocks(of: held) != nil else { return false }
+            guard copiesRunning == 0 || rememberedBlocks(of: held) != nil else {
+                askHashAheadToYield(for: transfer)
+                return false
+            }
             hashHeldBlocks(transfer, held)
             return true
         }
@@ -1091,7 +1106,9 @@ final class Fetcher {
 
     // MARK: offered files (speculation)
 
+    /// What a node does with an offered file (`Hooks.answerOffer`).
     enum OfferAnswer {
+        /// Copy it now, as version 0, from the node that offered it.
         case copy
         case decline
         /// Not copied: this node holds `LocalFile`, a version whose block
@@ -1118,6 +1135,7 @@ final class Fetcher {
             // its announcement resumes it (`fetch`). A new copy would start
             // again from nothing over those bytes.
             logger.debug("not copying \(offer.path) early: the copy cut off by the restart resumes once it is announced")
+            leftoverOffers[name] = loop.now
             return
         }
         let record = FileRecord(path: offer.path, version: 0, kind: .file, size: offer.size, mode: 0o600,

@@ -126,13 +126,13 @@ final class EndToEndOfferTests: ClusterTestCase {
         _ = try cluster.poll("node2 to look at the new offer", timeout: 20) { () -> Bool? in
             if cluster.log(1).contains(skipped) { return true }
             holder.offer(offer)
-            Thread.sleep(forTimeInterval: 0.2)
             return nil
         }
         XCTAssertEqual(holder.requests(for: path).map(\.offset), [0], "no new early copy from the start")
 
-        // Now the file is announced (node1 holds the same bytes).
-        try cluster.write(0, path, bytes)
+        // Now the file is announced (node1 holds the same bytes, renamed
+        // into place whole: one version).
+        try cluster.write(0, path, bytes, mtime: offer.mtime)
         let tree = try cluster.waitUntilConverged(timeout: 60)
         XCTAssertEqual(tree[path]?.hash, SHA256.hex(SHA256.hash(bytes)))
         XCTAssertEqual(cluster.read(1, path), bytes)

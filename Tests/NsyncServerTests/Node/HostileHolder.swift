@@ -182,7 +182,7 @@ final class HostileHolder {
         case .garbage:
             return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),
                     Frame(type: 99, payload: ByteBuffer(bytes: [1, 2, 3])).encoded()]
-        case .stalls, .stallsFirst:
+        case .stalls, .stallsFirst:  // (`.stallsFirst` was mapped to one of the others above)
             end = start + (end - start) / 2
         }
         frames.append(HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))))

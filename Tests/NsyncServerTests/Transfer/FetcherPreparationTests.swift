@@ -25,7 +25,7 @@ final class FetcherPreparationTests: XCTestCase {
     private func makeFetcher(_ loop: EventLoop) -> Fetcher {
         Fetcher(loop: loop, root: NSTemporaryDirectory(), temporaryDirectory: NSTemporaryDirectory(), leftovers: [],
                 logger: Logger(label: "test"),
-                hooks: .init(fetched: { _ in }, failed: { _, _, _ in }, answerOffer: { _ in .decline }, holders: { _ in [] }))
+                hooks: .init(fetched: { _ in }, failed: { _, _, _ in }, answerOffer: { _ in .decline }, heldFile: { _ in nil }, holders: { _ in [] }))
     }
 
     private func transfer(_ path: String) -> Fetcher.Transfer {
