@@ -137,7 +137,7 @@ extension Fetcher {
         guard !stopped, copiesRunning == 0, hashingAhead == nil, rememberedBlocks(of: held) == nil,
               let blockSize = BlockDigests.blockSize(for: held.size) else { return }
         copiesRunning += 1
-        hashingAhead = (path, false)
+        hashingAhead = (path, Preparation(stage: .hashingAhead, total: held.size, startedAt: loop.now), false)
         logger.debug("hashing the blocks of \(path) held here while its origin hashes a new version")
         let root = self.root
         func run(_ state: BlockHashing) {
@@ -154,6 +154,7 @@ extension Fetcher {
             }, completion: { [self] result in
                 switch result {
                 case .success((let state, true)) where !stopped && hashingAhead?.yielded == false:
+                    hashingAhead?.preparation.done = state.done
                     return run(state)
                 case .success((let state, true)):
                     state.close()

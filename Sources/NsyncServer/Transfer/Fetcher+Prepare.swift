@@ -16,6 +16,8 @@ extension Fetcher {
             case hashingBlocks = "hashing the blocks of the version held here"
             case copyingHeld = "copying the version held here"
             case resuming = "reading what an earlier run fetched"
+            /// `hashAhead`: no transfer yet, the new version is being announced.
+            case hashingAhead = "hashing the blocks of the version held here, for the new one being announced"
         }
 
         var stage: Stage

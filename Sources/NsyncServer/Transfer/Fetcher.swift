@@ -64,8 +64,9 @@ final class Fetcher {
     /// Copies of held versions running (`Fetcher+Extend`), and the
     /// versions not to fetch that way again (a try failed).
     var copiesRunning = 0
-    /// The path whose held blocks `hashAhead` hashes, and whether a fetch asked for the copy slot.
-    var hashingAhead: (path: String, yielded: Bool)?
+    /// The path whose held blocks `hashAhead` hashes, how far it got, and
+    /// whether a fetch asked for the copy slot.
+    var hashingAhead: (path: String, preparation: Preparation, yielded: Bool)?
     /// Leftover early copies (`offered-*.part`) whose file was offered again
     /// since the restart, and when last: the sweep keeps them while offers come.
     private(set) var leftoverOffers: [String: UInt64] = [:]
@@ -309,6 +310,7 @@ final class Fetcher {
     /// Transfers reading here before they ask a holder, and how far they got.
     var preparations: [(path: String, preparation: Preparation)] {
         preparing.values.compactMap { t in t.preparation.map { (t.record.path, $0) } }
+            + (hashingAhead.map { [($0.path, $0.preparation)] } ?? [])
     }
 
     /// Waiting fetches that no holder this node is connected to can serve

@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import XCTest
+@testable import NsyncServer
+
+/// `Fetcher.hashAhead`: the blocks of a held file hashed while its origin
+/// hashes a new version, listed like a preparation while it runs,
+/// remembered when the file is still the one the manifest describes
+/// (also when this node's own install of the same bytes set a new mtime
+/// meanwhile), dropped when it changed, and given up for a fetch that
+/// needs the copy slot. Real files in a temporary directory, the real loop.
+final class FetcherHashAheadTests: XCTestCase {
+    private var root = ""
+    /// What the `heldFile` hook answers: the manifest's entry for the path now.
+    private var manifestNow: LocalFile?
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "hash-ahead-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    private func makeFetcher(_ loop: EventLoop) -> Fetcher {
+        Fetcher(loop: loop, root: root, temporaryDirectory: root, leftovers: [], logger: Logger(label: "test"),
+                hooks: .init(fetched: { _ in }, failed: { _, _, _ in }, answerOffer: { _ in .decline },
+                             heldFile: { [unowned self] _ in manifestNow }, holders: { _ in [] }))
+    }
+
+    /// `size` bytes at `path`: `content` first, then a hole (cheap to make, read and hash).
+    private func heldFile(_ path: String, content: [UInt8], size: Int) throws -> LocalFile {
+        let fd = try FileDescriptor.open(root + "/" + path, .writeOnly, options: [.create, .truncate])
+        try fd.closeAfter {
+            try fd.write(all: content, at: 0)
+            try fd.truncate(to: Int64(size))
+        }
+        let status = try FileSystem.status(root + "/" + path)
+        var bytes = content + [UInt8](repeating: 0, count: size - content.count)
+        let held = LocalFile(kind: .file, size: UInt64(size), mode: 0o644, mtime: status.modificationTime,
+                             hash: SHA256.hash(bytes), inode: status.inode)
+        bytes = []
+        return held
+    }
+
+    private func expectedDigests(_ path: String, _ held: LocalFile) throws -> [UInt8] {
+        let blockSize = Int(try XCTUnwrap(BlockDigests.blockSize(for: held.size)))
+        let bytes = try FileDescriptor.readWholeFile(root + "/" + path)
+        return stride(from: 0, to: bytes.count, by: blockSize).flatMap {
+            SHA256.hash(Array(bytes[$0..<min($0 + blockSize, bytes.count)]))
+        }
+    }
+
+    func testTheHeldBlocksAreListedWhileHashedAndRemembered() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let fetcher = makeFetcher(loop)
+        let held = try heldFile("db.img", content: TestBytes.pseudoRandom(count: 3 << 20, seed: 1), size: (3 << 20) + 5)
+
+        fetcher.hashAhead("db.img", held)
+        XCTAssertEqual(fetcher.preparations.map(\.path), ["db.img"])
+        XCTAssertEqual(fetcher.preparations.first?.preparation.stage, .hashingAhead)
+        XCTAssertEqual(fetcher.copiesRunning, 1, "it holds the copy slot")
+        fetcher.hashAhead("db.img", held)
+        XCTAssertEqual(fetcher.copiesRunning, 1, "one pass at a time")
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+
+        XCTAssertEqual(fetcher.rememberedBlocks(of: held)?.digests, try expectedDigests("db.img", held))
+        XCTAssertTrue(fetcher.preparations.isEmpty)
+        XCTAssertEqual(fetcher.copiesRunning, 0)
+    }
+
+    /// 65 MiB (two steps): between them this node's own install of a touch
+    /// sets a new mtime, which the manifest then lists with the same
+    /// bytes: the digests are kept. Without that entry they are not.
+    func testANewMtimeDuringThePassKeepsTheDigestsOnlyWhenTheManifestHasItForTheSameBytes() throws {
+        for manifestAgrees in [true, false] {
+            let loop = try EventLoop()
+            defer { loop.close() }
+            let fetcher = makeFetcher(loop)
+            let path = "vm-\(manifestAgrees).img"
+            let held = try heldFile(path, content: TestBytes.pseudoRandom(count: 1 << 20, seed: 2),
+                                    size: Int(Fetcher.preparationStep) + (1 << 20))
+            manifestNow = nil
+            let touched = held.mtime + 1_000_000_000
+
+            fetcher.hashAhead(path, held)
+            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead.map { $0.preparation.done > 0 } ?? true }, timeout: 10_000))
+            XCTAssertNotNil(fetcher.hashingAhead, "the second step runs (the first took \(Fetcher.preparationStep) bytes)")
+            try FileSystem.setModificationTime(root + "/" + path, touched)
+            if manifestAgrees {
+                var now = held
+                now.mtime = touched
+                manifestNow = now
+            }
+            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+
+            if manifestAgrees {
+                XCTAssertEqual(fetcher.rememberedBlocks(of: held)?.digests, try expectedDigests(path, held))
+            } else {
+                XCTAssertNil(fetcher.rememberedBlocks(of: held), "a new mtime the manifest does not list: maybe new bytes")
+            }
+            XCTAssertEqual(fetcher.copiesRunning, 0)
+        }
+    }
+
+    func testAFetchOfAnotherFileWaitingForTheCopySlotStopsThePass() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let fetcher = makeFetcher(loop)
+        let held = try heldFile("big.img", content: TestBytes.pseudoRandom(count: 1 << 20, seed: 3),
+                                size: 2 * Int(Fetcher.preparationStep) + 1)
+        let record = FileRecord(path: "other.db", version: 9, kind: .file, size: 30, mode: 0o644, mtime: 0, hash: [],
+                                origin: "n1", holders: ["n1"])
+        let waiting = Fetcher.Transfer(record: record, expected: nil, temporaryPath: root + "/unused.part")
+
+        fetcher.hashAhead("big.img", held)
+        // The same file's fetch waits for this very pass: it does not stop it.
+        let same = Fetcher.Transfer(record: FileRecord(path: "big.img", version: 9, kind: .file, size: held.size,
+                                                       mode: 0o644, mtime: 0, hash: [], origin: "n1", holders: ["n1"]),
+                                    expected: nil, temporaryPath: root + "/unused2.part")
+        fetcher.askHashAheadToYield(for: same)
+        XCTAssertEqual(fetcher.hashingAhead?.yielded, false)
+        fetcher.askHashAheadToYield(for: waiting)
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+
+        XCTAssertNil(fetcher.rememberedBlocks(of: held), "stopped before the end: nothing remembered")
+        XCTAssertEqual(fetcher.copiesRunning, 0, "the slot is free for the waiting fetch")
+        XCTAssertTrue(fetcher.preparations.isEmpty)
+    }
+}
