@@ -141,17 +141,9 @@ extension Fetcher {
         logger.debug("hashing the blocks of \(path) held here while its origin hashes a new version")
         let root = self.root
         func run(_ state: BlockHashing) {
-            loop.queueWork({ () -> Result<(BlockHashing, Bool), Error> in
-                var state = state
-                do {
-                    let more = try Fetcher.hashBlocks(&state, of: held, at: path, under: root, blockSize: blockSize,
-                                                      laterMtime: true)
-                    return .success((state, more))
-                } catch {
-                    state.close()
-                    return .failure(error)
-                }
-            }, completion: { [self] result in
+            runStep(state, {
+                try Fetcher.hashBlocks(&$0, of: held, at: path, under: root, blockSize: blockSize, laterMtime: true)
+            }) { [self] result in
                 switch result {
                 case .success((let state, true)) where !stopped && hashingAhead?.yielded == false:
                     hashingAhead?.preparation.done = state.done
@@ -160,10 +152,7 @@ extension Fetcher {
                     state.close()
                     if !stopped { logger.debug("stopped hashing the blocks of \(path) ahead: a fetch needs the copy slot") }
                 case .success((let state, false)):
-                    // A new mtime is this node's own install of the same bytes, or a change.
-                    let now = hooks.heldFile(path)
-                    let sameBytes = now?.hash == held.hash && now?.size == held.size && now?.inode == held.inode
-                    if state.endMtime == held.mtime || (sameBytes && now?.mtime == state.endMtime) {
+                    if Fetcher.keepsDigests(of: held, endMtime: state.endMtime, manifestNow: hooks.heldFile(path)) {
                         blockMemory.remember(BlockDigests(blockSize: blockSize, digests: state.digests), for: held.hash)
                         logger.debug("hashed the blocks of \(path) held here ahead of its new version")
                     } else {
@@ -175,9 +164,20 @@ extension Fetcher {
                 hashingAhead = nil
                 copiesRunning -= 1
                 schedule()
-            })
+            }
         }
         run(BlockHashing(total: held.size, remembered: nil))
+    }
+
+    /// Whether a pass over `held` that found `endMtime` at its end hashed
+    /// `held`'s bytes: the same mtime, or a new one that the manifest lists
+    /// for the same bytes (this node's own install of a touch elsewhere).
+    /// Any other mtime may come with new bytes.
+    static func keepsDigests(of held: LocalFile, endMtime: Int64?, manifestNow: LocalFile?) -> Bool {
+        guard let endMtime else { return false }
+        if endMtime == held.mtime { return true }
+        guard let now = manifestNow else { return false }
+        return now.hash == held.hash && now.size == held.size && now.inode == held.inode && now.mtime == endMtime
     }
 
     /// A transfer waits for the copy slot: a hash ahead of another file

@@ -44,16 +44,7 @@ extension Fetcher {
         transfer.preparation = Preparation(stage: stage, total: state.total, startedAt: loop.now)
         preparing[ObjectIdentifier(transfer)] = transfer
         func run(_ state: State) {
-            loop.queueWork({ () -> Result<(State, Bool), Error> in
-                var state = state
-                do {
-                    let more = try step(&state)
-                    return .success((state, more))
-                } catch {
-                    state.close()
-                    return .failure(error)
-                }
-            }, completion: { [self] result in
+            runStep(state, step) { [self] result in
                 if stopped {
                     // Shutting down: no more steps, and no transfer to hand the files to.
                     if case .success((let state, _)) = result { state.close() }
@@ -71,9 +62,25 @@ extension Fetcher {
                     end(transfer)
                     finish(.failure(error))
                 }
-            })
+            }
         }
         run(state)
+    }
+
+    /// Runs one `step` on the pool with `state`; `then` gets, on the loop,
+    /// the state and whether more steps remain. A failed step's state is closed.
+    func runStep<State: PreparationState>(_ state: State, _ step: @escaping (inout State) throws -> Bool,
+                                          then: @escaping (Result<(State, Bool), Error>) -> Void) {
+        loop.queueWork({ () -> Result<(State, Bool), Error> in
+            var state = state
+            do {
+                let more = try step(&state)
+                return .success((state, more))
+            } catch {
+                state.close()
+                return .failure(error)
+            }
+        }, completion: then)
     }
 
     private func end(_ transfer: Transfer) {

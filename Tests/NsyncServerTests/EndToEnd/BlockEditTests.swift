@@ -122,30 +122,24 @@ final class EndToEndBlockEditTests: ClusterTestCase {
         }
 
         // Another large file, fetched whole (no digests remembered), then
-        // only touched twice: the first touch's offer has each node hash its
-        // copy, which stays remembered though the touch's mtime is set there
-        // during the pass; the second hashes nothing.
+        // only touched twice: a node reads its copy at most once for both
+        // (the first touch's offer may have it hash its copy, which stays
+        // remembered; or the touch is installed there before its offer
+        // arrives, and then the offer's mtime is the one held: declined).
         let other = "vm/other.img"
         let otherContent = TestBytes.pseudoRandom(count: Int(Fetcher.speculationMinimumSize) + (1 << 20), seed: 53)
         try cluster.write(0, other, otherContent)
         try cluster.waitUntilConverged(timeout: 60)
-        let hashedAhead = { (node: Int) in
-            cluster.log(node).components(separatedBy: "hashed the blocks of \(other) held here ahead of its new version").count - 1
-        }
         let started = { (node: Int) in
             cluster.log(node).components(separatedBy: "hashing the blocks of \(other) held here while its origin hashes").count - 1
         }
         try cluster.setModificationTime(0, other, 1_600_000_000_000_000_000)
-        try eventually(cluster, "node2 and node3 to hash their copy of \(other) ahead", timeout: 30) {
-            [1, 2].allSatisfy { hashedAhead($0) == 1 }
-        }
         try cluster.waitUntilConverged(timeout: 60)
         try cluster.setModificationTime(0, other, 1_600_000_001_000_000_000)
         try cluster.waitUntilConverged(timeout: 60)
         for node in [1, 2] {
             XCTAssertEqual(cluster.read(node, other), otherContent, "node\(node + 1)")
-            XCTAssertEqual(started(node), 1, "node\(node + 1) read its copy for the first touch only:\n\(cluster.logTail(node))")
-            XCTAssertEqual(hashedAhead(node), 1, "node\(node + 1)")
+            XCTAssertLessThanOrEqual(started(node), 1, "node\(node + 1) read its copy once at most:\n\(cluster.logTail(node))")
         }
         XCTAssertEqual(cluster.log(0).components(separatedBy: "offering \(other)").count - 1, 3,
                        "node1 offered the file for its creation and both touches")

@@ -71,38 +71,48 @@ final class FetcherHashAheadTests: XCTestCase {
         XCTAssertEqual(fetcher.copiesRunning, 0)
     }
 
-    /// 65 MiB (two steps): between them this node's own install of a touch
-    /// sets a new mtime, which the manifest then lists with the same
-    /// bytes: the digests are kept. Without that entry they are not.
-    func testANewMtimeDuringThePassKeepsTheDigestsOnlyWhenTheManifestHasItForTheSameBytes() throws {
-        for manifestAgrees in [true, false] {
-            let loop = try EventLoop()
-            defer { loop.close() }
-            let fetcher = makeFetcher(loop)
-            let path = "vm-\(manifestAgrees).img"
-            let held = try heldFile(path, content: TestBytes.pseudoRandom(count: 1 << 20, seed: 2),
-                                    size: Int(Fetcher.preparationStep) + (1 << 20))
-            manifestNow = nil
-            let touched = held.mtime + 1_000_000_000
+    /// 129 MiB (three steps): after the first, this node's own install of
+    /// a touch sets a new mtime, which the manifest then lists with the same
+    /// bytes: the digests are kept. (Should the pool finish the other two
+    /// steps first, the pass ends with the old mtime and keeps them too:
+    /// `keepsDigests` is checked on its own below.)
+    func testANewMtimeDuringThePassListedByTheManifestForTheSameBytesKeepsTheDigests() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let fetcher = makeFetcher(loop)
+        let path = "vm.img"
+        let held = try heldFile(path, content: TestBytes.pseudoRandom(count: 1 << 20, seed: 2),
+                                size: 2 * Int(Fetcher.preparationStep) + (1 << 20))
+        let touched = held.mtime + 1_000_000_000
 
-            fetcher.hashAhead(path, held)
-            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead.map { $0.preparation.done > 0 } ?? true }, timeout: 10_000))
-            XCTAssertNotNil(fetcher.hashingAhead, "the second step runs (the first took \(Fetcher.preparationStep) bytes)")
-            try FileSystem.setModificationTime(root + "/" + path, touched)
-            if manifestAgrees {
-                var now = held
-                now.mtime = touched
-                manifestNow = now
-            }
-            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+        fetcher.hashAhead(path, held)
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead.map { $0.preparation.done > 0 } ?? true }, timeout: 10_000))
+        XCTAssertNotNil(fetcher.hashingAhead, "more steps run (the first took \(Fetcher.preparationStep) bytes)")
+        try FileSystem.setModificationTime(root + "/" + path, touched)
+        var now = held
+        now.mtime = touched
+        manifestNow = now
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
 
-            if manifestAgrees {
-                XCTAssertEqual(fetcher.rememberedBlocks(of: held)?.digests, try expectedDigests(path, held))
-            } else {
-                XCTAssertNil(fetcher.rememberedBlocks(of: held), "a new mtime the manifest does not list: maybe new bytes")
-            }
-            XCTAssertEqual(fetcher.copiesRunning, 0)
-        }
+        XCTAssertEqual(fetcher.rememberedBlocks(of: held)?.digests, try expectedDigests(path, held))
+        XCTAssertEqual(fetcher.copiesRunning, 0)
+    }
+
+    func testOnlyTheSameMtimeOrTheManifestsNewOneForTheSameBytesKeepsTheDigests() {
+        let held = LocalFile(kind: .file, size: 5 << 20, mode: 0o644, mtime: 100, hash: [1, 2, 3], inode: 7)
+        var touched = held
+        touched.mtime = 200
+        var otherBytes = touched
+        otherBytes.hash = [9]
+        var otherInode = touched
+        otherInode.inode = 8
+        XCTAssertTrue(Fetcher.keepsDigests(of: held, endMtime: 100, manifestNow: nil))
+        XCTAssertTrue(Fetcher.keepsDigests(of: held, endMtime: 200, manifestNow: touched))
+        XCTAssertFalse(Fetcher.keepsDigests(of: held, endMtime: 200, manifestNow: nil), "a new mtime nobody explains")
+        XCTAssertFalse(Fetcher.keepsDigests(of: held, endMtime: 300, manifestNow: touched), "not the manifest's mtime")
+        XCTAssertFalse(Fetcher.keepsDigests(of: held, endMtime: 200, manifestNow: otherBytes), "other bytes there now")
+        XCTAssertFalse(Fetcher.keepsDigests(of: held, endMtime: 200, manifestNow: otherInode), "another file there now")
+        XCTAssertFalse(Fetcher.keepsDigests(of: held, endMtime: nil, manifestNow: touched), "the end was not checked")
     }
 
     func testAFetchOfAnotherFileWaitingForTheCopySlotStopsThePass() throws {
