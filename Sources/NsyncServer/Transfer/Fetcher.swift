@@ -1163,7 +1163,7 @@ final class Fetcher {
         "offered-\(pathDigest)-\(size).part"
     }
 
-    func isFetching(_ path: String) -> Bool {
+    private func isFetching(_ path: String) -> Bool {
         waiting.contains { $0.record.path == path } || preparing.values.contains { $0.record.path == path }
             || links.values.contains { $0.active.values.contains { $0.record.path == path } }
     }
