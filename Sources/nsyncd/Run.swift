@@ -68,6 +68,10 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Ask other holders after a holder answered nothing for this many ms.", visibility: .hidden))
     var fetchStallLimit: UInt64?
 
+    @Option(help: ArgumentHelp("Serve offered files, and keep early copies a restart cut off, this many ms.",
+                               visibility: .hidden))
+    var offerLifetime: UInt64?
+
     func run() throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -82,6 +86,7 @@ struct Run: ParsableCommand {
             if let keptFileLifetime { config.tuning.keptFileLifetime = keptFileLifetime }
             if let keptDirectoryCheck { config.tuning.keptDirectoryCheck = max(keptDirectoryCheck, 100) }
             if let fetchStallLimit { config.tuning.fetchStallLimit = max(fetchStallLimit, 1_000) }
+            if let offerLifetime { config.tuning.offerLifetime = max(offerLifetime, 1_000) }
             guard peerTimeout.isFinite, peerTimeout >= 2, peerTimeout <= 3_600 else {
                 throw StartupError.invalidPeerTimeout(peerTimeout)
             }

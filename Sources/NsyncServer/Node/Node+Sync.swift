@@ -245,7 +245,7 @@ extension Node {
                 return self.reconciler.manifest[path]?.version == record.version
             }
             fetcher.checkStalls()
-            sync.offers = sync.offers.filter { loop.now < $0.value.at + Node.offerLifetime }
+            sync.offers = sync.offers.filter { loop.now < $0.value.at + config.tuning.offerLifetime }
             discardStalePartialFiles()
             releaseMemoryIfIdle()
             warnOfUnavailableFiles()
@@ -338,7 +338,7 @@ extension Node {
             [unowned self] path, version in
             if version == 0 {
                 // Version 0: an offered file, before its announcement.
-                guard let offer = sync.offers[path], loop.now < offer.at + Node.offerLifetime else {
+                guard let offer = sync.offers[path], loop.now < offer.at + config.tuning.offerLifetime else {
                     // Or one this node is copying early: relayed as it arrives.
                     if let feed = fetcher.relayFeed(path: path, version: 0) { return .relay(feed) }
                     return .refuse(.init(status: .notFound, message: "not offered by this node"))
@@ -388,12 +388,12 @@ extension Node {
             let inUse = fetcher.speculativeFiles.union(keptFileNames).union(waiting)
             // An early copy cut off by a restart waits a while for the
             // announcement it was taken ahead of (then a fetch resumes it).
-            let youngOffers = loop.now < startedAt + Node.offerLifetime
+            let youngOffers = loop.now < startedAt + config.tuning.offerLifetime
             var kept: Set<String> = []
             var removed = 0
             for name in names where !inUse.contains(name) {
                 // Or one whose file is offered again now (its origin hashes a large file for long).
-                let offeredLately = fetcher.leftoverOffers[name].map { loop.now < $0 + Node.offerLifetime } ?? false
+                let offeredLately = fetcher.leftoverOffers[name].map { loop.now < $0 + config.tuning.offerLifetime } ?? false
                 if name.hasPrefix("offered-"), youngOffers || offeredLately {
                     kept.insert(name)
                 } else {
@@ -429,7 +429,7 @@ extension Node {
 
     /// How long an offered file may be fetched as version 0 (ms): enough
     /// to hash a large file and commit its announcement.
-    static let offerLifetime: UInt64 = 60_000
+    static let defaultOfferLifetime: UInt64 = 60_000
 
     /// Offers a large file this node is about to hash to every peer, which
     /// may copy it meanwhile (`Fetcher.speculate`).

@@ -57,6 +57,9 @@ public struct NodeConfig: Sendable {
         /// A holder that answers none of the requests in flight to it for
         /// this long is taken for stuck; they go to other holders (ms).
         public var fetchStallLimit: UInt64 = Fetcher.defaultStallLimit
+        /// How long an offer of a large file counts: its origin serves it
+        /// as version 0, and an early copy a restart cut off is kept (ms).
+        public var offerLifetime: UInt64 = Node.defaultOfferLifetime
         public init() {}
     }
 }

@@ -81,13 +81,16 @@ final class EndToEndOfferTests: ClusterTestCase {
     /// A node killed during an early copy keeps its bytes, and when the file
     /// is offered again after the restart, before its announcement, it does
     /// not start a new copy over them: the fetch of the announcement resumes
-    /// them. node2 reaches node1's file port through a `HostileHolder` that
-    /// offers the file on its own (nothing is announced yet), sends half of
-    /// it and stalls, then offers it again once node2 is back.
+    /// them, also when the announcement comes long after the restart (offers
+    /// count 2 s here). node2 reaches node1's file port through a
+    /// `HostileHolder` that offers the file on its own (nothing is announced
+    /// yet), sends half of it and stalls, then offers it again once node2 is back.
     func testAnEarlyCopyCutOffByARestartIsResumedNotStartedAgain() throws {
         let holder = try HostileHolder(certificates: TestCertificates.shared, name: "node1")
         addTeardownBlock { holder.stop() }
-        let cluster = try makeCluster(label: "offer-restart", peerPorts: { node, peer, ports in
+        let lifetime = 2.0
+        let cluster = try makeCluster(extraArguments: ["--offer-lifetime", "\(Int(lifetime * 1000))"], label: "offer-restart",
+                                      peerPorts: { node, peer, ports in
             node == 1 && peer == 0 ? (ports.cluster, holder.port) : ports
         })
         let staging = cluster.directory + "/staging"
@@ -129,6 +132,14 @@ final class EndToEndOfferTests: ClusterTestCase {
             return nil
         }
         XCTAssertEqual(holder.requests(for: path).map(\.offset), [0], "no new early copy from the start")
+
+        // The origin goes on hashing (a huge file): offers keep coming past
+        // the lifetime counted from node2's start, and the part is kept.
+        for _ in 0..<Int(lifetime * 2 / 0.25) {
+            holder.offer(offer)
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+        XCTAssertEqual(cluster.temporaryFiles(1)[part], half, "kept while its file is offered")
 
         // Now the file is announced (node1 holds the same bytes, renamed
         // into place whole: one version).
