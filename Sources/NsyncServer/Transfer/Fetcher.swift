@@ -1124,12 +1124,11 @@ final class Fetcher {
     /// like any fetched file (`adoptSpeculation`); any other copy is dropped.
     private func speculate(_ offer: FileOffer, from link: Link) {
         guard offer.size >= Fetcher.speculationMinimumSize, IndexPath.violation(in: offer.path) == nil,
-              link.channel.isReady, link.active.count < Fetcher.maxRequestsPerChannel,
               speculated[offer.path] == nil, !isFetching(offer.path) else { return }
         switch hooks.answerOffer(offer) {
         case .copy: break
         case .decline: return
-        case .hashHeld(let held): return hashAhead(offer.path, held)
+        case .hashHeld(let held): return hashAhead(offer.path, held)  // reads here: no room on the link needed
         }
         let name = Fetcher.offeredName(Fetcher.pathDigest(offer.path), size: offer.size)
         if leftovers.contains(name) {
@@ -1140,6 +1139,7 @@ final class Fetcher {
             leftoverOffers[name] = loop.now
             return
         }
+        guard link.channel.isReady, link.active.count < Fetcher.maxRequestsPerChannel else { return }
         let record = FileRecord(path: offer.path, version: 0, kind: .file, size: offer.size, mode: 0o600,
                                 mtime: offer.mtime, origin: link.peer, holders: [link.peer])
         let transfer = Transfer(record: record, expected: nil, temporaryPath: temporaryDirectory + "/" + name)
