@@ -332,7 +332,8 @@ extension Node {
                     return record.holders
                 }
                 return current.holders
-            }))
+            },
+            ownBlocksSettled: { [unowned self] in transferServer.knownBlocksSettled() }))
         fetcher.stallLimit = config.tuning.fetchStallLimit
         transferServer = TransferServer(loop: loop, root: config.root, chunkSize: config.tuning.chunkSize, logger: logger) {
             [unowned self] path, version in
@@ -358,8 +359,12 @@ extension Node {
                 if record.version == version, record.origin == config.name, reconciler.isAnnouncing(path) { return .notYet }
                 return .refuse(.init(status: .versionNotHeld, message: "version \(version) is not held here (current \(record.version))"))
             }
-            return .serve(size: local.size)
+            return .serve(size: local.size, hash: local.hash)
         }
+        transferServer.knownBlocks = { [unowned self] hash, blockSize in
+            fetcher.blockMemory.digests(for: hash, blockSize: blockSize)
+        }
+        transferServer.knownBlocksPending = { [unowned self] hash in fetcher.ownBlocksPending(for: hash) }
     }
 
     /// A `.part` is resumed when its version is fetched again; one of a
@@ -444,6 +449,13 @@ extension Node {
         sync.offers[path] = (local.size, local.mtime, loop.now)
         logger.debug("offering \(path) (\(NodeStatus.bytes(local.size))) to the peers while hashing it")
         transferServer.broadcast(FileOffer(path: path, size: local.size, mtime: local.mtime))
+        // Edited in place, most likely: the other nodes hold the index's
+        // version and will ask by blocks of its size (`Fetcher+Blocks`).
+        if let record = index.record(at: path), record.kind == .file, record.holders.contains(where: { $0 != config.name }),
+           Fetcher.mayMatchBlocks(heldSize: record.size, toSize: local.size),
+           let blockSize = BlockDigests.blockSize(for: record.size) {
+            fetcher.hashOwnBlocks(path, local, blockSize: blockSize)
+        }
     }
 
     /// This node's disk failing a fetch (full, most likely) needs the
@@ -679,6 +691,7 @@ extension Node {
                         && stillKept(path, directoryInode: local?.kind == .directory ? local?.inode : nil):
                         break  // deleted elsewhere, kept here for what it holds: not announced
                     case .found(let local):
+                        if let local { fetcher.ownVersionHashed(path, local) }
                         actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
                     case .changing:
                         settle(path)

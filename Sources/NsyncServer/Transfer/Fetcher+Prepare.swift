@@ -18,6 +18,8 @@ extension Fetcher {
             case resuming = "reading what an earlier run fetched"
             /// `hashAhead`: no transfer yet, the new version is being announced.
             case hashingAhead = "hashing the blocks of the version held here, for the new one being announced"
+            /// `hashOwnBlocks`: this node's new version, for its fetchers.
+            case hashingOwnBlocks = "hashing the blocks of the new version made here, for the nodes that fetch it"
         }
 
         var stage: Stage

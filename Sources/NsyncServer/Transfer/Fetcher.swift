@@ -34,6 +34,8 @@ final class Fetcher {
         /// Who holds `record`'s version now: nodes that fetched it since the
         /// fetch was asked for serve it too.
         var holders: (FileRecord) -> Set<NodeName>
+        /// A pass over this node's own new version's blocks ended (`hashOwnBlocks`).
+        var ownBlocksSettled: () -> Void = {}
     }
 
     /// Requests in flight per channel, and bytes buffered for the disk before
@@ -67,6 +69,8 @@ final class Fetcher {
     /// The path whose held blocks `hashAhead` hashes, how far it got, and
     /// whether a fetch asked for the copy slot.
     var hashingAhead: (path: String, preparation: Preparation, yielded: Bool)?
+    /// This node's new version whose blocks are hashed for its fetchers (`hashOwnBlocks`).
+    var ownPass: OwnPass?
     /// Leftover early copies (`offered-*.part`) whose file was offered again
     /// since the restart, and when last: the sweep keeps them while offers come.
     private(set) var leftoverOffers: [String: UInt64] = [:]

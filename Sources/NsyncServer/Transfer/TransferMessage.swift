@@ -232,6 +232,15 @@ public struct BlockDigests: Equatable, Sendable {
         let start = index * BlockDigests.digestLength
         return digest.elementsEqual(digests[start..<start + BlockDigests.digestLength])
     }
+
+    /// Whether block `index` has the same digest here as in `other` (the
+    /// same block size; a block either lacks differs).
+    public func sameBlock(_ index: Int, as other: BlockDigests) -> Bool {
+        guard blockSize == other.blockSize, index >= 0, index < count, index < other.count else { return false }
+        let start = index * BlockDigests.digestLength
+        return digests[start..<start + BlockDigests.digestLength]
+            .elementsEqual(other.digests[start..<start + BlockDigests.digestLength])
+    }
 }
 
 /// A file its node is about to announce, offered before its hash is known:

@@ -41,6 +41,8 @@ extension TransferServer {
             var feed: RelayFeed?
             /// When the first `.notYet` came (loop ms).
             var waitingSince: UInt64?
+            /// The SHA-256 of the version served, when known (not for an offered file).
+            var hash: [UInt8]?
             init(_ request: FetchRequest) { self.request = request }
 
             enum State {
@@ -73,7 +75,19 @@ extension TransferServer {
             /// The fetcher's digests of the version it holds: blocks that
             /// match go as `.same`, not as bytes. Nil for a relay.
             let blocks: BlockDigests?
+            /// This node's digests of the same blocks, once known
+            /// (`TransferServer.knownBlocks`; looked up again each turn
+            /// until then: they may come while the file is being sent):
+            /// blocks whose digests agree are not read.
+            var known: BlockDigests?
             var readAhead: ArraySlice<UInt8>?
+            /// Bytes from `next` that go as one `.same`, unread (`known`).
+            var sameAhead: UInt64 = 0
+            /// Bytes sent as `.same`, and of them those not read (`known`).
+            var sameBytes: UInt64 = 0
+            var unreadBytes: UInt64 = 0
+            /// Since when (loop ms) it waits for `known` (`knownBlocksPending`).
+            var knownAwaitedSince: UInt64?
             /// Per block of `readAhead`, whether the fetcher holds it.
             var matches: [Bool] = []
             var reading = false
@@ -221,8 +235,9 @@ extension TransferServer {
                 }
                 openRelay(item, pumping: false)  // prepareMore's caller pumps
                 return
-            case .serve(let size):
+            case .serve(let size, let hash):
                 expected = size
+                item.hash = hash
             }
             let wholeLimit = UInt64(server.chunkSize)
             let streamed = expected > wholeLimit || request.offset > 0 || request.length != .max
@@ -436,10 +451,24 @@ extension TransferServer {
                 // A relay whose transfer stopped ends short: the fetcher
                 // resumes from what it has, at a holder.
                 if !s.item.cancelled { send(.end(requestID: s.item.request.requestID)) }
+                if s.blocks != nil, !s.item.cancelled {
+                    server.logger.debug("sent \(s.item.request.path) to \(channel.peerName ?? "?") by blocks: \(s.sameBytes) of \(s.end - s.item.request.offset) bytes unchanged, \(s.unreadBytes) of them known by their digests and not read")
+                }
                 prepareMore()
                 return true
             }
-            if s.readAhead == nil { readAhead(s) }  // filled at once from a relay's memory
+            if s.readAhead == nil, s.sameAhead == 0 { readAhead(s) }  // filled at once from a relay's memory or known digests
+            if s.sameAhead > 0 {
+                let offset = s.next
+                let length = s.sameAhead
+                s.sameAhead = 0
+                s.next += length
+                s.sameBytes += length
+                s.unreadBytes += length
+                readAhead(s)
+                send(.same(requestID: s.item.request.requestID, offset: offset, length: length))
+                return true
+            }
             guard let chunk = s.readAhead else { return false }
             s.readAhead = nil
             let matches = s.matches
@@ -449,8 +478,8 @@ extension TransferServer {
             readAhead(s)
             if let blocks = s.blocks {
                 // Also when nothing matched: a block may be larger than a frame may be.
-                sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
-                           matches: matches, id: s.item.request.requestID)
+                s.sameBytes += sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
+                                          matches: matches, id: s.item.request.requestID)
             } else {
                 sendData(id: s.item.request.requestID, offset: offset, chunk)
                 server.bytesServed += UInt64(chunk.count)
@@ -461,17 +490,19 @@ extension TransferServer {
         /// Sends `chunk` (whole blocks from `offset`, the last maybe short)
         /// as runs: `.same` for blocks the fetcher holds (`matches`, one per
         /// block; missing ones do not match), data frames of at most a chunk
-        /// each for the others.
-        private func sendBlocks(_ chunk: ArraySlice<UInt8>, at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) {
+        /// each for the others. Returns the bytes sent as `.same`.
+        private func sendBlocks(_ chunk: ArraySlice<UInt8>, at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) -> UInt64 {
             func matching(_ at: Int) -> Bool { at / blockSize < matches.count && matches[at / blockSize] }
             let base = chunk.startIndex
             var start = 0
+            var sameBytes: UInt64 = 0
             while start < chunk.count {
                 let same = matching(start)
                 var end = start
                 while end < chunk.count, matching(end) == same { end = min(end + blockSize, chunk.count) }
                 if same {
                     send(.same(requestID: id, offset: offset + UInt64(start), length: UInt64(end - start)))
+                    sameBytes += UInt64(end - start)
                 } else {
                     var from = start
                     while from < end {
@@ -483,11 +514,12 @@ extension TransferServer {
                 }
                 start = end
             }
+            return sameBytes
         }
 
         /// Reads `s`'s next chunk on the pool, unless one is read or being read.
         private func readAhead(_ s: Stream) {
-            guard !s.retired, !s.reading, s.readAhead == nil else { return }
+            guard !s.retired, !s.reading, s.readAhead == nil, s.sameAhead == 0 else { return }
             let offset = s.next
             // A relay waits here for its transfer to write more (its feed's
             // observer pumps again).
@@ -501,6 +533,27 @@ extension TransferServer {
                 let into = Int(offset % UInt64(size))
                 count = Int(min(UInt64(into > 0 ? size - into : max(size, TransferServer.blockTurn / size * size)),
                                 s.readable - offset))
+                if s.known == nil, let hash = s.item.hash {
+                    s.known = server.knownBlocks(hash, blocks.blockSize)
+                    if s.known == nil, into == 0, server.knownBlocksPending(hash) {
+                        let now = server.loop.now
+                        if s.knownAwaitedSince == nil {
+                            s.knownAwaitedSince = now
+                            server.loop.schedule(after: TransferServer.maxWaitForKnownBlocks + 1) { [weak self] in self?.pump() }
+                        }
+                        if now - s.knownAwaitedSince! <= TransferServer.maxWaitForKnownBlocks { return }
+                    }
+                }
+                if into == 0, let known = s.known {
+                    // Blocks whose digests agree go unread, as one `.same`;
+                    // of the others, only they are read.
+                    let run = Session.knownRun(from: offset, to: s.readable, theirs: blocks, ours: known)
+                    if run.same {
+                        s.sameAhead = run.length
+                        return
+                    }
+                    count = Int(min(UInt64(count), run.length))
+                }
             }
             if let feed = s.item.feed {
                 // Its transfer stopped: nothing more is read (advance ends it).
@@ -563,6 +616,23 @@ extension TransferServer {
                                    block: first + start / size)
                 }
             }
+        }
+
+        /// The blocks from `offset` (a block boundary) to `end` whose
+        /// digests agree in `theirs` and `ours` as the first one's do, or
+        /// disagree as it does: whether they agree, and their bytes (up
+        /// to `end`, which may cut a block).
+        static func knownRun(from offset: UInt64, to end: UInt64, theirs: BlockDigests,
+                             ours: BlockDigests) -> (same: Bool, length: UInt64) {
+            let size = UInt64(theirs.blockSize)
+            var block = Int(offset / size)
+            let same = theirs.sameBlock(block, as: ours)
+            var at = offset
+            while at < end, theirs.sameBlock(block, as: ours) == same {
+                at = min(at + size, end)
+                block += 1
+            }
+            return (same, at - offset)
         }
 
         private func fail(_ s: Stream, _ why: String) {

@@ -12,8 +12,9 @@ final class TransferServer {
     typealias Resolver = (_ path: String, _ version: UInt64) -> Resolution
 
     enum Resolution {
-        /// Serve it: this node holds it, with this size.
-        case serve(size: UInt64)
+        /// Serve it: this node holds it, with this size and (when known:
+        /// not for an offered file) SHA-256.
+        case serve(size: UInt64, hash: [UInt8]? = nil)
         /// This node has not applied that version yet (a leader may ask
         /// before followers learn the commit): ask again after the next apply.
         case notYet
@@ -83,6 +84,17 @@ final class TransferServer {
     private var sessions: [ObjectIdentifier: Session] = [:]
     /// Bytes sent to peers since start (status, benchmarks).
     var bytesServed: UInt64 = 0
+    /// The digests of the blocks of the version with this SHA-256, in
+    /// blocks of this size, when this node knows them (`BlockDigestMemory`):
+    /// a request comparing blocks is then answered from the digests, and
+    /// only the blocks that differ are read.
+    var knownBlocks: (_ hash: [UInt8], _ blockSize: UInt32) -> BlockDigests? = { _, _ in nil }
+    /// Whether this node is hashing the blocks of the version with this
+    /// SHA-256 (`Fetcher.hashOwnBlocks`): a block-comparing stream of it
+    /// waits for them (`knownBlocksSettled`), up to `maxWaitForKnownBlocks`,
+    /// instead of reading and hashing the same blocks meanwhile.
+    var knownBlocksPending: (_ hash: [UInt8]) -> Bool = { _ in false }
+    static let maxWaitForKnownBlocks: UInt64 = 5_000
 
     init(loop: EventLoop, root: String, chunkSize: Int, logger: Logger, resolve: @escaping Resolver) {
         self.loop = loop
@@ -158,6 +170,12 @@ final class TransferServer {
     /// later receivers are served from here again.
     func endChain(_ key: FileKey, session: ObjectIdentifier) {
         if chains[key]?.session == session { chains[key] = nil }
+    }
+
+    /// A pass over this node's own blocks ended (`knownBlocksPending`):
+    /// streams waiting for it go on.
+    func knownBlocksSettled() {
+        for session in sessions.values { session.pump() }
     }
 
     /// Tells every fetcher connected here about `offer`.

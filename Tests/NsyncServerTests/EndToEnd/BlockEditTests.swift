@@ -120,6 +120,18 @@ final class EndToEndBlockEditTests: ClusterTestCase {
             let moved = try (cluster.status(node).bytesReceived ?? 0) - before[i]
             XCTAssertLessThanOrEqual(moved, UInt64(2 * blockSize), "node\(node + 1) received \(moved) bytes")
         }
+        // The origin hashed its new version's blocks beside its own look,
+        // and answered both fetches from them: of the unchanged blocks it
+        // read none (the changed block it read and sent).
+        let origin = cluster.log(0)
+        XCTAssertTrue(origin.contains("hashed the blocks of \(path) for the fetches of its new version"), cluster.logTail(0))
+        let sent = origin.split(separator: "\n").filter { $0.contains("sent \(path) to ") && $0.contains(" by blocks: ") }
+        XCTAssertEqual(sent.count, 2, "\(sent)")
+        for line in sent {
+            let numbers = line.split(separator: ":").last!.split(separator: " ").compactMap { UInt64($0) }
+            XCTAssertEqual(numbers, [UInt64(content.count - blockSize), UInt64(content.count), UInt64(content.count - blockSize)],
+                           "unchanged, of, not read: \(line)")
+        }
 
         // Another large file, fetched whole (no digests remembered), then
         // only touched twice: a node reads its copy at most once for both

@@ -92,8 +92,8 @@ final class FetcherBlocksTests: XCTestCase {
     }
 
     /// A write job takes received pieces freely, but held copies only up to
-    /// 64 MiB (the first one whatever its size), so a burst of `.same`
-    /// becomes several bounded jobs, in order.
+    /// 64 MiB (a longer first one is split), so a burst of `.same`, or
+    /// one long one, becomes several bounded jobs, in order.
     func testAWriteJobTakesHeldCopiesUpTo64MiB() {
         let mib: UInt64 = 1 << 20
         var pending: [Fetcher.Piece] = [.bytes(0, [1, 2][...])]
@@ -108,7 +108,14 @@ final class FetcherBlocksTests: XCTestCase {
         while !pending.isEmpty, jobs.count < 10 {
             jobs.append(Fetcher.takeWritable(&pending).map(\.length))
         }
-        XCTAssertEqual(jobs, [[2, 30 * mib, 30 * mib], [30 * mib, 30 * mib], [30 * mib, 1], [100 * mib]])
+        XCTAssertEqual(jobs, [[2, 30 * mib, 30 * mib], [30 * mib, 30 * mib], [30 * mib, 1], [64 * mib], [36 * mib]])
+        // One run of 200 MiB (a holder that knows its digests sends it so)
+        // goes in pieces of 64 MiB, in order, the rest in the last.
+        pending = [.held(0, 200 * mib), .bytes(200 * mib, [4][...])]
+        var pieces: [Fetcher.Piece] = []
+        for _ in 0..<10 where !pending.isEmpty { pieces += Fetcher.takeWritable(&pending) }
+        XCTAssertEqual(pieces.map(\.offset), [0, 64 * mib, 128 * mib, 192 * mib, 200 * mib])
+        XCTAssertEqual(pieces.map(\.length), [64 * mib, 64 * mib, 64 * mib, 8 * mib, 1])
     }
 
     /// A path through a symlink to outside the synced directory is never

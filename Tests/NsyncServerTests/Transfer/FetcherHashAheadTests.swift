@@ -139,4 +139,84 @@ final class FetcherHashAheadTests: XCTestCase {
         XCTAssertEqual(fetcher.copiesRunning, 0, "the slot is free for the waiting fetch")
         XCTAssertTrue(fetcher.preparations.isEmpty)
     }
+
+    // MARK: the origin's own blocks (`hashOwnBlocks`)
+
+    /// The origin hashes its new version's blocks beside the look that
+    /// announces it: listed while it runs, pending for that SHA-256 once
+    /// the look found it, then remembered under it, whichever ends first.
+    func testTheOriginsOwnBlocksAreRememberedUnderTheHashItsLookFinds() throws {
+        for lookFirst in [true, false] {
+            let loop = try EventLoop()
+            defer { loop.close() }
+            var settled = 0
+            let fetcher = Fetcher(loop: loop, root: root, temporaryDirectory: root, leftovers: [], logger: Logger(label: "test"),
+                                  hooks: .init(fetched: { _ in }, failed: { _, _, _ in }, answerOffer: { _ in .decline },
+                                               heldFile: { _ in nil }, holders: { _ in [] }, ownBlocksSettled: { settled += 1 }))
+            let path = "new-\(lookFirst).img"
+            let made = try heldFile(path, content: TestBytes.pseudoRandom(count: 2 << 20, seed: 7), size: (2 << 20) + 9)
+            var beforeHashing = made
+            beforeHashing.hash = []
+            let blockSize = try XCTUnwrap(BlockDigests.blockSize(for: made.size))
+
+            fetcher.hashOwnBlocks(path, beforeHashing, blockSize: blockSize)
+            XCTAssertEqual(fetcher.preparations.first?.preparation.stage, .hashingOwnBlocks)
+            XCTAssertEqual(fetcher.copiesRunning, 1, "it holds the copy slot")
+            fetcher.hashAhead("other.img", made)
+            XCTAssertEqual(fetcher.preparations.count, 1, "one pass at a time")
+            if lookFirst {
+                fetcher.ownVersionHashed(path, made)
+                XCTAssertTrue(fetcher.ownBlocksPending(for: made.hash), "a stream of it may wait for them")
+            }
+            XCTAssertFalse(fetcher.ownBlocksPending(for: SHA256.hash([1])))
+            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+            XCTAssertEqual(settled, 1, "the server is told the pass ended")
+            XCTAssertFalse(fetcher.ownBlocksPending(for: made.hash))
+            if !lookFirst {
+                XCTAssertNil(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize), "no hash known yet")
+                fetcher.ownVersionHashed(path, made)
+            }
+            XCTAssertEqual(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize)?.digests,
+                           try expectedDigests(path, made), "look first: \(lookFirst)")
+            XCTAssertNil(fetcher.ownPass)
+            XCTAssertEqual(fetcher.copiesRunning, 0)
+        }
+    }
+
+    /// The look found another file than the one whose blocks were hashed
+    /// (written again meanwhile, or another inode): nothing is remembered,
+    /// before or after the pass ends; nor after a pass the file's change cut short.
+    func testOwnBlocksOfAnotherFileThanTheLookFoundAreDropped() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let fetcher = makeFetcher(loop)
+        let made = try heldFile("a.img", content: TestBytes.pseudoRandom(count: 1 << 20, seed: 8), size: (1 << 20) + 3)
+        let blockSize = try XCTUnwrap(BlockDigests.blockSize(for: made.size))
+        var later = made
+        later.mtime += 1
+        var otherInode = made
+        otherInode.inode += 1
+
+        for (lookFirst, found) in [(false, later), (true, otherInode)] {
+            fetcher.hashOwnBlocks("a.img", made, blockSize: blockSize)
+            if lookFirst { fetcher.ownVersionHashed("a.img", found) }
+            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+            if !lookFirst { fetcher.ownVersionHashed("a.img", found) }
+            XCTAssertNil(fetcher.ownPass)
+            XCTAssertNil(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize))
+            XCTAssertNil(fetcher.blockMemory.digests(for: found.hash, blockSize: blockSize))
+        }
+
+        // Written while hashed (two steps: the loop runs the second, so
+        // after the change): the pass's last check fails, nothing stays.
+        let big = try heldFile("b.img", content: TestBytes.pseudoRandom(count: 1 << 20, seed: 9),
+                               size: Int(Fetcher.preparationStep) + 3)
+        let bigBlocks = try XCTUnwrap(BlockDigests.blockSize(for: big.size))
+        fetcher.hashOwnBlocks("b.img", big, blockSize: bigBlocks)
+        fetcher.ownVersionHashed("b.img", big)
+        try FileSystem.setModificationTime(root + "/b.img", big.mtime + 5_000_000_000)
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+        XCTAssertNil(fetcher.ownPass)
+        XCTAssertNil(fetcher.blockMemory.digests(for: big.hash, blockSize: bigBlocks))
+    }
 }
