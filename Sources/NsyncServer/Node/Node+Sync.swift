@@ -364,7 +364,9 @@ extension Node {
         transferServer.knownBlocks = { [unowned self] hash, blockSize in
             fetcher.blockMemory.digests(for: hash, blockSize: blockSize)
         }
-        transferServer.knownBlocksPending = { [unowned self] hash in fetcher.ownBlocksPending(for: hash) }
+        transferServer.knownBlocksPending = { [unowned self] hash, blockSize in
+            fetcher.ownBlocksPending(for: hash, blockSize: blockSize)
+        }
     }
 
     /// A `.part` is resumed when its version is fetched again; one of a

@@ -142,6 +142,7 @@ extension Fetcher {
         guard rememberedBlocks(of: held) == nil, let blockSize = BlockDigests.blockSize(for: held.size) else { return }
         passAhead(path, held, blockSize: blockSize, .hashingAhead, laterMtime: true,
                   "the blocks of \(path) held here while its origin hashes a new version") { [self] state in
+            guard let state else { return }
             if Fetcher.keepsDigests(of: held, endMtime: state.endMtime, manifestNow: hooks.heldFile(path)) {
                 blockMemory.remember(BlockDigests(blockSize: blockSize, digests: state.digests), for: held.hash)
                 logger.debug("hashed the blocks of \(path) held here ahead of its new version")
@@ -151,77 +152,12 @@ extension Fetcher {
         }
     }
 
-    /// This node is about to hash its new version of `path` (`file`, whose
-    /// hash is not known yet) to announce it, and the other nodes' fetches
-    /// of it will send the digests of the blocks of the version they hold,
-    /// in blocks of `blockSize`: hashes the new version's blocks in that
-    /// size now, beside the announcement's hashing, so that this node,
-    /// serving those fetches, compares digests and reads only the blocks
-    /// that differ (`TransferServer.knownBlocks`), instead of reading and
-    /// hashing the whole file once per fetcher after the announcement. The
-    /// digests are remembered under the SHA-256 that the announcement's
-    /// look finds for the same file (`ownVersionHashed`), whichever ends
-    /// first. Like `hashAhead`: one pass at a time, giving up the copy slot
-    /// to a fetch of another file.
-    func hashOwnBlocks(_ path: String, _ file: LocalFile, blockSize: UInt32) {
-        guard !stopped, copiesRunning == 0, hashingAhead == nil else { return }
-        ownPass = OwnPass(path: path, file: file)
-        passAhead(path, file, blockSize: blockSize, .hashingOwnBlocks, laterMtime: false,
-                  "the blocks of \(path) for the fetches of the new version made here") { [self] state in
-            guard ownPass?.isOf(path, file) == true else { return }
-            ownPass?.digests = BlockDigests(blockSize: blockSize, digests: state.digests)
-            rememberOwnBlocks()
-        }
-    }
-
-    /// The look that announces `path` hashed `local`: if `hashOwnBlocks`
-    /// hashes (or hashed) the blocks of that very file, they are
-    /// remembered under its SHA-256; of another file, they are dropped.
-    func ownVersionHashed(_ path: String, _ local: LocalFile) {
-        guard ownPass?.path == path else { return }
-        guard ownPass?.isOf(path, local) == true, local.hash.count == SHA256.digestLength else {
-            ownPass = nil
-            return
-        }
-        ownPass?.hash = local.hash
-        rememberOwnBlocks()
-    }
-
-    /// Whether the blocks of the version with SHA-256 `hash`, made here,
-    /// are being hashed now (`hashOwnBlocks`).
-    func ownBlocksPending(for hash: [UInt8]) -> Bool {
-        guard let pass = ownPass, pass.digests == nil, pass.hash == hash else { return false }
-        return hashingAhead?.path == pass.path
-    }
-
-    private func rememberOwnBlocks() {
-        guard let pass = ownPass, let digests = pass.digests, let hash = pass.hash else { return }
-        ownPass = nil
-        blockMemory.remember(digests, for: hash)
-        logger.debug("hashed the blocks of \(pass.path) for the fetches of its new version")
-    }
-
-    /// This node's new version whose blocks `hashOwnBlocks` hashes, and
-    /// what is known of it so far.
-    struct OwnPass {
-        let path: String
-        let file: LocalFile
-        var digests: BlockDigests?
-        /// Its SHA-256, once the look announcing it found it.
-        var hash: [UInt8]?
-
-        func isOf(_ path: String, _ other: LocalFile) -> Bool {
-            path == self.path && other.kind == .file && other.size == file.size && other.mtime == file.mtime
-                && other.inode == file.inode
-        }
-    }
-
     /// Runs a pass over the blocks of `file` at `path` in the copy slot
     /// (`hashingAhead`), listed as `stage` and logged as hashing `what`;
-    /// `done` gets its state when it read the whole file unchanged
-    /// (`laterMtime`: see `hashBlocks`).
-    private func passAhead(_ path: String, _ file: LocalFile, blockSize: UInt32, _ stage: Preparation.Stage,
-                           laterMtime: Bool, _ what: String, done: @escaping (BlockHashing) -> Void) {
+    /// `ended` gets its state when it read the whole file unchanged
+    /// (`laterMtime`: see `hashBlocks`), nil when it stopped short.
+    func passAhead(_ path: String, _ file: LocalFile, blockSize: UInt32, _ stage: Preparation.Stage,
+                   laterMtime: Bool, _ what: String, ended: @escaping (BlockHashing?) -> Void) {
         guard !stopped, copiesRunning == 0, hashingAhead == nil else { return }
         copiesRunning += 1
         hashingAhead = (path, Preparation(stage: stage, total: file.size, startedAt: loop.now), false)
@@ -237,19 +173,16 @@ extension Fetcher {
                     return run(state)
                 case .success((let state, true)):
                     state.close()
-                    if !stopped { logger.debug("stopped hashing \(what): a fetch needs the copy slot") }
+                    if !stopped { logger.debug("stopped hashing \(what): its copy slot is needed, or its result is not") }
+                    ended(nil)
                 case .success((let state, false)):
-                    done(state)
+                    ended(state)
                 case .failure(let error):
                     logger.debug("stopped hashing \(what): \(error)")
+                    ended(nil)
                 }
                 hashingAhead = nil
                 copiesRunning -= 1
-                if stage == .hashingOwnBlocks {
-                    // One that did not finish: nothing to remember.
-                    if ownPass?.path == path, ownPass?.digests == nil { ownPass = nil }
-                    hooks.ownBlocksSettled()
-                }
                 schedule()
             }
         }

@@ -69,8 +69,8 @@ final class Fetcher {
     /// The path whose held blocks `hashAhead` hashes, how far it got, and
     /// whether a fetch asked for the copy slot.
     var hashingAhead: (path: String, preparation: Preparation, yielded: Bool)?
-    /// This node's new version whose blocks are hashed for its fetchers (`hashOwnBlocks`).
-    var ownPass: OwnPass?
+    /// This node's new versions whose blocks are hashed for their fetchers, by path (`hashOwnBlocks`).
+    var ownPasses: [String: OwnPass] = [:]
     /// Leftover early copies (`offered-*.part`) whose file was offered again
     /// since the restart, and when last: the sweep keeps them while offers come.
     private(set) var leftoverOffers: [String: UInt64] = [:]
@@ -744,7 +744,10 @@ final class Fetcher {
             bytes = UInt64(data.count)
         case .same(let id, _, let length):
             answered = id
-            bytes = length
+            // At most a turn: a holder that knows its digests answers a
+            // whole run unread, in one frame, and that is not rounds of
+            // other streams' turns (`checkStreamStalls`).
+            bytes = min(length, link.largestTurn)
         case .end(let id): answered = id
         default: answered = nil
         }

@@ -70,6 +70,8 @@ extension TransferServer {
         final class Stream {
             let item: Item
             let fd: FileDescriptor
+            /// Where it started (the request's offset, at most the file's size).
+            let start: UInt64
             var next: UInt64
             let end: UInt64
             /// The fetcher's digests of the version it holds: blocks that
@@ -100,6 +102,7 @@ extension TransferServer {
             init(item: Item, fd: FileDescriptor, next: UInt64, end: UInt64) {
                 self.item = item
                 self.fd = fd
+                start = next
                 self.next = next
                 self.end = end
                 blocks = item.feed == nil ? item.request.blocks : nil
@@ -452,7 +455,8 @@ extension TransferServer {
                 // resumes from what it has, at a holder.
                 if !s.item.cancelled { send(.end(requestID: s.item.request.requestID)) }
                 if s.blocks != nil, !s.item.cancelled {
-                    server.logger.debug("sent \(s.item.request.path) to \(channel.peerName ?? "?") by blocks: \(s.sameBytes) of \(s.end - s.item.request.offset) bytes unchanged, \(s.unreadBytes) of them known by their digests and not read")
+                    let counts = "\(s.sameBytes) of \(s.end - s.start) bytes unchanged, \(s.unreadBytes) of them known by their digests and not read"
+                    server.logger.debug("sent \(s.item.request.path) to \(channel.peerName ?? "?") by blocks: \(counts)")
                 }
                 prepareMore()
                 return true
@@ -535,13 +539,14 @@ extension TransferServer {
                                 s.readable - offset))
                 if s.known == nil, let hash = s.item.hash {
                     s.known = server.knownBlocks(hash, blocks.blockSize)
-                    if s.known == nil, into == 0, server.knownBlocksPending(hash) {
+                    if s.known == nil, into == 0, server.knownBlocksPending(hash, blocks.blockSize) {
                         let now = server.loop.now
+                        let since = s.knownAwaitedSince ?? now
                         if s.knownAwaitedSince == nil {
                             s.knownAwaitedSince = now
-                            server.loop.schedule(after: TransferServer.maxWaitForKnownBlocks + 1) { [weak self] in self?.pump() }
+                            server.loop.schedule(after: server.maxWaitForKnownBlocks + 1) { [weak self] in self?.pump() }
                         }
-                        if now - s.knownAwaitedSince! <= TransferServer.maxWaitForKnownBlocks { return }
+                        if now - since <= server.maxWaitForKnownBlocks { return }
                     }
                 }
                 if into == 0, let known = s.known {

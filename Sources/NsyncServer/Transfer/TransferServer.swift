@@ -90,11 +90,12 @@ final class TransferServer {
     /// only the blocks that differ are read.
     var knownBlocks: (_ hash: [UInt8], _ blockSize: UInt32) -> BlockDigests? = { _, _ in nil }
     /// Whether this node is hashing the blocks of the version with this
-    /// SHA-256 (`Fetcher.hashOwnBlocks`): a block-comparing stream of it
-    /// waits for them (`knownBlocksSettled`), up to `maxWaitForKnownBlocks`,
-    /// instead of reading and hashing the same blocks meanwhile.
-    var knownBlocksPending: (_ hash: [UInt8]) -> Bool = { _ in false }
-    static let maxWaitForKnownBlocks: UInt64 = 5_000
+    /// SHA-256, in blocks of this size (`Fetcher.hashOwnBlocks`): a
+    /// block-comparing stream of it waits for them (`knownBlocksSettled`),
+    /// up to `maxWaitForKnownBlocks` ms, instead of reading and hashing the
+    /// same blocks meanwhile. (Its fetcher's stall limit, 60 s, is far longer.)
+    var knownBlocksPending: (_ hash: [UInt8], _ blockSize: UInt32) -> Bool = { _, _ in false }
+    var maxWaitForKnownBlocks: UInt64 = 5_000
 
     init(loop: EventLoop, root: String, chunkSize: Int, logger: Logger, resolve: @escaping Resolver) {
         self.loop = loop

@@ -166,19 +166,25 @@ final class FetcherHashAheadTests: XCTestCase {
             XCTAssertEqual(fetcher.preparations.count, 1, "one pass at a time")
             if lookFirst {
                 fetcher.ownVersionHashed(path, made)
-                XCTAssertTrue(fetcher.ownBlocksPending(for: made.hash), "a stream of it may wait for them")
+                XCTAssertTrue(fetcher.ownBlocksPending(for: made.hash, blockSize: blockSize), "a stream of it may wait for them")
+                XCTAssertFalse(fetcher.ownBlocksPending(for: made.hash, blockSize: 2 * blockSize), "not in other blocks")
             }
-            XCTAssertFalse(fetcher.ownBlocksPending(for: SHA256.hash([1])))
+            // Offered again (looked at again): the pass stands.
+            fetcher.hashOwnBlocks(path, beforeHashing, blockSize: blockSize)
+            XCTAssertEqual(fetcher.copiesRunning, 1)
+            XCTAssertFalse(fetcher.ownBlocksPending(for: SHA256.hash([1]), blockSize: blockSize))
             XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
             XCTAssertEqual(settled, 1, "the server is told the pass ended")
-            XCTAssertFalse(fetcher.ownBlocksPending(for: made.hash))
+            XCTAssertFalse(fetcher.ownBlocksPending(for: made.hash, blockSize: blockSize))
             if !lookFirst {
                 XCTAssertNil(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize), "no hash known yet")
+                fetcher.hashOwnBlocks(path, beforeHashing, blockSize: blockSize)
+                XCTAssertNil(fetcher.hashingAhead, "hashed already: not again")
                 fetcher.ownVersionHashed(path, made)
             }
             XCTAssertEqual(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize)?.digests,
                            try expectedDigests(path, made), "look first: \(lookFirst)")
-            XCTAssertNil(fetcher.ownPass)
+            XCTAssertTrue(fetcher.ownPasses.isEmpty)
             XCTAssertEqual(fetcher.copiesRunning, 0)
         }
     }
@@ -202,7 +208,7 @@ final class FetcherHashAheadTests: XCTestCase {
             if lookFirst { fetcher.ownVersionHashed("a.img", found) }
             XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
             if !lookFirst { fetcher.ownVersionHashed("a.img", found) }
-            XCTAssertNil(fetcher.ownPass)
+            XCTAssertTrue(fetcher.ownPasses.isEmpty)
             XCTAssertNil(fetcher.blockMemory.digests(for: made.hash, blockSize: blockSize))
             XCTAssertNil(fetcher.blockMemory.digests(for: found.hash, blockSize: blockSize))
         }
@@ -216,7 +222,40 @@ final class FetcherHashAheadTests: XCTestCase {
         fetcher.ownVersionHashed("b.img", big)
         try FileSystem.setModificationTime(root + "/b.img", big.mtime + 5_000_000_000)
         XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
-        XCTAssertNil(fetcher.ownPass)
+        XCTAssertTrue(fetcher.ownPasses.isEmpty)
         XCTAssertNil(fetcher.blockMemory.digests(for: big.hash, blockSize: bigBlocks))
+
+        // The look finds another file while the pass still runs: the pass
+        // stops at its next step, before reading the rest.
+        var touched = big
+        touched.mtime += 5_000_000_000
+        fetcher.hashOwnBlocks("b.img", touched, blockSize: bigBlocks)
+        var other = touched
+        other.inode += 1
+        fetcher.ownVersionHashed("b.img", other)
+        XCTAssertEqual(fetcher.hashingAhead?.yielded, true)
+        XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+        XCTAssertTrue(fetcher.ownPasses.isEmpty)
+    }
+
+    /// Passes whose look never came (it found the file still changing)
+    /// are kept up to `maxOwnPasses`; the oldest goes first.
+    func testOwnPassesWaitingForTheirHashAreBounded() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let fetcher = makeFetcher(loop)
+        var made: [LocalFile] = []
+        for i in 0...Fetcher.maxOwnPasses {
+            let file = try heldFile("f\(i).img", content: TestBytes.pseudoRandom(count: 1 << 20, seed: UInt64(20 + i)), size: 1 << 20)
+            made.append(file)
+            fetcher.hashOwnBlocks("f\(i).img", file, blockSize: 128 << 10)
+            XCTAssertTrue(loop.run(until: { fetcher.hashingAhead == nil }, timeout: 10_000))
+            usleep(3_000)  // a later start (loop ms)
+        }
+        XCTAssertEqual(fetcher.ownPasses.count, Fetcher.maxOwnPasses)
+        XCTAssertNil(fetcher.ownPasses["f0.img"], "the oldest went")
+        fetcher.ownVersionHashed("f1.img", made[1])
+        XCTAssertNotNil(fetcher.blockMemory.digests(for: made[1].hash, blockSize: 128 << 10))
+        XCTAssertEqual(fetcher.ownPasses.count, Fetcher.maxOwnPasses - 1)
     }
 }

@@ -168,40 +168,4 @@ final class TransferMessageTests: XCTestCase {
         XCTAssertEqual(TransferServer.Session.matches(Array(longer[(4 * size)...]), at: UInt64(4 * size), blocks), [false],
                        "a block past the held file's end")
     }
-
-    /// A holder that knows its own digests answers from them: runs of
-    /// blocks that agree, or disagree, from a block boundary, cut at the
-    /// end asked for; a block the fetcher has no digest for, or digests of
-    /// another block size, never agree.
-    func testKnownDigestsSplitTheFileIntoRunsThatAgreeOrNot() {
-        let size = 64 << 10
-        let file = (0..<(5 * size + 100)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 11) }
-        func digests(_ bytes: [UInt8], blockSize: Int = size) -> BlockDigests {
-            BlockDigests(blockSize: UInt32(blockSize), digests: stride(from: 0, to: bytes.count, by: blockSize).flatMap {
-                SHA256.hash(Array(bytes[$0..<min($0 + blockSize, bytes.count)]))
-            })
-        }
-        let ours = digests(file)
-        var held = file
-        held[2 * size + 7] ^= 1  // block 2 differs
-        let theirs = digests(held)
-        let end = UInt64(file.count)
-        let run = { (from: Int, to: UInt64, theirs: BlockDigests) in
-            TransferServer.Session.knownRun(from: UInt64(from), to: to, theirs: theirs, ours: ours)
-        }
-        XCTAssertTrue(run(0, end, theirs) == (true, UInt64(2 * size)))
-        XCTAssertTrue(run(2 * size, end, theirs) == (false, UInt64(size)))
-        XCTAssertTrue(run(3 * size, end, theirs) == (true, UInt64(2 * size + 100)), "to the end, the short last block agreeing")
-        XCTAssertTrue(run(3 * size, UInt64(4 * size + 10), theirs) == (true, UInt64(size + 10)), "cut at the end asked for")
-        XCTAssertTrue(run(0, end, ours) == (true, end), "all of it")
-        // The fetcher's file is shorter: no digest for the last two blocks.
-        let shorter = digests(Array(file[..<(4 * size)]))
-        XCTAssertTrue(run(3 * size, end, shorter) == (true, UInt64(size)))
-        XCTAssertTrue(run(4 * size, end, shorter) == (false, UInt64(size + 100)))
-        // Its last block one byte shorter than ours: not the same block.
-        let cut = digests(Array(file[..<(file.count - 1)]))
-        XCTAssertTrue(run(5 * size, end, cut) == (false, 100))
-        // Another block size: nothing agrees.
-        XCTAssertTrue(run(0, end, digests(file, blockSize: 2 * size)) == (false, end))
-    }
 }
