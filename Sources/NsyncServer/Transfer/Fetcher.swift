@@ -474,6 +474,21 @@ final class Fetcher {
     /// files (their source may still be growing), and not when no other
     /// holder could take it: asked again, the same holder would only hang
     /// another read.
+    /// The request a holder's message answers, and the bytes it counts
+    /// toward the link's turns (`checkStreamStalls`): a data frame's, a
+    /// `.same` run's up to one turn (a holder that knows its digests
+    /// answers a whole run unread, in one frame, and that is no round of
+    /// other streams' turns), none for a header or an end.
+    static func answer(in message: TransferMessage, largestTurn: UInt64) -> (UInt32, UInt64)? {
+        switch message {
+        case .header(let header): (header.requestID, 0)
+        case .data(let id, _, let data): (id, UInt64(data.count))
+        case .same(let id, _, let length): (id, min(length, largestTurn))
+        case .end(let id): (id, 0)
+        default: nil
+        }
+    }
+
     private func checkStreamStalls(_ waiting: [Transfer], on link: Link, now: UInt64) {
         for transfer in waiting where transfer.headerSeen && !transfer.speculative
             && now - min(now, transfer.lastProgress) >= stallLimit {
@@ -735,23 +750,8 @@ final class Fetcher {
             return
         }
         logger.trace("file channel message", metadata: ["peer": "\(link.peer)", "type": "\(message.frameType)"])
-        let answered: UInt32?
-        var bytes: UInt64 = 0
-        switch message {
-        case .header(let header): answered = header.requestID
-        case .data(let id, _, let data):
-            answered = id
-            bytes = UInt64(data.count)
-        case .same(let id, _, let length):
-            answered = id
-            // At most a turn: a holder that knows its digests answers a
-            // whole run unread, in one frame, and that is not rounds of
-            // other streams' turns (`checkStreamStalls`).
-            bytes = min(length, link.largestTurn)
-        case .end(let id): answered = id
-        default: answered = nil
-        }
-        if let answered, let transfer = link.active[answered] {
+        if let (answered, bytes) = Fetcher.answer(in: message, largestTurn: link.largestTurn),
+           let transfer = link.active[answered] {
             link.lastAnswer = loop.now
             link.answeredBytes &+= bytes
             if case .data = message { link.largestTurn = max(link.largestTurn, bytes) }

@@ -118,6 +118,20 @@ final class FetcherBlocksTests: XCTestCase {
         XCTAssertEqual(pieces.map(\.length), [64 * mib, 64 * mib, 64 * mib, 8 * mib, 1])
     }
 
+    /// What a holder's answers count toward its link's turns (the stall
+    /// check's rounds): a `.same` at most one turn, however long its run,
+    /// since a holder that knows its digests sends a whole file's unchanged
+    /// blocks as one frame without reading them.
+    func testASameRunCountsAtMostOneTurnTowardTheLinksRounds() {
+        let turn: UInt64 = 2 << 20
+        XCTAssertTrue(Fetcher.answer(in: .same(requestID: 7, offset: 0, length: 1 << 30), largestTurn: turn)! == (7, turn))
+        XCTAssertTrue(Fetcher.answer(in: .same(requestID: 7, offset: 0, length: 4096), largestTurn: turn)! == (7, 4096))
+        XCTAssertTrue(Fetcher.answer(in: .data(requestID: 8, offset: 0, bytes: [1, 2, 3][...]), largestTurn: turn)! == (8, 3))
+        XCTAssertTrue(Fetcher.answer(in: .header(FetchHeader(requestID: 9, status: .ok, size: 10)), largestTurn: turn)! == (9, 0))
+        XCTAssertTrue(Fetcher.answer(in: .end(requestID: 9), largestTurn: turn)! == (9, 0))
+        XCTAssertNil(Fetcher.answer(in: .cancel(requestID: 9), largestTurn: turn))
+    }
+
     /// A path through a symlink to outside the synced directory is never
     /// opened for a copy (`FileSystem.openBeneath`).
     func testAHeldPathThroughASymlinkIsNotFollowed() throws {
