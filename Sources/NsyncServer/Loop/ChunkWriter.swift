@@ -17,6 +17,14 @@ import Glibc
 /// Where a file system refuses direct I/O, or a piece is not aligned (a
 /// file's last bytes, an odd resume offset), the descriptor switches to
 /// ordinary writes for the rest of the file: slower, never wrong.
+///
+/// Pages (`alignment` bytes at offsets that are multiples of it) that are
+/// all zeros and lie past the file's end when a `write` starts are not
+/// written: the file gets a hole there, which reads as zeros and takes no
+/// room. A sparse file (a VM image, a preallocated database) stays sparse
+/// on every node, as Syncthing does it; a write that ends in such pages
+/// extends the file to its end. Bytes already in the file are always
+/// overwritten, zeros or not (a resumed download may rewrite them).
 public enum ChunkWriter {
     /// Offsets, lengths and memory of direct writes are multiples of this
     /// (4 KiB covers every common logical block size).
@@ -58,37 +66,128 @@ public enum ChunkWriter {
     /// caller hashes there).
     public static func write(_ chunks: [(offset: UInt64, bytes: ArraySlice<UInt8>)], to fd: FileDescriptor,
                              each: (ArraySlice<UInt8>) -> Void) throws {
-        guard isDirect(fd) else {
+        guard let last = chunks.last else { return }
+        var sparse = Sparse(fd: fd, holesFrom: UInt64(try fd.size()))
+        if isDirect(fd) {
+            let buffer = buffers.take()
+            defer { buffers.give(buffer) }
+            var gather = Gather(sparse: sparse, buffer: buffer)
             for chunk in chunks {
-                try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
+                if gather.direct {
+                    try gather.append(chunk.bytes, at: chunk.offset)
+                } else {
+                    try gather.sparse.write(chunk.bytes, at: chunk.offset)
+                }
                 each(chunk.bytes)
             }
-            return
-        }
-        let buffer = buffers.take()
-        defer { buffers.give(buffer) }
-        var gather = Gather(fd: fd, buffer: buffer)
-        for chunk in chunks {
-            if gather.direct {
-                try gather.append(chunk.bytes, at: chunk.offset)
-            } else {
-                try fd.write(all: chunk.bytes, at: Int64(chunk.offset))
+            try gather.flush()
+            sparse = gather.sparse
+        } else {
+            for chunk in chunks {
+                try sparse.write(chunk.bytes, at: chunk.offset)
+                each(chunk.bytes)
             }
-            each(chunk.bytes)
         }
-        try gather.flush()
+        try sparse.extend(to: last.offset + UInt64(last.bytes.count))
+    }
+
+    /// Whether the `count` bytes at `bytes` are all zero.
+    static func isZero(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        zeroPage.withUnsafeBytes { zeros in
+            var at = 0
+            while at < count {
+                let n = min(zeros.count, count - at)
+                if memcmp(bytes + at, zeros.baseAddress!, n) != 0 { return false }
+                at += n
+            }
+            return true
+        }
+    }
+
+    private static let zeroPage = [UInt8](repeating: 0, count: alignment)
+
+    /// Writes, leaving holes for zero pages past `holesFrom` (the file's
+    /// end when the job started), and remembers how far the file goes.
+    private struct Sparse {
+        let fd: FileDescriptor
+        let holesFrom: UInt64
+        /// The end of the last byte written (0: none).
+        var writtenEnd: UInt64 = 0
+
+        init(fd: FileDescriptor, holesFrom: UInt64) {
+            self.fd = fd
+            self.holesFrom = holesFrom
+        }
+
+        /// Writes `bytes` at `offset` but for zero pages past `holesFrom`.
+        mutating func write(_ bytes: ArraySlice<UInt8>, at offset: UInt64) throws {
+            _ = try bytes.withUnsafeBytes { try write($0, at: offset, direct: false) }
+        }
+
+        /// The same, with direct writes when `direct` says so (the caller
+        /// aligned offset and length). False when a direct write was
+        /// refused (EINVAL: the file or device wants other alignment): the
+        /// caller goes buffered and writes it all again.
+        mutating func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64, direct: Bool) throws -> Bool {
+            let page = ChunkWriter.alignment
+            var run = 0  // the first byte not yet written or skipped
+            var at = 0
+            while at < raw.count {
+                let pageStart = offset + UInt64(at)
+                let next = min(raw.count, at + page - Int(pageStart % UInt64(page)))
+                if next - at == page, pageStart >= holesFrom, ChunkWriter.isZero(raw.baseAddress! + at, count: page) {
+                    if run < at {
+                        guard try put(UnsafeRawBufferPointer(rebasing: raw[run..<at]), at: offset + UInt64(run), direct) else { return false }
+                    }
+                    run = next
+                }
+                at = next
+            }
+            if run < raw.count {
+                guard try put(UnsafeRawBufferPointer(rebasing: raw[run...]), at: offset + UInt64(run), direct) else { return false }
+            }
+            return true
+        }
+
+        private mutating func put(_ raw: UnsafeRawBufferPointer, at offset: UInt64, _ direct: Bool) throws -> Bool {
+            if direct {
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.pwrite(fd.rawValue, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                    if n > 0 {
+                        done += n
+                    } else if n == -1, errno == EINTR {
+                        continue
+                    } else if n == -1, errno != EINVAL {
+                        throw SystemError(errno: errno, operation: "pwrite", path: fd.path)
+                    } else {
+                        return false
+                    }
+                }
+            } else {
+                try fd.write(all: raw, at: Int64(offset))
+            }
+            writtenEnd = max(writtenEnd, offset + UInt64(raw.count))
+            return true
+        }
+
+        /// A write that ended in skipped zero pages: the file reaches `end`.
+        func extend(to end: UInt64) throws {
+            if end > max(holesFrom, writtenEnd) { try fd.truncate(to: Int64(end)) }
+        }
+
     }
 
     /// Contiguous bytes collected for one direct write.
     private struct Gather {
-        let fd: FileDescriptor
+        var sparse: Sparse
         let buffer: UnsafeMutableRawPointer
         var direct = true
         var start: UInt64 = 0
         var filled = 0
 
-        init(fd: FileDescriptor, buffer: UnsafeMutableRawPointer) {
-            self.fd = fd
+        init(sparse: Sparse, buffer: UnsafeMutableRawPointer) {
+            self.sparse = sparse
             self.buffer = buffer
         }
 
@@ -105,42 +204,34 @@ public enum ChunkWriter {
                 rest = rest.dropFirst(n)
                 if filled == ChunkWriter.bufferSize { try flush() }
             }
-            if !rest.isEmpty { try fd.write(all: rest, at: Int64(at)) }
+            if !rest.isEmpty { try sparse.write(rest, at: at) }
         }
 
         /// Writes what is gathered: the aligned part directly, an unaligned
-        /// rest through the page cache (and the descriptor stays that way).
+        /// rest (or all of it, where direct writes are refused) through the
+        /// page cache, and the descriptor stays that way.
         mutating func flush() throws {
             guard filled > 0 else { return }
             let alignment = ChunkWriter.alignment
             var done = 0
             if start % UInt64(alignment) == 0 {
                 let aligned = filled & ~(alignment - 1)
-                while done < aligned {
-                    let n = Glibc.pwrite(fd.rawValue, buffer + done, aligned - done, off_t(start) + off_t(done))
-                    if n > 0 {
-                        done += n
-                    } else if n == -1, errno == EINTR {
-                        continue
-                    } else if n == -1, errno != EINVAL {
-                        throw SystemError(errno: errno, operation: "pwrite", path: fd.path)
-                    } else {
-                        break  // EINVAL: this file or device wants other alignment
-                    }
+                if aligned > 0, try sparse.write(UnsafeRawBufferPointer(start: buffer, count: aligned), at: start, direct: true) {
+                    done = aligned
                 }
             }
             if done < filled {
                 try goBuffered()
-                try fd.write(all: UnsafeRawBufferPointer(start: buffer + done, count: filled - done),
-                             at: Int64(start) + Int64(done))
+                _ = try sparse.write(UnsafeRawBufferPointer(start: buffer + done, count: filled - done),
+                                     at: start + UInt64(done), direct: false)
             }
             filled = 0
         }
 
         private mutating func goBuffered() throws {
             direct = false
-            if nsync_set_direct(fd.rawValue, 0) == -1 {
-                throw SystemError(errno: errno, operation: "fcntl(F_SETFL)", path: fd.path)
+            if nsync_set_direct(sparse.fd.rawValue, 0) == -1 {
+                throw SystemError(errno: errno, operation: "fcntl(F_SETFL)", path: sparse.fd.path)
             }
         }
     }

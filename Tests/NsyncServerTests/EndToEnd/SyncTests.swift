@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import NsyncServer
 
 /// Three real nsyncd processes on loopback: what one node's user writes
 /// appears, identical, on the others.
@@ -148,6 +149,41 @@ final class EndToEndSyncTests: ClusterTestCase {
             XCTAssertEqual(cluster.read(node, "every-byte.bin"), everyByte, "every-byte.bin on node \(node + 1)")
             XCTAssertEqual(cluster.read(node, "random.bin"), randomBytes, "random.bin on node \(node + 1)")
             XCTAssertEqual(cluster.read(node, "one-byte.bin"), oneByte, "one-byte.bin on node \(node + 1)")
+        }
+    }
+
+    /// A sparse file (a VM image: 72 MiB, of which 2 MiB written) stays
+    /// sparse on the nodes that fetch it, and reads the same: the zeros
+    /// still arrive (and are hashed), but are not written. Large enough to
+    /// be offered, copied early, relayed and written around the page cache.
+    func testASparseFileArrivesSparse() throws {
+        let cluster = try makeCluster()
+        var random = ClusterRandom(seed: ClusterRandom.seed(for: name))
+        let mib = 1 << 20
+        let size = 72 * mib
+        var content = [UInt8](repeating: 0, count: size)
+        let head = random.bytes(mib)
+        let middle = random.bytes(mib)
+        content.replaceSubrange(0..<mib, with: head)
+        content.replaceSubrange((40 * mib)..<(41 * mib), with: middle)
+        // Made beside the tree, then moved in whole.
+        let staging = cluster.path(0) + "-sparse-staging"
+        try cluster.makeDirectory(0, "vm")
+        let fd = try FileDescriptor.open(staging, .writeOnly, options: [.create, .truncate])
+        try fd.closeAfter {
+            try fd.write(all: head, at: 0)
+            try fd.write(all: middle, at: Int64(40 * mib))
+            try fd.truncate(to: Int64(size))
+        }
+        defer { unlink(staging) }
+        XCTAssertEqual(rename(staging, cluster.path(0, "vm/disk.img")), 0)
+
+        try cluster.waitUntilConverged(timeout: 60)
+        for node in 0..<cluster.count {
+            XCTAssertEqual(cluster.read(node, "vm/disk.img"), content, "node \(node + 1)")
+            var info = stat()
+            XCTAssertEqual(stat(cluster.path(node, "vm/disk.img"), &info), 0)
+            XCTAssertLessThan(Int(info.st_blocks) * 512, 8 * mib, "node \(node + 1): allocated \(info.st_blocks * 512) bytes")
         }
     }
 

@@ -48,6 +48,55 @@ final class ChunkWriterTests: XCTestCase {
         XCTAssertEqual(try FileDescriptor.readWholeFile(root + "/large.part"), bytes)
     }
 
+    /// Bytes the file system allocated for `path`.
+    private func allocated(_ path: String) -> Int {
+        var info = stat()
+        XCTAssertEqual(stat(path, &info), 0)
+        return Int(info.st_blocks) * 512
+    }
+
+    /// A sparse file's zero pages are not written (direct and buffered):
+    /// holes, which read as zeros and take no room; a write that ends in
+    /// zeros still makes the file as long as its last chunk says.
+    func testZeroPagesPastTheEndBecomeHolesThatReadAsZeros() throws {
+        let mib = 1 << 20
+        var bytes = content(mib, seed: 3)
+        bytes += [UInt8](repeating: 0, count: 2 * mib)
+        bytes += content(mib / 2, seed: 4)
+        bytes += [UInt8](repeating: 0, count: mib + 5)  // ends in zeros, unaligned
+        for direct in [true, false] {
+            let path = root + "/sparse-\(direct).part"
+            let all = chunks(of: bytes, size: 256 << 10)
+            let fd = try ChunkWriter.create(path, direct: direct)
+            try fd.closeAfter {
+                XCTAssertEqual(ChunkWriter.isDirect(fd), direct)
+                var handed = 0
+                for job in stride(from: 0, to: all.count, by: 3) {
+                    try ChunkWriter.write(Array(all[job..<min(job + 3, all.count)]), to: fd) { handed += $0.count }
+                }
+                XCTAssertEqual(handed, bytes.count, "every byte handed on (hashed), zeros too")
+                try fd.sync()
+            }
+            XCTAssertEqual(try FileDescriptor.readWholeFile(path), bytes, "direct: \(direct)")
+            XCTAssertLessThan(allocated(path), bytes.count - 2 * mib, "direct: \(direct): the zeros take no room")
+        }
+    }
+
+    /// Zeros over bytes already in the file (a resumed download writing
+    /// again) are written: a hole there would keep the old bytes.
+    func testZerosOverBytesAlreadyInTheFileAreWritten() throws {
+        for direct in [true, false] {
+            let path = root + "/rewrite-\(direct).part"
+            let fd = try ChunkWriter.create(path, direct: direct)
+            try fd.closeAfter {
+                try ChunkWriter.write([(0, content(1 << 20, seed: 5)[...])], to: fd) { _ in }
+                try ChunkWriter.write([(0, [UInt8](repeating: 0, count: 1 << 20)[...])], to: fd) { _ in }
+                try fd.sync()
+            }
+            XCTAssertEqual(try FileDescriptor.readWholeFile(path), [UInt8](repeating: 0, count: 1 << 20), "direct: \(direct)")
+        }
+    }
+
     func testAChunkLargerThanTheGatheringBufferIsWrittenWhole() throws {
         let bytes = content(3 * ChunkWriter.bufferSize + 4_096)
         let fd = try ChunkWriter.create(root + "/big-chunk.part", direct: true)
