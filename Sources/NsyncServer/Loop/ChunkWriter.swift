@@ -18,10 +18,10 @@ import Glibc
 /// file's last bytes, an odd resume offset), the descriptor switches to
 /// ordinary writes for the rest of the file: slower, never wrong.
 ///
-/// Pages (`alignment` bytes at offsets that are multiples of it) that are
-/// all zeros and lie past the file's end when a `write` starts are not
-/// written: the file gets a hole there, which reads as zeros and takes no
-/// room. A sparse file (a VM image, a preallocated database) stays sparse
+/// Runs of `minimumHole` or more of pages (`alignment` bytes at offsets
+/// that are multiples of it) that are all zeros and lie past the file's end
+/// when a `write` starts are not written: the file gets a hole there, which
+/// reads as zeros and takes no room. A sparse file (a VM image, a preallocated database) stays sparse
 /// on every node, as Syncthing does it; a write that ends in such pages
 /// extends the file to its end. Bytes already in the file are always
 /// overwritten, zeros or not (a resumed download may rewrite them).
@@ -91,8 +91,13 @@ public enum ChunkWriter {
         try sparse.extend(to: last.offset + UInt64(last.bytes.count))
     }
 
+    /// Zero pages are left as holes only in runs of at least this much: a
+    /// lone zero page (common in a file-system image or a database) would
+    /// cut a direct write in two for 4 KiB of room.
+    static let minimumHole = 64 << 10
+
     /// Whether the `count` bytes at `bytes` are all zero.
-    static func isZero(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
+    private static func isZero(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
         zeroPage.withUnsafeBytes { zeros in
             var at = 0
             while at < count {
@@ -104,10 +109,13 @@ public enum ChunkWriter {
         }
     }
 
+    /// One page of zeros to compare with.
     private static let zeroPage = [UInt8](repeating: 0, count: alignment)
 
-    /// Writes, leaving holes for zero pages past `holesFrom` (the file's
-    /// end when the job started), and remembers how far the file goes.
+    /// Writes one job's bytes, leaving holes for runs of zero pages past
+    /// `holesFrom` (the file's size when the job started: bytes before it
+    /// are always overwritten), and remembers how far it wrote. The job's
+    /// thread (the pool).
     private struct Sparse {
         let fd: FileDescriptor
         let holesFrom: UInt64
@@ -119,41 +127,27 @@ public enum ChunkWriter {
             self.holesFrom = holesFrom
         }
 
-        /// Writes `bytes` at `offset` but for zero pages past `holesFrom`.
+        /// Writes `bytes` at `offset` through the page cache, but for holes.
         mutating func write(_ bytes: ArraySlice<UInt8>, at offset: UInt64) throws {
-            _ = try bytes.withUnsafeBytes { try write($0, at: offset, direct: false) }
+            try bytes.withUnsafeBytes { try write($0, at: offset) }
         }
 
-        /// The same, with direct writes when `direct` says so (the caller
-        /// aligned offset and length). False when a direct write was
-        /// refused (EINVAL: the file or device wants other alignment): the
-        /// caller goes buffered and writes it all again.
-        mutating func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64, direct: Bool) throws -> Bool {
-            let page = ChunkWriter.alignment
-            var run = 0  // the first byte not yet written or skipped
-            var at = 0
-            while at < raw.count {
-                let pageStart = offset + UInt64(at)
-                let next = min(raw.count, at + page - Int(pageStart % UInt64(page)))
-                if next - at == page, pageStart >= holesFrom, ChunkWriter.isZero(raw.baseAddress! + at, count: page) {
-                    if run < at {
-                        guard try put(UnsafeRawBufferPointer(rebasing: raw[run..<at]), at: offset + UInt64(run), direct) else { return false }
-                    }
-                    run = next
-                }
-                at = next
+        mutating func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
+            for range in runs(raw, at: offset) {
+                try fd.write(all: UnsafeRawBufferPointer(rebasing: raw[range]), at: Int64(offset) + Int64(range.lowerBound))
+                writtenEnd = max(writtenEnd, offset + UInt64(range.upperBound))
             }
-            if run < raw.count {
-                guard try put(UnsafeRawBufferPointer(rebasing: raw[run...]), at: offset + UInt64(run), direct) else { return false }
-            }
-            return true
         }
 
-        private mutating func put(_ raw: UnsafeRawBufferPointer, at offset: UInt64, _ direct: Bool) throws -> Bool {
-            if direct {
-                var done = 0
-                while done < raw.count {
-                    let n = Glibc.pwrite(fd.rawValue, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+        /// The same around the page cache (the caller aligned offset and
+        /// length); false when the file or device refused it (EINVAL: it
+        /// wants other alignment): the caller goes buffered and writes it
+        /// all again.
+        mutating func writeDirect(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
+            for range in runs(raw, at: offset) {
+                var done = range.lowerBound
+                while done < range.upperBound {
+                    let n = Glibc.pwrite(fd.rawValue, raw.baseAddress! + done, range.upperBound - done, off_t(offset) + off_t(done))
                     if n > 0 {
                         done += n
                     } else if n == -1, errno == EINTR {
@@ -164,21 +158,50 @@ public enum ChunkWriter {
                         return false
                     }
                 }
-            } else {
-                try fd.write(all: raw, at: Int64(offset))
+                writtenEnd = max(writtenEnd, offset + UInt64(range.upperBound))
             }
-            writtenEnd = max(writtenEnd, offset + UInt64(raw.count))
             return true
         }
 
-        /// A write that ended in skipped zero pages: the file reaches `end`.
+        /// The ranges of `raw` (at file offset `offset`) to write: all of it
+        /// but runs of `minimumHole` or more of whole zero pages past `holesFrom`.
+        private func runs(_ raw: UnsafeRawBufferPointer, at offset: UInt64) -> [Range<Int>] {
+            let page = ChunkWriter.alignment
+            var ranges: [Range<Int>] = []
+            var run = 0  // the first byte not yet written or skipped
+            var zeros: Int?  // where the current run of zero pages started
+            var at = 0
+            func endZeros(at end: Int) {
+                if let start = zeros, end - start >= ChunkWriter.minimumHole {
+                    if run < start { ranges.append(run..<start) }
+                    run = end
+                }
+                zeros = nil
+            }
+            while at < raw.count {
+                let pageStart = offset + UInt64(at)
+                let next = min(raw.count, at + page - Int(pageStart % UInt64(page)))
+                if next - at == page, pageStart >= holesFrom, ChunkWriter.isZero(raw.baseAddress! + at, count: page) {
+                    if zeros == nil { zeros = at }
+                } else {
+                    endZeros(at: at)
+                }
+                at = next
+            }
+            endZeros(at: raw.count)
+            if run < raw.count { ranges.append(run..<raw.count) }
+            return ranges
+        }
+
+        /// A job that ended in a hole: the file is extended to `end`, as
+        /// if the zeros were written (a relay reads up to what its
+        /// transfer wrote, a resume hashes the file's length).
         func extend(to end: UInt64) throws {
             if end > max(holesFrom, writtenEnd) { try fd.truncate(to: Int64(end)) }
         }
-
     }
 
-    /// Contiguous bytes collected for one direct write.
+    /// Contiguous bytes collected for one direct write. The job's thread.
     private struct Gather {
         var sparse: Sparse
         let buffer: UnsafeMutableRawPointer
@@ -216,14 +239,13 @@ public enum ChunkWriter {
             var done = 0
             if start % UInt64(alignment) == 0 {
                 let aligned = filled & ~(alignment - 1)
-                if aligned > 0, try sparse.write(UnsafeRawBufferPointer(start: buffer, count: aligned), at: start, direct: true) {
+                if aligned > 0, try sparse.writeDirect(UnsafeRawBufferPointer(start: buffer, count: aligned), at: start) {
                     done = aligned
                 }
             }
             if done < filled {
                 try goBuffered()
-                _ = try sparse.write(UnsafeRawBufferPointer(start: buffer + done, count: filled - done),
-                                     at: start + UInt64(done), direct: false)
+                try sparse.write(UnsafeRawBufferPointer(start: buffer + done, count: filled - done), at: start + UInt64(done))
             }
             filled = 0
         }

@@ -55,15 +55,16 @@ final class ChunkWriterTests: XCTestCase {
         return Int(info.st_blocks) * 512
     }
 
-    /// A sparse file's zero pages are not written (direct and buffered):
-    /// holes, which read as zeros and take no room; a write that ends in
-    /// zeros still makes the file as long as its last chunk says.
+    /// A sparse file's runs of zero pages are not written (direct and
+    /// buffered): holes, which read as zeros and take no room. After every
+    /// job the file is as long as its last chunk says (a relay reads up to
+    /// there), also when the job ended in a hole on a page boundary.
     func testZeroPagesPastTheEndBecomeHolesThatReadAsZeros() throws {
         let mib = 1 << 20
         var bytes = content(mib, seed: 3)
         bytes += [UInt8](repeating: 0, count: 2 * mib)
         bytes += content(mib / 2, seed: 4)
-        bytes += [UInt8](repeating: 0, count: mib + 5)  // ends in zeros, unaligned
+        bytes += [UInt8](repeating: 0, count: mib)  // ends in zeros, on a page boundary
         for direct in [true, false] {
             let path = root + "/sparse-\(direct).part"
             let all = chunks(of: bytes, size: 256 << 10)
@@ -72,13 +73,38 @@ final class ChunkWriterTests: XCTestCase {
                 XCTAssertEqual(ChunkWriter.isDirect(fd), direct)
                 var handed = 0
                 for job in stride(from: 0, to: all.count, by: 3) {
-                    try ChunkWriter.write(Array(all[job..<min(job + 3, all.count)]), to: fd) { handed += $0.count }
+                    let taken = Array(all[job..<min(job + 3, all.count)])
+                    try ChunkWriter.write(taken, to: fd) { handed += $0.count }
+                    let end = taken.last!.offset + UInt64(taken.last!.bytes.count)
+                    XCTAssertEqual(try fd.size(), Int64(end), "direct: \(direct), after the job ending at \(end)")
                 }
                 XCTAssertEqual(handed, bytes.count, "every byte handed on (hashed), zeros too")
                 try fd.sync()
             }
             XCTAssertEqual(try FileDescriptor.readWholeFile(path), bytes, "direct: \(direct)")
             XCTAssertLessThan(allocated(path), bytes.count - 2 * mib, "direct: \(direct): the zeros take no room")
+        }
+    }
+
+    /// Lone zero pages (every other page, as in a file-system image) are
+    /// written: holes there would cut every direct write into pieces. A
+    /// run of `minimumHole` is left out.
+    func testOnlyRunsOfZeroPagesOfTheMinimumHoleAreLeftOut() throws {
+        let page = ChunkWriter.alignment
+        var bytes = content(64 << 10, seed: 5)
+        for i in 0..<64 { bytes += i % 2 == 0 ? [UInt8](repeating: 0, count: page) : content(page, seed: UInt64(10 + i)) }
+        bytes += [UInt8](repeating: 0, count: ChunkWriter.minimumHole)
+        bytes += content(64 << 10, seed: 6)
+        for direct in [true, false] {
+            let path = root + "/scattered-\(direct).part"
+            let fd = try ChunkWriter.create(path, direct: direct)
+            try fd.closeAfter {
+                try ChunkWriter.write(chunks(of: bytes, size: 256 << 10), to: fd) { _ in }
+                try fd.sync()
+            }
+            XCTAssertEqual(try FileDescriptor.readWholeFile(path), bytes, "direct: \(direct)")
+            XCTAssertGreaterThanOrEqual(allocated(path), bytes.count - ChunkWriter.minimumHole, "direct: \(direct)")
+            XCTAssertLessThan(allocated(path), bytes.count, "direct: \(direct): the run of \(ChunkWriter.minimumHole) is a hole")
         }
     }
 
