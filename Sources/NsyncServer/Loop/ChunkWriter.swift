@@ -96,6 +96,11 @@ public enum ChunkWriter {
     /// cut a direct write in two for 4 KiB of room.
     static let minimumHole = 64 << 10
 
+    /// Whether `bytes` are all zero (empty: true).
+    static func isZero(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBytes { $0.isEmpty || isZero($0.baseAddress!, count: $0.count) }
+    }
+
     /// Whether the `count` bytes at `bytes` are all zero.
     private static func isZero(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
         zeroPage.withUnsafeBytes { zeros in

@@ -126,21 +126,32 @@ final class BlockDigestBuilder {
                 digests += held.digests[(first * width)..<(last * width)]
                 next += length
             case .bytes(_, let bytes):
-                var rest = bytes[...]
-                while !rest.isEmpty {
-                    let hasher = current ?? SHA256()
-                    let blockEnd = min(size, (next / blockSize + 1) * blockSize)
-                    let take = Int(min(UInt64(rest.count), blockEnd - next))
-                    hasher.update(rest.prefix(take))
-                    rest = rest.dropFirst(take)
-                    next += UInt64(take)
-                    if next == blockEnd {
-                        digests += hasher.finalize()
-                        current = nil
-                    } else {
-                        current = hasher
-                    }
+                add(bytes)
+            case .zeros(_, let length):
+                var rest = length
+                while rest > 0 {
+                    let count = Int(min(rest, UInt64(Fetcher.zeroChunk.count)))
+                    add(Fetcher.zeroChunk[..<count])
+                    rest -= UInt64(count)
                 }
+            }
+        }
+    }
+
+    private func add(_ bytes: ArraySlice<UInt8>) {
+        var rest = bytes
+        while !rest.isEmpty {
+            let hasher = current ?? SHA256()
+            let blockEnd = min(size, (next / blockSize + 1) * blockSize)
+            let take = Int(min(UInt64(rest.count), blockEnd - next))
+            hasher.update(rest.prefix(take))
+            rest = rest.dropFirst(take)
+            next += UInt64(take)
+            if next == blockEnd {
+                digests += hasher.finalize()
+                current = nil
+            } else {
+                current = hasher
             }
         }
     }

@@ -16,20 +16,42 @@ extension Fetcher {
     enum Piece {
         case bytes(UInt64, ArraySlice<UInt8>)
         case held(UInt64, UInt64)
+        /// All zeros (`.zeros`: a sparse file's hole).
+        case zeros(UInt64, UInt64)
 
         var offset: UInt64 {
             switch self {
-            case .bytes(let offset, _), .held(let offset, _): offset
+            case .bytes(let offset, _), .held(let offset, _), .zeros(let offset, _): offset
             }
         }
 
         var length: UInt64 {
             switch self {
             case .bytes(_, let bytes): UInt64(bytes.count)
-            case .held(_, let length): length
+            case .held(_, let length), .zeros(_, let length): length
+            }
+        }
+
+        /// Its first `count` bytes, and the rest.
+        func prefix(_ count: UInt64) -> Piece {
+            switch self {
+            case let .bytes(offset, bytes): .bytes(offset, bytes.prefix(Int(count)))
+            case let .held(offset, _): .held(offset, count)
+            case let .zeros(offset, _): .zeros(offset, count)
+            }
+        }
+
+        func dropFirst(_ count: UInt64) -> Piece {
+            switch self {
+            case let .bytes(offset, bytes): .bytes(offset + count, bytes.dropFirst(Int(count)))
+            case let .held(offset, length): .held(offset + count, length - count)
+            case let .zeros(offset, length): .zeros(offset + count, length - count)
             }
         }
     }
+
+    /// Zeros to write (holes, mostly) and hash for `.zeros`, a MiB at a time.
+    static let zeroChunk = [UInt8](repeating: 0, count: 1 << 20)
 
     /// Whether fetching `record` may send the digests of `held`'s blocks:
     /// both files of at least `extendMinimumSize`, the new one not larger
@@ -250,13 +272,15 @@ extension Fetcher {
         var held: UInt64 = 0
         var count = 0
         for piece in pending {
-            if case .held(let offset, let length) = piece {
+            if case .bytes = piece {} else {
+                // Copied from the held file, or zeros hashed: bounded per job.
+                let length = piece.length
                 if held > 0, held + length > maxHeldBytesPerWrite { break }
                 if length > maxHeldBytesPerWrite {
                     var taken = Array(pending.prefix(count))
-                    taken.append(.held(offset, maxHeldBytesPerWrite))
+                    taken.append(piece.prefix(maxHeldBytesPerWrite))
                     pending.removeFirst(count)
-                    pending[0] = .held(offset + maxHeldBytesPerWrite, length - maxHeldBytesPerWrite)
+                    pending[0] = piece.dropFirst(maxHeldBytesPerWrite)
                     return taken
                 }
                 held += length
@@ -303,6 +327,13 @@ extension Fetcher {
             switch piece {
             case let .bytes(offset, bytes):
                 received.append((offset, bytes))
+            case let .zeros(offset, length):
+                var at = offset
+                while at < offset + length {
+                    let count = Int(min(UInt64(zeroChunk.count), offset + length - at))
+                    received.append((at, zeroChunk[..<count]))
+                    at += UInt64(count)
+                }
             case let .held(offset, length):
                 if !received.isEmpty {
                     try ChunkWriter.write(received, to: fd, each: each)

@@ -483,7 +483,7 @@ final class Fetcher {
         switch message {
         case .header(let header): (header.requestID, 0)
         case .data(let id, _, let data): (id, UInt64(data.count))
-        case .same(let id, _, let length): (id, min(length, largestTurn))
+        case .same(let id, _, let length), .zeros(let id, _, let length): (id, min(length, largestTurn))
         case .end(let id): (id, 0)
         default: nil
         }
@@ -675,7 +675,7 @@ final class Fetcher {
                                    version: transfer.onRelay ? transfer.requestedVersion : transfer.record.version,
                                    offset: transfer.received, noRedirect: transfer.redirected,
                                    prefixDigest: transfer.prefixDigest,
-                                   blocks: transfer.blocks)
+                                   blocks: transfer.blocks, takesZeros: true)
         if let frame = try? Frame.encode(type: TransferMessage.FrameType.request.rawValue, {
             TransferMessage.request(request).encodePayload(into: &$0)
         }) {
@@ -843,6 +843,19 @@ final class Fetcher {
             if transfer.speculative { finishingSpeculations[transfer.record.path] = transfer }
             queueWrite(transfer)
             schedule()
+        case let .zeros(id, offset, length):
+            guard let transfer = link.active[id], transfer.headerSeen else { return }
+            guard offset == transfer.received, offset + length <= transfer.record.size else {
+                reject(transfer, on: link, "sent zeros \(offset)+\(length) where bytes from \(transfer.received) "
+                       + "of \(transfer.record.size) were due")
+                return
+            }
+            // Not received as bytes (not in `bytesReceived`); written as a
+            // hole, hashed as the zeros they are.
+            transfer.received += length
+            logProgress(transfer, from: link.peer)
+            transfer.pending.append(.zeros(offset, length))
+            queueWrite(transfer)
         case let .same(id, offset, length):
             guard let transfer = link.active[id], transfer.headerSeen else { return }
             guard let source = transfer.blockSource, offset == transfer.received,

@@ -15,6 +15,10 @@ public enum TransferMessage: Equatable, Sendable {
     /// Instead of data: bytes `offset..<offset+length` are those the
     /// fetcher holds at the same offsets (its `BlockDigests` said so).
     case same(requestID: UInt32, offset: UInt64, length: UInt64)
+    /// Instead of data: bytes `offset..<offset+length` are all zeros (a
+    /// sparse file's holes cross the network as this). Only to a request
+    /// that says it takes them (`FetchRequest.takesZeros`).
+    case zeros(requestID: UInt32, offset: UInt64, length: UInt64)
 
     /// Frame types on the file channel (distinct from the raft channel's).
     public enum FrameType: UInt8, Sendable {
@@ -25,6 +29,7 @@ public enum TransferMessage: Equatable, Sendable {
         case cancel = 20
         case offer = 21
         case same = 22
+        case zeros = 23
     }
 
     public var frameType: FrameType {
@@ -36,6 +41,7 @@ public enum TransferMessage: Equatable, Sendable {
         case .cancel: .cancel
         case .offer: .offer
         case .same: .same
+        case .zeros: .zeros
         }
     }
 
@@ -52,7 +58,8 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeInteger(r.length)
             buffer.writeInteger((r.noRedirect ? FetchRequest.noRedirectFlag : 0)
                                 | (r.prefixDigest != nil ? FetchRequest.prefixDigestFlag : 0)
-                                | (r.blocks != nil ? FetchRequest.blocksFlag : 0))
+                                | (r.blocks != nil ? FetchRequest.blocksFlag : 0)
+                                | (r.takesZeros ? FetchRequest.takesZerosFlag : 0))
             if let digest = r.prefixDigest {
                 precondition(digest.count == SHA256.digestLength, "a prefix digest is a SHA-256")
                 buffer.writeBytes(digest)
@@ -77,7 +84,7 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeShortString(o.path)
             buffer.writeInteger(o.size)
             buffer.writeInteger(o.mtime)
-        case let .same(id, offset, length):
+        case let .same(id, offset, length), let .zeros(id, offset, length):
             buffer.writeInteger(id)
             buffer.writeInteger(offset)
             buffer.writeInteger(length)
@@ -98,6 +105,7 @@ public enum TransferMessage: Equatable, Sendable {
             let length: UInt64 = try payload.readInteger()
             let flags: UInt8 = try payload.readInteger()
             let known = FetchRequest.noRedirectFlag | FetchRequest.prefixDigestFlag | FetchRequest.blocksFlag
+                | FetchRequest.takesZerosFlag
             guard flags & ~known == 0 else {
                 throw WireError.malformed("unknown request flags \(flags)")
             }
@@ -119,7 +127,8 @@ public enum TransferMessage: Equatable, Sendable {
             }
             message = .request(FetchRequest(requestID: id, path: path, version: version, offset: offset, length: length,
                                             noRedirect: flags & FetchRequest.noRedirectFlag != 0,
-                                            prefixDigest: prefixDigest, blocks: blocks))
+                                            prefixDigest: prefixDigest, blocks: blocks,
+                                            takesZeros: flags & FetchRequest.takesZerosFlag != 0))
         case .header:
             let id: UInt32 = try payload.readInteger()
             let raw: UInt8 = try payload.readInteger()
@@ -137,12 +146,13 @@ public enum TransferMessage: Equatable, Sendable {
         case .offer:
             let path = try payload.readShortString()
             message = .offer(FileOffer(path: path, size: try payload.readInteger(), mtime: try payload.readInteger()))
-        case .same:
+        case .same, .zeros:
             let id: UInt32 = try payload.readInteger()
             let offset: UInt64 = try payload.readInteger()
             let length: UInt64 = try payload.readInteger()
-            guard length > 0, offset <= UInt64.max - length else { throw WireError.malformed("same bytes \(offset)+\(length)") }
-            message = .same(requestID: id, offset: offset, length: length)
+            guard length > 0, offset <= UInt64.max - length else { throw WireError.malformed("\(kind) bytes \(offset)+\(length)") }
+            message = kind == .same ? .same(requestID: id, offset: offset, length: length)
+                : .zeros(requestID: id, offset: offset, length: length)
         }
         if case .data = message {} else if payload.readableBytes != 0 {
             throw WireError.malformed("\(payload.readableBytes) trailing bytes in \(kind)")
@@ -159,7 +169,8 @@ public enum TransferMessage: Equatable, Sendable {
 /// that its bytes 0..<offset have that SHA-256, and answers
 /// `.prefixDiffers` if not. With `blocks`, the fetcher holds another
 /// version of the file (edited in place): the server sends `.same` instead
-/// of the bytes of each block whose SHA-256 is the fetcher's.
+/// of the bytes of each block whose SHA-256 is the fetcher's. With
+/// `takesZeros`, runs of zeros may come as `.zeros` instead of data.
 public struct FetchRequest: Equatable, Sendable {
     public var requestID: UInt32
     public var path: String
@@ -169,13 +180,16 @@ public struct FetchRequest: Equatable, Sendable {
     public var noRedirect: Bool
     public var prefixDigest: [UInt8]?
     public var blocks: BlockDigests?
+    public var takesZeros: Bool
 
     static let noRedirectFlag: UInt8 = 1
     static let prefixDigestFlag: UInt8 = 2
     static let blocksFlag: UInt8 = 4
+    static let takesZerosFlag: UInt8 = 8
 
     public init(requestID: UInt32, path: String, version: UInt64, offset: UInt64 = 0, length: UInt64 = .max,
-                noRedirect: Bool = false, prefixDigest: [UInt8]? = nil, blocks: BlockDigests? = nil) {
+                noRedirect: Bool = false, prefixDigest: [UInt8]? = nil, blocks: BlockDigests? = nil,
+                takesZeros: Bool = false) {
         self.requestID = requestID
         self.path = path
         self.version = version
@@ -184,6 +198,7 @@ public struct FetchRequest: Equatable, Sendable {
         self.noRedirect = noRedirect
         self.prefixDigest = prefixDigest
         self.blocks = blocks
+        self.takesZeros = takesZeros
     }
 }
 

@@ -483,10 +483,9 @@ extension TransferServer {
             if let blocks = s.blocks {
                 // Also when nothing matched: a block may be larger than a frame may be.
                 s.sameBytes += sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
-                                          matches: matches, id: s.item.request.requestID)
+                                          matches: matches, of: s.item.request)
             } else {
-                sendData(id: s.item.request.requestID, offset: offset, chunk)
-                server.bytesServed += UInt64(chunk.count)
+                sendChunk(of: s.item.request, at: offset, chunk)
             }
             return true
         }
@@ -495,7 +494,9 @@ extension TransferServer {
         /// as runs: `.same` for blocks the fetcher holds (`matches`, one per
         /// block; missing ones do not match), data frames of at most a chunk
         /// each for the others. Returns the bytes sent as `.same`.
-        private func sendBlocks(_ chunk: ArraySlice<UInt8>, at offset: UInt64, blockSize: Int, matches: [Bool], id: UInt32) -> UInt64 {
+        private func sendBlocks(_ chunk: ArraySlice<UInt8>, at offset: UInt64, blockSize: Int, matches: [Bool],
+                                of request: FetchRequest) -> UInt64 {
+            let id = request.requestID
             func matching(_ at: Int) -> Bool { at / blockSize < matches.count && matches[at / blockSize] }
             let base = chunk.startIndex
             var start = 0
@@ -511,10 +512,9 @@ extension TransferServer {
                     var from = start
                     while from < end {
                         let to = min(from + server.chunkSize, end)
-                        sendData(id: id, offset: offset + UInt64(from), chunk[(base + from)..<(base + to)])
+                        sendChunk(of: request, at: offset + UInt64(from), chunk[(base + from)..<(base + to)])
                         from = to
                     }
-                    server.bytesServed += UInt64(end - start)
                 }
                 start = end
             }
@@ -651,6 +651,18 @@ extension TransferServer {
         func send(_ message: TransferMessage) {
             guard let frame = try? Frame.encode(type: message.frameType.rawValue, { message.encodePayload(into: &$0) }) else { return }
             channel.send(frame)
+        }
+
+        /// Sends a chunk of a stream: as `.zeros` when it is all zeros and
+        /// the fetcher takes them (a sparse file's hole: nothing to encrypt
+        /// and carry), else as data.
+        private func sendChunk(of request: FetchRequest, at offset: UInt64, _ bytes: ArraySlice<UInt8>) {
+            if request.takesZeros, !bytes.isEmpty, ChunkWriter.isZero(bytes) {
+                send(.zeros(requestID: request.requestID, offset: offset, length: UInt64(bytes.count)))
+            } else {
+                sendData(id: request.requestID, offset: offset, bytes)
+                server.bytesServed += UInt64(bytes.count)
+            }
         }
 
         private func sendData(id: UInt32, offset: UInt64, _ bytes: ArraySlice<UInt8>) {

@@ -37,6 +37,8 @@ final class EndToEndHostileHolderTests: ClusterTestCase {
             (.skipped, { " were due; not taking \($0) from it" }),
             (.overlong, { " were due; not taking \($0) from it" }),
             (.allSame, { " are those held here, which cannot be; not taking \($0) from it" }),
+            (.zeros, { "fetch of \($0) did not finish: content from node1 does not match the index's SHA-256" }),
+            (.zerosOverlong, { " were due; not taking \($0) from it" }),
         ]
         var contents: [String: [UInt8]] = ["lies/honest.bin": honest]
         for (i, (lie, reason)) in lies.enumerated() {

@@ -32,6 +32,10 @@ final class HostileHolder {
         /// Honest while the fetcher sends no block digests; with digests,
         /// `.same` for every byte (its held version is not the new one).
         case sameWhenAsked = "same-when-asked"
+        /// `.zeros` for the whole file (a hole where there are bytes).
+        case zeros
+        /// `.zeros` running 4 KiB past the file's end.
+        case zerosOverlong = "zeros-overlong"
         /// A frame of a type the protocol does not have.
         case garbage
         /// Half the bytes, then nothing more, ever (a disk that hung).
@@ -178,6 +182,11 @@ final class HostileHolder {
         case .allSame, .sameWhenAsked:
             return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),
                     HostilePeer.encode(.same(requestID: id, offset: UInt64(start), length: UInt64(end - start))),
+                    HostilePeer.encode(.end(requestID: id))]
+        case .zeros, .zerosOverlong:
+            return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),
+                    HostilePeer.encode(.zeros(requestID: id, offset: UInt64(start),
+                                              length: UInt64(end - start) + (lie == .zerosOverlong ? 4096 : 0))),
                     HostilePeer.encode(.end(requestID: id))]
         case .garbage:
             return [HostilePeer.encode(.header(FetchHeader(requestID: id, status: .ok, size: size))),

@@ -119,13 +119,14 @@ final class FetcherBlocksTests: XCTestCase {
     }
 
     /// What a holder's answers count toward its link's turns (the stall
-    /// check's rounds): a `.same` at most one turn, however long its run,
-    /// since a holder that knows its digests sends a whole file's unchanged
-    /// blocks as one frame without reading them.
+    /// check's rounds): a `.same` (or `.zeros`) at most one turn, however
+    /// long its run, since a holder that knows its digests sends a whole
+    /// file's unchanged blocks as one frame without reading them.
     func testASameRunCountsAtMostOneTurnTowardTheLinksRounds() {
         let turn: UInt64 = 2 << 20
         XCTAssertTrue(Fetcher.answer(in: .same(requestID: 7, offset: 0, length: 1 << 30), largestTurn: turn)! == (7, turn))
         XCTAssertTrue(Fetcher.answer(in: .same(requestID: 7, offset: 0, length: 4096), largestTurn: turn)! == (7, 4096))
+        XCTAssertTrue(Fetcher.answer(in: .zeros(requestID: 7, offset: 0, length: 1 << 30), largestTurn: turn)! == (7, turn))
         XCTAssertTrue(Fetcher.answer(in: .data(requestID: 8, offset: 0, bytes: [1, 2, 3][...]), largestTurn: turn)! == (8, 3))
         XCTAssertTrue(Fetcher.answer(in: .header(FetchHeader(requestID: 9, status: .ok, size: 10)), largestTurn: turn)! == (9, 0))
         XCTAssertTrue(Fetcher.answer(in: .end(requestID: 9), largestTurn: turn)! == (9, 0))

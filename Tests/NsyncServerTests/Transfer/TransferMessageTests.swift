@@ -26,6 +26,11 @@ final class TransferMessageTests: XCTestCase {
             .request(FetchRequest(requestID: 11, path: "db/main.sqlite", version: 44, offset: 256 << 10, noRedirect: true,
                                   blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([3])))),
             .same(requestID: 10, offset: 128 << 10, length: 5 << 20),
+            .zeros(requestID: 12, offset: 0, length: 3 << 30),
+            .request(FetchRequest(requestID: 12, path: "vm/disk.img", version: 45, takesZeros: true)),
+            .request(FetchRequest(requestID: 13, path: "db/main.sqlite", version: 44, offset: 1 << 20, noRedirect: true,
+                                  prefixDigest: SHA256.hash([4]), blocks: BlockDigests(blockSize: 128 << 10, digests: SHA256.hash([5])),
+                                  takesZeros: true)),
         ]
         for message in messages {
             XCTAssertEqual(try roundTrip(message), message)
@@ -52,7 +57,7 @@ final class TransferMessageTests: XCTestCase {
         TransferMessage.request(FetchRequest(requestID: 1, path: "x", version: 2)).encodePayload(into: &buffer)
         var bytes = Array(buffer.readableView)
         XCTAssertEqual(bytes.last, 0, "no flags")
-        bytes[bytes.count - 1] = 8
+        bytes[bytes.count - 1] = 16
         var unknown = ByteBuffer(bytes: bytes)
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.request.rawValue, payload: &unknown)) {
             XCTAssertTrue("\($0)".contains("flags"), "\($0)")
@@ -137,6 +142,16 @@ final class TransferMessageTests: XCTestCase {
         var empty = ByteBuffer(bytes: bytes)
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.same.rawValue, payload: &empty)) {
             XCTAssertTrue("\($0)".contains("same bytes"), "\($0)")
+        }
+        // `.zeros` likewise: no bytes, or past the end of any file.
+        for (offset, length) in [(UInt64(0), UInt64(0)), (UInt64.max, UInt64(2))] {
+            var zeros = ByteBuffer()
+            zeros.writeInteger(UInt32(1))
+            zeros.writeInteger(offset)
+            zeros.writeInteger(length)
+            XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.zeros.rawValue, payload: &zeros)) {
+                XCTAssertTrue("\($0)".contains("zeros bytes"), "\($0)")
+            }
         }
     }
 
