@@ -96,27 +96,6 @@ public enum ChunkWriter {
     /// cut a direct write in two for 4 KiB of room.
     static let minimumHole = 64 << 10
 
-    /// Whether `bytes` are all zero (empty: true).
-    static func isZero(_ bytes: ArraySlice<UInt8>) -> Bool {
-        bytes.withUnsafeBytes { $0.isEmpty || isZero($0.baseAddress!, count: $0.count) }
-    }
-
-    /// Whether the `count` bytes at `bytes` are all zero.
-    private static func isZero(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
-        zeroPage.withUnsafeBytes { zeros in
-            var at = 0
-            while at < count {
-                let n = min(zeros.count, count - at)
-                if memcmp(bytes + at, zeros.baseAddress!, n) != 0 { return false }
-                at += n
-            }
-            return true
-        }
-    }
-
-    /// One page of zeros to compare with.
-    private static let zeroPage = [UInt8](repeating: 0, count: alignment)
-
     /// Writes one job's bytes, leaving holes for runs of zero pages past
     /// `holesFrom` (the file's size when the job started: bytes before it
     /// are always overwritten), and remembers how far it wrote. The job's
@@ -186,7 +165,7 @@ public enum ChunkWriter {
             while at < raw.count {
                 let pageStart = offset + UInt64(at)
                 let next = min(raw.count, at + page - Int(pageStart % UInt64(page)))
-                if next - at == page, pageStart >= holesFrom, ChunkWriter.isZero(raw.baseAddress! + at, count: page) {
+                if next - at == page, pageStart >= holesFrom, Zeros.are(raw.baseAddress! + at, count: page) {
                     if zeros == nil { zeros = at }
                 } else {
                     endZeros(at: at)

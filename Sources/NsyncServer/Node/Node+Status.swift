@@ -44,7 +44,7 @@ extension Node {
             pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count + sync.toObserveAfter.count,
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived,
-            bytesReused: fetcher?.bytesReused, scan: sync.scanProgress,
+            bytesReused: fetcher?.bytesReused, bytesZeros: fetcher?.bytesZeros, scan: sync.scanProgress,
             recentConflicts: Array(recentConflicts), recentErrors: Array(recentErrors),
             uptimeSeconds: Double(now - startedAt) / 1000,
             keptDirectories: sync.keptDirectories.isEmpty

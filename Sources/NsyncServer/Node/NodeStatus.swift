@@ -34,6 +34,9 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     /// held them (an append's start, the unchanged blocks of a file edited
     /// in place) and copied them from its own file. Optional, as above.
     public var bytesReused: UInt64? = nil
+    /// File bytes that came as `.zeros` (a sparse file's holes), not as
+    /// bytes: not in `bytesReceived`. Optional, as above.
+    public var bytesZeros: UInt64? = nil
     public var scan: Scan?
     public var recentConflicts: [String]
     public var recentErrors: [String]
@@ -131,6 +134,7 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         if let sent = bytesSent, let received = bytesReceived {
             out += "file data since start: sent \(Self.bytes(sent)), received \(Self.bytes(received))"
             if let reused = bytesReused, reused > 0 { out += ", \(Self.bytes(reused)) more copied from versions held here" }
+            if let zeros = bytesZeros, zeros > 0 { out += ", \(Self.bytes(zeros)) more of zeros (holes)" }
             out += "\n"
         }
         out += "members:\n"

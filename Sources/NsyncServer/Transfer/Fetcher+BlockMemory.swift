@@ -130,8 +130,8 @@ final class BlockDigestBuilder {
             case .zeros(_, let length):
                 var rest = length
                 while rest > 0 {
-                    let count = Int(min(rest, UInt64(Fetcher.zeroChunk.count)))
-                    add(Fetcher.zeroChunk[..<count])
+                    let count = Int(min(rest, UInt64(Zeros.chunk.count)))
+                    add(Zeros.chunk[..<count])
                     rest -= UInt64(count)
                 }
             }

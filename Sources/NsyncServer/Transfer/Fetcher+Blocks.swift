@@ -32,7 +32,7 @@ extension Fetcher {
             }
         }
 
-        /// Its first `count` bytes, and the rest.
+        /// Its first `count` bytes.
         func prefix(_ count: UInt64) -> Piece {
             switch self {
             case let .bytes(offset, bytes): .bytes(offset, bytes.prefix(Int(count)))
@@ -41,6 +41,7 @@ extension Fetcher {
             }
         }
 
+        /// All but its first `count` bytes.
         func dropFirst(_ count: UInt64) -> Piece {
             switch self {
             case let .bytes(offset, bytes): .bytes(offset + count, bytes.dropFirst(Int(count)))
@@ -50,8 +51,6 @@ extension Fetcher {
         }
     }
 
-    /// Zeros to write (holes, mostly) and hash for `.zeros`, a MiB at a time.
-    static let zeroChunk = [UInt8](repeating: 0, count: 1 << 20)
 
     /// Whether fetching `record` may send the digests of `held`'s blocks:
     /// both files of at least `extendMinimumSize`, the new one not larger
@@ -266,8 +265,9 @@ extension Fetcher {
     static let maxHeldBytesPerWrite: UInt64 = 64 << 20
 
     /// Removes and returns the pieces the next write job takes from
-    /// `pending`. A first held run longer than `maxHeldBytesPerWrite` is
-    /// split: its rest stays first in `pending`.
+    /// `pending`: received bytes freely, held copies and zeros (hashed
+    /// there) up to `maxHeldBytesPerWrite`. A first such run longer than
+    /// that is split: its rest stays first in `pending`.
     static func takeWritable(_ pending: inout [Piece]) -> [Piece] {
         var held: UInt64 = 0
         var count = 0
@@ -330,8 +330,8 @@ extension Fetcher {
             case let .zeros(offset, length):
                 var at = offset
                 while at < offset + length {
-                    let count = Int(min(UInt64(zeroChunk.count), offset + length - at))
-                    received.append((at, zeroChunk[..<count]))
+                    let count = Int(min(UInt64(Zeros.chunk.count), offset + length - at))
+                    received.append((at, Zeros.chunk[..<count]))
                     at += UInt64(count)
                 }
             case let .held(offset, length):

@@ -107,6 +107,8 @@ final class Fetcher {
     /// Bytes of new versions copied from the versions this node held (an
     /// append's start, blocks a holder said were the same) instead of received.
     var bytesReused: UInt64 = 0
+    /// Bytes that came as `.zeros`, not as data.
+    var bytesZeros: UInt64 = 0
     /// Copies of offered files, complete and verified against nothing yet,
     /// waiting for the record that announces them; by path.
     private var speculated: [String: Speculated] = [:]
@@ -850,9 +852,11 @@ final class Fetcher {
                        + "of \(transfer.record.size) were due")
                 return
             }
-            // Not received as bytes (not in `bytesReceived`); written as a
-            // hole, hashed as the zeros they are.
+            // Not received as bytes (not in `bytesReceived`); hashed as the
+            // zeros they are, and written as a hole where they are past the
+            // file's end and long enough (`ChunkWriter`).
             transfer.received += length
+            bytesZeros += length
             logProgress(transfer, from: link.peer)
             transfer.pending.append(.zeros(offset, length))
             queueWrite(transfer)

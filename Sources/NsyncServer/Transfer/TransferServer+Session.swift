@@ -657,7 +657,7 @@ extension TransferServer {
         /// the fetcher takes them (a sparse file's hole: nothing to encrypt
         /// and carry), else as data.
         private func sendChunk(of request: FetchRequest, at offset: UInt64, _ bytes: ArraySlice<UInt8>) {
-            if request.takesZeros, !bytes.isEmpty, ChunkWriter.isZero(bytes) {
+            if request.takesZeros, !bytes.isEmpty, Zeros.are(bytes) {
                 send(.zeros(requestID: request.requestID, offset: offset, length: UInt64(bytes.count)))
             } else {
                 sendData(id: request.requestID, offset: offset, bytes)

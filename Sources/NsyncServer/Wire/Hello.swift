@@ -35,7 +35,8 @@ public struct Hello: Equatable, Sendable {
     /// 6: fetch requests may carry a prefix digest, answers may say
     ///    `prefixDiffers`.
     /// 7: fetch requests may carry block digests, answers may say `same`.
-    public static let currentVersion: UInt16 = 7
+    /// 8: fetch requests may say `takesZeros`, answers may be `zeros`.
+    public static let currentVersion: UInt16 = 8
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

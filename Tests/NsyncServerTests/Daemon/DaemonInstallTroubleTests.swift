@@ -33,7 +33,8 @@ final class DaemonInstallTroubleTests: XCTestCase {
         let logs = { "node1:\n\(node1.log.suffix(3000))\nnode2:\n\(node2.log.suffix(6000))" }
 
         let firstWrite = Date()
-        FileManager.default.createFile(atPath: source + "/locked/x.txt", contents: Data(count: 1 << 20))
+        // Not zeros: those would come as `.zeros`, not counted as received bytes.
+        FileManager.default.createFile(atPath: source + "/locked/x.txt", contents: Data(TestBytes.pseudoRandom(count: 1 << 20, seed: 71)))
         var listed: NodeStatus.Unavailable?
         DaemonWait.until("node2 to list locked/x.txt as unavailable", timeout: 20, context: logs) {
             listed = DaemonProbe.status(target)?.unavailable?.first { $0.path == "locked/x.txt" }

@@ -182,8 +182,10 @@ final class EndToEndSyncTests: ClusterTestCase {
 
         try cluster.waitUntilConverged(timeout: 60)
         for node in 1..<cluster.count {
-            let received = try (cluster.status(node).bytesReceived ?? 0) - before[node]
+            let status = try cluster.status(node)
+            let received = (status.bytesReceived ?? 0) - before[node]
             XCTAssertLessThan(received, UInt64(8 * mib), "node \(node + 1) received \(received) bytes of file data")
+            XCTAssertGreaterThan(status.bytesZeros ?? 0, UInt64(60 * mib), "node \(node + 1): the rest came as zeros")
         }
         for node in 0..<cluster.count {
             XCTAssertEqual(cluster.read(node, "vm/disk.img"), content, "node \(node + 1)")

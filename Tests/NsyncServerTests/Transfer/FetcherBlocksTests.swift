@@ -111,11 +111,19 @@ final class FetcherBlocksTests: XCTestCase {
         XCTAssertEqual(jobs, [[2, 30 * mib, 30 * mib], [30 * mib, 30 * mib], [30 * mib, 1], [64 * mib], [36 * mib]])
         // One run of 200 MiB (a holder that knows its digests sends it so)
         // goes in pieces of 64 MiB, in order, the rest in the last.
-        pending = [.held(0, 200 * mib), .bytes(200 * mib, [4][...])]
-        var pieces: [Fetcher.Piece] = []
-        for _ in 0..<10 where !pending.isEmpty { pieces += Fetcher.takeWritable(&pending) }
-        XCTAssertEqual(pieces.map(\.offset), [0, 64 * mib, 128 * mib, 192 * mib, 200 * mib])
-        XCTAssertEqual(pieces.map(\.length), [64 * mib, 64 * mib, 64 * mib, 8 * mib, 1])
+        // So does a run of zeros (`.zeros`: hashed in the job).
+        for first in [Fetcher.Piece.held(0, 200 * mib), .zeros(0, 200 * mib)] {
+            pending = [first, .bytes(200 * mib, [4][...])]
+            var pieces: [Fetcher.Piece] = []
+            var jobs = 0
+            for _ in 0..<10 where !pending.isEmpty {
+                pieces += Fetcher.takeWritable(&pending)
+                jobs += 1
+            }
+            XCTAssertEqual(jobs, 4)
+            XCTAssertEqual(pieces.map(\.offset), [0, 64 * mib, 128 * mib, 192 * mib, 200 * mib])
+            XCTAssertEqual(pieces.map(\.length), [64 * mib, 64 * mib, 64 * mib, 8 * mib, 1])
+        }
     }
 
     /// What a holder's answers count toward its link's turns (the stall
