@@ -187,6 +187,8 @@ final class Fetcher {
         var digestBuilder: BlockDigestBuilder?
         /// Bytes copied from `blockSource` instead of received.
         var matchedBytes: UInt64 = 0
+        /// Bytes that came as `.zeros`, not over the network as bytes.
+        var zeroBytes: UInt64 = 0
         /// Bytes it had before any arrived (resumed or copied).
         var presentAtStart: UInt64 = 0
         var startedAt: UInt64 = 0
@@ -856,6 +858,7 @@ final class Fetcher {
             // zeros they are, and written as a hole where they are past the
             // file's end and long enough (`ChunkWriter`).
             transfer.received += length
+            transfer.zeroBytes += length
             bytesZeros += length
             logProgress(transfer, from: link.peer)
             transfer.pending.append(.zeros(offset, length))
@@ -1034,8 +1037,9 @@ final class Fetcher {
         guard first || now - transfer.lastLoggedAt >= 5_000 || transfer.received == transfer.record.size else { return }
         transfer.lastLoggedAt = now
         let seconds = Double(max(now - transfer.startedAt, 1)) / 1000
-        // Bytes resumed or copied from the held version did not come over the network.
-        let local = transfer.presentAtStart + transfer.matchedBytes
+        // Bytes resumed, copied from the held version or sent as `.zeros`
+        // did not come over the network.
+        let local = transfer.presentAtStart + transfer.matchedBytes + transfer.zeroBytes
         let rate = Double(transfer.received - min(local, transfer.received)) / seconds
         let percent = Double(transfer.received) * 100 / Double(transfer.record.size)
         logger.info("fetching \(transfer.record.path) from \(peer): \(Int(percent))% of \(NodeStatus.bytes(transfer.record.size)), \(NodeStatus.bytes(UInt64(rate)))/s")
