@@ -21,10 +21,11 @@ import Glibc
 /// Runs of `minimumHole` or more of pages (`alignment` bytes at offsets
 /// that are multiples of it) that are all zeros and lie past the file's end
 /// when a `write` starts are not written: the file gets a hole there, which
-/// reads as zeros and takes no room. A sparse file (a VM image, a preallocated database) stays sparse
-/// on every node, as Syncthing does it; a write that ends in such pages
-/// extends the file to its end. Bytes already in the file are always
-/// overwritten, zeros or not (a resumed download may rewrite them).
+/// reads as zeros and takes no room. A sparse file (a VM image, a
+/// preallocated database) stays sparse on every node, as Syncthing does
+/// it; a write that ends in such pages extends the file to its end. Bytes
+/// already in the file are always overwritten, zeros or not (a resumed
+/// download may rewrite them).
 public enum ChunkWriter {
     /// Offsets, lengths and memory of direct writes are multiples of this
     /// (4 KiB covers every common logical block size).

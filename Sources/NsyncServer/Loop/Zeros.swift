@@ -9,6 +9,13 @@ enum Zeros {
     /// A MiB of zeros, to hash (or write) a run of them a slice at a time.
     static let chunk = [UInt8](repeating: 0, count: 1 << 20)
 
+    /// `length` zeros from `offset`, as slices of `chunk`.
+    static func slices(from offset: UInt64, length: UInt64) -> [(offset: UInt64, bytes: ArraySlice<UInt8>)] {
+        stride(from: offset, to: offset + length, by: chunk.count).map {
+            ($0, chunk[..<Int(min(UInt64(chunk.count), offset + length - $0))])
+        }
+    }
+
     /// Whether `bytes` are all zero (empty: true).
     static func are(_ bytes: ArraySlice<UInt8>) -> Bool {
         bytes.withUnsafeBytes { $0.isEmpty || are($0.baseAddress!, count: $0.count) }

@@ -127,13 +127,8 @@ final class BlockDigestBuilder {
                 next += length
             case .bytes(_, let bytes):
                 add(bytes)
-            case .zeros(_, let length):
-                var rest = length
-                while rest > 0 {
-                    let count = Int(min(rest, UInt64(Zeros.chunk.count)))
-                    add(Zeros.chunk[..<count])
-                    rest -= UInt64(count)
-                }
+            case let .zeros(offset, length):
+                for slice in Zeros.slices(from: offset, length: length) { add(slice.bytes) }
             }
         }
     }

@@ -51,7 +51,6 @@ extension Fetcher {
         }
     }
 
-
     /// Whether fetching `record` may send the digests of `held`'s blocks:
     /// both files of at least `extendMinimumSize`, the new one not larger
     /// (a larger one is most likely appended to: `mayExtend`), and few
@@ -328,12 +327,7 @@ extension Fetcher {
             case let .bytes(offset, bytes):
                 received.append((offset, bytes))
             case let .zeros(offset, length):
-                var at = offset
-                while at < offset + length {
-                    let count = Int(min(UInt64(Zeros.chunk.count), offset + length - at))
-                    received.append((at, Zeros.chunk[..<count]))
-                    at += UInt64(count)
-                }
+                received += Zeros.slices(from: offset, length: length)
             case let .held(offset, length):
                 if !received.isEmpty {
                     try ChunkWriter.write(received, to: fd, each: each)

@@ -466,18 +466,6 @@ final class Fetcher {
         }
     }
 
-    /// A holder streams its files a turn each (a chunk, or one read of
-    /// blocks), from the header on: a started stream that got nothing for
-    /// the stall limit, while the holder sent other requests more than two
-    /// full rounds of turns, is stuck on that file (a read that hung on a
-    /// bad sector, say). That request is taken back and resumed at another
-    /// holder; the link stays. Counting rounds, not only time, keeps a slow
-    /// link (where one round of 16 MiB block reads takes minutes) from
-    /// looking stuck. Not before the header (a request may wait its turn
-    /// behind the holder's other streams), not for early copies of offered
-    /// files (their source may still be growing), and not when no other
-    /// holder could take it: asked again, the same holder would only hang
-    /// another read.
     /// The request a holder's message answers, and the bytes it counts
     /// toward the link's turns (`checkStreamStalls`): a data frame's, a
     /// `.same` run's up to one turn (a holder that knows its digests
@@ -493,6 +481,18 @@ final class Fetcher {
         }
     }
 
+    /// A holder streams its files a turn each (a chunk, or one read of
+    /// blocks), from the header on: a started stream that got nothing for
+    /// the stall limit, while the holder sent other requests more than two
+    /// full rounds of turns, is stuck on that file (a read that hung on a
+    /// bad sector, say). That request is taken back and resumed at another
+    /// holder; the link stays. Counting rounds, not only time, keeps a slow
+    /// link (where one round of 16 MiB block reads takes minutes) from
+    /// looking stuck. Not before the header (a request may wait its turn
+    /// behind the holder's other streams), not for early copies of offered
+    /// files (their source may still be growing), and not when no other
+    /// holder could take it: asked again, the same holder would only hang
+    /// another read.
     private func checkStreamStalls(_ waiting: [Transfer], on link: Link, now: UInt64) {
         for transfer in waiting where transfer.headerSeen && !transfer.speculative
             && now - min(now, transfer.lastProgress) >= stallLimit {
@@ -857,12 +857,9 @@ final class Fetcher {
             // Not received as bytes (not in `bytesReceived`); hashed as the
             // zeros they are, and written as a hole where they are past the
             // file's end and long enough (`ChunkWriter`).
-            transfer.received += length
             transfer.zeroBytes += length
             bytesZeros += length
-            logProgress(transfer, from: link.peer)
-            transfer.pending.append(.zeros(offset, length))
-            queueWrite(transfer)
+            take(.zeros(offset, length), of: transfer, from: link.peer)
         case let .same(id, offset, length):
             guard let transfer = link.active[id], transfer.headerSeen else { return }
             guard let source = transfer.blockSource, offset == transfer.received,
@@ -870,17 +867,23 @@ final class Fetcher {
                 reject(transfer, on: link, "says bytes \(offset)+\(length) are those held here, which cannot be")
                 return
             }
-            transfer.received += length
             transfer.matchedBytes += length
             bytesReused += length
-            logProgress(transfer, from: link.peer)
-            transfer.pending.append(.held(offset, length))
-            queueWrite(transfer)
+            take(.held(offset, length), of: transfer, from: link.peer)
         case .offer(let offer):
             speculate(offer, from: link)
         case .request, .cancel:
             closeForViolation(link, "a server sent a request")
         }
+    }
+
+    /// A piece of `transfer` that is not received bytes (`.same`, `.zeros`),
+    /// in order from `peer`: counted, and queued for the write job.
+    private func take(_ piece: Piece, of transfer: Transfer, from peer: NodeName) {
+        transfer.received += piece.length
+        logProgress(transfer, from: peer)
+        transfer.pending.append(piece)
+        queueWrite(transfer)
     }
 
     /// Writes what arrived (all of it, in one job, but for copies of held

@@ -90,6 +90,9 @@ extension TransferServer {
             var unreadBytes: UInt64 = 0
             /// Since when (loop ms) it waits for `known` (`knownBlocksPending`).
             var knownAwaitedSince: UInt64?
+            /// Whether `readAhead` is all zeros, for a fetcher that takes
+            /// `.zeros` (checked on the pool, where it was read).
+            var readAheadZeros = false
             /// Per block of `readAhead`, whether the fetcher holds it.
             var matches: [Bool] = []
             var reading = false
@@ -477,6 +480,8 @@ extension TransferServer {
             s.readAhead = nil
             let matches = s.matches
             s.matches = []
+            let zeros = s.readAheadZeros
+            s.readAheadZeros = false
             let offset = s.next
             s.next += UInt64(chunk.count)
             readAhead(s)
@@ -485,7 +490,7 @@ extension TransferServer {
                 s.sameBytes += sendBlocks(chunk, at: offset, blockSize: Int(blocks.blockSize),
                                           matches: matches, of: s.item.request)
             } else {
-                sendChunk(of: s.item.request, at: offset, chunk)
+                sendChunk(of: s.item.request, at: offset, chunk, zeros: zeros)
             }
             return true
         }
@@ -512,7 +517,9 @@ extension TransferServer {
                     var from = start
                     while from < end {
                         let to = min(from + server.chunkSize, end)
-                        sendChunk(of: request, at: offset + UInt64(from), chunk[(base + from)..<(base + to)])
+                        // Changed blocks only: few, checked here.
+                        let bytes = chunk[(base + from)..<(base + to)]
+                        sendChunk(of: request, at: offset + UInt64(from), bytes, zeros: request.takesZeros && Zeros.are(bytes))
                         from = to
                     }
                 }
@@ -575,11 +582,12 @@ extension TransferServer {
             s.reading = true
             let fd = s.fd
             let blocks = s.blocks
-            server.loop.queueWork({ () -> Result<([UInt8], [Bool]), Error> in
+            let checkZeros = blocks == nil && s.item.request.takesZeros
+            server.loop.queueWork({ () -> Result<([UInt8], [Bool], Bool), Error> in
                 Result {
                     let bytes = try fd.read(upToCount: count, at: Int64(offset))
-                    guard let blocks, bytes.count == count else { return (bytes, []) }
-                    return (bytes, Session.matches(bytes, at: offset, blocks))
+                    guard let blocks, bytes.count == count else { return (bytes, [], checkZeros && Zeros.are(bytes[...])) }
+                    return (bytes, Session.matches(bytes, at: offset, blocks), false)
                 }
             }, completion: { [self] result in
                 s.reading = false
@@ -588,9 +596,10 @@ extension TransferServer {
                     return
                 }
                 switch result {
-                case .success(let (bytes, matches)) where bytes.count == count:
+                case .success(let (bytes, matches, zeros)) where bytes.count == count:
                     s.readAhead = bytes[...]
                     s.matches = matches
+                    s.readAheadZeros = zeros
                 case .success where s.item.request.version == 0:
                     // An offered file still changing: its copy would not
                     // match the hash anyway. End it, keep the channel.
@@ -653,11 +662,11 @@ extension TransferServer {
             channel.send(frame)
         }
 
-        /// Sends a chunk of a stream: as `.zeros` when it is all zeros and
-        /// the fetcher takes them (a sparse file's hole: nothing to encrypt
-        /// and carry), else as data.
-        private func sendChunk(of request: FetchRequest, at offset: UInt64, _ bytes: ArraySlice<UInt8>) {
-            if request.takesZeros, !bytes.isEmpty, Zeros.are(bytes) {
+        /// Sends a chunk of a stream: as `.zeros` when it is all `zeros`
+        /// and the fetcher takes them (a sparse file's hole: nothing to
+        /// encrypt and carry), else as data.
+        private func sendChunk(of request: FetchRequest, at offset: UInt64, _ bytes: ArraySlice<UInt8>, zeros: Bool) {
+            if zeros, request.takesZeros, !bytes.isEmpty {
                 send(.zeros(requestID: request.requestID, offset: offset, length: UInt64(bytes.count)))
             } else {
                 sendData(id: request.requestID, offset: offset, bytes)
