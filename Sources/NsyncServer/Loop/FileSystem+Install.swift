@@ -92,13 +92,6 @@ extension FileSystem {
     public static func rename(_ source: String, to destination: String) throws {
         _ = try valueOrErrno("rename", path: destination) { Glibc.rename(source, destination) }
     }
-
-    /// The free bytes for an unprivileged user on the file system of `path`.
-    public static func availableBytes(at path: String) -> UInt64? {
-        var s = statvfs()
-        guard statvfs(path, &s) == 0 else { return nil }
-        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
-    }
 }
 
 extension FileDescriptor {

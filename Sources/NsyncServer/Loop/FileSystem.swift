@@ -137,6 +137,16 @@ public enum FileSystem {
         return (UInt64(info.f_bavail) * UInt64(info.f_frsize), UInt64(info.f_blocks) * UInt64(info.f_frsize))
     }
 
+    /// Bytes an open file occupies on its disk (`st_blocks` x 512): less
+    /// than its size when it is sparse, a little more for a small dense one.
+    /// Apart from `FileStatus` because it moves without the content changing
+    /// (delayed allocation), so it must not take part in comparing stamps.
+    public static func allocatedBytes(descriptor: Int32, path: String? = nil) throws -> UInt64 {
+        var st = stat()
+        _ = try valueOrErrno("fstat", path: path) { fstat(descriptor, &st) }
+        return UInt64(max(0, st.st_blocks)) * 512
+    }
+
     /// `fstat` of an open descriptor.
     public static func status(descriptor: Int32, path: String? = nil) throws -> FileStatus {
         var st = stat()

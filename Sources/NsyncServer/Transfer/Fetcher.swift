@@ -77,6 +77,11 @@ final class Fetcher {
     /// Block digests of versions held or fetched here, by content.
     var blockMemory = BlockDigestMemory()
     var notExtending = Set<VersionKey>()
+    /// Sparse versions that ran out of room here although their holder's
+    /// allocation fit (their holes are smaller than this node keeps as
+    /// holes): their next try needs their whole size free before it starts,
+    /// instead of fetching the same bytes into a full disk again. Bounded.
+    private var denseHere = Set<VersionKey>()
     /// By path: the version being fetched and when (loop ms) a fetch of it
     /// last failed at each holder (wrong bytes, an answer that cannot be, a
     /// refusal, no answer): its retries, which are new transfers, go to a
@@ -162,6 +167,9 @@ final class Fetcher {
         var pendingBytes: Int { pendingSources.reduce(0) { $0 + $1.bytes } }
         var writing = false
         var headerSeen = false
+        /// What the file takes on its holder's disk, from the holder's header
+        /// (`FetchHeader.allocated`): less than its size when sparse.
+        var holderAllocated: UInt64?
         var ended = false
         var failed = false
         /// A resumed `.part` still to be opened and hashed up to its size.
@@ -556,6 +564,7 @@ final class Fetcher {
                 if transfer.feed == nil {
                     transfer.feed = RelayFeed(size: transfer.record.size, temporaryPath: transfer.temporaryPath,
                                               written: transfer.written, arrived: transfer.received)
+                    transfer.feed?.allocated = transfer.holderAllocated
                 }
                 return transfer.feed
             }
@@ -803,6 +812,8 @@ final class Fetcher {
                 return
             }
             transfer.headerSeen = true
+            transfer.holderAllocated = header.allocated
+            transfer.feed?.allocated = header.allocated
             // Any holder's bytes are this one's: later requests need not ask again.
             transfer.prefixDigest = nil
             if transfer.record.size == 0 { queueWrite(transfer) }
@@ -897,6 +908,9 @@ final class Fetcher {
             if case .bytes(_, let b) = $1 { return $0 + b.count } else { return $0 }
         })
         let finish = transfer.ended && transfer.received == transfer.record.size && transfer.pending.isEmpty
+        let needed = denseHere.contains(VersionKey(path: transfer.record.path, version: transfer.record.version))
+            ? transfer.record.size : min(transfer.record.size, transfer.holderAllocated ?? transfer.record.size)
+        let written = Fetcher.bytesWritten(by: chunks)
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
         transfer.writing = true
         let path = transfer.temporaryPath
@@ -909,9 +923,10 @@ final class Fetcher {
         let builder = transfer.digestBuilder
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
-                if existing == nil { try Fetcher.checkSpace(for: record, in: directory) }
+                if existing == nil { try Fetcher.checkSpace(for: record, needing: needed, in: directory) }
                 let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
                 do {
+                    if existing != nil { try Fetcher.checkSpace(for: record, writing: written, in: directory) }
                     let buffered = !ChunkWriter.isDirect(fd)
                     try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source) { hasher.update($0) }
                     builder?.add(chunks)
@@ -959,6 +974,11 @@ final class Fetcher {
                 // The held file changed (or went) while its blocks were
                 // copied: not this disk failing. Fetched whole next time.
                 let heldChanged = error is HeldCopyError
+                if (error as? SystemError)?.isNoSpace == true, let allocated = transfer.holderAllocated,
+                   allocated < transfer.record.size {
+                    if denseHere.count >= 1_000 { denseHere.removeAll() }
+                    denseHere.insert(VersionKey(path: transfer.record.path, version: transfer.record.version))
+                }
                 if heldChanged {
                     noteNotExtending(transfer.record)
                     if let held = transfer.blockSource { blockMemory.forget(held.hash) }
@@ -1077,14 +1097,44 @@ final class Fetcher {
     static func diskReserve(total: UInt64) -> UInt64 { min(64 << 20, total / 20) }
 
     /// Throws ENOSPC, before a byte is written, when `record` would not fit
-    /// next to the reserve. Thread pool.
-    static func checkSpace(for record: FileRecord, in directory: String) throws {
+    /// next to the reserve: `needing` its size, or less when its holder
+    /// keeps it sparse (its holes stay holes here). Thread pool.
+    static func checkSpace(for record: FileRecord, needing: UInt64? = nil, in directory: String) throws {
         let space = try FileSystem.space(directory)
         let reserve = diskReserve(total: space.total)
-        guard space.available >= record.size + reserve else {
-            throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(record.size)) and "
+        let needed = needing ?? record.size
+        guard space.available >= needed + reserve else {
+            let sparse = needed < record.size ? " (sparse: \(NodeStatus.bytes(record.size)) long)" : ""
+            throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(needed))\(sparse) and "
                               + "\(NodeStatus.bytes(reserve)) kept free for the raft log, but only "
                               + "\(NodeStatus.bytes(space.available)) are free in", path: directory)
+        }
+    }
+
+    /// Throws ENOSPC, before they are written, when `writing` more bytes of
+    /// `record` would eat into the reserve: the check at its start counted
+    /// each file alone (several fetched at once may not fit together), and
+    /// a sparse file may have smaller holes here than on its holder.
+    /// Thread pool.
+    static func checkSpace(for record: FileRecord, writing: UInt64, in directory: String) throws {
+        guard writing > 0 else { return }
+        let space = try FileSystem.space(directory)
+        let reserve = diskReserve(total: space.total)
+        guard space.available >= writing + reserve else {
+            throw SystemError(errno: ENOSPC, operation: "\(NodeStatus.bytes(writing)) more of \(record.path) would leave less than "
+                              + "\(NodeStatus.bytes(reserve)) kept free for the raft log (\(NodeStatus.bytes(space.available)) free)",
+                              path: directory)
+        }
+    }
+
+    /// Bytes a write job puts on disk, at most: received and copied bytes;
+    /// zeros become holes past the file's end (and are few elsewhere).
+    static func bytesWritten(by chunks: [Piece]) -> UInt64 {
+        chunks.reduce(0) {
+            switch $1 {
+            case .bytes, .held: $0 + $1.length
+            case .zeros: $0
+            }
         }
     }
 
@@ -1329,6 +1379,9 @@ enum FileSystemCleanup {
 final class RelayFeed {
     let size: UInt64
     let temporaryPath: String
+    /// What the file takes on its holder's disk, once the holder said
+    /// (`FetchHeader.allocated`): passed on to the relay's fetchers.
+    var allocated: UInt64?
     /// Bytes received in order so far (may be sent), and bytes in the file.
     private(set) var available: UInt64
     private(set) var written: UInt64

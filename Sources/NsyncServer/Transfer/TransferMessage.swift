@@ -74,6 +74,7 @@ public enum TransferMessage: Equatable, Sendable {
             buffer.writeInteger(h.status.rawValue)
             buffer.writeInteger(h.size)
             buffer.writeShortString(String(h.message.prefix(1000)))
+            buffer.writeInteger(h.allocated)
         case let .data(id, offset, bytes):
             buffer.writeInteger(id)
             buffer.writeInteger(offset)
@@ -134,7 +135,10 @@ public enum TransferMessage: Equatable, Sendable {
             let raw: UInt8 = try payload.readInteger()
             guard let status = FetchStatus(rawValue: raw) else { throw WireError.malformed("fetch status \(raw)") }
             let size: UInt64 = try payload.readInteger()
-            message = .header(FetchHeader(requestID: id, status: status, size: size, message: try payload.readShortString()))
+            let text = try payload.readShortString()
+            let allocated: UInt64 = try payload.readInteger()
+            guard allocated <= size else { throw WireError.malformed("\(allocated) bytes allocated of a file of \(size)") }
+            message = .header(FetchHeader(requestID: id, status: status, size: size, allocated: allocated, message: text))
         case .data:
             let id: UInt32 = try payload.readInteger()
             let offset: UInt64 = try payload.readInteger()
@@ -279,11 +283,17 @@ public struct FetchHeader: Equatable, Sendable {
     public var status: FetchStatus
     public var size: UInt64
     public var message: String
+    /// How much of the file the server's disk holds (at most `size`): less
+    /// for a sparse file, whose holes the fetcher keeps as holes too, so it
+    /// needs that much free space, not `size`. `size` when unknown (a file
+    /// relayed as it arrives).
+    public var allocated: UInt64
 
-    public init(requestID: UInt32, status: FetchStatus, size: UInt64 = 0, message: String = "") {
+    public init(requestID: UInt32, status: FetchStatus, size: UInt64 = 0, allocated: UInt64? = nil, message: String = "") {
         self.requestID = requestID
         self.status = status
         self.size = size
+        self.allocated = min(allocated ?? size, size)
         self.message = message
     }
 }

@@ -50,8 +50,9 @@ extension TransferServer {
                 case refused(Refusal)
                 /// Small enough to have been read whole.
                 case whole([UInt8])
-                /// Open, to be streamed in chunks.
-                case open(FileDescriptor, size: UInt64)
+                /// Open, to be streamed in chunks; `allocated`: what the file
+                /// takes on disk (`FetchHeader.allocated`).
+                case open(FileDescriptor, size: UInt64, allocated: UInt64)
                 /// A relay waiting for the first bytes of the file it relays.
                 case awaitingRelay
             }
@@ -153,7 +154,7 @@ extension TransferServer {
             for s in streams { retire(s) }
             streams.removeAll()
             for item in items {
-                if case .open(let fd, _) = item.state { try? fd.close() }
+                if case .open(let fd, _, _) = item.state { try? fd.close() }
                 finished(item)
             }
             items.removeAll()
@@ -276,7 +277,8 @@ extension TransferServer {
                     guard streamed else {
                         return .whole(try fd.closeAfter { try fd.read(upToCount: Int(expected), at: 0) })
                     }
-                    return .open(fd, size: expected)
+                    let allocated = (try? FileSystem.allocatedBytes(descriptor: fd.rawValue)) ?? expected
+                    return .open(fd, size: expected, allocated: allocated)
                 } catch {
                     return .refused(Refusal(status: .readError, message: "\(error)"))
                 }
@@ -289,7 +291,7 @@ extension TransferServer {
             item.state = .preparing
             server.loop.queueWork(job, completion: { [self] state in
                 if abandoned {
-                    if case .open(let fd, _) = state { try? fd.close() }
+                    if case .open(let fd, _, _) = state { try? fd.close() }
                     return
                 }
                 item.state = state
@@ -317,9 +319,11 @@ extension TransferServer {
             guard feed.written > 0 else { return }  // the file exists once its first write landed
             let path = feed.temporaryPath
             let size = feed.size
+            // Still arriving: what it will take on disk is what its holder said.
+            let allocated = feed.allocated ?? size
             prepareOnPool(item) {
                 do {
-                    return .open(try FileDescriptor.open(path, .readOnly), size: size)
+                    return .open(try FileDescriptor.open(path, .readOnly), size: size, allocated: allocated)
                 } catch {
                     return .refused(Refusal(status: .versionNotHeld, message: "the file being received is gone: \(error)"))
                 }
@@ -401,7 +405,7 @@ extension TransferServer {
                         send(.end(requestID: id))
                         server.bytesServed += UInt64(bytes.count)
                     }
-                case .open(let fd, let size):
+                case .open(let fd, let size, let allocated):
                     if item.cancelled {
                         try? fd.close()
                     } else {
@@ -412,7 +416,7 @@ extension TransferServer {
                         items.remove(at: index)
                         let start = min(item.request.offset, size)
                         let length = item.request.length == .max ? size - start : min(item.request.length, size - start)
-                        send(.header(FetchHeader(requestID: id, status: .ok, size: size)))
+                        send(.header(FetchHeader(requestID: id, status: .ok, size: size, allocated: allocated)))
                         let stream = Stream(item: item, fd: fd, next: start, end: start + length)
                         streams.append(stream)
                         readAhead(stream)

@@ -36,7 +36,9 @@ public struct Hello: Equatable, Sendable {
     ///    `prefixDiffers`.
     /// 7: fetch requests may carry block digests, answers may say `same`.
     /// 8: fetch requests may say `takesZeros`, answers may be `zeros`.
-    public static let currentVersion: UInt16 = 8
+    /// 9: a fetch's header says how much of the file the holder's disk
+    ///    holds (`FetchHeader.allocated`: a sparse file less than its size).
+    public static let currentVersion: UInt16 = 9
     /// Bytes in a cluster id: the SHA-256 of the cluster CA certificate.
     public static let clusterIDSize = 32
     /// Upper bound of an encoded Hello, for callers that read it before framing.

@@ -17,6 +17,7 @@ final class TransferMessageTests: XCTestCase {
             .header(FetchHeader(requestID: 9, status: .prefixDiffers, message: "bytes 0..<5242880 differ")),
             .header(FetchHeader(requestID: 7, status: .versionNotHeld, size: 9, message: "gone")),
             .header(FetchHeader(requestID: 8, status: .redirect, message: "node-3")),
+            .header(FetchHeader(requestID: 14, status: .ok, size: 2 << 30, allocated: 64 << 20)),
             .data(requestID: 7, offset: 262_144, bytes: [1, 2, 3][...]),
             .end(requestID: 7),
             .cancel(requestID: 7),
@@ -50,6 +51,26 @@ final class TransferMessageTests: XCTestCase {
         XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.offer.rawValue, payload: &long)) {
             XCTAssertTrue("\($0)".contains("trailing"), "\($0)")
         }
+    }
+
+    func testAHeaderSaysWhatTheFileTakesOnDiskAtMostItsSize() throws {
+        XCTAssertEqual(FetchHeader(requestID: 1, status: .ok, size: 10).allocated, 10, "unknown: its size")
+        XCTAssertEqual(FetchHeader(requestID: 1, status: .ok, size: 10, allocated: 4_096).allocated, 10,
+                       "a small dense file takes a whole block: still no more than its size")
+        XCTAssertEqual(FetchHeader(requestID: 1, status: .ok, size: 1 << 30, allocated: 1 << 20).allocated, 1 << 20)
+
+        // A peer claiming more than the size is malformed, like any field out of range.
+        var buffer = ByteBuffer()
+        TransferMessage.header(FetchHeader(requestID: 3, status: .ok, size: 100, allocated: 100)).encodePayload(into: &buffer)
+        var bytes = Array(buffer.readableView)
+        bytes[bytes.count - 1] = 101
+        var wrong = ByteBuffer(bytes: bytes)
+        XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.header.rawValue, payload: &wrong)) {
+            XCTAssertTrue("\($0)".contains("101 bytes allocated of a file of 100"), "\($0)")
+        }
+        // Without it (an older header layout): cut short, malformed.
+        var short = ByteBuffer(bytes: Array(bytes.dropLast(8)))
+        XCTAssertThrowsError(try TransferMessage.decode(type: TransferMessage.FrameType.header.rawValue, payload: &short))
     }
 
     func testARequestWithUnknownFlagsIsMalformed() {
