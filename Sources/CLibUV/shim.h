@@ -18,6 +18,15 @@ extern int sync_file_range(int fd, long long offset, long long nbytes, unsigned 
 static inline int nsync_start_writeback(int fd, long long offset, long long nbytes) {
     return sync_file_range(fd, offset, nbytes, 2 /* SYNC_FILE_RANGE_WRITE */);
 }
+// SEEK_DATA is a GNU extension Swift's Glibc module does not declare: a
+// holder finds a sparse file's holes without reading them.
+static inline int nsync_seek_data_whence(void) {
+#ifdef SEEK_DATA
+    return SEEK_DATA;
+#else
+    return 3;  /* Linux's value */
+#endif
+}
 // O_DIRECT is a GNU extension Swift's Glibc module does not declare; its
 // value differs between architectures, so it comes from the C headers.
 // A large download is written around the page cache (see ChunkWriter).

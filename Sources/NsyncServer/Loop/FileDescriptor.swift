@@ -1,3 +1,4 @@
+import CLibUV
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -170,6 +171,19 @@ public struct FileDescriptor: Hashable, Sendable {
     /// Cuts (or extends with zeros) the file to `size` bytes.
     public func truncate(to size: Int64) throws {
         _ = try valueOrErrno("ftruncate", path: path) { Glibc.ftruncate(rawValue, off_t(size)) }
+    }
+
+    /// Where the first byte of data at or after `offset` is (`SEEK_DATA`):
+    /// everything before it is a hole, reading as zeros; nil when only a
+    /// hole follows, up to the end. A file system that cannot tell says
+    /// `offset` (all data), like the kernel's generic answer.
+    public func nextData(from offset: Int64) throws -> Int64? {
+        let at = Glibc.lseek(rawValue, off_t(offset), nsync_seek_data_whence())
+        if at >= 0 { return Int64(at) }
+        let e = Glibc.errno
+        if e == ENXIO { return nil }
+        if e == EINVAL { return offset }  // no SEEK_DATA here
+        throw SystemError(errno: e, operation: "lseek SEEK_DATA", path: path)
     }
 
     /// The file's current size in bytes.

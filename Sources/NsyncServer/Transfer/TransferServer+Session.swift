@@ -86,6 +86,12 @@ extension TransferServer {
             var readAhead: ArraySlice<UInt8>?
             /// Bytes from `next` that go as one `.same`, unread (`known`).
             var sameAhead: UInt64 = 0
+            /// Whether the file has holes (it takes less room than its
+            /// size) and the fetcher takes `.zeros`: reads first ask where
+            /// data is, and a hole goes as `.zeros` without being read.
+            let sparse: Bool
+            /// Bytes from `next` that go as one `.zeros`, unread (a hole).
+            var zerosAhead: UInt64 = 0
             /// Bytes sent as `.same`, and of them those not read (`known`).
             var sameBytes: UInt64 = 0
             var unreadBytes: UInt64 = 0
@@ -103,13 +109,15 @@ extension TransferServer {
             /// its transfer has received so far.
             var readable: UInt64 { item.feed.map { min($0.available, end) } ?? end }
 
-            init(item: Item, fd: FileDescriptor, next: UInt64, end: UInt64) {
+            init(item: Item, fd: FileDescriptor, next: UInt64, end: UInt64, sparse: Bool = false) {
                 self.item = item
                 self.fd = fd
                 start = next
                 self.next = next
                 self.end = end
                 blocks = item.feed == nil ? item.request.blocks : nil
+                // Not for a relay: its file is still being written.
+                self.sparse = sparse && item.feed == nil && blocks == nil && item.request.takesZeros
             }
         }
 
@@ -417,7 +425,7 @@ extension TransferServer {
                         let start = min(item.request.offset, size)
                         let length = item.request.length == .max ? size - start : min(item.request.length, size - start)
                         send(.header(FetchHeader(requestID: id, status: .ok, size: size, allocated: allocated)))
-                        let stream = Stream(item: item, fd: fd, next: start, end: start + length)
+                        let stream = Stream(item: item, fd: fd, next: start, end: start + length, sparse: allocated < size)
                         streams.append(stream)
                         readAhead(stream)
                         prepareMore()
@@ -468,7 +476,19 @@ extension TransferServer {
                 prepareMore()
                 return true
             }
-            if s.readAhead == nil, s.sameAhead == 0 { readAhead(s) }  // filled at once from a relay's memory or known digests
+            if s.readAhead == nil, s.sameAhead == 0, s.zerosAhead == 0 {
+                readAhead(s)  // filled at once from a relay's memory or known digests
+            }
+            if s.zerosAhead > 0 {
+                let offset = s.next
+                let length = s.zerosAhead
+                s.zerosAhead = 0
+                s.next += length
+                s.unreadBytes += length
+                readAhead(s)
+                send(.zeros(requestID: s.item.request.requestID, offset: offset, length: length))
+                return true
+            }
             if s.sameAhead > 0 {
                 let offset = s.next
                 let length = s.sameAhead
@@ -534,7 +554,7 @@ extension TransferServer {
 
         /// Reads `s`'s next chunk on the pool, unless one is read or being read.
         private func readAhead(_ s: Stream) {
-            guard !s.retired, !s.reading, s.readAhead == nil, s.sameAhead == 0 else { return }
+            guard !s.retired, !s.reading, s.readAhead == nil, s.sameAhead == 0, s.zerosAhead == 0 else { return }
             let offset = s.next
             // A relay waits here for its transfer to write more (its feed's
             // observer pumps again).
@@ -587,11 +607,19 @@ extension TransferServer {
             let fd = s.fd
             let blocks = s.blocks
             let checkZeros = blocks == nil && s.item.request.takesZeros
-            server.loop.queueWork({ () -> Result<([UInt8], [Bool], Bool), Error> in
+            // A hole of a chunk or more goes unread, in one `.zeros` of up to this.
+            let hole = s.sparse ? min(s.readable - offset, TransferServer.maxZerosRun) : 0
+            server.loop.queueWork({ () -> Result<([UInt8], [Bool], Bool, UInt64), Error> in
                 Result {
+                    if hole > 0 {
+                        // No data up to the end: a hole there, unless the file shrank (read, and fail, below).
+                        let data = try fd.nextData(from: Int64(offset)).map { UInt64($0) }
+                            ?? (try fd.size() >= Int64(offset + hole) ? .max : offset)
+                        if data >= offset + UInt64(count) { return ([], [], true, min(data - offset, hole)) }
+                    }
                     let bytes = try fd.read(upToCount: count, at: Int64(offset))
-                    guard let blocks, bytes.count == count else { return (bytes, [], checkZeros && Zeros.are(bytes[...])) }
-                    return (bytes, Session.matches(bytes, at: offset, blocks), false)
+                    guard let blocks, bytes.count == count else { return (bytes, [], checkZeros && Zeros.are(bytes[...]), 0) }
+                    return (bytes, Session.matches(bytes, at: offset, blocks), false, 0)
                 }
             }, completion: { [self] result in
                 s.reading = false
@@ -600,7 +628,9 @@ extension TransferServer {
                     return
                 }
                 switch result {
-                case .success(let (bytes, matches, zeros)) where bytes.count == count:
+                case .success(let (_, _, _, hole)) where hole > 0:
+                    s.zerosAhead = hole
+                case .success(let (bytes, matches, zeros, _)) where bytes.count == count:
                     s.readAhead = bytes[...]
                     s.matches = matches
                     s.readAheadZeros = zeros

@@ -125,6 +125,8 @@ final class HostilePeer {
         var ended = false
         /// Data (bytes) and `.same` (nil) frames, in order.
         var pieces: [(offset: UInt64, length: UInt64, bytes: [UInt8]?)] = []
+        /// `.zeros` frames, in order.
+        var zeros: [(offset: UInt64, length: UInt64)] = []
     }
 
     /// Runs until request `id` is answered completely (a refusal header, or
@@ -151,6 +153,7 @@ final class HostilePeer {
                 answer.data += bytes
                 answer.pieces.append((offset, UInt64(bytes.count), Array(bytes)))
             case let .same(rid, offset, length) where rid == id: answer.pieces.append((offset, length, nil))
+            case let .zeros(rid, offset, length) where rid == id: answer.zeros.append((offset, length))
             case .end(let rid) where rid == id: answer.ended = true
             default: break
             }

@@ -179,8 +179,9 @@ final class TransferServerKnownBlocksTests: XCTestCase {
 }
 
 /// A `TransferServer` serving `disk.img` (version 1) from `root` as node1,
-/// on its own loop and thread, with the own-blocks hooks set by the test.
-private final class KnownBlocksServer {
+/// on its own loop and thread, with the own-blocks hooks set by the test
+/// (`TransferServerHolesTests` serves a sparse file through it, no hooks).
+final class KnownBlocksServer {
     private(set) var port = 0
     private let lock = NSLock()
     private var known: BlockDigests?
