@@ -171,7 +171,7 @@ extension Node {
             logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")
             loop.queueWork({ () -> String? in
                 // The room a fetch needs, the raft log's reserve included.
-                do { try Fetcher.checkSpace(for: record, in: directory) } catch { return "\(error)" }
+                do { try Fetcher.checkSpace(for: record, needing: record.size, in: directory) } catch { return "\(error)" }
                 return LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record)
             }, completion: { [unowned self] failure in
                 sync.localCopiesRunning -= 1

@@ -43,7 +43,7 @@ extension Fetcher {
         let record = transfer.record
         prepare(transfer, .copyingHeld, state: HeldCopy(total: held.size)) { state in
             if state.part == nil {
-                try Fetcher.checkSpace(for: record, in: directory)
+                try Fetcher.checkSpace(for: record, needing: record.size, in: directory)
                 state.source = try FileSystem.openBeneath(root: root, path: record.path)
                 try Fetcher.checkUnchanged(state.source!, record.path, held)
                 state.part = try ChunkWriter.create(part, direct: false)
@@ -55,6 +55,7 @@ extension Fetcher {
                 guard !chunk.isEmpty else {
                     throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
                 }
+                try Fetcher.checkSpace(for: record, adding: UInt64(chunk.count), in: directory)
                 try fd.write(all: chunk, at: Int64(state.offset))
                 hasher.update(chunk)
                 state.offset += UInt64(chunk.count)

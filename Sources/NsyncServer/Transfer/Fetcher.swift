@@ -77,11 +77,11 @@ final class Fetcher {
     /// Block digests of versions held or fetched here, by content.
     var blockMemory = BlockDigestMemory()
     var notExtending = Set<VersionKey>()
-    /// Sparse versions that ran out of room here although their holder's
-    /// allocation fit (their holes are smaller than this node keeps as
-    /// holes): their next try needs their whole size free before it starts,
-    /// instead of fetching the same bytes into a full disk again. Bounded.
-    private var denseHere = Set<VersionKey>()
+    /// Sparse versions whose `.part` ran out of room here after taking more
+    /// than their holder said the whole file takes (their holes are too
+    /// small to stay holes here): their next try needs their whole size
+    /// free before it starts, instead of filling the disk again. Bounded.
+    var denseHere = Set<VersionKey>()
     /// By path: the version being fetched and when (loop ms) a fetch of it
     /// last failed at each holder (wrong bytes, an answer that cannot be, a
     /// refusal, no answer): its retries, which are new transfers, go to a
@@ -535,6 +535,7 @@ final class Fetcher {
     private func requeue(_ transfer: Transfer, avoiding peer: NodeName?, first: Bool = false) {
         transfer.holder = nil
         transfer.headerSeen = false
+        transfer.holderAllocated = nil
         transfer.onRelay = false
         if let peer { transfer.avoid.insert(peer) }
         transfer.stopFeed()
@@ -908,9 +909,7 @@ final class Fetcher {
             if case .bytes(_, let b) = $1 { return $0 + b.count } else { return $0 }
         })
         let finish = transfer.ended && transfer.received == transfer.record.size && transfer.pending.isEmpty
-        let needed = denseHere.contains(VersionKey(path: transfer.record.path, version: transfer.record.version))
-            ? transfer.record.size : min(transfer.record.size, transfer.holderAllocated ?? transfer.record.size)
-        let written = Fetcher.bytesWritten(by: chunks)
+        let room = roomNeeded(by: transfer)
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
         transfer.writing = true
         let path = transfer.temporaryPath
@@ -923,12 +922,13 @@ final class Fetcher {
         let builder = transfer.digestBuilder
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
-                if existing == nil { try Fetcher.checkSpace(for: record, needing: needed, in: directory) }
+                if existing == nil { try Fetcher.checkSpace(for: record, needing: room.bytes, why: room.why, in: directory) }
                 let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
                 do {
-                    if existing != nil { try Fetcher.checkSpace(for: record, writing: written, in: directory) }
                     let buffered = !ChunkWriter.isDirect(fd)
-                    try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source) { hasher.update($0) }
+                    try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source, room: {
+                        try Fetcher.checkSpace(for: record, adding: $0, in: directory)
+                    }) { hasher.update($0) }
                     builder?.add(chunks)
                     if buffered, let last = chunks.last {
                         // Every 16 MiB, start writing it out: the disk works while
@@ -950,8 +950,9 @@ final class Fetcher {
                     try fd.close()
                     return (fd, digest)
                 } catch {
+                    let outOfRoom = Fetcher.OutOfRoom(error, part: fd)
                     try? fd.close()
-                    throw error
+                    throw outOfRoom ?? error
                 }
             }
         }, completion: { [self] result in
@@ -974,11 +975,7 @@ final class Fetcher {
                 // The held file changed (or went) while its blocks were
                 // copied: not this disk failing. Fetched whole next time.
                 let heldChanged = error is HeldCopyError
-                if (error as? SystemError)?.isNoSpace == true, let allocated = transfer.holderAllocated,
-                   allocated < transfer.record.size {
-                    if denseHere.count >= 1_000 { denseHere.removeAll() }
-                    denseHere.insert(VersionKey(path: transfer.record.path, version: transfer.record.version))
-                }
+                if let outOfRoom = error as? OutOfRoom { noteOutOfRoom(transfer, outOfRoom) }
                 if heldChanged {
                     noteNotExtending(transfer.record)
                     if let held = transfer.blockSource { blockMemory.forget(held.hash) }
@@ -1087,53 +1084,6 @@ final class Fetcher {
             if link.paused, link.bufferedBytes < Fetcher.resumeBelowBufferedBytes {
                 link.paused = false
                 link.channel.connection.resumeReading()
-            }
-        }
-    }
-
-    /// Room kept free on the disk of `.nsync/` for the raft log and the
-    /// manifest: when the node cannot append to its log it must stop, so a
-    /// fetch that would eat into this waits instead.
-    static func diskReserve(total: UInt64) -> UInt64 { min(64 << 20, total / 20) }
-
-    /// Throws ENOSPC, before a byte is written, when `record` would not fit
-    /// next to the reserve: `needing` its size, or less when its holder
-    /// keeps it sparse (its holes stay holes here). Thread pool.
-    static func checkSpace(for record: FileRecord, needing: UInt64? = nil, in directory: String) throws {
-        let space = try FileSystem.space(directory)
-        let reserve = diskReserve(total: space.total)
-        let needed = needing ?? record.size
-        guard space.available >= needed + reserve else {
-            let sparse = needed < record.size ? " (sparse: \(NodeStatus.bytes(record.size)) long)" : ""
-            throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(needed))\(sparse) and "
-                              + "\(NodeStatus.bytes(reserve)) kept free for the raft log, but only "
-                              + "\(NodeStatus.bytes(space.available)) are free in", path: directory)
-        }
-    }
-
-    /// Throws ENOSPC, before they are written, when `writing` more bytes of
-    /// `record` would eat into the reserve: the check at its start counted
-    /// each file alone (several fetched at once may not fit together), and
-    /// a sparse file may have smaller holes here than on its holder.
-    /// Thread pool.
-    static func checkSpace(for record: FileRecord, writing: UInt64, in directory: String) throws {
-        guard writing > 0 else { return }
-        let space = try FileSystem.space(directory)
-        let reserve = diskReserve(total: space.total)
-        guard space.available >= writing + reserve else {
-            throw SystemError(errno: ENOSPC, operation: "\(NodeStatus.bytes(writing)) more of \(record.path) would leave less than "
-                              + "\(NodeStatus.bytes(reserve)) kept free for the raft log (\(NodeStatus.bytes(space.available)) free)",
-                              path: directory)
-        }
-    }
-
-    /// Bytes a write job puts on disk, at most: received and copied bytes;
-    /// zeros become holes past the file's end (and are few elsewhere).
-    static func bytesWritten(by chunks: [Piece]) -> UInt64 {
-        chunks.reduce(0) {
-            switch $1 {
-            case .bytes, .held: $0 + $1.length
-            case .zeros: $0
             }
         }
     }

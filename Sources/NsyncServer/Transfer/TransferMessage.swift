@@ -285,8 +285,8 @@ public struct FetchHeader: Equatable, Sendable {
     public var message: String
     /// How much of the file the server's disk holds (at most `size`): less
     /// for a sparse file, whose holes the fetcher keeps as holes too, so it
-    /// needs that much free space, not `size`. `size` when unknown (a file
-    /// relayed as it arrives).
+    /// needs that much free space, not `size`. A relay passes on what its
+    /// own holder said; `size` when unknown.
     public var allocated: UInt64
 
     public init(requestID: UInt32, status: FetchStatus, size: UInt64 = 0, allocated: UInt64? = nil, message: String = "") {

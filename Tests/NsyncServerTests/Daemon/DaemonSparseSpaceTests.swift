@@ -113,6 +113,35 @@ final class DaemonSparseSpaceTests: XCTestCase {
         for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs()) }
     }
 
+    /// Short of room even for a sparse file's data: refused up front, for
+    /// what its holder's disk holds; once room is freed it arrives (the
+    /// refusal says nothing about its holes, so it does not need its whole
+    /// length next time).
+    func testASparseFileRefusedForWantOfRoomArrivesOnceRoomIsFreed() throws {
+        let (_, daemons, targets) = try startCluster(["node1", "node2"])
+        let logs = { self.logs(daemons) }
+        let target = targets[1]
+        let filler = target + "/.nsync/filler"
+        FileManager.default.createFile(atPath: filler, contents: Data(count: freeBytes(target) - (4 << 20)))
+
+        let seed = LoopTestSupport.seed()
+        let extents = (0..<6).map { i in ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i))) }
+        let (staged, content) = try stageSparseFile("disk.img", size: 48 << 20, extents: extents)
+        XCTAssertEqual(rename(staged, targets[0] + "/disk.img"), 0)
+        DaemonWait.until("node2 to refuse disk.img for want of room", timeout: 30, context: logs) {
+            daemons[1].log.contains("disk.img needs 6.0 MiB (sparse: 48.0 MiB long)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/disk.img"))
+
+        try FileManager.default.removeItem(atPath: filler)
+        DaemonWait.until("node2 to hold disk.img once room is freed", timeout: 30, context: logs) {
+            (try? FileSystem.status(target + "/disk.img"))?.size == 48 << 20
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: target + "/disk.img"), content)
+        XCTAssertFalse(daemons[1].log.contains("disk.img needs 48.0 MiB"), "its holder's word still held\n" + logs())
+        for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs()) }
+    }
+
     /// A sparse file whose holes are too small to stay holes on the
     /// receiver (4 KiB of data every 64 KiB): its holder's allocation fits,
     /// the file does not. The fetch stops before it eats into the raft
@@ -148,7 +177,7 @@ final class DaemonSparseSpaceTests: XCTestCase {
                        "stopped by its own check, not by a full disk: \(errors)")
         // The next try needs the whole 32 MiB before it starts: refused up front.
         DaemonWait.until("node2 to refuse holes.img up front", timeout: 30, context: logs) {
-            daemons[1].log.contains("holes.img needs 32.0 MiB")
+            daemons[1].log.contains("holes.img needs 32.0 MiB (sparse on its holder, but its holes are too small to stay holes here)")
         }
         XCTAssertTrue(daemons[1].isRunning, logs())
         XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/holes.img"))

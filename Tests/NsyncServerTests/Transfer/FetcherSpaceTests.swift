@@ -2,45 +2,89 @@
 import XCTest
 
 /// The room a fetch asks for: its holder's allocation up front (a sparse
-/// file keeps its holes), then each write job's bytes beside the raft
-/// log's reserve. Against the real free space of the test's disk.
+/// file keeps its holes), then, before each write of received or copied
+/// bytes, those bytes beside the raft log's reserve. The checks against
+/// the real free space of the test's disk; the writes into real files.
 final class FetcherSpaceTests: XCTestCase {
-    private let directory = NSTemporaryDirectory()
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "fetcher-space-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 
     private func record(size: UInt64) -> FileRecord {
         FileRecord(path: "vm/disk.img", version: 7, kind: .file, size: size, origin: "node1")
     }
 
-    func testAWriteJobCountsReceivedAndCopiedBytesNotZeros() {
-        let chunks: [Fetcher.Piece] = [.bytes(0, [UInt8](repeating: 1, count: 4_096)[...]), .zeros(4_096, 1 << 30),
-                                       .held(4_096 + (1 << 30), 65_536)]
-        XCTAssertEqual(Fetcher.bytesWritten(by: chunks), 4_096 + 65_536)
-        XCTAssertEqual(Fetcher.bytesWritten(by: [.zeros(0, 1 << 40)]), 0)
-    }
-
-    func testASparseFileLongerThanTheFreeSpaceFitsWhenItsAllocationDoes() throws {
+    /// The free space beside the reserve, which the test needs to be at least 16 MiB.
+    private func spare() throws -> UInt64 {
         let space = try FileSystem.space(directory)
         let reserve = Fetcher.diskReserve(total: space.total)
         XCTAssertGreaterThan(space.available, reserve + (16 << 20), "the test needs 16 MiB free beside the reserve")
-        let longer = record(size: space.available * 2)
+        return space.available - min(space.available, reserve)
+    }
+
+    func testASparseFileLongerThanTheFreeSpaceFitsWhenItsAllocationDoes() throws {
+        let longer = record(size: try spare() * 4 + (1 << 30))
         XCTAssertNoThrow(try Fetcher.checkSpace(for: longer, needing: 1 << 20, in: directory))
-        XCTAssertThrowsError(try Fetcher.checkSpace(for: longer, in: directory)) { error in
+        XCTAssertThrowsError(try Fetcher.checkSpace(for: longer, needing: longer.size, in: directory)) { error in
             XCTAssertEqual((error as? SystemError)?.isNoSpace, true, "\(error)")
             XCTAssertTrue("\(error)".contains("vm/disk.img needs"), "\(error)")
         }
-        XCTAssertThrowsError(try Fetcher.checkSpace(for: longer, needing: space.available, in: directory)) { error in
+        XCTAssertThrowsError(try Fetcher.checkSpace(for: longer, needing: longer.size / 2, in: directory)) { error in
             XCTAssertTrue("\(error)".contains("(sparse: "), "says the file is longer than what it needs: \(error)")
         }
     }
 
-    func testAWriteJobMayNotEatIntoTheReserve() throws {
-        let space = try FileSystem.space(directory)
+    func testBytesThatWouldEatIntoTheReserveAreRefused() throws {
+        let spare = try spare()
         let file = record(size: 1 << 40)
-        XCTAssertNoThrow(try Fetcher.checkSpace(for: file, writing: 0, in: directory))
-        XCTAssertNoThrow(try Fetcher.checkSpace(for: file, writing: 4 << 20, in: directory))
-        XCTAssertThrowsError(try Fetcher.checkSpace(for: file, writing: space.available + 1, in: directory)) { error in
+        XCTAssertNoThrow(try Fetcher.checkSpace(for: file, adding: 0, in: directory))
+        XCTAssertNoThrow(try Fetcher.checkSpace(for: file, adding: 4 << 20, in: directory))
+        XCTAssertThrowsError(try Fetcher.checkSpace(for: file, adding: spare + (64 << 20), in: directory)) { error in
             XCTAssertEqual((error as? SystemError)?.isNoSpace, true, "\(error)")
             XCTAssertTrue("\(error)".contains("more of vm/disk.img would leave less than"), "\(error)")
         }
+    }
+
+    /// Each batch of received bytes and each MiB copied from the held file
+    /// asks for its room before it is written, zeros not counted; a refusal
+    /// stops the writing there.
+    func testEveryWriteAsksForTheRoomOfItsBytesFirst() throws {
+        let heldBytes = TestBytes.pseudoRandom(count: (3 << 20) + 100, seed: 5)
+        let heldPath = directory + "/held.bin"
+        FileManager.default.createFile(atPath: heldPath, contents: Data(heldBytes))
+        let status = try FileSystem.status(heldPath)
+        let held = LocalFile(kind: .file, size: UInt64(heldBytes.count), mode: 0o644, mtime: status.modificationTime,
+                             inode: status.inode)
+        let received = TestBytes.pseudoRandom(count: 8_192, seed: 6)
+        let pieces: [Fetcher.Piece] = [
+            .bytes(0, received[..<4_096]), .zeros(4_096, 1 << 20), .bytes((1 << 20) + 4_096, received[4_096...]),
+            .held((1 << 20) + 8_192, UInt64(heldBytes.count) - ((1 << 20) + 8_192)),
+        ]
+        var asked: [UInt64] = []
+        let part = try ChunkWriter.create(directory + "/new.part", direct: false)
+        try part.closeAfter {
+            try Fetcher.write(pieces, to: part, heldAt: directory, "held.bin", held, room: { asked.append($0) }) { _ in }
+        }
+        XCTAssertEqual(asked, [8_192, 1 << 20, (1 << 20) - 8_092],
+                       "the received bytes in one batch (not the zeros), then the held copy a MiB at a time")
+
+        // Refused at the second MiB of the copy: nothing of it is written.
+        asked = []
+        let refused = try ChunkWriter.create(directory + "/refused.part", direct: false)
+        XCTAssertThrowsError(try refused.closeAfter {
+            try Fetcher.write(pieces, to: refused, heldAt: directory, "held.bin", held, room: {
+                asked.append($0)
+                if asked.count == 3 { throw SystemError(errno: ENOSPC, operation: "no room") }
+            }) { _ in }
+        })
+        XCTAssertEqual(try FileSystem.status(directory + "/refused.part").size, Int64((2 << 20) + 8_192),
+                       "written up to the refused MiB")
     }
 }
