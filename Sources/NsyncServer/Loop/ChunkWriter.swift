@@ -64,11 +64,19 @@ public enum ChunkWriter {
 
     /// Writes every chunk at its offset, calling `each` with a chunk once it
     /// is handed on (while its bytes are still in the CPU's cache: the
-    /// caller hashes there).
+    /// caller hashes there). Before each write call, `room` is told how
+    /// many bytes it writes (holes left out), and may refuse by throwing.
     public static func write(_ chunks: [(offset: UInt64, bytes: ArraySlice<UInt8>)], to fd: FileDescriptor,
-                             each: (ArraySlice<UInt8>) -> Void) throws {
+                             room: (Int) throws -> Void = { _ in }, each: (ArraySlice<UInt8>) -> Void) throws {
+        try withoutActuallyEscaping(room) { room in
+            try write(chunks, to: fd, sparse: Sparse(fd: fd, holesFrom: UInt64(try fd.size()), room: room), each: each)
+        }
+    }
+
+    private static func write(_ chunks: [(offset: UInt64, bytes: ArraySlice<UInt8>)], to fd: FileDescriptor,
+                              sparse: Sparse, each: (ArraySlice<UInt8>) -> Void) throws {
         guard let last = chunks.last else { return }
-        var sparse = Sparse(fd: fd, holesFrom: UInt64(try fd.size()))
+        var sparse = sparse
         if isDirect(fd) {
             let buffer = buffers.take()
             defer { buffers.give(buffer) }
@@ -104,12 +112,15 @@ public enum ChunkWriter {
     private struct Sparse {
         let fd: FileDescriptor
         let holesFrom: UInt64
+        /// Asked before each write, with its byte count (`write`'s `room`).
+        let room: (Int) throws -> Void
         /// The end of the last byte written (0: none).
         var writtenEnd: UInt64 = 0
 
-        init(fd: FileDescriptor, holesFrom: UInt64) {
+        init(fd: FileDescriptor, holesFrom: UInt64, room: @escaping (Int) throws -> Void) {
             self.fd = fd
             self.holesFrom = holesFrom
+            self.room = room
         }
 
         /// Writes `bytes` at `offset` through the page cache, but for holes.
@@ -119,6 +130,7 @@ public enum ChunkWriter {
 
         mutating func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
             for range in runs(raw, at: offset) {
+                try room(range.count)
                 try fd.write(all: UnsafeRawBufferPointer(rebasing: raw[range]), at: Int64(offset) + Int64(range.lowerBound))
                 writtenEnd = max(writtenEnd, offset + UInt64(range.upperBound))
             }
@@ -130,6 +142,7 @@ public enum ChunkWriter {
         /// all again.
         mutating func writeDirect(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
             for range in runs(raw, at: offset) {
+                try room(range.count)
                 var done = range.lowerBound
                 while done < range.upperBound {
                     let n = Glibc.pwrite(fd.rawValue, raw.baseAddress! + done, range.upperBound - done, off_t(offset) + off_t(done))

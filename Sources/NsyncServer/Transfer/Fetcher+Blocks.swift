@@ -316,43 +316,36 @@ extension Fetcher {
 
     /// Writes `pieces` at their offsets, copying held ones from the file at
     /// `path` under `root` (which must still be `source`), and calls `each`
-    /// with every run of bytes in order. Before each write, `room` is told
-    /// how many bytes it may add to the disk (zeros, which become holes
-    /// past the end, not counted) and throws if they do not fit. Thread pool.
+    /// with every run of bytes in order. Before each write call, `room` is
+    /// told how many bytes it writes (holes left out: `ChunkWriter`) and
+    /// throws if they do not fit. Thread pool.
     static func write(_ pieces: [Piece], to fd: FileDescriptor, heldAt root: String, _ path: String,
-                      _ source: LocalFile?, room: (UInt64) throws -> Void = { _ in },
+                      _ source: LocalFile?, room: (Int) throws -> Void = { _ in },
                       each: (ArraySlice<UInt8>) -> Void) throws {
         var received: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
-        var receivedBytes: UInt64 = 0
         var held: FileDescriptor?
         defer { try? held?.close() }
-        func writeReceived() throws {
-            guard !received.isEmpty else { return }
-            try room(receivedBytes)
-            try ChunkWriter.write(received, to: fd, each: each)
-            received.removeAll(keepingCapacity: true)
-            receivedBytes = 0
-        }
         for piece in pieces {
             switch piece {
             case let .bytes(offset, bytes):
                 received.append((offset, bytes))
-                receivedBytes += UInt64(bytes.count)
             case let .zeros(offset, length):
                 received += Zeros.slices(from: offset, length: length)
             case let .held(offset, length):
-                try writeReceived()
+                if !received.isEmpty {
+                    try ChunkWriter.write(received, to: fd, room: room, each: each)
+                    received.removeAll(keepingCapacity: true)
+                }
                 var at = offset
                 while at < offset + length {
                     let chunk = try readHeld(&held, at: at, count: Int(min(UInt64(1 << 20), offset + length - at)),
                                              root: root, path, source)
-                    try room(UInt64(chunk.count))
-                    try ChunkWriter.write([(at, chunk[...])], to: fd, each: each)
+                    try ChunkWriter.write([(at, chunk[...])], to: fd, room: room, each: each)
                     at += UInt64(chunk.count)
                 }
             }
         }
-        try writeReceived()
+        if !received.isEmpty { try ChunkWriter.write(received, to: fd, room: room, each: each) }
         if let held, let source {
             do { try checkUnchanged(held, path, source) } catch { throw HeldCopyError(path: path, underlying: error) }
         }

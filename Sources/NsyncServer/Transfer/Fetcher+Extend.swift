@@ -55,7 +55,13 @@ extension Fetcher {
                 guard !chunk.isEmpty else {
                     throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
                 }
-                try Fetcher.checkSpace(for: record, adding: UInt64(chunk.count), in: directory)
+                do {
+                    try Fetcher.checkSpace(for: record, adding: UInt64(chunk.count), in: directory)
+                } catch {
+                    // The fetch goes on whole: its room is not this copy's.
+                    try? fd.truncate(to: 0)
+                    throw error
+                }
                 try fd.write(all: chunk, at: Int64(state.offset))
                 hasher.update(chunk)
                 state.offset += UInt64(chunk.count)

@@ -909,7 +909,6 @@ final class Fetcher {
             if case .bytes(_, let b) = $1 { return $0 + b.count } else { return $0 }
         })
         let finish = transfer.ended && transfer.received == transfer.record.size && transfer.pending.isEmpty
-        let room = roomNeeded(by: transfer)
         guard !chunks.isEmpty || finish || (transfer.fd == nil && transfer.record.size == 0 && transfer.headerSeen) else { return }
         transfer.writing = true
         let path = transfer.temporaryPath
@@ -920,14 +919,20 @@ final class Fetcher {
         let root = self.root
         let source = transfer.blockSource
         let builder = transfer.digestBuilder
+        let room = roomNeeded(by: transfer)
+        // The holder's word as this job saw it (a requeue may forget it meanwhile).
+        let holderAllocated = transfer.holderAllocated
         loop.queueWork({ () -> Result<(FileDescriptor, [UInt8]?), Error> in
             Result {
                 if existing == nil { try Fetcher.checkSpace(for: record, needing: room.bytes, why: room.why, in: directory) }
                 let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
+                var asked = 0  // the bytes of the write that found no room, if one did
+                var open = true
                 do {
                     let buffered = !ChunkWriter.isDirect(fd)
                     try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source, room: {
-                        try Fetcher.checkSpace(for: record, adding: $0, in: directory)
+                        asked = $0
+                        try Fetcher.checkSpace(for: record, adding: UInt64($0), in: directory)
                     }) { hasher.update($0) }
                     builder?.add(chunks)
                     if buffered, let last = chunks.last {
@@ -947,10 +952,12 @@ final class Fetcher {
                         try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
                         try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)
                     }
+                    open = false  // closed even when close reports an error
                     try fd.close()
                     return (fd, digest)
                 } catch {
-                    let outOfRoom = Fetcher.OutOfRoom(error, part: fd)
+                    guard open else { throw error }
+                    let outOfRoom = Fetcher.OutOfRoom(error, part: fd, refused: UInt64(asked))
                     try? fd.close()
                     throw outOfRoom ?? error
                 }
@@ -975,7 +982,7 @@ final class Fetcher {
                 // The held file changed (or went) while its blocks were
                 // copied: not this disk failing. Fetched whole next time.
                 let heldChanged = error is HeldCopyError
-                if let outOfRoom = error as? OutOfRoom { noteOutOfRoom(transfer, outOfRoom) }
+                if let outOfRoom = error as? OutOfRoom { noteOutOfRoom(transfer, outOfRoom, holderAllocated: holderAllocated) }
                 if heldChanged {
                     noteNotExtending(transfer.record)
                     if let held = transfer.blockSource { blockMemory.forget(held.hash) }

@@ -148,6 +148,18 @@ final class DaemonSparseSpaceTests: XCTestCase {
     /// log's reserve, says why, and its next try asks for the whole size
     /// up front instead of filling the disk again.
     func testASparseFileThatDoesNotStaySparseStopsBeforeTheReserveAndIsNotFetchedAgainIntoAFullDisk() throws {
+        try stopsBeforeTheReserveAndAsksForItsWholeSizeNextTime(roomBesideTheAllocation: nil)
+    }
+
+    /// The same when the disk has just a little more room than the holder's
+    /// allocation: the write refused is what shows the file does not stay
+    /// sparse here (the `.part` itself is still within the allocation).
+    func testASparseFileThatDoesNotStaySparseIsFoundOutWhenTheRoomIsJustItsAllocation() throws {
+        try stopsBeforeTheReserveAndAsksForItsWholeSizeNextTime(roomBesideTheAllocation: 64 << 10)
+    }
+
+    private func stopsBeforeTheReserveAndAsksForItsWholeSizeNextTime(roomBesideTheAllocation: Int?,
+                                                                     file: StaticString = #filePath, line: UInt = #line) throws {
         let (_, daemons, targets) = try startCluster(["node1", "node2"])
         let logs = { self.logs(daemons) }
         let target = targets[1]
@@ -159,30 +171,38 @@ final class DaemonSparseSpaceTests: XCTestCase {
             (offset, Array(data[(offset / 16)..<(offset / 16 + 4_096)]))
         }
         let (staged, _) = try stageSparseFile("holes.img", size: size, extents: extents)
+        let allocated = allocatedBytes(staged)
+        XCTAssertLessThan(allocated, 4 << 20, "the test needs a disk that keeps node1's copy sparse", file: file, line: line)
+        let reserve = Int(Fetcher.diskReserve(total: UInt64(Self.tmpfsBytes)))
+        let filler = target + "/.nsync/filler"
+        if let room = roomBesideTheAllocation {
+            FileManager.default.createFile(atPath: filler, contents: Data(count: freeBytes(target) - reserve - allocated - room))
+            print("node2: \(freeBytes(target) >> 10) KiB free; holes.img takes \(allocated >> 10) KiB on node1")
+        }
         let freeAtStart = freeBytes(target)
-        XCTAssertLessThan(allocatedBytes(staged), 4 << 20, "the test needs a disk that keeps node1's copy sparse")
         XCTAssertEqual(rename(staged, targets[0] + "/holes.img"), 0)
 
-        let reserve = Int(Fetcher.diskReserve(total: UInt64(Self.tmpfsBytes)))
         var lowest = Int.max
         var errors: [String] = []
-        DaemonWait.until("node2 to report that holes.img does not fit", timeout: 30, context: logs) {
+        DaemonWait.until("node2 to report that holes.img does not fit", timeout: 30, file: file, line: line, context: logs) {
             lowest = min(lowest, freeBytes(target))
             errors = DaemonProbe.status(target)?.recentErrors ?? []
             return errors.contains { $0.contains("holes.img") && $0.contains("would leave less than") }
         }
         print("node2: lowest free \(lowest >> 10) KiB (reserve \(reserve >> 10) KiB); \(errors)")
-        XCTAssertGreaterThanOrEqual(lowest, reserve, "the fetch ate into the raft log's reserve\n" + logs())
+        XCTAssertGreaterThanOrEqual(lowest, reserve, "the fetch ate into the raft log's reserve\n" + logs(), file: file, line: line)
         XCTAssertFalse(errors.contains { $0.contains("No space left on device") && !$0.contains("kept free") },
-                       "stopped by its own check, not by a full disk: \(errors)")
+                       "stopped by its own check, not by a full disk: \(errors)", file: file, line: line)
         // The next try needs the whole 32 MiB before it starts: refused up front.
-        DaemonWait.until("node2 to refuse holes.img up front", timeout: 30, context: logs) {
+        DaemonWait.until("node2 to refuse holes.img up front", timeout: 30, file: file, line: line, context: logs) {
             daemons[1].log.contains("holes.img needs 32.0 MiB (sparse on its holder, but its holes are too small to stay holes here)")
         }
-        XCTAssertTrue(daemons[1].isRunning, logs())
-        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/holes.img"))
-        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: target + "/.nsync/tmp")) ?? ["?"], [])
-        XCTAssertGreaterThan(freeBytes(target), freeAtStart - (1 << 20), "nothing of holes.img is left on node2's disk")
-        for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs()) }
+        XCTAssertTrue(daemons[1].isRunning, logs(), file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target + "/holes.img"), file: file, line: line)
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: target + "/.nsync/tmp")) ?? ["?"], [],
+                       file: file, line: line)
+        XCTAssertGreaterThan(freeBytes(target), freeAtStart - (1 << 20), "nothing of holes.img is left on node2's disk",
+                             file: file, line: line)
+        for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs(), file: file, line: line) }
     }
 }

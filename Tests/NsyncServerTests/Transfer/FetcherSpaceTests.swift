@@ -52,9 +52,9 @@ final class FetcherSpaceTests: XCTestCase {
         }
     }
 
-    /// Each batch of received bytes and each MiB copied from the held file
-    /// asks for its room before it is written, zeros not counted; a refusal
-    /// stops the writing there.
+    /// Each write of received bytes and of each MiB copied from the held
+    /// file asks for its room first, holes left out; a refusal stops the
+    /// writing there.
     func testEveryWriteAsksForTheRoomOfItsBytesFirst() throws {
         let heldBytes = TestBytes.pseudoRandom(count: (3 << 20) + 100, seed: 5)
         let heldPath = directory + "/held.bin"
@@ -67,13 +67,13 @@ final class FetcherSpaceTests: XCTestCase {
             .bytes(0, received[..<4_096]), .zeros(4_096, 1 << 20), .bytes((1 << 20) + 4_096, received[4_096...]),
             .held((1 << 20) + 8_192, UInt64(heldBytes.count) - ((1 << 20) + 8_192)),
         ]
-        var asked: [UInt64] = []
+        var asked: [Int] = []
         let part = try ChunkWriter.create(directory + "/new.part", direct: false)
         try part.closeAfter {
             try Fetcher.write(pieces, to: part, heldAt: directory, "held.bin", held, room: { asked.append($0) }) { _ in }
         }
-        XCTAssertEqual(asked, [8_192, 1 << 20, (1 << 20) - 8_092],
-                       "the received bytes in one batch (not the zeros), then the held copy a MiB at a time")
+        XCTAssertEqual(asked, [4_096, 4_096, 1 << 20, (1 << 20) - 8_092],
+                       "each received chunk (not the zeros between: a hole), then the held copy a MiB at a time")
 
         // Refused at the second MiB of the copy: nothing of it is written.
         asked = []
@@ -81,7 +81,7 @@ final class FetcherSpaceTests: XCTestCase {
         XCTAssertThrowsError(try refused.closeAfter {
             try Fetcher.write(pieces, to: refused, heldAt: directory, "held.bin", held, room: {
                 asked.append($0)
-                if asked.count == 3 { throw SystemError(errno: ENOSPC, operation: "no room") }
+                if asked.count == 4 { throw SystemError(errno: ENOSPC, operation: "no room") }
             }) { _ in }
         })
         XCTAssertEqual(try FileSystem.status(directory + "/refused.part").size, Int64((2 << 20) + 8_192),

@@ -24,7 +24,7 @@ final class HelloTests: XCTestCase {
     func testLayoutStartsWithMagicAndVersion() {
         let bytes = hello(name: "n1", channel: .file).encoded()
         XCTAssertEqual(Array(bytes[0..<4]), Array("NSYN".utf8))
-        XCTAssertEqual(Array(bytes[4..<6]), [0, 8])
+        XCTAssertEqual(Array(bytes[4..<6]), [0, 9])
         XCTAssertEqual(Array(bytes[6..<38]), cluster)
         XCTAssertEqual(Array(bytes[38...]), [2, UInt8(ascii: "n"), UInt8(ascii: "1"), 2])
         XCTAssertLessThanOrEqual(hello(name: String(repeating: "x", count: 64)).encoded().count, Hello.maxEncodedSize)
