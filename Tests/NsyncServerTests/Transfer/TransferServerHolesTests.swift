@@ -95,6 +95,16 @@ final class TransferServerHolesTests: XCTestCase {
         XCTAssertTrue(reassemble(answer, from: offset) == Array(content[offset...]))
     }
 
+    func testARequestEndingInsideAHoleEndsThere() throws {
+        let peer = try start()
+        peer.sendRequest(FetchRequest(requestID: 4, path: "disk.img", version: 1, offset: 0, length: 20 << 20, takesZeros: true))
+        let answer = peer.waitForAnswer(4, timeout: 20_000)
+        XCTAssertTrue(answer.ended)
+        XCTAssertEqual(answer.data.count, 1 << 20)
+        XCTAssertEqual(answer.zeros.map(\.offset), [1 << 20])
+        XCTAssertEqual(answer.zeros.map(\.length), [19 << 20], "cut at the end asked for")
+    }
+
     func testAFetcherThatDoesNotTakeZerosGetsEveryByte() throws {
         let peer = try start()
         peer.sendRequest(FetchRequest(requestID: 3, path: "disk.img", version: 1, offset: 0, length: 40 << 20))
