@@ -871,6 +871,7 @@ final class Fetcher {
             // file's end and long enough (`ChunkWriter`).
             transfer.zeroBytes += length
             bytesZeros += length
+            transfer.feed?.arrivedZeros(offset: offset, length: length)
             take(.zeros(offset, length), of: transfer, from: link.peer)
         case let .same(id, offset, length):
             guard let transfer = link.active[id], transfer.headerSeen else { return }
@@ -1346,6 +1347,11 @@ final class RelayFeed {
     private var observers: [ObjectIdentifier: () -> Void] = [:]
     private var recent: Deque<(offset: UInt64, bytes: ArraySlice<UInt8>)> = []
     private var recentBytes = 0
+    /// Runs of `.zeros` that arrived, the latest `recentZeroRuns`, kept
+    /// while a relay watches: passed on as `.zeros` at once, not read back
+    /// from the file once written (where they are holes).
+    private var zeroRuns: Deque<(offset: UInt64, length: UInt64)> = []
+    static let recentZeroRuns = 64
     /// Bytes of recent chunks kept for relays, per feed and in all feeds
     /// of this process (beyond that, relays read the file).
     static let recentLimit = 8 << 20
@@ -1379,6 +1385,28 @@ final class RelayFeed {
         }
     }
 
+    /// A run of zeros arrived (in order, as `.zeros`): kept while a relay watches.
+    func arrivedZeros(offset: UInt64, length: UInt64) {
+        guard !failed, length > 0 else { return }
+        if !observers.isEmpty {
+            zeroRuns.append((offset, length))
+            if zeroRuns.count > RelayFeed.recentZeroRuns { zeroRuns.removeFirst() }
+        }
+        let end = min(offset + length, size)
+        if offset <= available, end > available {
+            available = end
+            notify()
+        }
+    }
+
+    /// How many bytes from `offset` are known zeros (a recent run of
+    /// `.zeros`, up to what arrived), or nil.
+    func zeros(at offset: UInt64) -> UInt64? {
+        guard let run = zeroRuns.last(where: { $0.offset <= offset }), offset < run.offset + run.length else { return nil }
+        let end = min(run.offset + run.length, available)
+        return end > offset ? end - offset : nil
+    }
+
     /// The file holds the first `bytes` bytes.
     func wrote(to bytes: UInt64) {
         guard !failed, bytes > written else { return }
@@ -1398,6 +1426,7 @@ final class RelayFeed {
         RelayFeed.totalRecent -= recentBytes
         recent.removeAll()
         recentBytes = 0
+        zeroRuns.removeAll()
     }
 
     deinit { RelayFeed.totalRecent -= recentBytes }

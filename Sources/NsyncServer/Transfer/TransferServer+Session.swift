@@ -484,7 +484,6 @@ extension TransferServer {
                 let length = s.zerosAhead
                 s.zerosAhead = 0
                 s.next += length
-                s.unreadBytes += length
                 readAhead(s)
                 send(.zeros(requestID: s.item.request.requestID, offset: offset, length: length))
                 return true
@@ -594,6 +593,11 @@ extension TransferServer {
             if let feed = s.item.feed {
                 // Its transfer stopped: nothing more is read (advance ends it).
                 guard !feed.failed else { return }
+                if s.item.request.takesZeros, let zeros = feed.zeros(at: offset) {
+                    // Arrived as `.zeros`: passed on as such, unread.
+                    s.zerosAhead = min(zeros, s.readable - offset, TransferServer.maxZerosRun)
+                    return
+                }
                 if let cached = feed.cached(offset: offset, count: count) {
                     // Relayed from memory: just arrived, still there.
                     s.readAhead = cached

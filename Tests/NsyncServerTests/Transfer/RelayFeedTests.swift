@@ -79,4 +79,41 @@ final class RelayFeedTests: XCTestCase {
         feed.arrived(offset: UInt64(size), bytes: bytes(size, 10))
         XCTAssertEqual(feed.available, UInt64(size), "nothing moves after a failure")
     }
+
+    /// Runs that arrived as `.zeros` advance what may be relayed at once and
+    /// are passed on as such (their bytes are not read back from the file,
+    /// where they are holes, nor kept in memory).
+    func testRunsOfZerosAreRelayedAsZerosAsTheyArrive() {
+        let feed = RelayFeed(size: 64 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        let watcher = NSObject()
+        var notified = 0
+        feed.observe(watcher) { notified += 1 }
+        feed.arrived(offset: 0, bytes: bytes(0, 4_096))
+        feed.arrivedZeros(offset: 4_096, length: 32 << 20)
+        XCTAssertEqual(notified, 2)
+        XCTAssertEqual(feed.available, 4_096 + (32 << 20), "the zeros may be relayed before they are written")
+        XCTAssertNil(feed.zeros(at: 0), "bytes, not zeros")
+        XCTAssertEqual(feed.zeros(at: 4_096), 32 << 20)
+        XCTAssertEqual(feed.zeros(at: 4_096 + (1 << 20)), (32 << 20) - (1 << 20), "from inside the run: its rest")
+        XCTAssertNil(feed.zeros(at: 4_096 + (32 << 20)), "past the run")
+        XCTAssertNil(feed.cached(offset: 4_096, count: 4_096), "not kept as bytes")
+
+        // Only the latest runs are kept.
+        var offset: UInt64 = 4_096 + (32 << 20)
+        for _ in 0..<RelayFeed.recentZeroRuns {
+            feed.arrived(offset: offset, bytes: bytes(Int(offset), 1))
+            feed.arrivedZeros(offset: offset + 1, length: 4_095)
+            offset += 4_096
+        }
+        XCTAssertNil(feed.zeros(at: 4_096), "the first run was dropped")
+        XCTAssertEqual(feed.zeros(at: offset - 4_095), 4_095)
+        feed.stopObserving(watcher)
+        XCTAssertNil(feed.zeros(at: offset - 4_095), "dropped once nobody watches")
+
+        // Without a watcher, nothing is kept, but what may be relayed advances.
+        let unwatched = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
+        unwatched.arrivedZeros(offset: 0, length: 1 << 20)
+        XCTAssertEqual(unwatched.available, 1 << 20)
+        XCTAssertNil(unwatched.zeros(at: 0))
+    }
 }
