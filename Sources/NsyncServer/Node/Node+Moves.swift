@@ -166,13 +166,10 @@ extension Node {
             let (record, expected, source) = sync.localCopies.removeFirst()
             sync.localCopiesRunning += 1
             let temporary = temporaryDirectory + "/copy-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
-            let directory = temporaryDirectory
             let root = config.root
             logger.debug("copying \(source) to \(record.path) (version \(record.version)): same bytes")
             loop.queueWork({ () -> String? in
-                // The room a fetch needs, the raft log's reserve included.
-                do { try Fetcher.checkSpace(for: record, needing: record.size, in: directory) } catch { return "\(error)" }
-                return LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record)
+                LocalDisk.copyVerified(root: root, from: source, to: temporary, record: record)
             }, completion: { [unowned self] failure in
                 sync.localCopiesRunning -= 1
                 if let failure {

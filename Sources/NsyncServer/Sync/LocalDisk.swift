@@ -489,7 +489,9 @@ enum LocalDisk {
     /// manifest says with `record`'s bytes) to `temporary`, hashing what it
     /// reads; the copy stands only if that is the record's SHA-256 (the
     /// source may have changed since). Mode and mtime are the record's.
-    /// Returns why not, or nil. Thread pool.
+    /// Holes stay holes (`ChunkWriter`), and like a fetch it needs what the
+    /// source takes on disk free beside the raft log's reserve, then asks
+    /// for the room of each write. Returns why not, or nil. Thread pool.
     static func copyVerified(root: String, from source: String, to temporary: String, record: FileRecord) -> String? {
         do {
             let input = try FileSystem.openBeneath(root: root, path: source)
@@ -498,6 +500,8 @@ enum LocalDisk {
                 guard status.kind == .regular, UInt64(status.size) == record.size else {
                     return "\(source) is not a file of \(record.size) bytes any more"
                 }
+                let allocated = (try? FileSystem.allocatedBytes(descriptor: input.rawValue)) ?? record.size
+                try Fetcher.checkSpace(for: record, needing: min(record.size, allocated), in: root)
                 let output = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .exclusive], permissions: 0o600)
                 let hasher = SHA256()
                 let matched = try output.closeAfter { () -> Bool in
@@ -506,7 +510,9 @@ enum LocalDisk {
                         let chunk = try input.read(upToCount: Int(min(Int64(1 << 20), Int64(record.size) - offset)), at: offset)
                         guard !chunk.isEmpty else { break }
                         hasher.update(chunk)
-                        try output.write(all: chunk, at: offset)
+                        try ChunkWriter.write([(UInt64(offset), chunk[...])], to: output, room: {
+                            try Fetcher.checkSpace(for: record, adding: UInt64($0), in: root)
+                        }) { _ in }
                         offset += Int64(chunk.count)
                     }
                     guard offset == Int64(record.size), hasher.finalize() == record.hash else { return false }

@@ -136,6 +136,30 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertEqual(changed.hash, SHA256.hash(Array("changed after the rename".utf8)), "a changed file is hashed")
     }
 
+    /// A copy of a sparse file (a disk image copied with `cp -r`) keeps its
+    /// holes, and asks for what the source takes on disk, not its length.
+    func testALocalCopyOfASparseFileStaysSparse() throws {
+        try scratch.mkdir("vm")
+        let path = root + "/vm/disk.img"
+        let data = TestBytes.pseudoRandom(count: 1 << 20, seed: 9)
+        let fd = try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate])
+        try fd.closeAfter {
+            try fd.write(all: data, at: 8 << 20)
+            try fd.truncate(to: 64 << 20)
+        }
+        var content = [UInt8](repeating: 0, count: 64 << 20)
+        content.replaceSubrange((8 << 20)..<((8 << 20) + data.count), with: data)
+        let status = try FileSystem.status(path)
+        let source = LocalFile(kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
+                               hash: SHA256.hash(content), inode: status.inode)
+        let copy = temporary + "/copy-6-1"
+        XCTAssertNil(LocalDisk.copyVerified(root: root, from: "vm/disk.img", to: copy, record: record("backup/disk.img", source, version: 6)))
+        XCTAssertTrue(FileManager.default.contents(atPath: copy).map { [UInt8]($0) } == content)
+        let copied = try FileDescriptor.open(copy, .readOnly)
+        let allocated = try copied.closeAfter { try FileSystem.allocatedBytes(descriptor: copied.rawValue) }
+        XCTAssertLessThan(allocated, 4 << 20, "the holes stayed holes")
+    }
+
     func testALocalCopyStandsOnlyWithTheRecordsBytes() throws {
         let source = try file("data/a.bin", String(repeating: "a", count: 10_000))
         let target = record("backup/a.bin", source, version: 5)
