@@ -130,7 +130,7 @@ public enum ChunkWriter {
 
         mutating func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
             for range in runs(raw, at: offset) {
-                try room(range.count)
+                try askRoom(range, at: offset)
                 try fd.write(all: UnsafeRawBufferPointer(rebasing: raw[range]), at: Int64(offset) + Int64(range.lowerBound))
                 writtenEnd = max(writtenEnd, offset + UInt64(range.upperBound))
             }
@@ -142,7 +142,7 @@ public enum ChunkWriter {
         /// all again.
         mutating func writeDirect(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws -> Bool {
             for range in runs(raw, at: offset) {
-                try room(range.count)
+                try askRoom(range, at: offset)
                 var done = range.lowerBound
                 while done < range.upperBound {
                     let n = Glibc.pwrite(fd.rawValue, raw.baseAddress! + done, range.upperBound - done, off_t(offset) + off_t(done))
@@ -159,6 +159,16 @@ public enum ChunkWriter {
                 writtenEnd = max(writtenEnd, offset + UInt64(range.upperBound))
             }
             return true
+        }
+
+        /// Asks `room` for the bytes of `range` (of a buffer at file offset
+        /// `offset`) this job has not written yet: a direct write refused
+        /// part-way is written again through the page cache, and the bytes
+        /// it did write take no new room.
+        private func askRoom(_ range: Range<Int>, at offset: UInt64) throws {
+            let end = offset + UInt64(range.upperBound)
+            let start = max(offset + UInt64(range.lowerBound), writtenEnd)
+            if end > start { try room(Int(end - start)) }
         }
 
         /// The ranges of `raw` (at file offset `offset`) to write: all of it

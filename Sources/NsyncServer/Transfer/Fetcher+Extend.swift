@@ -50,21 +50,21 @@ extension Fetcher {
             }
             let (source, fd) = (state.source!, state.part!)
             let stepEnd = min(held.size, state.offset + Fetcher.preparationStep)
-            while state.offset < stepEnd {
-                let chunk = try source.read(upToCount: Int(min(1 << 20, stepEnd - state.offset)), at: Int64(state.offset))
-                guard !chunk.isEmpty else {
-                    throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
-                }
-                do {
+            do {
+                while state.offset < stepEnd {
+                    let chunk = try source.read(upToCount: Int(min(1 << 20, stepEnd - state.offset)), at: Int64(state.offset))
+                    guard !chunk.isEmpty else {
+                        throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
+                    }
                     try Fetcher.checkSpace(for: record, adding: UInt64(chunk.count), in: directory)
-                } catch {
-                    // The fetch goes on whole: its room is not this copy's.
-                    try? fd.truncate(to: 0)
-                    throw error
+                    try fd.write(all: chunk, at: Int64(state.offset))
+                    hasher.update(chunk)
+                    state.offset += UInt64(chunk.count)
                 }
-                try fd.write(all: chunk, at: Int64(state.offset))
-                hasher.update(chunk)
-                state.offset += UInt64(chunk.count)
+            } catch {
+                // The fetch goes on whole, and the copy's room is not its to count.
+                try? fd.truncate(to: 0)
+                throw error
             }
             guard state.offset >= held.size else { return true }
             try Fetcher.checkUnchanged(source, record.path, held)

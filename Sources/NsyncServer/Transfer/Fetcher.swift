@@ -927,13 +927,15 @@ final class Fetcher {
             Result {
                 if existing == nil { try Fetcher.checkSpace(for: record, needing: room.bytes, why: room.why, in: directory) }
                 let fd = try existing ?? ChunkWriter.create(path, direct: record.size >= Fetcher.directWriteMinimumSize)
-                var asked = 0  // the bytes of the write that found no room, if one did
+                var refused = 0  // the bytes of the write the room check refused, if it did
                 var open = true
                 do {
                     let buffered = !ChunkWriter.isDirect(fd)
-                    try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source, room: {
-                        asked = $0
-                        try Fetcher.checkSpace(for: record, adding: UInt64($0), in: directory)
+                    try Fetcher.write(chunks, to: fd, heldAt: root, record.path, source, room: { bytes in
+                        do { try Fetcher.checkSpace(for: record, adding: UInt64(bytes), in: directory) } catch {
+                            refused = bytes
+                            throw error
+                        }
                     }) { hasher.update($0) }
                     builder?.add(chunks)
                     if buffered, let last = chunks.last {
@@ -958,7 +960,7 @@ final class Fetcher {
                     return (fd, digest)
                 } catch {
                     guard open else { throw error }
-                    let outOfRoom = Fetcher.OutOfRoom(error, part: fd, refused: UInt64(asked))
+                    let outOfRoom = Fetcher.OutOfRoom(error, part: fd, refused: UInt64(refused))
                     try? fd.close()
                     throw outOfRoom ?? error
                 }
@@ -1397,6 +1399,12 @@ final class RelayFeed {
             available = end
             notify()
         }
+    }
+
+    /// Where the first recent run of `.zeros` after `offset` starts, if
+    /// one does: bytes up to there may be in memory, the run is not.
+    func zerosStart(after offset: UInt64) -> UInt64? {
+        zeroRuns.first { $0.offset > offset }?.offset
     }
 
     /// How many bytes from `offset` are known zeros (a recent run of

@@ -598,6 +598,8 @@ extension TransferServer {
                     s.zerosAhead = min(zeros, s.readable - offset, TransferServer.maxZerosRun)
                     return
                 }
+                // Bytes up to the next run of zeros, which memory may hold whole.
+                if let zeros = feed.zerosStart(after: offset) { count = min(count, Int(zeros - offset)) }
                 if let cached = feed.cached(offset: offset, count: count) {
                     // Relayed from memory: just arrived, still there.
                     s.readAhead = cached

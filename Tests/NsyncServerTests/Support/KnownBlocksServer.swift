@@ -6,7 +6,8 @@ import XCTest
 /// A `TransferServer` serving `disk.img` (version 1) from `root` as node1,
 /// on its own loop and thread, with the own-blocks hooks set by the test
 /// (`TransferServerKnownBlocksTests`; `TransferServerHolesTests` serves a
-/// sparse file through it, no hooks).
+/// sparse file through it, no hooks, or relays it from a `RelayFeed` the
+/// test feeds on the server's loop).
 final class KnownBlocksServer {
     private(set) var port = 0
     private let lock = NSLock()
@@ -18,7 +19,7 @@ final class KnownBlocksServer {
     private let done = DispatchSemaphore(value: 0)
 
     init(root: String, size: UInt64, hash: [UInt8], certificates: TestCertificates, pending: Bool,
-         known: BlockDigests?, wait: UInt64) throws {
+         known: BlockDigests?, wait: UInt64, relay: RelayFeed? = nil) throws {
         self.pending = pending
         self.known = known
         let started = DispatchSemaphore(value: 0)
@@ -32,8 +33,8 @@ final class KnownBlocksServer {
                 var logger = Logger(label: "known-blocks-server")
                 logger.logLevel = .debug
                 let server = TransferServer(loop: loop, root: root, chunkSize: 256 << 10, logger: logger) { path, version in
-                    path == "disk.img" && version == 1 ? .serve(size: size, hash: hash)
-                        : .refuse(.init(status: .notFound, message: "only disk.img here"))
+                    guard path == "disk.img", version == 1 else { return .refuse(.init(status: .notFound, message: "only disk.img here")) }
+                    return relay.map { .relay($0) } ?? .serve(size: size, hash: hash)
                 }
                 server.maxWaitForKnownBlocks = wait
                 server.knownBlocks = { [self] theirs, blockSize in
@@ -91,6 +92,12 @@ final class KnownBlocksServer {
             }
             server?.knownBlocksSettled()
         }
+    }
+
+    /// Runs `body` on the server's loop (where its relay feed lives).
+    func onLoop(_ body: @escaping () -> Void) {
+        guard let loop = lock.withLock({ self.loop }) else { return }
+        _ = loop.execute(body)
     }
 
     /// Stops the loop and closes every connection (waits up to 5 s).

@@ -75,6 +75,19 @@ final class FetcherSpaceTests: XCTestCase {
         XCTAssertEqual(asked, [4_096, 4_096, 1 << 20, (1 << 20) - 8_092],
                        "each received chunk (not the zeros between: a hole), then the held copy a MiB at a time")
 
+        // Around the page cache the bytes are gathered into larger writes;
+        // each asks for its own bytes, holes still left out (a lone zero
+        // page between the zeros and the second chunk is written).
+        asked = []
+        let direct = try ChunkWriter.create(directory + "/direct.part", direct: true)
+        try direct.closeAfter {
+            try Fetcher.write(pieces, to: direct, heldAt: directory, "held.bin", held, room: { asked.append($0) }) { _ in }
+        }
+        print("direct writes asked for \(asked)")
+        XCTAssertEqual(asked.reduce(0, +), 4_096 + 8_192 + (2 << 20) - 8_092)
+        XCTAssertTrue(FileManager.default.contents(atPath: directory + "/direct.part")
+                        == FileManager.default.contents(atPath: directory + "/new.part"))
+
         // Refused at the second MiB of the copy: nothing of it is written.
         asked = []
         let refused = try ChunkWriter.create(directory + "/refused.part", direct: false)

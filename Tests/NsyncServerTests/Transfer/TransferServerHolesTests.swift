@@ -114,4 +114,43 @@ final class TransferServerHolesTests: XCTestCase {
         XCTAssertEqual(answer.data.count, 40 << 20)
         XCTAssertTrue(answer.data == Array(content[..<(40 << 20)]))
     }
+
+    /// A relay passes on a run that arrived as `.zeros` as one `.zeros`,
+    /// at once: not read back from its `.part` (which here holds only the
+    /// first 4 KiB, so a read would wait for the write forever), and the
+    /// data that arrives after it from memory. A fetcher that does not
+    /// take `.zeros` waits for the bytes to be written instead.
+    func testARelayPassesOnZerosAsTheyArriveWithoutReadingThem() throws {
+        let part = root + "/relay.part"
+        let head = Array(content[..<4_096])
+        FileManager.default.createFile(atPath: part, contents: Data(head))
+        let feed = RelayFeed(size: UInt64(content.count), temporaryPath: part, written: 0, arrived: 0)
+        server = try KnownBlocksServer(root: root, size: UInt64(content.count), hash: SHA256.hash(content),
+                                       certificates: certificates, pending: false, known: nil, wait: 0, relay: feed)
+        let peer = try HostilePeer(port: server.port, caPath: certificates.caPath,
+                                   certificatePath: certificates.certificatePath("node2"), keyPath: certificates.keyPath("node2"))
+        peer.sendHello(Hello(clusterID: peer.clusterID, nodeName: "node2", channel: .file))
+        XCTAssertEqual(peer.waitForHello()?.nodeName, "node1")
+        peer.sendRequest(FetchRequest(requestID: 5, path: "disk.img", version: 1, takesZeros: true))
+        peer.sendRequest(FetchRequest(requestID: 6, path: "disk.img", version: 1))
+        peer.pump(milliseconds: 300)  // both wait on the feed, watching it
+
+        let after = Array(content[(1 << 20)..<((1 << 20) + 4_096)])  // data after the run
+        server.onLoop {
+            feed.arrived(offset: 0, bytes: head[...])
+            feed.wrote(to: 4_096)
+            feed.arrivedZeros(offset: 4_096, length: (1 << 20) - 4_096)
+            feed.arrived(offset: 1 << 20, bytes: after[...])
+        }
+        peer.pump(milliseconds: 1_000)
+        let zeros = peer.answer(5)
+        XCTAssertEqual(zeros.header?.status, .ok)
+        XCTAssertEqual(zeros.zeros.map(\.offset), [4_096])
+        XCTAssertEqual(zeros.zeros.map(\.length), [(1 << 20) - 4_096], "the run, unread, at once")
+        XCTAssertEqual(zeros.pieces.map(\.offset), [0, 1 << 20], "then the data that came after it, from memory")
+        XCTAssertTrue(zeros.pieces.last?.bytes == after)
+        let bytes = peer.answer(6)
+        XCTAssertTrue(bytes.zeros.isEmpty)
+        XCTAssertEqual(bytes.data, head, "the rest waits for the write: its zeros go as bytes")
+    }
 }
