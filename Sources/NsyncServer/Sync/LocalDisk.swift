@@ -501,7 +501,9 @@ enum LocalDisk {
                     return "\(source) is not a file of \(record.size) bytes any more"
                 }
                 let allocated = (try? FileSystem.allocatedBytes(descriptor: input.rawValue)) ?? record.size
-                try Fetcher.checkSpace(for: record, needing: min(record.size, allocated), in: root)
+                // The disk the copy is written to, as a fetch checks it.
+                let directory = temporary.lastIndex(of: "/").map { String(temporary[..<$0]) } ?? root
+                try Fetcher.checkSpace(for: record, needing: min(record.size, allocated), in: directory)
                 let output = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .exclusive], permissions: 0o600)
                 let hasher = SHA256()
                 let matched = try output.closeAfter { () -> Bool in
@@ -511,7 +513,7 @@ enum LocalDisk {
                         guard !chunk.isEmpty else { break }
                         hasher.update(chunk)
                         try ChunkWriter.write([(UInt64(offset), chunk[...])], to: output, room: {
-                            try Fetcher.checkSpace(for: record, adding: UInt64($0), in: root)
+                            try Fetcher.checkSpace(for: record, adding: UInt64($0), in: directory)
                         }) { _ in }
                         offset += Int64(chunk.count)
                     }

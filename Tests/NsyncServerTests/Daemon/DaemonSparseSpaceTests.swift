@@ -142,6 +142,36 @@ final class DaemonSparseSpaceTests: XCTestCase {
         for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs()) }
     }
 
+    /// A copy of a sparse file made on node1 is copied on node2 from the
+    /// bytes it holds, holes kept, on a disk with room for its data but
+    /// not its length: not fetched after all.
+    func testACopyOfASparseFileIsCopiedLocallyWithItsHolesOnADiskShortOfItsLength() throws {
+        let (_, daemons, targets) = try startCluster(["node1", "node2"])
+        let logs = { self.logs(daemons) }
+        let target = targets[1]
+        let seed = LoopTestSupport.seed()
+        let extents = (0..<4).map { i in ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i))) }
+        let (staged, content) = try stageSparseFile("disk.img", size: 48 << 20, extents: extents)
+        XCTAssertEqual(rename(staged, targets[0] + "/disk.img"), 0)
+        DaemonWait.until("node2 to hold disk.img", timeout: 30, context: logs) {
+            (try? FileSystem.status(target + "/disk.img"))?.size == 48 << 20
+        }
+        let receivedBefore = DaemonProbe.status(target)?.bytesReceived ?? 0
+        print("node2: \(freeBytes(target) >> 10) KiB free with disk.img")
+
+        let (copy, _) = try stageSparseFile("copy.img", size: 48 << 20, extents: extents)
+        XCTAssertEqual(rename(copy, targets[0] + "/copy.img"), 0)
+        DaemonWait.until("node2 to hold copy.img", timeout: 30, context: logs) {
+            (try? FileSystem.status(target + "/copy.img"))?.size == 48 << 20
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: target + "/copy.img"), content)
+        XCTAssertLessThan(allocatedBytes(target + "/copy.img"), 6 << 20, "the copy kept the holes")
+        XCTAssertFalse(daemons[1].log.contains("copy.img after all"), "copied here, not fetched\n" + logs())
+        let received = (DaemonProbe.status(target)?.bytesReceived ?? .max) - receivedBefore
+        XCTAssertLessThan(received, 1 << 20, "copy.img's data was not received")
+        for daemon in daemons { XCTAssertEqual(daemon.stop(), 0, logs()) }
+    }
+
     /// A sparse file whose holes are too small to stay holes on the
     /// receiver (4 KiB of data every 64 KiB): its holder's allocation fits,
     /// the file does not. The fetch stops before it eats into the raft
