@@ -56,9 +56,10 @@ extension Fetcher {
                     guard !chunk.isEmpty else {
                         throw SystemError(errno: ESTALE, operation: "copy (shorter than it was)", path: record.path)
                     }
-                    try Fetcher.checkSpace(for: record, adding: UInt64(chunk.count), in: directory)
-                    try fd.write(all: chunk, at: Int64(state.offset))
-                    hasher.update(chunk)
+                    // Holes stay holes, and each write asks for its room, as a download's do.
+                    try ChunkWriter.write([(state.offset, chunk[...])], to: fd, room: {
+                        try Fetcher.checkSpace(for: record, adding: UInt64($0), in: directory)
+                    }) { hasher.update($0) }
                     state.offset += UInt64(chunk.count)
                 }
             } catch {

@@ -1380,11 +1380,7 @@ final class RelayFeed {
                 RelayFeed.totalRecent -= first.bytes.count
             }
         }
-        let end = min(offset + UInt64(bytes.count), size)
-        if offset <= available, end > available {
-            available = end
-            notify()
-        }
+        advance(from: offset, to: offset + UInt64(bytes.count))
     }
 
     /// A run of zeros arrived (in order, as `.zeros`): kept while a relay watches.
@@ -1394,7 +1390,13 @@ final class RelayFeed {
             zeroRuns.append((offset, length))
             if zeroRuns.count > RelayFeed.recentZeroRuns { zeroRuns.removeFirst() }
         }
-        let end = min(offset + length, size)
+        advance(from: offset, to: offset + length)
+    }
+
+    /// Bytes `offset..<end` arrived: what may be relayed grows if they
+    /// follow on from it.
+    private func advance(from offset: UInt64, to end: UInt64) {
+        let end = min(end, size)
         if offset <= available, end > available {
             available = end
             notify()

@@ -12,6 +12,17 @@ final class RelayFeedTests: XCTestCase {
         bytes(offset, count)
     }
 
+    /// Watches a feed and counts the advances it was told of.
+    private final class Watcher {
+        var notified = 0
+    }
+
+    private func watch(_ feed: RelayFeed) -> Watcher {
+        let watcher = Watcher()
+        feed.observe(watcher) { [unowned watcher] in watcher.notified += 1 }
+        return watcher
+    }
+
     func testNothingIsKeptWithoutAWatcher() {
         let feed = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
         feed.arrived(offset: 0, bytes: bytes(0, 1_000))
@@ -21,12 +32,10 @@ final class RelayFeedTests: XCTestCase {
 
     func testArrivedBytesComeBackAcrossChunksAndNothingElseDoes() {
         let feed = RelayFeed(size: 1 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
-        let watcher = NSObject()
-        var notified = 0
-        feed.observe(watcher) { notified += 1 }
+        let watcher = watch(feed)
         feed.arrived(offset: 0, bytes: bytes(0, 1_000))
         feed.arrived(offset: 1_000, bytes: bytes(1_000, 1_000))
-        XCTAssertEqual(notified, 2)
+        XCTAssertEqual(watcher.notified, 2)
         XCTAssertEqual(feed.available, 2_000)
         XCTAssertEqual(feed.written, 0, "arrived is not written")
         XCTAssertEqual(feed.cached(offset: 900, count: 200), expected(900, 200), "across two chunks")
@@ -34,7 +43,7 @@ final class RelayFeedTests: XCTestCase {
         XCTAssertNil(feed.cached(offset: 1_900, count: 200), "past what arrived")
         feed.wrote(to: 2_000)
         XCTAssertEqual(feed.written, 2_000)
-        XCTAssertEqual(notified, 3)
+        XCTAssertEqual(watcher.notified, 3)
         feed.stopObserving(watcher)
         XCTAssertNil(feed.cached(offset: 0, count: 100), "dropped once nobody watches")
         XCTAssertEqual(feed.available, 2_000)
@@ -85,12 +94,10 @@ final class RelayFeedTests: XCTestCase {
     /// where they are holes, nor kept in memory).
     func testRunsOfZerosAreRelayedAsZerosAsTheyArrive() {
         let feed = RelayFeed(size: 64 << 20, temporaryPath: "/nonexistent", written: 0, arrived: 0)
-        let watcher = NSObject()
-        var notified = 0
-        feed.observe(watcher) { notified += 1 }
+        let watcher = watch(feed)
         feed.arrived(offset: 0, bytes: bytes(0, 4_096))
         feed.arrivedZeros(offset: 4_096, length: 32 << 20)
-        XCTAssertEqual(notified, 2)
+        XCTAssertEqual(watcher.notified, 2)
         XCTAssertEqual(feed.available, 4_096 + (32 << 20), "the zeros may be relayed before they are written")
         XCTAssertNil(feed.zeros(at: 0), "bytes, not zeros")
         XCTAssertEqual(feed.zeros(at: 4_096), 32 << 20)
