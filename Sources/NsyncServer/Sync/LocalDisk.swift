@@ -80,7 +80,7 @@ enum LocalDisk {
         case .directory:
             known.kind == .directory && entry.mode == known.mode
         case .symlink:
-            known.kind == .symlink && entry.symlinkTarget == known.target
+            known.kind == .symlink && entry.symlinkTarget == known.target && entry.modificationTime == known.mtime
         }
     }
 
@@ -331,10 +331,21 @@ enum LocalDisk {
 
     /// Gives a file that has the record's bytes the record's mode and mtime,
     /// in place; a file with other hard links (whose mode and mtime would
-    /// change too) is replaced by a copy of itself instead.
+    /// change too) is replaced by a copy of itself instead. A symlink with
+    /// the record's target gets its mtime, the link itself (never followed).
     private static func setModificationTime(_ record: FileRecord, expected: LocalFile, full: String,
                                             root: String) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
+        if expected.kind == .symlink {
+            do {
+                try FileSystem.setModificationTime(full, record.mtime, noFollow: true)
+                let after = try FileSystem.status(full)
+                return .installed(path: record.path, version: record.version, local: LocalFile(
+                    kind: .symlink, mode: 0, mtime: after.modificationTime, target: expected.target, inode: after.inode))
+            } catch {
+                return .failed(path: record.path, version: record.version, .transient("\(error)"))
+            }
+        }
         do {
             if let status = try? FileSystem.status(full), status.linkCount > 1 {
                 let copy = root + "/.nsync/tmp/meta-\(expected.inode)-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"

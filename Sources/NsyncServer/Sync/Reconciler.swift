@@ -35,10 +35,10 @@ public struct LocalFile: Equatable, Sendable {
         }
     }
 
-    /// A file with `record`'s bytes and mode under another mtime: only the
-    /// mtime is to be synced (a touch).
+    /// A file with `record`'s bytes and mode (or a symlink with its target)
+    /// under another mtime: only the mtime is to be synced (a touch).
     public func differsOnlyInMtime(from record: FileRecord) -> Bool {
-        kind == .file && mtime != record.mtime && sameContent(as: record)
+        (kind == .file || kind == .symlink) && mtime != record.mtime && sameContent(as: record)
     }
 
     /// Same content and permission bits as `other`.

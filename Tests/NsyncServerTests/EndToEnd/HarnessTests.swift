@@ -4,7 +4,7 @@ import XCTest
 /// The end-to-end harness itself: its comparisons must be able to fail, and
 /// a port someone else took must not fail a test.
 final class EndToEndHarnessTests: ClusterTestCase {
-    func testTreesDifferingInContentModeMtimeTargetOrNameFormAreNotEqual() throws {
+    func testTreesDifferingInContentModeMtimeTargetLinkMtimeOrNameFormAreNotEqual() throws {
         let base = NSTemporaryDirectory() + "/nsync-harness-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: base) }
         func make(_ name: String, _ change: (String) throws -> Void = { _ in }) throws -> ClusterTree {
@@ -16,6 +16,7 @@ final class EndToEndHarnessTests: ClusterTestCase {
             var time = [timespec(tv_sec: 1_000, tv_nsec: 5), timespec(tv_sec: 1_000, tv_nsec: 5)]
             XCTAssertEqual(utimensat(AT_FDCWD, root + "/dir/file", &time, 0), 0)
             XCTAssertEqual(symlink("dir/file", root + "/link"), 0)
+            XCTAssertEqual(utimensat(AT_FDCWD, root + "/link", &time, AT_SYMLINK_NOFOLLOW), 0)
             try Data().write(to: URL(fileURLWithPath: root + "/caf\u{E9}"))
             XCTAssertEqual(utimensat(AT_FDCWD, root + "/caf\u{E9}", &time, 0), 0)
             try change(root)
@@ -30,6 +31,10 @@ final class EndToEndHarnessTests: ClusterTestCase {
             ("mtime", { root in
                 var time = [timespec(tv_sec: 1_000, tv_nsec: 6), timespec(tv_sec: 1_000, tv_nsec: 6)]
                 XCTAssertEqual(utimensat(AT_FDCWD, root + "/dir/file", &time, 0), 0)
+            }),
+            ("link mtime", { root in
+                var time = [timespec(tv_sec: 1_000, tv_nsec: 6), timespec(tv_sec: 1_000, tv_nsec: 6)]
+                XCTAssertEqual(utimensat(AT_FDCWD, root + "/link", &time, AT_SYMLINK_NOFOLLOW), 0)
             }),
             ("target", { XCTAssertEqual(unlink($0 + "/link"), 0); XCTAssertEqual(symlink("dir", $0 + "/link"), 0) }),
             ("name form", { XCTAssertEqual(rename($0 + "/caf\u{E9}", $0 + "/cafe\u{301}"), 0) }),

@@ -111,6 +111,37 @@ final class EndToEndSyncTests: ClusterTestCase {
         XCTAssertEqual(cluster.readText(0, "notes.txt"), String(repeating: "touch me\n", count: 10_000))
     }
 
+    /// A symlink's own mtime syncs like a file's: `cp -a` makes a link and
+    /// sets its time a moment later (after the node may have announced it),
+    /// a `touch -h` on another node follows, and one made while a node is
+    /// down is found when it starts. The link is never made again for it.
+    func testASymlinksOwnMtimeIsSyncedAlsoWhenSetAfterTheLinkWasAnnounced() throws {
+        let cluster = try makeCluster()
+        try cluster.makeSymlink(0, "links/latest", target: "../releases/1.2")
+        _ = try cluster.waitUntilConverged()
+        let inode = { (node: Int) in
+            try FileManager.default.attributesOfItem(atPath: cluster.path(node, "links/latest"))[.systemFileNumber] as? UInt64
+        }
+        let before = try (0..<cluster.count).map(inode)
+
+        try cluster.setModificationTime(0, "links/latest", Self.oldModificationTime)
+        var tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["links/latest"]?.mtime, Self.oldModificationTime)
+        XCTAssertEqual(tree["links/latest"]?.target, "../releases/1.2")
+
+        try cluster.setModificationTime(2, "links/latest", Self.oldModificationTime + 1)
+        tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["links/latest"]?.mtime, Self.oldModificationTime + 1)
+        XCTAssertEqual(try (0..<cluster.count).map(inode), before, "only the links' mtimes changed; none was made again")
+
+        try cluster.kill(1, signal: SIGTERM)
+        try cluster.setModificationTime(1, "links/latest", Self.oldModificationTime + 2)
+        try cluster.restart(1)
+        tree = try cluster.waitUntilConverged()
+        XCTAssertEqual(tree["links/latest"]?.mtime, Self.oldModificationTime + 2, "the start-up scan finds a touch -h")
+        XCTAssertEqual(tree.paths, ["links", "links/latest"], "a touch is not a conflict")
+    }
+
     /// A directory replaced by a file, then the file by a directory, each on
     /// one node: every node follows, with no conflict copy.
     func testNameChangingKindOnOneNodeIsFollowedEverywhere() throws {

@@ -158,9 +158,10 @@ extension ChaosRun {
         return true
     }
 
-    /// A new mtime on a file there: same bytes, announced as a touch.
+    /// A new mtime on a file or symlink there (`touch -h`): same bytes or
+    /// target, announced as a touch.
     func touch(_ node: Int, _ path: String) throws -> Bool {
-        guard kind(node, path) == .file else { return skipped("touch", node, path) }
+        guard kind(node, path) == .file || kind(node, path) == .symlink else { return skipped("touch", node, path) }
         let mtime = randomModificationTime()
         try cluster.setModificationTime(node, path, mtime)
         note("node\(node + 1) touch \(path) (mtime \(mtime))")

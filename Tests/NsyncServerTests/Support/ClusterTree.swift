@@ -3,9 +3,10 @@ import Foundation
 
 /// What one path of a synced directory is on disk, as the end-to-end tests
 /// compare it between nodes: kind, permission bits, and by kind the size,
-/// content hash and mtime (files) or the target (symlinks). Directory mtimes
-/// and symlink modes are left out: the kernel changes the first whenever a
-/// child changes and Linux has no use for the second. A plain value.
+/// content hash and mtime (files) or the target and mtime (symlinks).
+/// Directory mtimes and symlink modes are left out: the kernel changes the
+/// first whenever a child changes and Linux has no use for the second. A
+/// plain value.
 struct ClusterTreeEntry: Equatable, CustomStringConvertible {
     enum Kind: String { case file, directory, symlink, other }
 
@@ -14,7 +15,7 @@ struct ClusterTreeEntry: Equatable, CustomStringConvertible {
     var size: UInt64
     /// SHA-256 hex of the content (files); "" otherwise, or when only stats were read.
     var hash: String
-    /// Nanoseconds since the epoch (files); 0 otherwise.
+    /// Nanoseconds since the epoch (files and symlinks); 0 for directories.
     var mtime: Int64
     var target: String
 
@@ -27,7 +28,7 @@ struct ClusterTreeEntry: Equatable, CustomStringConvertible {
         switch kind {
         case .file: "file \(String(mode, radix: 8)) \(size) B sha256 \(hash.prefix(12)) mtime \(mtime)"
         case .directory: "dir \(String(mode, radix: 8))"
-        case .symlink: "symlink -> \(target)"
+        case .symlink: "symlink -> \(target) mtime \(mtime)"
         case .other: "other (not a file, directory or symlink) \(String(mode, radix: 8))"
         }
     }
@@ -96,15 +97,15 @@ struct ClusterTree: Equatable {
                     throw ClusterError("lstat \(path): \(String(cString: strerror(errno)))")
                 }
                 let mode = UInt32(status.st_mode) & 0o7777
+                let mtime = Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec)
                 switch status.st_mode & S_IFMT {
                 case S_IFDIR:
                     tree[relative] = ClusterTreeEntry(kind: .directory, mode: mode, size: 0, hash: "", mtime: 0, target: "")
                     pending.append(relative)
                 case S_IFLNK:
                     let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
-                    tree[relative] = ClusterTreeEntry(kind: .symlink, mode: 0, size: 0, hash: "", mtime: 0, target: target)
+                    tree[relative] = ClusterTreeEntry(kind: .symlink, mode: 0, size: 0, hash: "", mtime: mtime, target: target)
                 case S_IFREG:
-                    let mtime = Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec)
                     var hash = ""
                     if hashing {
                         guard let digest = try cache?.hash(path: path, status: status) ?? hashFile(path) else { continue }

@@ -26,7 +26,7 @@ extension ReconcilerSimulation {
                 }
                 if !local.sameContent(as: record) {
                     fail("\(node.name) has \(record.path) = \(describe(local)); index: \(describe(record))")
-                } else if local.kind == .file, local.mtime != record.mtime {
+                } else if local.kind == .file || local.kind == .symlink, local.mtime != record.mtime {
                     fail("\(node.name) has \(record.path) with mtime \(local.mtime); index: \(record.mtime)")
                 }
                 let entry = node.reconciler.manifest[record.path]
@@ -55,7 +55,7 @@ extension ReconcilerSimulation {
         switch local.kind {
         case .file: return "#\(contentOfHash[local.hash].map(String.init) ?? "?")/\(String(local.mode, radix: 8))@\(local.mtime)i\(local.inode)"
         case .directory: return "dir/\(String(local.mode, radix: 8))"
-        case .symlink: return "->\(local.target)"
+        case .symlink: return "->\(local.target)@\(local.mtime)"
         case .deleted: return "deleted"
         }
     }

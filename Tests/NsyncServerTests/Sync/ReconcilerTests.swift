@@ -137,6 +137,25 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "a", version: next)], "no put: only the hold, not yet committed")
     }
 
+    func testTouchOfASymlinkIsAnnouncedAndOnlyItsMtimeIsSetElsewhere() {
+        let link = { (mtime: Int64) in LocalFile(kind: .symlink, mode: 0, mtime: mtime, target: "../t", inode: 3) }
+        let v = installRemote("l", link(100))
+        // touch -h here (or cp -a setting the link's time after making it): a new version.
+        XCTAssertEqual(reconciler.observed("l", link(777), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("l", link(777), base: v)])
+        let touched = nextEntry
+        XCTAssertEqual(commit("n1", [put("l", link(777), base: v)]).outcomes, [.accepted(version: touched)])
+        XCTAssertEqual(index.record(at: "l")?.mtime, 777)
+        // touch -h on another node: the link is not made again, only its mtime set.
+        let next = nextEntry
+        let (_, actions) = commit("n2", [put("l", link(900), base: touched)])
+        let record = index.record(at: "l")!
+        XCTAssertEqual(record.version, next)
+        XCTAssertEqual(actions, [.setModificationTime(record, expected: link(777))])
+        XCTAssertEqual(reconciler.installed("l", version: next, local: link(900), index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "l", version: next)])
+    }
+
     func testMtimeTheFileSystemRoundsIsNotAnnouncedBack() {
         // A receiver whose file system keeps coarser mtimes than the origin's.
         let v = installRemote("a", file(1, mtime: 100))
