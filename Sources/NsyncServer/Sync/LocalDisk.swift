@@ -92,7 +92,9 @@ enum LocalDisk {
         case (.directory, .directory):
             return true
         case (.symlink, .symlink):
-            return (try? FileSystem.readLink(full)) == expected.target
+            // By stat too, as a file: a touch -h since the look is the user's.
+            return status.modificationTime == expected.mtime && status.inode == expected.inode
+                && (try? FileSystem.readLink(full)) == expected.target
         case (.regular, .file):
             return UInt64(status.size) == expected.size && status.modificationTime == expected.mtime
                 && status.inode == expected.inode && status.mode == expected.mode
@@ -337,14 +339,20 @@ enum LocalDisk {
                                             root: String) -> InstallResult {
         guard matches(full, expected) else { return .failed(path: record.path, version: record.version, .localChanged) }
         if expected.kind == .symlink {
-            do {
-                try FileSystem.setModificationTime(full, record.mtime, noFollow: true)
-                let after = try FileSystem.status(full)
-                return .installed(path: record.path, version: record.version, local: LocalFile(
-                    kind: .symlink, mode: 0, mtime: after.modificationTime, target: expected.target, inode: after.inode))
-            } catch {
-                return .failed(path: record.path, version: record.version, .transient("\(error)"))
+            if let status = try? FileSystem.status(full), status.linkCount > 1 {
+                // A hard link to a symlink (cp -a keeps them): its other names
+                // would take the time too. A link of its own instead.
+                return installSymlink(record, expected: expected, full: full, root: root)
             }
+            // As when a link is made: a link whose time cannot be set (not
+            // ours, a file system without link times) keeps its own, and the
+            // node holds it rather than retrying for ever.
+            try? FileSystem.setModificationTime(full, record.mtime, noFollow: true)
+            guard let after = try? FileSystem.status(full), after.kind == .symlink else {
+                return .failed(path: record.path, version: record.version, .localChanged)
+            }
+            return .installed(path: record.path, version: record.version, local: LocalFile(
+                kind: .symlink, mode: 0, mtime: after.modificationTime, target: expected.target, inode: after.inode))
         }
         do {
             if let status = try? FileSystem.status(full), status.linkCount > 1 {

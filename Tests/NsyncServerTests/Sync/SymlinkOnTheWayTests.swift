@@ -34,28 +34,4 @@ final class SymlinkOnTheWayTests: XCTestCase {
         XCTAssertFalse(FileDescriptor.exists(dir.url("outside/new")), "installed outside PATH")
         XCTAssertEqual(try String(contentsOfFile: dir.url("outside/x"), encoding: .utf8), "not synced", "removed outside PATH")
     }
-
-    /// A touch of a symlink elsewhere sets this node's link's mtime, never
-    /// that of what it points to (which may be outside PATH).
-    func testASymlinksMtimeIsSetOnTheLinkNeverOnWhatItPointsTo() throws {
-        let dir = try SyncScratchDirectory("linktime")
-        try dir.mkdir("root/.nsync/tmp")
-        try dir.mkdir("outside")
-        try dir.write("outside/x", "not synced")
-        let root = dir.url("root")
-        let target = dir.url("outside/x")
-        XCTAssertEqual(symlink(target, root + "/l"), 0)
-        let outsideBefore = try FileSystem.status(target).modificationTime
-        let link = try FileSystem.status(root + "/l")
-        let expected = LocalFile(kind: .symlink, mode: 0, mtime: link.modificationTime, target: target, inode: link.inode)
-        let mtime: Int64 = 1_000_000_000_123_456_789
-        let record = FileRecord(path: "l", version: 9, kind: .symlink, size: 0, mode: 0, mtime: mtime, hash: [],
-                                target: target, origin: "n1", holders: ["n1"])
-        let results = LocalDisk.install([.modificationTime(record, expected: expected)], root: root, node: "n2", now: 0)
-        guard results.count == 1, case .installed("l", 9, let local?) = results[0] else { return XCTFail("\(results)") }
-        XCTAssertEqual(local, LocalFile(kind: .symlink, mode: 0, mtime: mtime, target: target, inode: link.inode))
-        XCTAssertEqual(try FileSystem.status(root + "/l").modificationTime, mtime)
-        XCTAssertEqual(try FileSystem.status(root + "/l").kind, .symlink, "the link itself, not replaced by anything")
-        XCTAssertEqual(try FileSystem.status(target).modificationTime, outsideBefore, "what the link points to is untouched")
-    }
 }
