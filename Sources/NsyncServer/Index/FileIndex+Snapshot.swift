@@ -98,7 +98,6 @@ extension FileIndex {
             throw WireError.truncated(needed: recordCount * Self.minEncodedRecord, available: buffer.readableBytes)
         }
         records.reserveCapacity(recordCount)
-        order.reserveCapacity(recordCount)
         func name(_ number: UInt16) throws -> NodeName {
             guard Int(number) < names.count else { throw WireError.malformed("node name number \(number) out of range") }
             return names[Int(number)]

@@ -37,7 +37,7 @@ public struct FileIndex: Equatable {
     var records: [PathKey: FileRecord] = [:]
     /// The keys of `records` in byte order; brought up to date at the end of
     /// every `apply`, so iteration never sorts the whole index.
-    var order: [PathKey] = []
+    var order = SortedKeys()
     /// Present entries directly under each path that has any (derived from
     /// `records`, for the shape rule). An entry is present when its record
     /// is live, or when present entries are under it: a directory deleted
@@ -209,10 +209,9 @@ public struct FileIndex: Equatable {
     public func hasLiveEntry(under path: String, notHeldBy node: NodeName) -> Bool {
         guard hasLiveEntries(under: path) else { return false }
         let prefix = Array((path + "/").utf8)
-        var position = Self.insertionPoint(of: PathKey(path + "/"), in: order)
-        while position < order.count, order[position].path.utf8.starts(with: prefix) {
-            if let record = records[order[position]], record.kind.isLive, !record.holders.contains(node) { return true }
-            position += 1
+        var keys = order.keys(from: PathKey(path + "/"))
+        while let key = keys.next(), key.path.utf8.starts(with: prefix) {
+            if let record = records[key], record.kind.isLive, !record.holders.contains(node) { return true }
         }
         return false
     }
@@ -255,56 +254,15 @@ extension FileIndex {
         }
     }
 
-    /// Brings `order` in line with `records` after an apply: a few keys are
-    /// inserted/removed in place; a big batch is sorted on its own and merged,
-    /// so a 100,000-file command costs one merge, not 100,000 inserts.
+    /// Brings `order` in line with `records` after an apply: each key that
+    /// appeared or went is inserted or removed on its own, a few comparisons
+    /// and at most a chunk of keys moved each, whatever the index's size.
     private mutating func updateOrder(_ presence: PresenceChanges) {
-        var added: [PathKey] = []
-        var removed: Set<PathKey> = []
         for (key, wasPresent) in presence.before {
             let isPresent = records[key] != nil
-            if wasPresent && !isPresent { removed.insert(key) }
-            if !wasPresent && isPresent { added.append(key) }
+            if wasPresent && !isPresent { order.remove(key) }
+            if !wasPresent && isPresent { order.insert(key) }
         }
-        if added.isEmpty && removed.isEmpty { return }
-        if added.count + removed.count <= 32 {
-            for key in removed {
-                let position = Self.insertionPoint(of: key, in: order)
-                order.remove(at: position)
-            }
-            for key in added {
-                order.insert(key, at: Self.insertionPoint(of: key, in: order))
-            }
-            return
-        }
-        if !removed.isEmpty { order.removeAll { removed.contains($0) } }
-        if added.isEmpty { return }
-        added.sort()
-        var merged: [PathKey] = []
-        merged.reserveCapacity(order.count + added.count)
-        var i = 0
-        var j = 0
-        while i < order.count && j < added.count {
-            if order[i] < added[j] {
-                merged.append(order[i]); i += 1
-            } else {
-                merged.append(added[j]); j += 1
-            }
-        }
-        merged.append(contentsOf: order[i...])
-        merged.append(contentsOf: added[j...])
-        order = merged
-    }
-
-    /// The first position in the sorted `keys` whose key is not below `key`.
-    static func insertionPoint(of key: PathKey, in keys: [PathKey]) -> Int {
-        var low = 0
-        var high = keys.count
-        while low < high {
-            let middle = (low + high) / 2
-            if keys[middle] < key { low = middle + 1 } else { high = middle }
-        }
-        return low
     }
 }
 
@@ -313,7 +271,7 @@ extension FileIndex {
 extension FileIndex: Sequence {
     /// Walks the records in path byte order (a directory before its contents).
     public struct Iterator: IteratorProtocol {
-        var keys: IndexingIterator<[PathKey]>
+        var keys: SortedKeys.Iterator
         let records: [PathKey: FileRecord]
 
         public mutating func next() -> FileRecord? {
