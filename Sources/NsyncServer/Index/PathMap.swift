@@ -29,10 +29,21 @@ public struct PathMap<Value>: Sequence {
     public var keys: [String] { storage.keys.map(\.path) }
     public var values: Dictionary<PathKey, Value>.Values { storage.values }
 
-    public func makeIterator() -> AnyIterator<(key: String, value: Value)> {
-        var inner = storage.makeIterator()
-        return AnyIterator { inner.next().map { (key: $0.key.path, value: $0.value) } }
+    /// A concrete iterator, not an `AnyIterator`: boxing and a closure call
+    /// per entry made walking a 300,000-path manifest several times slower.
+    public struct Iterator: IteratorProtocol {
+        var inner: Dictionary<PathKey, Value>.Iterator
+
+        public mutating func next() -> (key: String, value: Value)? {
+            inner.next().map { (key: $0.key.path, value: $0.value) }
+        }
     }
+
+    public func makeIterator() -> Iterator {
+        Iterator(inner: storage.makeIterator())
+    }
+
+    public var underestimatedCount: Int { storage.count }
 }
 
 extension PathMap: ExpressibleByDictionaryLiteral {
@@ -74,8 +85,15 @@ public struct PathSet: Sequence, Equatable, Sendable, ExpressibleByArrayLiteral 
     public var count: Int { storage.count }
     public var isEmpty: Bool { storage.isEmpty }
 
-    public func makeIterator() -> AnyIterator<String> {
-        var inner = storage.makeIterator()
-        return AnyIterator { inner.next()?.path }
+    public struct Iterator: IteratorProtocol {
+        var inner: Set<PathKey>.Iterator
+
+        public mutating func next() -> String? { inner.next()?.path }
     }
+
+    public func makeIterator() -> Iterator {
+        Iterator(inner: storage.makeIterator())
+    }
+
+    public var underestimatedCount: Int { storage.count }
 }
