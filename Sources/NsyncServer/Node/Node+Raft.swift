@@ -34,7 +34,12 @@ extension Node {
             send: { [unowned self] in sendRaft($0) },
             restore: { [unowned self] in restoreIndex(from: $0) },
             apply: { [unowned self] in apply($0) },
-            snapshotData: { [unowned self] in index.snapshotData() },
+            snapshotEncoder: { [unowned self] in
+                // A copy of the value: the loop's next apply copies the tables
+                // it changes, the pool encodes this one meanwhile.
+                let frozen = index
+                return { frozen.snapshotData() }
+            },
             statusChanged: { [unowned self] status in
                 if status.leader != raftStatus.leader || status.role != raftStatus.role {
                     logger.info("raft: \(status.role) in term \(status.term), leader \(status.leader ?? "none")")

@@ -15,8 +15,9 @@ final class RaftDriver {
         var restore: (RaftSnapshot) -> Void
         /// Apply committed entries in order.
         var apply: ([RaftEntry]) -> Void
-        /// Serialize the state machine as of the last applied entry.
-        var snapshotData: () -> [UInt8]
+        /// The state machine as of the last applied entry, frozen now (on the
+        /// loop), serialized by the returned closure on the thread pool.
+        var snapshotEncoder: () -> () -> [UInt8]
         /// Role, leader or term changed.
         var statusChanged: (RaftStatus) -> Void
         /// Storage failed: the node cannot go on safely.
@@ -139,18 +140,22 @@ final class RaftDriver {
         if update.wantsSnapshot { takeSnapshot() }
     }
 
-    /// Serializes the state machine now (on the loop: it must match
-    /// `appliedIndex`), then writes it through the persistence queue.
+    /// Freezes the state machine now (on the loop: it must match
+    /// `appliedIndex`), serializes it on the thread pool (a 300,000-path
+    /// index took the loop 0.4-0.75 s, and a leader its leadership), then
+    /// writes it through the persistence queue, after every entry it covers.
     private func takeSnapshot() {
         guard !snapshotInFlight, appliedIndex > raft.snapshotIndex else { return }
         snapshotInFlight = true
-        let snapshot = RaftSnapshot(
-            metadata: SnapshotMetadata(index: appliedIndex, term: appliedTerm, members: raft.config.members),
-            data: hooks.snapshotData())
-        var write = PendingWrite(update: RaftUpdate(), snapshotToSave: snapshot)
-        write.update.messages = []
-        queue.append(write)
-        persistNext()
+        let metadata = SnapshotMetadata(index: appliedIndex, term: appliedTerm, members: raft.config.members)
+        let encode = hooks.snapshotEncoder()
+        loop.queueWork(encode, completion: { [self] data in
+            guard !stopped else { return }
+            var write = PendingWrite(update: RaftUpdate(), snapshotToSave: RaftSnapshot(metadata: metadata, data: data))
+            write.update.messages = []
+            queue.append(write)
+            persistNext()
+        })
     }
 
     private func persistNext() {

@@ -20,6 +20,36 @@ final class FileIndexSnapshotTests: XCTestCase {
         XCTAssertEqual(restored.snapshotData(), data, "the same state always gives the same bytes")
     }
 
+    /// The node freezes its index for a snapshot and encodes the copy on the
+    /// thread pool while the loop goes on applying: the copy must stay what
+    /// it was (a value, no state shared with the original).
+    func testACopyEncodedOnAnotherThreadWhileTheOriginalAppliesIsTheStateItWasTakenAt() throws {
+        var index = IndexScenario.index(seed: 7, commands: 200)
+        let frozen = index
+        let expected = frozen.snapshotData()
+        /// Written by the thread, read after its signal.
+        final class Result: @unchecked Sendable { var bytes: [UInt8] = [] }
+        let encoded = Result()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            for _ in 0..<20 { encoded.bytes = frozen.snapshotData() }
+            done.signal()
+        }
+        let hash = [UInt8](repeating: 3, count: 32)
+        for n in 0..<200 {
+            let changes: [IndexChange] = (0..<50).map {
+                .put(.file("later/\(n)/\($0)", size: 1, mode: 0o644, mtime: 1, hash: hash, base: 0))
+            }
+            _ = index.apply(IndexCommand(origin: "n3", changes: changes), at: 1_000 + UInt64(n))
+        }
+        XCTAssertEqual(done.wait(timeout: .now() + 60), .success)
+        XCTAssertEqual(encoded.bytes, expected)
+        let restored = try FileIndex(snapshotData: encoded.bytes)
+        XCTAssertEqual(restored, frozen)
+        XCTAssertNotEqual(restored, index)
+        XCTAssertGreaterThanOrEqual(index.count, frozen.count + 200 * 50, "the original went on")
+    }
+
     func testHundredThousandRecordsRoundTripQuickly() throws {
         var index = FileIndex()
         let hash = [UInt8](repeating: 7, count: 32)
