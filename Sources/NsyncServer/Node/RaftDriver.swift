@@ -151,6 +151,12 @@ final class RaftDriver {
         let encode = hooks.snapshotEncoder()
         loop.queueWork(encode, completion: { [self] data in
             guard !stopped else { return }
+            guard metadata.index > raft.snapshotIndex else {
+                // A leader's snapshot was installed meanwhile: this one is
+                // stale, and storage would refuse it (fatally) as older.
+                snapshotInFlight = false
+                return
+            }
             var write = PendingWrite(update: RaftUpdate(), snapshotToSave: RaftSnapshot(metadata: metadata, data: data))
             write.update.messages = []
             queue.append(write)
