@@ -49,7 +49,10 @@ extension Node {
             uptimeSeconds: Double(now - startedAt) / 1000,
             keptDirectories: sync.keptDirectories.isEmpty
                 ? nil : Array(sync.keptDirectories.keys.sorted().prefix(NodeStatus.unavailableListLimit)),
-            keptDirectoryCount: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.count)
+            keptDirectoryCount: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.count,
+            disk: (try? FileSystem.space(config.root)).map {
+                NodeStatus.Disk(freeBytes: $0.available, totalBytes: $0.total, keptFreeBytes: Fetcher.diskReserve(total: $0.total))
+            })
     }
 
     /// Versions this node lacks and cannot fetch now, oldest first: those

@@ -47,6 +47,23 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     /// Optional, as above.
     public var keptDirectories: [String]? = nil
     public var keptDirectoryCount: Int? = nil
+    /// The disk the synced directory is on. Optional, as above.
+    public var disk: Disk? = nil
+
+    /// Room on the synced directory's file system: what an unprivileged
+    /// writer may still use, the size, and what downloads leave free for the
+    /// Raft log (a write that would go below it is refused, as by a full disk).
+    public struct Disk: Codable, Equatable, Sendable {
+        public var freeBytes: UInt64
+        public var totalBytes: UInt64
+        public var keptFreeBytes: UInt64
+
+        public init(freeBytes: UInt64, totalBytes: UInt64, keptFreeBytes: UInt64) {
+            self.freeBytes = freeBytes
+            self.totalBytes = totalBytes
+            self.keptFreeBytes = keptFreeBytes
+        }
+    }
 
     /// One other member as this node sees it.
     public struct Peer: Codable, Equatable, Sendable {
@@ -136,6 +153,12 @@ public struct NodeStatus: Codable, Equatable, Sendable {
             if let reused = bytesReused, reused > 0 { out += ", \(Self.bytes(reused)) more copied from versions held here" }
             if let zeros = bytesZeros, zeros > 0 { out += ", \(Self.bytes(zeros)) more of zeros (holes)" }
             out += "\n"
+        }
+        if let disk {
+            out += "disk: \(Self.bytes(disk.freeBytes)) free of \(Self.bytes(disk.totalBytes))"
+            out += disk.freeBytes <= disk.keptFreeBytes
+                ? ", FULL for downloads: \(Self.bytes(disk.keptFreeBytes)) is kept free for the raft log\n"
+                : " (downloads stop at \(Self.bytes(disk.keptFreeBytes)) free, kept for the raft log)\n"
         }
         out += "members:\n"
         for p in peers {

@@ -106,6 +106,11 @@ final class DaemonSparseSpaceTests: XCTestCase {
             XCTAssertFalse(daemons[i].log.contains("disk.img needs"), "node\(i + 1) never found it too large\n" + logs())
             XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: target + "/.nsync/tmp")) ?? ["?"], [],
                            "nothing left in node\(i + 1)'s .nsync/tmp")
+            // What `nsyncd status` says of that disk: the 16 MiB tmpfs, its free room as statvfs sees it.
+            let disk = DaemonProbe.status(target)?.disk
+            XCTAssertEqual(disk?.totalBytes, 16 << 20, "node\(i + 1)'s status names its own disk")
+            XCTAssertEqual(disk?.keptFreeBytes, (16 << 20) / 20)
+            XCTAssertEqual(Double(disk?.freeBytes ?? 0), Double(freeBytes(target)), accuracy: Double(1 << 20))
         }
         // The second receiver was sent to the first and got it relayed: the
         // relay passed on what the file takes on node1's disk.

@@ -51,6 +51,25 @@ final class NodeStatusTests: XCTestCase {
         XCTAssertFalse(older.rendered().contains("copied from versions"))
     }
 
+    /// The disk line: room left, and when downloads stop for the raft log's
+    /// reserve; an older daemon's status (no disk) shows none.
+    func testTheDiskLineSaysWhatIsFreeAndWhenDownloadsStop() throws {
+        var reported = status(kept: [], count: 0)
+        reported.disk = NodeStatus.Disk(freeBytes: 3 << 30, totalBytes: 50 << 30, keptFreeBytes: 64 << 20)
+        XCTAssertEqual(try NodeStatus.decode(reported.jsonData()), reported)
+        var text = reported.rendered()
+        XCTAssertTrue(text.contains("disk: 3.0 GiB free of 50.0 GiB (downloads stop at 64.0 MiB free, kept for the raft log)"), text)
+        reported.disk?.freeBytes = 60 << 20
+        text = reported.rendered()
+        XCTAssertTrue(text.contains("disk: 60.0 MiB free of 50.0 GiB, FULL for downloads: 64.0 MiB is kept free for the raft log"), text)
+        var json = try JSONSerialization.jsonObject(with: reported.jsonData()) as! [String: Any]
+        XCTAssertEqual((json["disk"] as? [String: Any])?["keptFreeBytes"] as? Int, 64 << 20, "the JSON key scripts read")
+        json["disk"] = nil
+        let older = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(older.disk)
+        XCTAssertFalse(older.rendered().contains("disk:"))
+    }
+
     /// A file this node reads before it asks a holder is listed with what
     /// it does; one being received, with the holder; an older daemon's
     /// transfers (no stage) still decode.
