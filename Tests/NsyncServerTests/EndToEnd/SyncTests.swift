@@ -93,16 +93,13 @@ final class EndToEndSyncTests: ClusterTestCase {
         let cluster = try makeCluster()
         try cluster.write(0, "notes.txt", String(repeating: "touch me\n", count: 10_000))
         _ = try cluster.waitUntilConverged()
-        let inode = { (node: Int) in
-            try FileManager.default.attributesOfItem(atPath: cluster.path(node, "notes.txt"))[.systemFileNumber] as? UInt64
-        }
-        let before = try (0..<cluster.count).map(inode)
+        let before = try inodes(cluster, "notes.txt")
 
         try cluster.setModificationTime(1, "notes.txt", Self.oldModificationTime)
         var tree = try cluster.waitUntilConverged()
         XCTAssertEqual(tree["notes.txt"]?.mtime, Self.oldModificationTime)
         XCTAssertEqual(tree.paths, ["notes.txt"], "a touch is not a conflict")
-        XCTAssertEqual(try (0..<cluster.count).map(inode), before, "only the mtime changed; nothing was fetched")
+        XCTAssertEqual(try inodes(cluster, "notes.txt"), before, "only the mtime changed; nothing was fetched")
 
         // And back from another node, to a later time.
         try cluster.setModificationTime(2, "notes.txt", Self.oldModificationTime + 86_400_000_000_000)
@@ -127,10 +124,7 @@ final class EndToEndSyncTests: ClusterTestCase {
         for n in 0..<20 {
             XCTAssertEqual(copied["copied/link-\(n)"]?.mtime, Self.oldModificationTime + Int64(n))
         }
-        let inode = { (node: Int) in
-            try FileManager.default.attributesOfItem(atPath: cluster.path(node, "links/latest"))[.systemFileNumber] as? UInt64
-        }
-        let before = try (0..<cluster.count).map(inode)
+        let before = try inodes(cluster, "links/latest")
 
         try cluster.setModificationTime(0, "links/latest", Self.oldModificationTime)
         var tree = try cluster.waitUntilConverged()
@@ -140,7 +134,7 @@ final class EndToEndSyncTests: ClusterTestCase {
         try cluster.setModificationTime(2, "links/latest", Self.oldModificationTime + 1)
         tree = try cluster.waitUntilConverged()
         XCTAssertEqual(tree["links/latest"]?.mtime, Self.oldModificationTime + 1)
-        XCTAssertEqual(try (0..<cluster.count).map(inode), before, "only the links' mtimes changed; none was made again")
+        XCTAssertEqual(try inodes(cluster, "links/latest"), before, "only the links' mtimes changed; none was made again")
 
         try cluster.kill(1, signal: SIGTERM)
         try cluster.setModificationTime(1, "links/latest", Self.oldModificationTime + 2)
@@ -275,6 +269,13 @@ final class EndToEndSyncTests: ClusterTestCase {
         }
         for i in 0..<5 {
             XCTAssertEqual(tree["empties/empty-\(i)"]?.mtime, base + Int64(i) * 3_000_000_011, "empty-\(i)")
+        }
+    }
+
+    /// `path`'s inode on every node (lstat: a symlink's own).
+    private func inodes(_ cluster: TestCluster, _ path: String) throws -> [UInt64?] {
+        try (0..<cluster.count).map {
+            try FileManager.default.attributesOfItem(atPath: cluster.path($0, path))[.systemFileNumber] as? UInt64
         }
     }
 }
