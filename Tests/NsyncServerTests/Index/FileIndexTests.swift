@@ -281,6 +281,12 @@ final class FileIndexTests: XCTestCase {
         XCTAssertEqual(ready.map(\.version), [4])
         XCTAssertEqual(index.tombstonesHeldByAll(members: ["n1", "n2"]).map(\.path), ["x", "y"])
         XCTAssertTrue(index.tombstonesHeldByAll(members: []).isEmpty)
+        // A restored snapshot finds them too; a name made again, or forgotten, is no tombstone.
+        let restored = try? FileIndex(snapshotData: index.snapshotData())
+        XCTAssertEqual(restored?.tombstonesHeldByAll(members: ["n1", "n2"]).map(\.path), ["x", "y"])
+        apply("n1", at: 7, file("y", hashA, base: 4), .forget(path: "x", version: 4))
+        XCTAssertTrue(index.tombstonesHeldByAll(members: ["n1", "n2"]).isEmpty)
+        XCTAssertTrue(index.tombstones.isEmpty)
     }
 
     func testRecordsNotHeldByANodeAreWhatItMustFetchInPathOrder() {
