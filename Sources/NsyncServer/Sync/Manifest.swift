@@ -3,13 +3,7 @@
 /// file was and tells a stale file from a user's edit. Pure codec; any thread.
 public enum Manifest {
     static let magic: [UInt8] = Array("NSMF".utf8)
-    /// 2: symlinks' mtimes are synced. A version 1 manifest is read with its
-    /// links' mtimes unknown, so the start-up scan looks at each link again
-    /// and announces a time set after the link was (cp -a) as a touch.
-    static let formatVersion: UInt16 = 2
-
-    /// A link's mtime read from a version 1 manifest: no disk shows it.
-    static let unknownModificationTime = Int64.min
+    static let formatVersion: UInt16 = 1
 
     public static func encode(_ manifest: PathMap<ManifestEntry>) -> [UInt8] {
         var buffer = ByteBuffer(capacity: 64 + manifest.count * 96)
@@ -47,27 +41,25 @@ public enum Manifest {
         }
         var buffer = ByteBuffer(bytes: Array(body))
         guard try buffer.readBytes(4) == magic else { throw WireError.malformed("not a manifest") }
-        let version = try buffer.readInteger(as: UInt16.self)
-        guard version == formatVersion || version == 1 else { throw WireError.malformed("manifest version \(version)") }
+        guard try buffer.readInteger(as: UInt16.self) == formatVersion else { throw WireError.malformed("manifest version") }
         let count = Int(try buffer.readInteger(as: UInt32.self))
         var manifest = PathMap<ManifestEntry>()
         manifest.reserveCapacity(min(count, 1 << 20))
         for _ in 0..<count {
             let path = try buffer.readShortString()
-            let entryVersion: UInt64 = try buffer.readInteger()
+            let version: UInt64 = try buffer.readInteger()
             guard try buffer.readInteger(as: UInt8.self) == 1 else {
-                manifest[path] = ManifestEntry(version: entryVersion, local: nil)
+                manifest[path] = ManifestEntry(version: version, local: nil)
                 continue
             }
             guard let kind = FileKind(rawValue: try buffer.readInteger()) else { throw WireError.malformed("file kind") }
             let size: UInt64 = try buffer.readInteger()
             let mode: UInt32 = try buffer.readInteger()
-            var mtime: Int64 = try buffer.readInteger()
+            let mtime: Int64 = try buffer.readInteger()
             let hash = try buffer.readBytes(Int(try buffer.readInteger(as: UInt8.self)))
             let target = try buffer.readShortString()
             let inode: UInt64 = try buffer.readInteger()
-            if version == 1 && kind == .symlink { mtime = Manifest.unknownModificationTime }
-            manifest[path] = ManifestEntry(version: entryVersion, local: LocalFile(
+            manifest[path] = ManifestEntry(version: version, local: LocalFile(
                 kind: kind, size: size, mode: mode, mtime: mtime, hash: hash, target: target, inode: inode))
         }
         return manifest

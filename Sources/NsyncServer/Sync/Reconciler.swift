@@ -528,6 +528,16 @@ public struct Reconciler {
         let entry = manifest[path]
         let local = entry?.local ?? nil
         if entry?.version == record.version {
+            if record.origin == node, record.kind == .symlink, let local, local.kind == .symlink,
+               local.target == record.target, local.mtime != record.mtime {
+                // Our link, its time set after we announced it by a version
+                // that did not sync link times (cp -a's lutimes): the manifest
+                // learned the time, the cluster did not. Announced as a touch,
+                // by the origin only (a receiver whose file system rounds or
+                // refuses link times holds what it has).
+                propose(path, local, base: record.version)
+                return []
+            }
             hold(record)
             return []
         }

@@ -1,9 +1,8 @@
 import XCTest
 @testable import NsyncServer
 
-/// `.nsync/manifest`'s codec: a round trip keeps every field; a manifest
-/// written before links' mtimes were synced is read with them unknown, so
-/// the start-up scan looks at every link again; damage is refused.
+/// `.nsync/manifest`'s codec: a round trip keeps every field; another
+/// format version or damage is refused.
 final class ManifestTests: XCTestCase {
     private func sample() -> PathMap<ManifestEntry> {
         var manifest = PathMap<ManifestEntry>()
@@ -34,16 +33,9 @@ final class ManifestTests: XCTestCase {
         XCTAssertEqual(entries(try Manifest.decode(Manifest.encode(manifest))), entries(manifest))
     }
 
-    func testAVersionOneManifestIsReadWithItsLinksMtimesUnknown() throws {
-        let old = try Manifest.decode(withVersion(1, Manifest.encode(sample())))
-        var expected = entries(sample())
-        expected["dir/link"]?.local?.mtime = Manifest.unknownModificationTime
-        XCTAssertEqual(entries(old), expected, "files and directories as written; links to be looked at again")
-    }
-
     func testAnUnknownVersionOrADamagedManifestIsRefused() throws {
         let bytes = Manifest.encode(sample())
-        XCTAssertThrowsError(try Manifest.decode(withVersion(3, bytes)))
+        XCTAssertThrowsError(try Manifest.decode(withVersion(2, bytes)))
         var damaged = bytes
         damaged[12] ^= 0x40
         XCTAssertThrowsError(try Manifest.decode(damaged))

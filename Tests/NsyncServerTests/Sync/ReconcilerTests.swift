@@ -156,24 +156,22 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "l", version: next)])
     }
 
-    func testALinkTimedBeforeLinkMtimesSyncedIsAnnouncedOnceTheManifestIsUpgraded() {
+    func testALinkTimedBeforeLinkMtimesSyncedIsAnnouncedByItsOriginOnly() {
         // Before the upgrade the origin announced the link as made (mtime 100),
-        // then cp -a set its time (50) and only the manifest learned it.
+        // then cp -a set its time (50), which only its manifest learned.
         let link = { (mtime: Int64) in LocalFile(kind: .symlink, mode: 0, mtime: mtime, target: "t", inode: 3) }
-        _ = index.apply(IndexCommand(origin: "n1", changes: [put("l", link(100), base: 0)]), at: 1)
-        _ = index.apply(IndexCommand(origin: "n2", changes: [put("other", link(100), base: 0)]), at: 2)
+        _ = index.apply(IndexCommand(origin: "n1", changes: [put("mine", link(100), base: 0)]), at: 1)
+        _ = index.apply(IndexCommand(origin: "n2", changes: [put("theirs", link(100), base: 0)]), at: 2)
         nextEntry = 3
-        var unknown = link(50)
-        unknown.mtime = Manifest.unknownModificationTime
-        var receiver = link(100)
-        receiver.mtime = Manifest.unknownModificationTime
-        // What a version 1 manifest reads as: both links' mtimes unknown.
-        reconciler = Reconciler(node: "n1", manifest: ["l": ManifestEntry(version: 1, local: unknown),
-                                                       "other": ManifestEntry(version: 2, local: receiver)])
-        XCTAssertEqual(reconciler.observed("l", link(50), index: index), [])
-        XCTAssertEqual(reconciler.observed("other", link(100), index: index), [])
-        XCTAssertEqual(reconciler.takeOutbox(), [put("l", link(50), base: 1), .hold(path: "other", version: 2)],
-                       "the origin's link announced as a touch; a link with the record's time only held")
+        reconciler = Reconciler(node: "n1", manifest: ["mine": ManifestEntry(version: 1, local: link(50)),
+                                                       "theirs": ManifestEntry(version: 2, local: link(70))])
+        XCTAssertEqual(reconciler.reconcile("mine", index: index), [])
+        XCTAssertEqual(reconciler.reconcile("theirs", index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("mine", link(50), base: 1), .hold(path: "theirs", version: 2)],
+                       "the origin's link announced as a touch; another's held as it is here")
+        XCTAssertEqual(commit("n1", [put("mine", link(50), base: 1)]).outcomes, [.accepted(version: 3)])
+        XCTAssertEqual(reconciler.reconcile("mine", index: index), [])
+        XCTAssertFalse(reconciler.hasOutbox, "once the index has the time, nothing more")
     }
 
     func testMtimeTheFileSystemRoundsIsNotAnnouncedBack() {
