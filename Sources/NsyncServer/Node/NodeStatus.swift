@@ -57,12 +57,6 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         public var freeBytes: UInt64
         public var totalBytes: UInt64
         public var keptFreeBytes: UInt64
-
-        public init(freeBytes: UInt64, totalBytes: UInt64, keptFreeBytes: UInt64) {
-            self.freeBytes = freeBytes
-            self.totalBytes = totalBytes
-            self.keptFreeBytes = keptFreeBytes
-        }
     }
 
     /// One other member as this node sees it.

@@ -13,13 +13,18 @@ extension Fetcher {
     /// fetch that would eat into this waits instead.
     static func diskReserve(total: UInt64) -> UInt64 { min(64 << 20, total / 20) }
 
+    /// The disk of `directory` as statvfs sees it, and the reserve kept there.
+    private static func room(in directory: String) throws -> (space: (available: UInt64, total: UInt64), reserve: UInt64) {
+        let space = try FileSystem.space(directory)
+        return (space, diskReserve(total: space.total))
+    }
+
     /// Throws ENOSPC, before a byte is written, when `needing` bytes of
     /// `record` (its size, or less for a sparse file whose holes stay
     /// holes here) would not fit next to the reserve. `why`, for the
     /// message: why it needs that much (shown when it is the whole size).
     static func checkSpace(for record: FileRecord, needing: UInt64, why: String? = nil, in directory: String) throws {
-        let space = try FileSystem.space(directory)
-        let reserve = diskReserve(total: space.total)
+        let (space, reserve) = try room(in: directory)
         guard space.available >= needing + reserve else {
             let reason = needing < record.size ? "sparse: \(NodeStatus.bytes(record.size)) long" : why
             throw SystemError(errno: ENOSPC, operation: "\(record.path) needs \(NodeStatus.bytes(needing))"
@@ -37,8 +42,7 @@ extension Fetcher {
     /// holes left out (`ChunkWriter.write`'s `room`).
     static func checkSpace(for record: FileRecord, adding: UInt64, in directory: String) throws {
         guard adding > 0 else { return }
-        let space = try FileSystem.space(directory)
-        let reserve = diskReserve(total: space.total)
+        let (space, reserve) = try room(in: directory)
         guard space.available >= adding + reserve else {
             throw SystemError(errno: ENOSPC, operation: "\(NodeStatus.bytes(adding)) more of \(record.path) would leave less than "
                               + "\(NodeStatus.bytes(reserve)) kept free for the raft log (\(NodeStatus.bytes(space.available)) free)",

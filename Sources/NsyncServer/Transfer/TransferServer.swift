@@ -28,9 +28,9 @@ final class TransferServer {
     /// (a chain), so the file leaves its origin once whatever the number of
     /// receivers. Smaller files go straight from a holder.
     static let relayMinimumSize: UInt64 = 16 << 20
-    /// The longest hole of a sparse file sent as one `.zeros` (the
-    /// fetcher writes and hashes up to 64 MiB of held or zero bytes per job).
-    static let maxZerosRun: UInt64 = 64 << 20
+    /// The longest hole of a sparse file sent as one `.zeros`: what the
+    /// fetcher writes and hashes of held or zero bytes in one job.
+    static let maxZerosRun = Fetcher.maxHeldBytesPerWrite
 
     /// One file being served straight from here, and the receivers sent
     /// along the chain behind it, in order.

@@ -49,6 +49,13 @@ final class DaemonSparseSpaceTests: XCTestCase {
         return (path, content)
     }
 
+    /// `count` extents of 1 MiB of seeded bytes for a 48 MiB image, one
+    /// every 8 MiB (64 KiB in), holes between: six at most.
+    private func imageExtents(_ count: Int) -> [(Int, [UInt8])] {
+        let seed = LoopTestSupport.seed()
+        return (0..<count).map { i in ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i))) }
+    }
+
     /// Starts `names` (node1 first, on the scratch disk; the others on a
     /// tmpfs each) and waits until a first file reached them all.
     private func startCluster(_ names: [String]) throws -> (cluster: DaemonCluster, daemons: [DaemonProcess], targets: [String]) {
@@ -83,14 +90,11 @@ final class DaemonSparseSpaceTests: XCTestCase {
     func testASparseFileLongerThanTheFreeSpaceArrivesWhenItsDataFits() throws {
         let (_, daemons, targets) = try startCluster(["node1", "node2", "node3"])
         let logs = { self.logs(daemons) }
-        let seed = LoopTestSupport.seed()
 
         // 48 MiB long (three times each receiver's disk, and relayed: 16 MiB
         // and more), 6 MiB of data in six extents, holes between.
         let size = 48 << 20
-        let extents = (0..<6).map { i in
-            ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i)))
-        }
+        let extents = imageExtents(6)
         let (staged, content) = try stageSparseFile("disk.img", size: size, extents: extents)
         XCTAssertLessThan(allocatedBytes(staged), 8 << 20, "the test needs a disk that keeps node1's copy sparse")
         XCTAssertEqual(rename(staged, targets[0] + "/disk.img"), 0)
@@ -129,8 +133,7 @@ final class DaemonSparseSpaceTests: XCTestCase {
         let filler = target + "/.nsync/filler"
         FileManager.default.createFile(atPath: filler, contents: Data(count: freeBytes(target) - (4 << 20)))
 
-        let seed = LoopTestSupport.seed()
-        let extents = (0..<6).map { i in ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i))) }
+        let extents = imageExtents(6)
         let (staged, content) = try stageSparseFile("disk.img", size: 48 << 20, extents: extents)
         XCTAssertEqual(rename(staged, targets[0] + "/disk.img"), 0)
         DaemonWait.until("node2 to refuse disk.img for want of room", timeout: 30, context: logs) {
@@ -154,8 +157,7 @@ final class DaemonSparseSpaceTests: XCTestCase {
         let (_, daemons, targets) = try startCluster(["node1", "node2"])
         let logs = { self.logs(daemons) }
         let target = targets[1]
-        let seed = LoopTestSupport.seed()
-        let extents = (0..<4).map { i in ((i << 23) + (64 << 10), TestBytes.pseudoRandom(count: 1 << 20, seed: seed &+ UInt64(i))) }
+        let extents = imageExtents(4)
         let (staged, content) = try stageSparseFile("disk.img", size: 48 << 20, extents: extents)
         XCTAssertEqual(rename(staged, targets[0] + "/disk.img"), 0)
         DaemonWait.until("node2 to hold disk.img", timeout: 30, context: logs) {
