@@ -75,4 +75,24 @@ static inline void nsync_reuse_large_buffers(void) {
 // Hands free heap pages back to the kernel, including those between live
 // allocations (which the trim threshold alone never returns).
 static inline void nsync_release_free_memory(void) { malloc_trim(0); }
+
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+// Raises the calling thread's nice value by `increment` (at most to 19), once
+// per thread: on Linux the nice value belongs to the thread, not the process.
+static inline int nsync_thread_nice(void) {
+    return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+static inline void nsync_lower_thread_priority_once(int increment) {
+    static __thread int lowered;
+    if (lowered) return;
+    lowered = 1;
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int nice_now = getpriority(PRIO_PROCESS, tid);
+    if (nice_now == -1 && errno != 0) return;
+    int target = nice_now + increment > 19 ? 19 : nice_now + increment;
+    (void)setpriority(PRIO_PROCESS, tid, target);
+}
 #endif

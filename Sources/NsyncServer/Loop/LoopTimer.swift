@@ -50,4 +50,15 @@ extension EventLoop {
         }
         return timer
     }
+
+    /// Calls `callback` on a later turn of the loop, after that turn's I/O
+    /// and due timers: for long work done a slice per turn. Not
+    /// `schedule(after: 0)`: libuv (1.44) runs a 0 ms timer started by a
+    /// timer callback in the same pass, before any I/O, so a slice that
+    /// schedules the next that way runs them all back to back and no
+    /// heartbeat goes out meanwhile. Close the returned timer to cancel.
+    @discardableResult
+    public func nextTurn(_ callback: @escaping () -> Void) -> LoopTimer {
+        schedule(after: 1, callback)
+    }
 }

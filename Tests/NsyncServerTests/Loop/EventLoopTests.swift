@@ -1,3 +1,4 @@
+import CLibUV
 import XCTest
 @testable import NsyncServer
 
@@ -37,6 +38,46 @@ final class EventLoopTests: XCTestCase {
         loop.run(until: { false }, timeout: 20)
         XCTAssertEqual(count, 1)
         loop.close()
+    }
+
+    /// Work done a slice per turn with `nextTurn` lets a repeating timer (the
+    /// Raft tick) fire between slices; a 0 ms timer chained from a timer
+    /// callback runs every slice in one pass of libuv's timers.
+    func testSlicesChainedWithNextTurnLetARepeatingTimerFireBetweenThem() throws {
+        func ticksDuring(_ chain: @escaping (EventLoop, @escaping () -> Void) -> Void) throws -> Int {
+            let loop = try EventLoop()
+            defer { loop.close() }
+            var ticks = 0
+            let tick = LoopTimer(loop: loop)
+            tick.start(after: 5, repeating: 5) { ticks += 1 }
+            var slices = 0
+            var ticksWhenDone: Int?
+            func slice() {
+                let start = monotonicNanoseconds()
+                while monotonicNanoseconds() - start < 1_000_000 {} // 1 ms of work
+                slices += 1
+                if slices == 150 { ticksWhenDone = ticks } else { chain(loop, slice) }
+            }
+            _ = loop.schedule(after: 0) { slice() }
+            loop.waitFor("150 slices", timeout: 10_000) { ticksWhenDone != nil }
+            return ticksWhenDone ?? -1
+        }
+        let byNextTurn = try ticksDuring { loop, next in loop.nextTurn(next) }
+        XCTAssertGreaterThanOrEqual(byNextTurn, 10, "150 ms of slices: a 5 ms tick fires between them")
+        let byZeroTimer = try ticksDuring { loop, next in loop.schedule(after: 0, next) }
+        XCTAssertLessThanOrEqual(byZeroTimer, 1, "why nextTurn exists: a chained 0 ms timer starves the tick")
+    }
+
+    func testPoolThreadsRunBelowTheLoopThreadsPriority() throws {
+        let loop = try EventLoop()
+        defer { loop.close() }
+        let loopNice = nsync_thread_nice()
+        var poolNice: Int32?
+        loop.queueWork({ () -> Int32 in
+            nsync_thread_nice()
+        }, completion: { poolNice = $0 })
+        loop.waitFor("the work item") { poolNice != nil }
+        XCTAssertEqual(poolNice, min(19, loopNice + EventLoop.poolNiceIncrement))
     }
 
     func testRunUntilGivesUpAtTheTimeout() throws {
