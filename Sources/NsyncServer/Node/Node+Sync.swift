@@ -69,6 +69,8 @@ struct SyncState {
     }
     var scanLoggedAt: UInt64 = 0
     var flushScheduled = false
+    /// A turn of the loop will drain the watcher, which is listing a tree.
+    var watcherDrainScheduled = false
     /// Directories deleted elsewhere and kept here for what they hold
     /// (`Node+Kept`), by path.
     var keptDirectories: [String: KeptDirectories.Identity] = [:]
@@ -226,14 +228,14 @@ extension Node {
         guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
         do {
             let poll = try Poll(loop: loop, fd: watcher.fd)
-            try poll.start(.readable) { [unowned self] _ in handle(sync.watcher?.drain() ?? []) }
+            try poll.start(.readable) { [unowned self] _ in drainWatcher() }
             sync.poll = poll
         } catch {
             throw StartupError.state("cannot watch \(config.root): \(error)")
         }
         // The walk in openWatcher() may have run out of watches: report it
         // (and start the periodic rescans) now, not at the first change.
-        handle(watcher.drain())
+        drainWatcher()
         let saver = LoopTimer(loop: loop)
         saver.start(after: 1_000, repeating: 1_000) { [unowned self] in
             guard stateDirectoryIsIntact() else { return }
@@ -264,6 +266,19 @@ extension Node {
     /// Watches PATH (one inotify watch per directory) while the node is
     /// still being created, so running out of inotify instances or of the
     /// watch for PATH itself fails start-up with one line.
+    /// Handles what the watcher saw; while it lists an arrived tree, again
+    /// on the next turn of the loop (after that turn's I/O and timers).
+    func drainWatcher() {
+        guard let watcher = sync.watcher else { return }
+        handle(watcher.drain())
+        guard watcher.hasUnlistedDirectories, !sync.watcherDrainScheduled, !stopping else { return }
+        sync.watcherDrainScheduled = true
+        loop.nextTurn { [unowned self] in
+            sync.watcherDrainScheduled = false
+            drainWatcher()
+        }
+    }
+
     func openWatcher() throws {
         sync.ignore = loadIgnoreRules()
         do {

@@ -30,8 +30,11 @@ public enum WatchEvent: Hashable, Sendable {
 /// not watched and ignored paths are not reported.
 ///
 /// Confined to the loop thread, which polls `fd` for readability and calls
-/// `drain()`. For a large tree `init` walks every directory; it may run on a
-/// thread-pool thread and be handed over whole. Start it before the start-up
+/// `drain()`, and calls it again on its next turn while
+/// `hasUnlistedDirectories`: a tree that arrives (a folder of 100,000 files
+/// moved in) is listed a slice per `drain`, so the loop that also sends Raft's
+/// heartbeats is never held for the whole walk. For a large tree `init` walks
+/// every directory; it may run on a thread-pool thread and be handed over whole. Start it before the start-up
 /// scan so nothing that changes during the scan is missed.
 ///
 /// A rename's two halves are paired by cookie within one `drain()`; if the
@@ -54,6 +57,18 @@ public final class Watcher {
     private var beingWritten = PathSet()
     /// Events produced outside `drain` (by `init`), returned by the next one.
     private var pending: [WatchEvent] = []
+    /// Watched directories of an arrived tree whose entries are still to be
+    /// listed and reported, by watch: one renamed meanwhile is listed under
+    /// its new name, one deleted or moved out (its watch forgotten) is dropped.
+    private var unlisted: [Int32] = []
+    /// Directories are listed in `drain` until this many entries were
+    /// reported (the directory that passes it is finished), about 20 ms of
+    /// the loop with the caller's handling of what they report.
+    public let entriesListedPerDrain: Int
+
+    /// An arrived tree is still being listed: call `drain` again soon, even
+    /// if `fd` is not readable.
+    public var hasUnlistedDirectories: Bool { !unlisted.isEmpty }
 
     private static let maximumReadsPerDrain = 64
     private static let fileEvents: InotifyMask = [
@@ -64,15 +79,17 @@ public final class Watcher {
     /// allows), to leave inotify watches for other programs of the same user.
     public let maximumWatches: Int?
 
-    public init(root: String, ignore: IgnoreRules, maximumWatches: Int? = nil) throws {
+    public init(root: String, ignore: IgnoreRules, maximumWatches: Int? = nil, entriesListedPerDrain: Int = 4_096) throws {
         self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
         self.ignore = ignore
         self.maximumWatches = maximumWatches
+        self.entriesListedPerDrain = max(1, entriesListedPerDrain)
         inotify = try Inotify()
         // The root may be a symlink an operator chose; below it nothing is followed.
         let rootWatch = try inotify.addWatch(self.root, mask: Watcher.fileEvents.union([.onlyDirectory, .excludeUnlinked]))
         remember(rootWatch, "")
-        watchTree(children: "", reportContents: false, into: &pending)
+        var stack = [rootWatch]
+        watch(&stack, reportContents: false, entries: .max, into: &pending)
     }
 
     public func close() { inotify.close() }
@@ -105,6 +122,7 @@ public final class Watcher {
         for move in moves.values where !move.ignored && move.isDirectory {
             unwatchTree(move.path)
         }
+        watch(&unlisted, reportContents: true, entries: entriesListedPerDrain, into: &events)
         return events
     }
 
@@ -127,7 +145,8 @@ public final class Watcher {
         var events: [WatchEvent] = []
         let limitWasReached = isWatchLimitReached
         isWatchLimitReached = false
-        watchTree(children: "", reportContents: false, into: &events)
+        var stack = watchesByPath[""].map { [$0] } ?? []
+        watch(&stack, reportContents: false, entries: .max, into: &events)
         if limitWasReached && isWatchLimitReached {
             // Said once already; the caller is still rescanning periodically.
             events.removeAll { if case .watchLimitReached = $0 { return true } else { return false } }
@@ -221,7 +240,7 @@ public final class Watcher {
     private func arrive(_ path: String, isDirectory: Bool, createdEmpty: Bool = false, into events: inout [WatchEvent]) {
         if isDirectory {
             events.append(.changed(path))
-            watchDirectory(path, reportContents: true, into: &events)
+            watchDirectory(path, into: &events)
             return
         }
         guard let status = try? FileSystem.status(absolute(path)) else { return } // gone again
@@ -255,18 +274,22 @@ public final class Watcher {
     }
 
     /// Watches `path` and everything below it, reporting what is inside
-    /// (`reportContents`) because it may have arrived before the watch.
-    private func watchDirectory(_ path: String, reportContents: Bool, into events: inout [WatchEvent]) {
-        guard addWatch(path, into: &events) else { return }
-        watchTree(children: path, reportContents: reportContents, into: &events)
+    /// (it may have arrived before the watch) over the next `drain`s.
+    private func watchDirectory(_ path: String, into events: inout [WatchEvent]) {
+        guard let watch = addWatch(path, into: &events) else { return }
+        unlisted.append(watch)
     }
 
-    /// Adds watches below the already-watched `top`, depth first with an
-    /// explicit stack.
-    private func watchTree(children top: String, reportContents: Bool, into events: inout [WatchEvent]) {
-        var stack = [top]
-        while let directory = stack.popLast() {
-            guard let entries = try? FileSystem.listDirectoryEntries(absolute(directory)) else { continue }
+    /// Lists the directories on `stack` (watched already), depth first,
+    /// watching the directories found below and pushing them too, until the
+    /// directory that passes `entries` entries; reports what it finds when
+    /// `reportContents`.
+    private func watch(_ stack: inout [Int32], reportContents: Bool, entries budget: Int, into events: inout [WatchEvent]) {
+        var listed = 0
+        while listed < budget, let watch = stack.popLast() {
+            guard let directory = pathsByWatch[watch], watchesByPath[directory] == watch,
+                  let entries = try? FileSystem.listDirectoryEntries(absolute(directory)) else { continue }
+            listed += entries.count
             for entry in entries {
                 guard let name = entry.name, let status = entry.status else { continue }
                 let path = directory.isEmpty ? name : directory + "/" + name
@@ -275,8 +298,11 @@ public final class Watcher {
                 switch status.kind {
                 case .directory:
                     if reportContents { events.append(.changed(path)) }
-                    if addWatch(path, into: &events) { stack.append(path) }
-                case .regular, .symlink:
+                    if let watch = addWatch(path, into: &events) { stack.append(watch) }
+                case .regular:
+                    // Its writer may have been seen (and not its close) since the watch.
+                    if reportContents { events.append(beingWritten.contains(path) ? .modified(path) : .changed(path)) }
+                case .symlink:
                     if reportContents { events.append(.changed(path)) }
                 case .other:
                     break
@@ -285,26 +311,26 @@ public final class Watcher {
         }
     }
 
-    /// Adds one directory watch; false when the directory cannot be watched
+    /// Adds one directory watch; nil when the directory cannot be watched
     /// (gone, not a directory any more, or out of watches).
-    private func addWatch(_ path: String, into events: inout [WatchEvent]) -> Bool {
-        if isWatchLimitReached { return false }
+    private func addWatch(_ path: String, into events: inout [WatchEvent]) -> Int32? {
+        if isWatchLimitReached { return nil }
         if let cap = maximumWatches, pathsByWatch.count >= cap {
             reportWatchLimit(at: path, limit: "nsyncd's own cap of \(cap) watches", into: &events)
-            return false
+            return nil
         }
         do {
             let watch = try inotify.addWatch(absolute(path), mask: Watcher.fileEvents.union([.onlyDirectory, .dontFollow, .excludeUnlinked]))
             remember(watch, path)
-            return true
+            return watch
         } catch let error as SystemError where error.isNoSpace {
             let limit = Inotify.kernelLimit("max_user_watches").map(String.init) ?? "unknown"
             reportWatchLimit(at: path, limit: "fs.inotify.max_user_watches = \(limit)", into: &events)
-            return false
+            return nil
         } catch {
             // Removed or replaced meanwhile, or unreadable: the scanner
             // reports unreadable directories; the rest reports itself.
-            return false
+            return nil
         }
     }
 

@@ -51,14 +51,16 @@ final class SyncScratchDirectory {
 }
 
 /// Reads an inotify-backed watcher the way the loop will: wait for the fd to
-/// be readable (poll(2), bounded by a deadline), then drain.
+/// be readable (poll(2), bounded by a deadline) or for the listing of an
+/// arrived tree to go on, then drain.
 func collectEvents(from watcher: Watcher, timeout: Double = 5,
                    until done: ([WatchEvent]) -> Bool) -> [WatchEvent] {
     var events: [WatchEvent] = []
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         var pfd = pollfd(fd: watcher.fd, events: Int16(POLLIN), revents: 0)
-        if poll(&pfd, 1, 50) > 0 { events += watcher.drain() }
+        // As the daemon does: drain again at once while an arrived tree is being listed.
+        if watcher.hasUnlistedDirectories || poll(&pfd, 1, 50) > 0 { events += watcher.drain() }
         if done(events) { return events }
     }
     return events

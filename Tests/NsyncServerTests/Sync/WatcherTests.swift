@@ -118,6 +118,79 @@ final class WatcherTests: XCTestCase {
         XCTAssertEqual(watcher.watchedDirectoryCount, 3)
     }
 
+    /// A tree moved in is listed a slice per drain (the daemon's loop sends
+    /// Raft heartbeats between them): 100,000 files moved into the leader
+    /// held its loop for most of a second and cost the cluster its leader.
+    func testATreeMovedInIsListedASlicePerDrainAndEveryEntryIsReported() throws {
+        let outside = try SyncScratchDirectory("watch-outside")
+        let dir = try SyncScratchDirectory("watch")
+        var expected: Set<WatchEvent> = [.changed("tree")]
+        for d in 0..<20 {
+            try outside.mkdir("tree/d\(d)/inner")
+            expected.formUnion([.changed("tree/d\(d)"), .changed("tree/d\(d)/inner")])
+            for f in 0..<10 {
+                try outside.write("tree/d\(d)/f\(f)", "x")
+                expected.insert(.changed("tree/d\(d)/f\(f)"))
+            }
+            try outside.write("tree/d\(d)/inner/deep", "y")
+            expected.insert(.changed("tree/d\(d)/inner/deep"))
+        }
+        let watcher = try Watcher(root: dir.path, ignore: .defaults, entriesListedPerDrain: 15)
+        XCTAssertEqual(rename(outside.url("tree"), dir.url("tree")), 0)
+
+        var events: [WatchEvent] = []
+        var drains = 0
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, Set(events) != expected || watcher.hasUnlistedDirectories {
+            var pfd = pollfd(fd: watcher.fd, events: Int16(POLLIN), revents: 0)
+            guard watcher.hasUnlistedDirectories || poll(&pfd, 1, 50) > 0 else { continue }
+            let slice = watcher.drain()
+            drains += 1
+            // The move's own event plus at most the directories that pass the
+            // budget: "tree" itself (20 entries), or one d* (12 entries) after
+            // at most 14 entries of others.
+            XCTAssertLessThanOrEqual(slice.count, 1 + 14 + 12, "drain \(drains): \(slice)")
+            events += slice
+        }
+        XCTAssertEqual(Set(events), expected)
+        XCTAssertEqual(events.count, expected.count, "each entry reported once")
+        XCTAssertGreaterThanOrEqual(drains, 10, "listed over many drains, not at once")
+        XCTAssertFalse(watcher.hasUnlistedDirectories)
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1 + 1 + 40)
+        try dir.write("tree/d7/inner/later", "l")
+        XCTAssertEqual(collectEvents(from: watcher) { $0.contains(.changed("tree/d7/inner/later")) }.last,
+                       .changed("tree/d7/inner/later"), "the deepest directories are watched")
+    }
+
+    /// A directory of the arrived tree that is renamed or deleted before its
+    /// turn is listed under its new name, or not at all.
+    func testADirectoryRenamedOrDeletedBeforeItsListingIsListedUnderItsNewNameOrNotAtAll() throws {
+        let outside = try SyncScratchDirectory("watch-outside")
+        let dir = try SyncScratchDirectory("watch")
+        for name in ["a", "b", "c"] {
+            try outside.mkdir("tree/\(name)/sub")
+            try outside.write("tree/\(name)/sub/file", name)
+        }
+        let watcher = try Watcher(root: dir.path, ignore: .defaults, entriesListedPerDrain: 1)
+        XCTAssertEqual(rename(outside.url("tree"), dir.url("tree")), 0)
+        let first = collectEvents(from: watcher) { $0.contains(.changed("tree/c")) }
+        XCTAssertEqual(Set(first), [.changed("tree"), .changed("tree/a"), .changed("tree/b"), .changed("tree/c")],
+                       "one directory listed per drain: only tree's own entries so far")
+        XCTAssertTrue(watcher.hasUnlistedDirectories)
+
+        XCTAssertEqual(rename(dir.url("tree/a"), dir.url("tree/renamed")), 0)
+        try FileManager.default.removeItem(atPath: dir.url("tree/b"))
+        let rest = collectEvents(from: watcher) { _ in !watcher.hasUnlistedDirectories } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertTrue(Set(rest).isSuperset(of: [.renamed(from: "tree/a", to: "tree/renamed", isDirectory: true),
+                                               .changed("tree/renamed/sub"), .changed("tree/renamed/sub/file"),
+                                               .changed("tree/c/sub"), .changed("tree/c/sub/file"),
+                                               .removed("tree/b", isDirectory: true)]), "\(rest)")
+        XCTAssertFalse(rest.contains { "\($0)".contains("tree/a/") }, "nothing under the old name: \(rest)")
+        XCTAssertFalse(rest.contains { if case .changed(let path) = $0 { return path.hasPrefix("tree/b/") } else { return false } },
+                       "nothing listed in the deleted directory: \(rest)")
+        XCTAssertEqual(watcher.watchedDirectoryCount, 1 + 1 + 4, "tree, renamed and c with their subs; b's watches gone")
+    }
+
     func testDeletingATreeReportsEveryRemovalAndDropsItsWatches() throws {
         let dir = try SyncScratchDirectory("watch")
         try dir.mkdir("t/u/v")
