@@ -82,6 +82,9 @@ struct SyncState {
     var manifestSaving = false
     /// A manifest save waits for the install batch running now.
     var manifestSaveWanted = false
+    /// When the manifest was last encoded (loop ms), and how long that took
+    /// the loop (ms): the next save waits `Node.manifestSaveSpacing` times as long.
+    var manifestEncoded = (at: UInt64(0), ms: UInt64(0))
     /// When a fetch failing on this node's disk was last reported as an error (loop ms).
     var localFetchFailureReportedAt: UInt64?
     /// Fetches that failed on the holders' side (refused, cut off, wrong
@@ -939,6 +942,16 @@ extension Node {
         })
     }
 
+    /// A manifest save waits this many times as long as the last one's
+    /// encoding took, so saves take at most about 2% of the loop.
+    static let manifestSaveSpacing: UInt64 = 50
+
+    /// A save may start: a second since the last, or 50 times the loop time
+    /// (ms) its encoding took if that is longer.
+    static func manifestSaveDue(now: UInt64, lastEncoded: (at: UInt64, ms: UInt64)) -> Bool {
+        now - min(lastEncoded.at, now) >= max(1_000, manifestSaveSpacing * lastEncoded.ms)
+    }
+
     /// Writes the manifest (temporary file, fsync, rename) when it changed,
     /// then empties the install journal it now covers. Waits for a running
     /// install batch (whose journal entries it would not cover) to finish.
@@ -948,9 +961,16 @@ extension Node {
             sync.manifestSaveWanted = true
             guard synchronously else { return }
         }
+        // The whole manifest is encoded on the loop (100 ms at 300,000 paths,
+        // most of a second when three daemons share 2 cores): while files
+        // keep arriving, a large one is saved less often. The install journal
+        // keeps what it does not cover yet.
+        if !synchronously, !Node.manifestSaveDue(now: loop.now, lastEncoded: sync.manifestEncoded) { return }
         let coversJournal = !sync.installing
         sync.manifestSaveWanted = false
+        let started = monotonicNanoseconds()
         let bytes = Manifest.encode(reconciler.manifest)
+        sync.manifestEncoded = (loop.now, (monotonicNanoseconds() - started) / 1_000_000)
         reconciler.markManifestSaved()
         let path = stateDirectory + "/manifest"
         let journal = installJournalPath
