@@ -32,10 +32,11 @@ public enum WatchEvent: Hashable, Sendable {
 /// Confined to the loop thread, which polls `fd` for readability and calls
 /// `drain()`, and calls it again on its next turn while
 /// `hasUnlistedDirectories`: a tree that arrives (a folder of 100,000 files
-/// moved in) is listed a slice per `drain`, so the loop that also sends Raft's
-/// heartbeats is never held for the whole walk. For a large tree `init` walks
-/// every directory; it may run on a thread-pool thread and be handed over whole. Start it before the start-up
-/// scan so nothing that changes during the scan is missed.
+/// moved in) is listed a slice per `drain`, so the loop that also sends
+/// Raft's heartbeats is never held for the whole walk. For a large tree
+/// `init` walks every directory; it may run on a thread-pool thread and be
+/// handed over whole. Start it before the start-up scan so nothing that
+/// changes during the scan is missed.
 ///
 /// A rename's two halves are paired by cookie within one `drain()`; if the
 /// second half has not been queued by then (the kernel queues both within one
@@ -201,6 +202,7 @@ public final class Watcher {
         }
         if mask.contains(.movedTo) {
             guard let move = moves.removeValue(forKey: event.cookie) else {
+                if !ignored && isDirectory { settleMovedOut(path, moves: &moves) }
                 if !ignored { arrive(path, isDirectory: isDirectory, into: &events) }
                 return
             }
@@ -208,6 +210,7 @@ public final class Watcher {
             case (true, true):
                 break
             case (true, false):
+                if isDirectory { settleMovedOut(path, moves: &moves) }
                 arrive(path, isDirectory: isDirectory, into: &events)
             case (false, true):
                 if move.isDirectory { unwatchTree(move.path) }
@@ -219,6 +222,7 @@ public final class Watcher {
         }
         if ignored { return }
         if mask.contains(.create) {
+            if isDirectory { settleMovedOut(path, moves: &moves) }
             arrive(path, isDirectory: isDirectory, createdEmpty: true, into: &events)
         } else if mask.contains(.delete) {
             beingWritten.remove(path)
@@ -231,6 +235,18 @@ public final class Watcher {
             events.append(.modified(path))
         } else if mask.contains(.attrib) {
             events.append(beingWritten.contains(path) ? .modified(path) : .changed(path))
+        }
+    }
+
+    /// A directory arrives at `path` while a directory moved out from there
+    /// (or around it) in this drain still waits for its second half, which
+    /// can no longer come: stop watching what moved out now, before the
+    /// arrival is watched under the same path.
+    private func settleMovedOut(_ path: String, moves: inout [UInt32: Move]) {
+        for (cookie, move) in moves where !move.ignored && move.isDirectory
+            && (move.path == path || path.hasPrefix(move.path + "/") || move.path.hasPrefix(path + "/")) {
+            unwatchTree(move.path)
+            moves[cookie] = nil
         }
     }
 

@@ -191,6 +191,58 @@ final class WatcherTests: XCTestCase {
         XCTAssertEqual(watcher.watchedDirectoryCount, 1 + 1 + 4, "tree, renamed and c with their subs; b's watches gone")
     }
 
+    func testADirectoryMovedOutAndBackBeforeItsListingIsListed() throws {
+        let outside = try SyncScratchDirectory("watch-outside")
+        let dir = try SyncScratchDirectory("watch")
+        for name in ["a", "b"] {
+            try outside.mkdir("tree/\(name)")
+            try outside.write("tree/\(name)/f", name)
+        }
+        let watcher = try Watcher(root: dir.path, ignore: .defaults, entriesListedPerDrain: 1)
+        XCTAssertEqual(rename(outside.url("tree"), dir.url("tree")), 0)
+        var events = collectEvents(from: watcher) { $0.contains(.changed("tree/b")) }
+        XCTAssertTrue(watcher.hasUnlistedDirectories)
+        XCTAssertEqual(rename(dir.url("tree/a"), outside.url("a")), 0)
+        XCTAssertEqual(rename(outside.url("a"), dir.url("tree/a")), 0)
+        events += collectEvents(from: watcher) { $0.contains(.changed("tree/a/f")) && $0.contains(.changed("tree/b/f")) }
+        XCTAssertTrue(Set(events).isSuperset(of: [.changed("tree/a/f"), .changed("tree/b/f")]), "\(events)")
+    }
+
+    /// A directory moved out and another (or the same one) moved in under its
+    /// name before the watcher reads either: the arrival is listed and
+    /// watched, and the one outside is no longer reported as if inside.
+    func testADirectoryReplacedWithinOneDrainIsListedAndWatchedAndTheOldOneIsNot() throws {
+        let outside = try SyncScratchDirectory("watch-outside")
+        let dir = try SyncScratchDirectory("watch")
+        try dir.mkdir("P/sub")
+        try dir.write("P/old", "o")
+        try outside.mkdir("new/inner")
+        try outside.write("new/fresh", "n")
+        try outside.write("new/inner/deep", "d")
+        let watcher = try Watcher(root: dir.path, ignore: .defaults)
+        XCTAssertEqual(rename(dir.url("P"), outside.url("oldP")), 0)
+        XCTAssertEqual(rename(outside.url("new"), dir.url("P")), 0)
+        let events = collectEvents(from: watcher) { Set($0).isSuperset(of: [.changed("P/fresh"), .changed("P/inner/deep")]) }
+        XCTAssertTrue(Set(events).isSuperset(of: [.removed("P", isDirectory: true), .changed("P"), .changed("P/fresh"),
+                                                 .changed("P/inner"), .changed("P/inner/deep")]), "\(events)")
+        XCTAssertEqual(watcher.watchedDirectoryCount, 3, "the root, the new P and P/inner")
+        try dir.write("P/later", "l")
+        try outside.write("oldP/outsider", "x")
+        let later = collectEvents(from: watcher) { $0.contains(.changed("P/later")) } + collectEvents(from: watcher, quietFor: 0.2)
+        XCTAssertTrue(later.contains(.changed("P/later")), "the new P is watched: \(later)")
+        XCTAssertFalse(later.contains { "\($0)".contains("outsider") }, "the old P is not watched any more: \(later)")
+
+        // The same directory out and back, changed while outside.
+        XCTAssertEqual(rename(dir.url("P"), outside.url("P")), 0)
+        try outside.write("P/whileOut", "w")
+        XCTAssertEqual(rename(outside.url("P"), dir.url("P")), 0)
+        let back = collectEvents(from: watcher) { $0.contains(.changed("P/whileOut")) }
+        XCTAssertTrue(back.contains(.changed("P/whileOut")), "\(back)")
+        try dir.write("P/inner/after", "a")
+        XCTAssertEqual(collectEvents(from: watcher) { $0.contains(.changed("P/inner/after")) }.last,
+                       .changed("P/inner/after"), "watched again below")
+    }
+
     func testDeletingATreeReportsEveryRemovalAndDropsItsWatches() throws {
         let dir = try SyncScratchDirectory("watch")
         try dir.mkdir("t/u/v")
