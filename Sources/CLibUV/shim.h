@@ -79,11 +79,12 @@ static inline void nsync_release_free_memory(void) { malloc_trim(0); }
 #include <errno.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-// Raises the calling thread's nice value by `increment` (at most to 19), once
-// per thread: on Linux the nice value belongs to the thread, not the process.
+// The calling thread's nice value (-1 is also the error value; for tests).
 static inline int nsync_thread_nice(void) {
     return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
 }
+// Raises the calling thread's nice value by `increment` (at most to 19), once
+// per thread: on Linux the nice value belongs to the thread, not the process.
 static inline void nsync_lower_thread_priority_once(int increment) {
     static __thread int lowered;
     if (lowered) return;

@@ -1,20 +1,22 @@
 import CLibUV
 
 extension EventLoop {
+    /// How much lower than the loop threads the pool threads run (nice
+    /// levels: +5 gives a loop thread about three times a busy pool thread's
+    /// share of a contended CPU). The pool does bulk work (hashing, copies,
+    /// directory walks); the loop answers Raft, whose heartbeats must go out
+    /// every tick. With three daemons on 2 cores and 100,000 files moved into
+    /// the leader, the cluster changed leaders in 2 of 3 runs at the same
+    /// nice level and in none of 4 with it. The Raft log's writes run on the
+    /// pool too (mostly waiting for the disk, which nice does not slow
+    /// unless the I/O scheduler derives priorities from it, as BFQ does).
+    static let poolNiceIncrement: Int32 = 5
+
     /// Runs `work` on libuv's thread pool, then `completion` with its result
     /// on the loop thread. `work` must not touch loop-confined state: give it
     /// what it needs whole (immutable values, or buffers nobody else uses
     /// until `completion`). Loop thread. The pool has 4 threads unless
     /// UV_THREADPOOL_SIZE says otherwise.
-    /// How much lower than the loop threads the pool threads run (nice
-    /// levels: +5 gives a loop thread about three times a busy pool thread's
-    /// share of a contended CPU). The pool does bulk work (hashing, copies,
-    /// directory walks); the loop answers Raft, whose heartbeats must go out
-    /// every tick. Without it three daemons on 2 cores, hashing 100,000 new
-    /// files, held a leader's loop off the CPU for over half a second and
-    /// the cluster elected another.
-    static let poolNiceIncrement: Int32 = 5
-
     public func queueWork<T>(_ work: @escaping () -> T, completion: @escaping (T) -> Void) {
         let item = WorkItem(work: work, completion: completion)
         let request = UnsafeMutableRawPointer(item.request).assumingMemoryBound(to: uv_req_t.self)

@@ -266,9 +266,6 @@ extension Node {
         startPeriodicRescans(every: config.tuning.rescanInterval)
     }
 
-    /// Watches PATH (one inotify watch per directory) while the node is
-    /// still being created, so running out of inotify instances or of the
-    /// watch for PATH itself fails start-up with one line.
     /// Handles what the watcher saw; while it lists an arrived tree, again
     /// on the next turn of the loop (after that turn's I/O and timers).
     func drainWatcher() {
@@ -282,6 +279,9 @@ extension Node {
         }
     }
 
+    /// Watches PATH (one inotify watch per directory) while the node is
+    /// still being created, so running out of inotify instances or of the
+    /// watch for PATH itself fails start-up with one line.
     func openWatcher() throws {
         sync.ignore = loadIgnoreRules()
         do {

@@ -64,8 +64,12 @@ final class EventLoopTests: XCTestCase {
         }
         let byNextTurn = try ticksDuring { loop, next in loop.nextTurn(next) }
         XCTAssertGreaterThanOrEqual(byNextTurn, 10, "150 ms of slices: a 5 ms tick fires between them")
-        let byZeroTimer = try ticksDuring { loop, next in loop.schedule(after: 0, next) }
-        XCTAssertLessThanOrEqual(byZeroTimer, 1, "why nextTurn exists: a chained 0 ms timer starves the tick")
+        if uv_version() < 0x01_2D_00 {
+            // libuv 1.45 collects the due timers before running any; before it,
+            // this is why nextTurn exists: a chained 0 ms timer starves the tick.
+            let byZeroTimer = try ticksDuring { loop, next in loop.schedule(after: 0, next) }
+            XCTAssertLessThanOrEqual(byZeroTimer, 1, "libuv \(String(cString: uv_version_string()))")
+        }
     }
 
     func testPoolThreadsRunBelowTheLoopThreadsPriority() throws {
