@@ -6,10 +6,11 @@ extension EventLoop {
     /// share of a contended CPU). The pool does bulk work (hashing, copies,
     /// directory walks); the loop answers Raft, whose heartbeats must go out
     /// every tick. With three daemons on 2 cores and 100,000 files moved into
-    /// the leader, the cluster changed leaders in 2 of 3 runs at the same
-    /// nice level and in none of 4 with it. The Raft log's writes run on the
-    /// pool too (mostly waiting for the disk, which nice does not slow
-    /// unless the I/O scheduler derives priorities from it, as BFQ does).
+    /// the leader, the cluster changed leaders in 1 of 3 runs (and held a
+    /// pre-vote in another) at the same nice level, in none of 3 with it.
+    /// The Raft log's writes run on the pool too (mostly waiting for the
+    /// disk, which nice does not slow unless the I/O scheduler derives
+    /// priorities from it, as BFQ does).
     static let poolNiceIncrement: Int32 = 5
 
     /// Runs `work` on libuv's thread pool, then `completion` with its result
