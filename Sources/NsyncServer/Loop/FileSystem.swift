@@ -171,42 +171,9 @@ public enum FileSystem {
     }
 
     private static func readDirectory(_ path: String, withStatus: Bool, followLinks: Bool = false) throws -> [DirectoryEntry] {
-        let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLinks ? 0 : O_NOFOLLOW)
-        let fd = try valueOrErrno("open directory", path: path) { open(path, flags) }
-        guard let dir = fdopendir(fd) else {
-            let error = SystemError(errno: errno, operation: "fdopendir", path: path)
-            close(fd)
-            throw error
-        }
-        defer { closedir(dir) }
+        let stream = try DirectoryStream(path, followLinks: followLinks)
         var entries: [DirectoryEntry] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(dir) else {
-                if errno != 0 { throw SystemError(errno: errno, operation: "readdir", path: path) }
-                break
-            }
-            let raw: [UInt8] = withUnsafeBytes(of: &entry.pointee.d_name) { bytes in
-                Array(bytes[..<(bytes.firstIndex(of: 0) ?? bytes.count)])
-            }
-            if raw == [0x2e] || raw == [0x2e, 0x2e] { continue }
-            var item = DirectoryEntry(name: String(validating: raw, as: UTF8.self), rawName: raw)
-            if withStatus {
-                var st = stat()
-                let result = withUnsafePointer(to: &entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: raw.count + 1) {
-                        fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW)
-                    }
-                }
-                if result == 0 {
-                    item.status = FileStatus(st)
-                } else {
-                    item.statusError = SystemError(errno: errno, operation: "lstat",
-                                                   path: path + "/" + item.displayName)
-                }
-            }
-            entries.append(item)
-        }
+        while let entry = try stream.next(withStatus: withStatus) { entries.append(entry) }
         return entries
     }
 
@@ -346,4 +313,60 @@ private extension Int64 {
     /// into a second and a non-negative nanosecond part as timespec requires.
     func floorDiv(_ d: Int64) -> Int64 { let q = self / d; return (self % d < 0) ? q - 1 : q }
     func floorMod(_ d: Int64) -> Int64 { let r = self % d; return r < 0 ? r + d : r }
+}
+
+/// A directory read an entry at a time (for a listing spread over several
+/// turns of the loop), closed when released. Opened with O_NOFOLLOW unless
+/// `followLinks`, as `FileSystem.listDirectoryEntries`. One thread at a time.
+public final class DirectoryStream {
+    public let path: String
+    private let fd: Int32
+    private let dir: OpaquePointer
+
+    public init(_ path: String, followLinks: Bool = false) throws {
+        let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLinks ? 0 : O_NOFOLLOW)
+        let fd = open(path, flags)
+        guard fd >= 0 else { throw SystemError(errno: errno, operation: "open directory", path: path) }
+        guard let dir = fdopendir(fd) else {
+            let error = SystemError(errno: errno, operation: "fdopendir", path: path)
+            close(fd)
+            throw error
+        }
+        self.path = path
+        self.fd = fd
+        self.dir = dir
+    }
+
+    deinit { closedir(dir) }
+
+    /// The next entry (without `.` and `..`), with its `lstat` when
+    /// `withStatus`; nil at the end.
+    public func next(withStatus: Bool = true) throws -> DirectoryEntry? {
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw SystemError(errno: errno, operation: "readdir", path: path) }
+                return nil
+            }
+            let raw: [UInt8] = withUnsafeBytes(of: &entry.pointee.d_name) { bytes in
+                Array(bytes[..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+            }
+            if raw == [0x2e] || raw == [0x2e, 0x2e] { continue }
+            var item = DirectoryEntry(name: String(validating: raw, as: UTF8.self), rawName: raw)
+            if withStatus {
+                var st = stat()
+                let result = withUnsafePointer(to: &entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: raw.count + 1) {
+                        fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW)
+                    }
+                }
+                if result == 0 {
+                    item.status = FileStatus(st)
+                } else {
+                    item.statusError = SystemError(errno: errno, operation: "lstat", path: path + "/" + item.displayName)
+                }
+            }
+            return item
+        }
+    }
 }

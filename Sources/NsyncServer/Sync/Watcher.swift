@@ -62,14 +62,15 @@ public final class Watcher {
     /// listed and reported, by watch: one renamed meanwhile is listed under
     /// its new name, one deleted or moved out (its watch forgotten) is dropped.
     private var unlisted: [Int32] = []
-    /// Directories are listed in `drain` until this many entries were
-    /// reported (the directory that passes it is finished), about 20 ms of
-    /// the loop with the caller's handling of what they report.
+    /// The directory of `unlisted` being read, where the last `drain` stopped.
+    private var listing: (watch: Int32, stream: DirectoryStream)?
+    /// Entries listed per `drain` (a large folder is read over several):
+    /// about 20 ms of the loop with the caller's handling of what they report.
     public let entriesListedPerDrain: Int
 
     /// An arrived tree is still being listed: call `drain` again soon, even
     /// if `fd` is not readable.
-    public var hasUnlistedDirectories: Bool { !unlisted.isEmpty }
+    public var hasUnlistedDirectories: Bool { !unlisted.isEmpty || listing != nil }
 
     private static let maximumReadsPerDrain = 64
     private static let fileEvents: InotifyMask = [
@@ -90,7 +91,8 @@ public final class Watcher {
         let rootWatch = try inotify.addWatch(self.root, mask: Watcher.fileEvents.union([.onlyDirectory, .excludeUnlinked]))
         remember(rootWatch, "")
         var stack = [rootWatch]
-        watch(&stack, reportContents: false, entries: .max, into: &pending)
+        var current: (watch: Int32, stream: DirectoryStream)?
+        watch(&stack, resuming: &current, reportContents: false, entries: .max, into: &pending)
     }
 
     public func close() { inotify.close() }
@@ -123,7 +125,7 @@ public final class Watcher {
         for move in moves.values where !move.ignored && move.isDirectory {
             unwatchTree(move.path)
         }
-        watch(&unlisted, reportContents: true, entries: entriesListedPerDrain, into: &events)
+        watch(&unlisted, resuming: &listing, reportContents: true, entries: entriesListedPerDrain, into: &events)
         return events
     }
 
@@ -147,7 +149,8 @@ public final class Watcher {
         let limitWasReached = isWatchLimitReached
         isWatchLimitReached = false
         var stack = watchesByPath[""].map { [$0] } ?? []
-        watch(&stack, reportContents: false, entries: .max, into: &events)
+        var current: (watch: Int32, stream: DirectoryStream)?
+        watch(&stack, resuming: &current, reportContents: false, entries: .max, into: &events)
         if limitWasReached && isWatchLimitReached {
             // Said once already; the caller is still rescanning periodically.
             events.removeAll { if case .watchLimitReached = $0 { return true } else { return false } }
@@ -297,32 +300,52 @@ public final class Watcher {
     }
 
     /// Lists the directories on `stack` (watched already), depth first,
-    /// watching the directories found below and pushing them too, until the
-    /// directory that passes `entries` entries; reports what it finds when
-    /// `reportContents`.
-    private func watch(_ stack: inout [Int32], reportContents: Bool, entries budget: Int, into events: inout [WatchEvent]) {
+    /// watching the directories found below and pushing them too, until
+    /// `entries` entries were listed; `current` is the directory being read,
+    /// where the next call goes on. Reports what it finds when
+    /// `reportContents`. A directory renamed meanwhile is read on under its
+    /// new name; one deleted or moved out (its watch forgotten) is dropped.
+    private func watch(_ stack: inout [Int32], resuming current: inout (watch: Int32, stream: DirectoryStream)?,
+                       reportContents: Bool, entries budget: Int, into events: inout [WatchEvent]) {
         var listed = 0
-        while listed < budget, let watch = stack.popLast() {
-            guard let directory = pathsByWatch[watch], watchesByPath[directory] == watch,
-                  let entries = try? FileSystem.listDirectoryEntries(absolute(directory)) else { continue }
-            listed += entries.count
-            for entry in entries {
-                guard let name = entry.name, let status = entry.status else { continue }
-                let path = directory.isEmpty ? name : directory + "/" + name
-                let isDirectory = status.kind == .directory
-                if ignore.isIgnoredEntry(path: path, isDirectory: isDirectory) { continue }
-                switch status.kind {
-                case .directory:
-                    if reportContents { events.append(.changed(path)) }
-                    if let watch = addWatch(path, into: &events) { stack.append(watch) }
-                case .regular:
-                    // Its writer may have been seen (and not its close) since the watch.
-                    if reportContents { events.append(beingWritten.contains(path) ? .modified(path) : .changed(path)) }
-                case .symlink:
-                    if reportContents { events.append(.changed(path)) }
-                case .other:
-                    break
+        var directory: String?
+        while listed < budget {
+            if current == nil {
+                guard let watch = stack.popLast() else { return }
+                guard let path = pathsByWatch[watch], watchesByPath[path] == watch,
+                      let stream = try? DirectoryStream(absolute(path)) else { continue }
+                current = (watch, stream)
+                directory = path
+            }
+            guard let (watch, stream) = current else { return }
+            if directory == nil {
+                guard let path = pathsByWatch[watch], watchesByPath[path] == watch else {
+                    current = nil
+                    continue
                 }
+                directory = path
+            }
+            guard let entry = (try? stream.next()) ?? nil, let directory else {
+                current = nil
+                directory = nil
+                continue
+            }
+            listed += 1
+            guard let name = entry.name, let status = entry.status else { continue }
+            let path = directory.isEmpty ? name : directory + "/" + name
+            let isDirectory = status.kind == .directory
+            if ignore.isIgnoredEntry(path: path, isDirectory: isDirectory) { continue }
+            switch status.kind {
+            case .directory:
+                if reportContents { events.append(.changed(path)) }
+                if let watch = addWatch(path, into: &events) { stack.append(watch) }
+            case .regular:
+                // Its writer may have been seen (and not its close) since the watch.
+                if reportContents { events.append(beingWritten.contains(path) ? .modified(path) : .changed(path)) }
+            case .symlink:
+                if reportContents { events.append(.changed(path)) }
+            case .other:
+                break
             }
         }
     }
