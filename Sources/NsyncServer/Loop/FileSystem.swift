@@ -325,8 +325,7 @@ public final class DirectoryStream {
 
     public init(_ path: String, followLinks: Bool = false) throws {
         let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLinks ? 0 : O_NOFOLLOW)
-        let fd = open(path, flags)
-        guard fd >= 0 else { throw SystemError(errno: errno, operation: "open directory", path: path) }
+        let fd = try valueOrErrno("open directory", path: path) { open(path, flags) }
         guard let dir = fdopendir(fd) else {
             let error = SystemError(errno: errno, operation: "fdopendir", path: path)
             close(fd)

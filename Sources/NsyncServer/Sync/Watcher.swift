@@ -90,9 +90,7 @@ public final class Watcher {
         // The root may be a symlink an operator chose; below it nothing is followed.
         let rootWatch = try inotify.addWatch(self.root, mask: Watcher.fileEvents.union([.onlyDirectory, .excludeUnlinked]))
         remember(rootWatch, "")
-        var stack = [rootWatch]
-        var current: (watch: Int32, stream: DirectoryStream)?
-        watch(&stack, resuming: &current, reportContents: false, entries: .max, into: &pending)
+        watchAll(below: rootWatch, into: &pending)
     }
 
     public func close() { inotify.close() }
@@ -148,9 +146,7 @@ public final class Watcher {
         var events: [WatchEvent] = []
         let limitWasReached = isWatchLimitReached
         isWatchLimitReached = false
-        var stack = watchesByPath[""].map { [$0] } ?? []
-        var current: (watch: Int32, stream: DirectoryStream)?
-        watch(&stack, resuming: &current, reportContents: false, entries: .max, into: &events)
+        if let rootWatch = watchesByPath[""] { watchAll(below: rootWatch, into: &events) }
         if limitWasReached && isWatchLimitReached {
             // Said once already; the caller is still rescanning periodically.
             events.removeAll { if case .watchLimitReached = $0 { return true } else { return false } }
@@ -299,6 +295,20 @@ public final class Watcher {
         unlisted.append(watch)
     }
 
+    /// Watches every directory below the watched one, at once, reporting nothing.
+    private func watchAll(below watch: Int32, into events: inout [WatchEvent]) {
+        var stack = [watch]
+        var current: (watch: Int32, stream: DirectoryStream)?
+        self.watch(&stack, resuming: &current, reportContents: false, entries: .max, into: &events)
+    }
+
+    /// Where a watched directory is now; nil once its watch was forgotten
+    /// (deleted, moved out) or its path taken by another watch.
+    private func watchedPath(_ watch: Int32) -> String? {
+        guard let path = pathsByWatch[watch], watchesByPath[path] == watch else { return nil }
+        return path
+    }
+
     /// Lists the directories on `stack` (watched already), depth first,
     /// watching the directories found below and pushing them too, until
     /// `entries` entries were listed; `current` is the directory being read,
@@ -308,26 +318,15 @@ public final class Watcher {
     private func watch(_ stack: inout [Int32], resuming current: inout (watch: Int32, stream: DirectoryStream)?,
                        reportContents: Bool, entries budget: Int, into events: inout [WatchEvent]) {
         var listed = 0
-        var directory: String?
         while listed < budget {
             if current == nil {
                 guard let watch = stack.popLast() else { return }
-                guard let path = pathsByWatch[watch], watchesByPath[path] == watch,
-                      let stream = try? DirectoryStream(absolute(path)) else { continue }
+                guard let path = watchedPath(watch), let stream = try? DirectoryStream(absolute(path)) else { continue }
                 current = (watch, stream)
-                directory = path
             }
-            guard let (watch, stream) = current else { return }
-            if directory == nil {
-                guard let path = pathsByWatch[watch], watchesByPath[path] == watch else {
-                    current = nil
-                    continue
-                }
-                directory = path
-            }
-            guard let entry = (try? stream.next()) ?? nil, let directory else {
-                current = nil
-                directory = nil
+            guard let (watch, stream) = current, let directory = watchedPath(watch),
+                  let entry = (try? stream.next()) ?? nil else {
+                current = nil  // read to its end, unreadable, or no longer watched
                 continue
             }
             listed += 1
