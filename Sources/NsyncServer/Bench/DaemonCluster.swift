@@ -70,7 +70,7 @@ final class DaemonCluster {
             "--log-level", logLevel,
         ]
         if !FileManager.default.fileExists(atPath: member.logPath) {
-            FileManager.default.createFile(atPath: member.logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: member.logPath, contents: nil)
         }
         guard let log = FileHandle(forWritingAtPath: member.logPath) else {
             throw BenchSupport.Failure("cannot open \(member.logPath) for the daemon's output")

@@ -6,7 +6,7 @@ import Darwin
 
 /// An errno from a POSIX call, with the operation and path it concerns, so an
 /// operator reading the log knows what failed where. Any thread.
-public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
+public struct SystemError: Error, Hashable, CustomStringConvertible, Sendable {
     public var errno: Int32
     public var operation: String
     public var path: String?

@@ -152,7 +152,7 @@ extension Node {
                 // as always: a look now could catch one half-written.
                 scan.changed.removeAll { sync.settling[$0] != nil || sync.busyWriters[$0]?.lookStartedAt != nil }
                 let quiet = routine && scan.changed.isEmpty
-                for skipped in scan.skipped { logger.log(level: routine ? .debug : .info, "not syncing \(skipped)") }
+                noteNotSynced(below: "", scan.skipped)
                 logger.log(level: quiet ? .debug : .info, "scan done (\(reason))",
                            metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                       "ms": "\(loop.now - started)"])
@@ -188,6 +188,26 @@ extension Node {
         } else if now - sync.scanLoggedAt >= 5_000 {
             sync.scanLoggedAt = now
             logger.info("scan: \(progress.filesDone)/\(progress.filesTotal) paths looked at, \(NodeStatus.bytes(progress.bytesHashed)) hashed")
+        }
+    }
+
+    /// A scan logs at most this many entries that do not sync by name.
+    static let notSyncedLogLimit = 100
+
+    /// Something here that does not sync was seen (by the watcher or a
+    /// look): logged once, until it goes.
+    func noteNotSynced(_ entry: SkippedEntry) {
+        if sync.notSynced.insert(entry) { logger.info("not syncing \(entry)") }
+    }
+
+    /// What a scan of `directory` ("" for the whole tree) found that does
+    /// not sync: the log names what was not known before, the first
+    /// `notSyncedLogLimit` of them.
+    func noteNotSynced(below directory: String, _ found: [SkippedEntry]) {
+        let new = sync.notSynced.replace(below: directory, with: found)
+        for entry in new.prefix(Node.notSyncedLogLimit) { logger.info("not syncing \(entry)") }
+        if new.count > Node.notSyncedLogLimit {
+            logger.info("not syncing \(new.count - Node.notSyncedLogLimit) more entries (FIFOs, sockets, device nodes, names that are not UTF-8, unreadable directories); `nsyncd status` lists the first")
         }
     }
 }

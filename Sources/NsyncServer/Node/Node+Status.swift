@@ -50,6 +50,10 @@ extension Node {
             keptDirectories: sync.keptDirectories.isEmpty
                 ? nil : Array(sync.keptDirectories.keys.sorted().prefix(NodeStatus.unavailableListLimit)),
             keptDirectoryCount: sync.keptDirectories.isEmpty ? nil : sync.keptDirectories.count,
+            notSynced: sync.notSynced.isEmpty
+                ? nil : sync.notSynced.first(NodeStatus.unavailableListLimit).map(\.description),
+            notSyncedCount: sync.notSynced.isEmpty ? nil : sync.notSynced.count,
+            notSyncedCountIsLowerBound: sync.notSynced.isTruncated ? true : nil,
             disk: (try? FileSystem.space(config.root)).map {
                 NodeStatus.Disk(freeBytes: $0.available, totalBytes: $0.total, keptFreeBytes: Fetcher.diskReserve(total: $0.total))
             })

@@ -75,6 +75,9 @@ struct SyncState {
     /// (`Node+Kept`), by path.
     var keptDirectories: [String: KeptDirectories.Identity] = [:]
     var keptDirectorySweep: LoopTimer?
+    /// What is here and does not sync (special files, names that are not
+    /// UTF-8, unreadable directories), for the log and status.
+    var notSynced = NotSyncedEntries()
     /// Removals seen one after another, each within `Node.removalQuiet` of
     /// the last: how many, since when, the last one (loop ms).
     var removals = (count: 0, since: UInt64(0), last: UInt64(0))
@@ -513,6 +516,7 @@ extension Node {
                 settle(path)
             case let .removed(path, isDirectory):
                 forgetKeptDirectories(at: path)
+                if isDirectory { sync.notSynced.removeTree(path) } else { sync.notSynced.remove(path) }
                 // The user's, not an install's (the manifest already says
                 // absent, or the install is under way).
                 if (reconciler.manifest[path]?.local ?? nil) != nil, reconciler.installing[path] == nil {
@@ -523,6 +527,7 @@ extension Node {
                 if isDirectory { observeTree(path) } else { observe(path) }
             case let .renamed(from, to, isDirectory):
                 forgetKeptDirectories(at: from)
+                if isDirectory { sync.notSynced.removeTree(from) } else { sync.notSynced.remove(from) }
                 noteRename(from: from, to: to, isDirectory: isDirectory)
                 if isDirectory {
                     observeTree(from)
@@ -541,6 +546,10 @@ extension Node {
             case .watchLimitReached(let message):
                 recordError(message)
                 startWatchLimitRescans()
+            case .notSynced(let entry):
+                noteNotSynced(entry)
+            case .notSyncedGone(let path):
+                sync.notSynced.remove(path)
             }
         }
     }
@@ -594,12 +603,13 @@ extension Node {
     private func scanSubtree(_ path: String) {
         let root = config.root
         let ignore = sync.ignore
-        loop.queueWork({ () -> [String] in
-            guard let status = try? FileSystem.status(root + "/" + path), status.kind == .directory,
-                  let result = try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore) else { return [] }
-            return result.entries.map { path + "/" + $0.path }
-        }, completion: { [unowned self] paths in
-            for p in paths { observe(p, after: true) }
+        loop.queueWork({ () -> ScanResult? in
+            guard let status = try? FileSystem.status(root + "/" + path), status.kind == .directory else { return nil }
+            return try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore)
+        }, completion: { [unowned self] result in
+            guard let result else { return }
+            for entry in result.entries { observe(path + "/" + entry.path, after: true) }
+            noteNotSynced(below: path, result.skipped.map { SkippedEntry(path: path + "/" + $0.path, reason: $0.reason) })
         })
     }
 
@@ -702,6 +712,7 @@ extension Node {
                     if sync.scanPending.remove(path) != nil {
                         if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
                     }
+                    if case .found = look { sync.notSynced.remove(path) }
                     switch look {
                     case .found(let local?) where batchesBefore != sync.installBatches
                         && mayBePassingMode(path, local):
@@ -715,8 +726,8 @@ extension Node {
                         actions += reconciler.observed(path, local, index: index, renamed: renamed.contains(path))
                     case .changing:
                         settle(path)
-                    case .skipped(let why):
-                        logger.info("not syncing \(path): \(why)")
+                    case .skipped:
+                        noteNotSynced(SkippedEntry(path: path, reason: .specialFile))
                     case .failed(let why):
                         recordError("cannot read \(path): \(why); skipped")
                     }

@@ -47,6 +47,13 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     /// Optional, as above.
     public var keptDirectories: [String]? = nil
     public var keptDirectoryCount: Int? = nil
+    /// What is here and does not sync (FIFOs, sockets, device nodes, names
+    /// that are not UTF-8, unreadable directories): the first
+    /// `unavailableListLimit` by path, with why, and how many in all
+    /// (`notSyncedCountIsLowerBound`: at least that many). Optional, as above.
+    public var notSynced: [String]? = nil
+    public var notSyncedCount: Int? = nil
+    public var notSyncedCountIsLowerBound: Bool? = nil
     /// The disk the synced directory is on. Optional, as above.
     public var disk: Disk? = nil
 
@@ -190,6 +197,13 @@ public struct NodeStatus: Codable, Equatable, Sendable {
             if let count = keptDirectoryCount, count > keptDirectories.count {
                 out += "  ... and \(count - keptDirectories.count) more\n"
             }
+        }
+        if let count = notSyncedCount, count > 0 {
+            let listed = notSynced ?? []
+            let atLeast = notSyncedCountIsLowerBound == true ? "at least " : ""
+            out += "not synced here: \(atLeast)\(count) (only regular files, directories and symlinks with UTF-8 names sync):\n"
+            for entry in listed { out += "  \(entry)\n" }
+            if count > listed.count { out += "  ... and \(atLeast)\(count - listed.count) more\n" }
         }
         if !recentConflicts.isEmpty {
             out += "recent conflicts (the losing edit is kept as this copy):\n"

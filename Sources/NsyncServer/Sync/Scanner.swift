@@ -31,8 +31,8 @@ public struct ScannedEntry: Equatable, Sendable {
 
 /// Something a scan saw and will not sync, with the reason, for the log and
 /// `nsyncd status`. Immutable value.
-public struct SkippedEntry: Equatable, Sendable, CustomStringConvertible {
-    public enum Reason: Equatable, Sendable {
+public struct SkippedEntry: Hashable, Sendable, CustomStringConvertible {
+    public enum Reason: Hashable, Sendable {
         /// FIFO, socket or device node: only files, directories and symlinks sync.
         case specialFile
         /// The name is not valid UTF-8, so it cannot be an index key on every node.

@@ -21,6 +21,12 @@ public enum WatchEvent: Hashable, Sendable {
     /// text names fs.inotify.max_user_watches for the log. The caller falls
     /// back to periodic rescans (and may call `rewatch()` after each).
     case watchLimitReached(String)
+    /// Something arrived that cannot sync: a FIFO, socket or device node,
+    /// or a name that is not UTF-8 (shown with U+FFFD for its bad bytes).
+    case notSynced(SkippedEntry)
+    /// A name that is not UTF-8 is gone (deleted or moved out). A special
+    /// file with a valid name that goes is `.removed` like any other.
+    case notSyncedGone(String)
 }
 
 /// Watches PATH recursively with one raw inotify descriptor and turns its
@@ -185,9 +191,19 @@ public final class Watcher {
             }
             return
         }
-        // A name that is not UTF-8 cannot be synced; the scanner reports it.
-        guard let name = event.nameText else { return }
-        let path = directory.isEmpty ? name : directory + "/" + name
+        guard let name = event.nameText else {
+            // Not UTF-8: cannot be an index key on every node. Reported
+            // when it comes and goes (a rename to a valid name is a new arrival).
+            let path = join(directory, String(decoding: event.name, as: UTF8.self))
+            if ignore.isIgnored(path: path, isDirectory: mask.contains(.isDirectory)) { return }
+            if !mask.isDisjoint(with: [.create, .movedTo]) {
+                events.append(.notSynced(SkippedEntry(path: path, reason: .invalidName)))
+            } else if !mask.isDisjoint(with: [.delete, .movedFrom]) {
+                events.append(.notSyncedGone(path))
+            }
+            return
+        }
+        let path = join(directory, name)
         let isDirectory = mask.contains(.isDirectory)
         let ignored = ignore.isIgnored(path: path, isDirectory: isDirectory)
 
@@ -264,7 +280,9 @@ public final class Watcher {
             events.append(.changed(path))
         case .regular:
             events.append(createdEmpty ? .modified(path) : .changed(path))
-        case .directory, .other:
+        case .other:
+            events.append(.notSynced(SkippedEntry(path: path, reason: .specialFile)))
+        case .directory:
             break
         }
     }
@@ -272,6 +290,10 @@ public final class Watcher {
     // MARK: - Watches
 
     private func absolute(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
+
+    private func join(_ directory: String, _ name: String) -> String {
+        directory.isEmpty ? name : directory + "/" + name
+    }
 
     private func remember(_ watch: Int32, _ path: String) {
         // The kernel returns the existing descriptor for an inode already
@@ -330,8 +352,15 @@ public final class Watcher {
                 continue
             }
             listed += 1
-            guard let name = entry.name, let status = entry.status else { continue }
-            let path = directory.isEmpty ? name : directory + "/" + name
+            guard let name = entry.name else {
+                let path = join(directory, entry.displayName)
+                if reportContents && !ignore.isIgnoredEntry(path: path, isDirectory: entry.status?.kind == .directory) {
+                    events.append(.notSynced(SkippedEntry(path: path, reason: .invalidName)))
+                }
+                continue
+            }
+            guard let status = entry.status else { continue }
+            let path = join(directory, name)
             let isDirectory = status.kind == .directory
             if ignore.isIgnoredEntry(path: path, isDirectory: isDirectory) { continue }
             switch status.kind {
@@ -344,7 +373,7 @@ public final class Watcher {
             case .symlink:
                 if reportContents { events.append(.changed(path)) }
             case .other:
-                break
+                if reportContents { events.append(.notSynced(SkippedEntry(path: path, reason: .specialFile))) }
             }
         }
     }
