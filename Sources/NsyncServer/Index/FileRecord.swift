@@ -31,7 +31,9 @@ public struct FileRecord: Equatable, Sendable {
     public var kind: FileKind
     /// Content length in bytes (files only; 0 otherwise).
     public var size: UInt64
-    /// Permission bits only (`0o7777` mask); 0 for tombstones.
+    /// Permission bits only (`0o7777` mask); 0 for tombstones. What a
+    /// node announces holds `syncedModeBits` only; an install applies
+    /// `modeToInstall` whatever a record says.
     public var mode: UInt32
     /// Modification time, nanoseconds since the Unix epoch (for a tombstone:
     /// when the deletion was seen).
@@ -95,4 +97,16 @@ func isSameContent(
         // Bytes, not String ==: canonically equivalent targets are different links.
         return mode == other.mode && target.utf8.elementsEqual(other.target.utf8)
     }
+}
+
+extension FileRecord {
+    /// The mode bits nsyncd syncs: read, write and execute for all, and the
+    /// sticky bit. Never set-user-ID or set-group-ID (as Syncthing): files
+    /// are installed as the daemon's user, so a daemon run as root would
+    /// turn any user's setuid program on one node into root's on the others.
+    public static let syncedModeBits: UInt32 = 0o1777
+
+    /// `mode` without the bits that do not sync (a record announced by an
+    /// older or hostile node may carry them).
+    public var modeToInstall: UInt32 { mode & Self.syncedModeBits }
 }

@@ -59,7 +59,7 @@ enum LocalDisk {
                 guard hashed.isStable else { return .changing }
                 local.size = UInt64(hashed.after.size)
                 local.mtime = hashed.after.modificationTime
-                local.mode = hashed.after.mode
+                local.mode = hashed.after.mode & FileRecord.syncedModeBits
                 local.inode = hashed.after.inode
                 local.hash = hashed.digest
                 return .found(local)
@@ -297,9 +297,12 @@ enum LocalDisk {
             }
             if status?.kind != .directory {
                 try makeParents(of: full, root: root)
-                try inWritableDirectory(of: full, root: root) { try FileSystem.makeDirectory(full, mode: record.mode) }
+                try inWritableDirectory(of: full, root: root) { try FileSystem.makeDirectory(full, mode: record.modeToInstall) }
             }
-            try FileSystem.setMode(full, record.mode)
+            // A directory's setgid bit (set here, for its group) is local, as
+            // its owner is: kept.
+            let local = status.map { $0.kind == .directory ? $0.mode & ~FileRecord.syncedModeBits : 0 } ?? 0
+            try FileSystem.setMode(full, record.modeToInstall | local)
             try? FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version,
@@ -367,7 +370,7 @@ enum LocalDisk {
                     throw error
                 }
             }
-            if (try FileSystem.status(full)).mode != record.mode { try FileSystem.setMode(full, record.mode) }
+            if (try FileSystem.status(full)).mode != record.modeToInstall { try FileSystem.setMode(full, record.modeToInstall) }
             try FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
@@ -470,7 +473,7 @@ enum LocalDisk {
             staging = path
         }
         do {
-            try FileSystem.setMode(staging, record.mode)
+            try FileSystem.setMode(staging, record.modeToInstall)
             try FileSystem.setModificationTime(staging, record.mtime)
             try makeParents(of: to, root: root)
             try inWritableDirectory(of: to, root: root) {
@@ -537,7 +540,7 @@ enum LocalDisk {
                         offset += Int64(chunk.count)
                     }
                     guard offset == Int64(record.size), hasher.finalize() == record.hash else { return false }
-                    try FileSystem.setMode(descriptor: output.rawValue, record.mode)
+                    try FileSystem.setMode(descriptor: output.rawValue, record.modeToInstall)
                     try FileSystem.setModificationTime(descriptor: output.rawValue, record.mtime)
                     return true
                 }

@@ -16,7 +16,7 @@ public struct LocalFile: Equatable, Sendable {
                 target: String = "", inode: UInt64 = 0) {
         self.kind = kind
         self.size = size
-        self.mode = mode
+        self.mode = mode & FileRecord.syncedModeBits
         self.mtime = mtime
         self.hash = hash
         self.target = target
@@ -26,7 +26,7 @@ public struct LocalFile: Equatable, Sendable {
     /// Same content and permission bits as `record` (mtime and inode aside):
     /// nothing to announce and nothing to fetch.
     public func sameContent(as record: FileRecord) -> Bool {
-        guard kind == record.kind, mode == record.mode else { return false }
+        guard kind == record.kind, mode == record.modeToInstall else { return false }
         switch kind {
         case .file: return size == record.size && hash == record.hash
         case .symlink: return target == record.target

@@ -8,7 +8,7 @@ public struct ScannedEntry: Equatable, Sendable {
     public var kind: Kind
     /// Bytes for files; 0 for directories; the target's length for symlinks.
     public var size: Int64
-    /// Permission bits (`& 0o7777`).
+    /// The permission bits that sync (`& FileRecord.syncedModeBits`).
     public var mode: UInt32
     /// Nanoseconds since the Unix epoch.
     public var modificationTime: Int64
@@ -22,7 +22,7 @@ public struct ScannedEntry: Equatable, Sendable {
         self.path = path
         self.kind = kind
         self.size = size
-        self.mode = mode
+        self.mode = mode & FileRecord.syncedModeBits
         self.modificationTime = modificationTime
         self.symlinkTarget = symlinkTarget
         self.inode = inode

@@ -952,7 +952,7 @@ final class Fetcher {
                     guard finish else { return (fd, nil) }
                     let digest = hasher.finalize()
                     if digest == record.hash {
-                        try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
+                        try FileSystem.setMode(descriptor: fd.rawValue, record.modeToInstall)
                         try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)
                     }
                     open = false  // closed even when close reports an error
@@ -1264,7 +1264,7 @@ final class Fetcher {
                 // may already have the record's mode (0444, say).
                 let fd = try FileDescriptor.open(temporaryPath, .readOnly)
                 try fd.closeAfter {
-                    try FileSystem.setMode(descriptor: fd.rawValue, record.mode)
+                    try FileSystem.setMode(descriptor: fd.rawValue, record.modeToInstall)
                     try FileSystem.setModificationTime(descriptor: fd.rawValue, record.mtime)
                 }
             }
