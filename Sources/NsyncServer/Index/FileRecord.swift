@@ -110,3 +110,12 @@ extension FileRecord {
     /// older or hostile node may carry them).
     public var modeToInstall: UInt32 { mode & Self.syncedModeBits }
 }
+
+extension FileStatus {
+    /// The mode bits that sync (`FileRecord.syncedModeBits`), as a look
+    /// records them: what a stat is compared by with a `LocalFile`.
+    public var syncedMode: UInt32 { mode & FileRecord.syncedModeBits }
+    /// The bits that do not sync (setuid, setgid): local, kept by an install
+    /// that only changes the mode or the time.
+    public var localModeBits: UInt32 { mode & ~FileRecord.syncedModeBits }
+}

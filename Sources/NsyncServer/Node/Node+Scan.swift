@@ -152,7 +152,7 @@ extension Node {
                 // as always: a look now could catch one half-written.
                 scan.changed.removeAll { sync.settling[$0] != nil || sync.busyWriters[$0]?.lookStartedAt != nil }
                 let quiet = routine && scan.changed.isEmpty
-                noteNotSynced(below: "", scan.skipped)
+                noteNotSynced(below: "", scan.skipped, scanStartedAt: started)
                 logger.log(level: quiet ? .debug : .info, "scan done (\(reason))",
                            metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                       "ms": "\(loop.now - started)"])
@@ -195,17 +195,21 @@ extension Node {
     static let notSyncedLogLimit = 100
 
     /// Something here that does not sync was seen (by the watcher or a
-    /// look): logged once, until it goes.
+    /// look): logged when new, at info once in a while per path.
     func noteNotSynced(_ entry: SkippedEntry) {
-        if sync.notSynced.insert(entry) { logger.info("not syncing \(entry)") }
+        let now = loop.now
+        guard sync.notSynced.insert(entry, now: now) else { return }
+        logger.log(level: sync.notSynced.logDue(entry.path, now: now) ? .info : .debug, "not syncing \(entry)")
     }
 
-    /// What a scan of `directory` ("" for the whole tree) found that does
-    /// not sync: the log names what was not known before, the first
-    /// `notSyncedLogLimit` of them.
-    func noteNotSynced(below directory: String, _ found: [SkippedEntry]) {
-        let new = sync.notSynced.replace(below: directory, with: found)
-        for entry in new.prefix(Node.notSyncedLogLimit) { logger.info("not syncing \(entry)") }
+    /// What a scan of `directory` ("" for the whole tree) started at
+    /// `scanStartedAt` found that does not sync: the log names what was
+    /// not known before, the first `notSyncedLogLimit` of them.
+    func noteNotSynced(below directory: String, _ found: [SkippedEntry], scanStartedAt: UInt64) {
+        let new = sync.notSynced.replace(below: directory, with: found, startedAt: scanStartedAt)
+        for entry in new.prefix(Node.notSyncedLogLimit) {
+            logger.log(level: sync.notSynced.logDue(entry.path, now: loop.now) ? .info : .debug, "not syncing \(entry)")
+        }
         if new.count > Node.notSyncedLogLimit {
             logger.info("not syncing \(new.count - Node.notSyncedLogLimit) more entries (FIFOs, sockets, device nodes, names that are not UTF-8, unreadable directories); `nsyncd status` lists the first")
         }

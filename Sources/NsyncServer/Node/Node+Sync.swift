@@ -516,7 +516,7 @@ extension Node {
                 settle(path)
             case let .removed(path, isDirectory):
                 forgetKeptDirectories(at: path)
-                if isDirectory { sync.notSynced.removeTree(path) } else { sync.notSynced.remove(path) }
+                sync.notSynced.remove(path, isDirectory: isDirectory, now: loop.now)
                 // The user's, not an install's (the manifest already says
                 // absent, or the install is under way).
                 if (reconciler.manifest[path]?.local ?? nil) != nil, reconciler.installing[path] == nil {
@@ -527,7 +527,7 @@ extension Node {
                 if isDirectory { observeTree(path) } else { observe(path) }
             case let .renamed(from, to, isDirectory):
                 forgetKeptDirectories(at: from)
-                if isDirectory { sync.notSynced.removeTree(from) } else { sync.notSynced.remove(from) }
+                sync.notSynced.remove(from, isDirectory: isDirectory, now: loop.now)
                 noteRename(from: from, to: to, isDirectory: isDirectory)
                 if isDirectory {
                     observeTree(from)
@@ -549,7 +549,7 @@ extension Node {
             case .notSynced(let entry):
                 noteNotSynced(entry)
             case .notSyncedGone(let path):
-                sync.notSynced.remove(path)
+                sync.notSynced.remove(path, now: loop.now)
             }
         }
     }
@@ -603,13 +603,15 @@ extension Node {
     private func scanSubtree(_ path: String) {
         let root = config.root
         let ignore = sync.ignore
+        let started = loop.now
         loop.queueWork({ () -> ScanResult? in
             guard let status = try? FileSystem.status(root + "/" + path), status.kind == .directory else { return nil }
             return try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore)
         }, completion: { [unowned self] result in
             guard let result else { return }
             for entry in result.entries { observe(path + "/" + entry.path, after: true) }
-            noteNotSynced(below: path, result.skipped.map { SkippedEntry(path: path + "/" + $0.path, reason: $0.reason) })
+            noteNotSynced(below: path, result.skipped.map { SkippedEntry(path: path + "/" + $0.path, reason: $0.reason) },
+                          scanStartedAt: started)
         })
     }
 
@@ -712,7 +714,7 @@ extension Node {
                     if sync.scanPending.remove(path) != nil {
                         if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
                     }
-                    if case .found = look { sync.notSynced.remove(path) }
+                    if case .found(let local) = look { sync.notSynced.looked(path, isDirectory: local?.kind == .directory) }
                     switch look {
                     case .found(let local?) where batchesBefore != sync.installBatches
                         && mayBePassingMode(path, local):
@@ -881,7 +883,7 @@ extension Node {
         if let known = reconciler.manifest[path]?.local ?? nil, known.kind == .directory, passing(from: known.mode) {
             return true
         }
-        if let record = index.record(at: path), record.kind == .directory, passing(from: record.mode) { return true }
+        if let record = index.record(at: path), record.kind == .directory, passing(from: record.modeToInstall) { return true }
         return false
     }
 

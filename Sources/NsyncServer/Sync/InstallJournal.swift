@@ -100,7 +100,7 @@ enum InstallJournal {
         for entry in decode(bytes) {
             guard let status = try? FileSystem.status(root + "/" + entry.path), status.kind == .regular,
                   status.inode == entry.local.inode, UInt64(status.size) == entry.local.size,
-                  status.modificationTime == entry.local.mtime, status.mode == entry.local.mode else { continue }
+                  status.modificationTime == entry.local.mtime, status.syncedMode == entry.local.mode else { continue }
             if let known = manifest[entry.path], known.version > entry.version { continue }
             manifest[entry.path] = ManifestEntry(version: entry.version, local: entry.local)
             replayed += 1

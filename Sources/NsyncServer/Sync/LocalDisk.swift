@@ -97,7 +97,7 @@ enum LocalDisk {
                 && (try? FileSystem.readLink(full)) == expected.target
         case (.regular, .file):
             return UInt64(status.size) == expected.size && status.modificationTime == expected.mtime
-                && status.inode == expected.inode && status.mode == expected.mode
+                && status.inode == expected.inode && status.syncedMode == expected.mode
         default:
             return false
         }
@@ -301,7 +301,7 @@ enum LocalDisk {
             }
             // A directory's setgid bit (set here, for its group) is local, as
             // its owner is: kept.
-            let local = status.map { $0.kind == .directory ? $0.mode & ~FileRecord.syncedModeBits : 0 } ?? 0
+            let local = status.map { $0.kind == .directory ? $0.localModeBits : 0 } ?? 0
             try FileSystem.setMode(full, record.modeToInstall | local)
             try? FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
@@ -370,7 +370,11 @@ enum LocalDisk {
                     throw error
                 }
             }
-            if (try FileSystem.status(full)).mode != record.modeToInstall { try FileSystem.setMode(full, record.modeToInstall) }
+            // A file's setuid and setgid bits go with a mode change from
+            // elsewhere (a directory's setgid bit stays: `installDirectory`).
+            if (try FileSystem.status(full)).syncedMode != record.modeToInstall {
+                try FileSystem.setMode(full, record.modeToInstall)
+            }
             try FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(

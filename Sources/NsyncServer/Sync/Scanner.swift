@@ -113,7 +113,11 @@ public enum DirectoryScanner {
             while let (directory, listing) = pending.popLast() {
                 for entry in listing {
                     guard let name = entry.name else {
-                        skipped.append(SkippedEntry(path: join(directory, entry.displayName), reason: .invalidName))
+                        // Ignore rules match its display name, as in the watcher.
+                        let path = join(directory, entry.displayName)
+                        if !ignore.isIgnoredEntry(path: path, isDirectory: entry.status?.kind == .directory) {
+                            skipped.append(SkippedEntry(path: path, reason: .invalidName))
+                        }
                         continue
                     }
                     let path = join(directory, name)
