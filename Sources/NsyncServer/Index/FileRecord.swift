@@ -115,7 +115,7 @@ extension FileStatus {
     /// The mode bits that sync (`FileRecord.syncedModeBits`), as a look
     /// records them: what a stat is compared by with a `LocalFile`.
     public var syncedMode: UInt32 { mode & FileRecord.syncedModeBits }
-    /// The bits that do not sync (setuid, setgid): local, kept by an install
-    /// that only changes the mode or the time.
+    /// The bits that do not sync (setuid, setgid): a directory keeps its
+    /// own when its mode syncs.
     public var localModeBits: UInt32 { mode & ~FileRecord.syncedModeBits }
 }

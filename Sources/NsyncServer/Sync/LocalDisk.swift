@@ -59,7 +59,7 @@ enum LocalDisk {
                 guard hashed.isStable else { return .changing }
                 local.size = UInt64(hashed.after.size)
                 local.mtime = hashed.after.modificationTime
-                local.mode = hashed.after.mode & FileRecord.syncedModeBits
+                local.mode = hashed.after.syncedMode
                 local.inode = hashed.after.inode
                 local.hash = hashed.digest
                 return .found(local)
