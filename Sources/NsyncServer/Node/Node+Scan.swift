@@ -67,14 +67,20 @@ extension Node {
     /// Compares the whole tree with the manifest: what changed while the node
     /// was down (or while events were lost, or unreported) is observed. A
     /// `routine` scan (periodic, or for hard links) logs only what it found.
+    /// One asked for while another walks (events lost meanwhile, say) runs
+    /// once that one ends: its walk may have passed what they changed.
     func rescan(reason: String, routine: Bool = false) {
-        guard !sync.scanning else { return }
+        guard !sync.scanning else {
+            if !routine { sync.rescanAfterScan = reason }
+            return
+        }
         sync.scanning = true
         let root = config.root
         let ignore = sync.ignore
         let manifest = reconciler.manifest
         logger.log(level: routine ? .debug : .info, "scanning \(root) (\(reason))")
         let started = loop.now
+        let began = sync.notSynced.scanBegins()
         sync.scanStartedAt = started
         sync.scanLoggedAt = started
         sync.scanProgress = NodeStatus.Scan(filesDone: 0, filesTotal: 0, bytesHashed: 0)
@@ -143,6 +149,10 @@ extension Node {
                         perform(reconciler.heldFetchReleased(fetch.path, version: fetch.version, index: index))
                     }
                 }
+                if let again = sync.rescanAfterScan {
+                    sync.rescanAfterScan = nil
+                    rescan(reason: again + ", asked for during the last scan")
+                }
             }
             switch result {
             case .failure(let error):
@@ -152,7 +162,7 @@ extension Node {
                 // as always: a look now could catch one half-written.
                 scan.changed.removeAll { sync.settling[$0] != nil || sync.busyWriters[$0]?.lookStartedAt != nil }
                 let quiet = routine && scan.changed.isEmpty
-                noteNotSynced(below: "", scan.skipped, scanStartedAt: started)
+                noteNotSynced(below: "", scan.skipped, scanBegan: began)
                 logger.log(level: quiet ? .debug : .info, "scan done (\(reason))",
                            metadata: ["entries": "\(scan.total)", "to look at": "\(scan.changed.count)",
                                       "ms": "\(loop.now - started)"])
@@ -197,16 +207,22 @@ extension Node {
     /// Something here that does not sync was seen (by the watcher or a
     /// look): logged when new, at info once in a while per path.
     func noteNotSynced(_ entry: SkippedEntry) {
-        let now = loop.now
-        guard sync.notSynced.insert(entry, now: now) else { return }
-        logger.log(level: sync.notSynced.logDue(entry.path, now: now) ? .info : .debug, "not syncing \(entry)")
+        guard sync.notSynced.insert(entry) else { return }
+        logger.log(level: sync.notSynced.logDue(entry.path, now: loop.now) ? .info : .debug, "not syncing \(entry)")
     }
 
-    /// What a scan of `directory` ("" for the whole tree) started at
-    /// `scanStartedAt` found that does not sync: the log names what was
-    /// not known before, the first `notSyncedLogLimit` of them.
-    func noteNotSynced(below directory: String, _ found: [SkippedEntry], scanStartedAt: UInt64) {
-        let new = sync.notSynced.replace(below: directory, with: found, startedAt: scanStartedAt)
+    /// What a scan of `directory` ("" for the whole tree) that began at
+    /// `scanBegan` found that does not sync: what is gone since its walk
+    /// (a stat says; a name that is not UTF-8 cannot be stat'ed by its
+    /// display name and stays until the next scan) is left out; the log
+    /// names what was not known before, the first `notSyncedLogLimit`.
+    func noteNotSynced(below directory: String, _ found: [SkippedEntry], scanBegan: UInt64) {
+        let root = config.root
+        let limit = NotSyncedEntries.limit
+        let present = found.prefix(limit).filter {
+            $0.reason == .invalidName || (try? FileSystem.status(root + "/" + $0.path)) != nil
+        } + found.dropFirst(limit)
+        let new = sync.notSynced.replace(below: directory, with: present, began: scanBegan)
         for entry in new.prefix(Node.notSyncedLogLimit) {
             logger.log(level: sync.notSynced.logDue(entry.path, now: loop.now) ? .info : .debug, "not syncing \(entry)")
         }

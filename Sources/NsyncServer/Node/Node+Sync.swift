@@ -46,6 +46,8 @@ struct SyncState {
     var slowRetryTimer: LoopTimer?
     var timers: [LoopTimer] = []
     var scanning = false
+    /// A rescan asked for while `scanning` (its reason): runs after.
+    var rescanAfterScan: String?
     var scanProgress: NodeStatus.Scan?
     /// Paths the last scan found changed and that are not yet looked at.
     var scanPending = PathSet()
@@ -516,7 +518,7 @@ extension Node {
                 settle(path)
             case let .removed(path, isDirectory):
                 forgetKeptDirectories(at: path)
-                sync.notSynced.remove(path, isDirectory: isDirectory, now: loop.now)
+                sync.notSynced.remove(path, isDirectory: isDirectory)
                 // The user's, not an install's (the manifest already says
                 // absent, or the install is under way).
                 if (reconciler.manifest[path]?.local ?? nil) != nil, reconciler.installing[path] == nil {
@@ -527,7 +529,7 @@ extension Node {
                 if isDirectory { observeTree(path) } else { observe(path) }
             case let .renamed(from, to, isDirectory):
                 forgetKeptDirectories(at: from)
-                sync.notSynced.remove(from, isDirectory: isDirectory, now: loop.now)
+                sync.notSynced.remove(from, isDirectory: isDirectory)
                 noteRename(from: from, to: to, isDirectory: isDirectory)
                 if isDirectory {
                     observeTree(from)
@@ -549,7 +551,7 @@ extension Node {
             case .notSynced(let entry):
                 noteNotSynced(entry)
             case .notSyncedGone(let path):
-                sync.notSynced.remove(path, now: loop.now)
+                sync.notSynced.remove(path)
             }
         }
     }
@@ -599,19 +601,19 @@ extension Node {
         for known in reconciler.manifest.keys where known.hasPrefix(prefix) { observe(known) }
     }
 
-    /// A directory that appeared by rename: everything inside is new here.
+    /// A directory that appeared by rename (or became readable):
+    /// everything inside is new here.
     private func scanSubtree(_ path: String) {
         let root = config.root
         let ignore = sync.ignore
-        let started = loop.now
+        let began = sync.notSynced.scanBegins()
         loop.queueWork({ () -> ScanResult? in
             guard let status = try? FileSystem.status(root + "/" + path), status.kind == .directory else { return nil }
-            return try? DirectoryScanner.scan(root: root + "/" + path, ignore: ignore)
+            return try? DirectoryScanner.scan(root: root, subtree: path, ignore: ignore)
         }, completion: { [unowned self] result in
             guard let result else { return }
-            for entry in result.entries { observe(path + "/" + entry.path, after: true) }
-            noteNotSynced(below: path, result.skipped.map { SkippedEntry(path: path + "/" + $0.path, reason: $0.reason) },
-                          scanStartedAt: started)
+            for entry in result.entries { observe(entry.path, after: true) }
+            noteNotSynced(below: path, result.skipped, scanBegan: began)
         })
     }
 
@@ -714,7 +716,11 @@ extension Node {
                     if sync.scanPending.remove(path) != nil {
                         if case .found(let local?) = look { scanStepDone(local.size) } else { scanStepDone(0) }
                     }
-                    if case .found(let local) = look { sync.notSynced.looked(path, isDirectory: local?.kind == .directory) }
+                    // A directory listed as unreadable that a look can stat: its
+                    // mode may have changed; a listing of it says.
+                    if case .found(let local) = look, sync.notSynced.looked(path, isDirectory: local?.kind == .directory) {
+                        scanSubtree(path)
+                    }
                     switch look {
                     case .found(let local?) where batchesBefore != sync.installBatches
                         && mayBePassingMode(path, local):

@@ -299,9 +299,9 @@ enum LocalDisk {
                 try makeParents(of: full, root: root)
                 try inWritableDirectory(of: full, root: root) { try FileSystem.makeDirectory(full, mode: record.modeToInstall) }
             }
-            // A directory's setgid bit (set here, for its group) is local, as
-            // its owner is: kept.
-            let local = status.map { $0.kind == .directory ? $0.localModeBits : 0 } ?? 0
+            // A directory's setgid bit (set here for its group, or given by
+            // a setgid parent at mkdir) is local, as its owner is: kept.
+            let local = try FileSystem.status(full).localModeBits
             try FileSystem.setMode(full, record.modeToInstall | local)
             try? FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
@@ -370,9 +370,10 @@ enum LocalDisk {
                     throw error
                 }
             }
-            // A file's setuid and setgid bits go with a mode change from
-            // elsewhere (a directory's setgid bit stays: `installDirectory`).
-            if (try FileSystem.status(full)).syncedMode != record.modeToInstall {
+            // A file's setuid and setgid bits go with any change from
+            // elsewhere, as with a copy (a directory's setgid bit stays:
+            // `installDirectory`).
+            if (try FileSystem.status(full)).mode != record.modeToInstall {
                 try FileSystem.setMode(full, record.modeToInstall)
             }
             try FileSystem.setModificationTime(full, record.mtime)

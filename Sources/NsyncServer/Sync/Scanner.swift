@@ -89,6 +89,18 @@ public enum DirectoryScanner {
         return ScanResult(entries: walk.entries, skipped: walk.skipped)
     }
 
+    /// Scans the directory `subtree` (relative, not empty) of `root`: what
+    /// is below it, with paths relative to `root`, so that ignore rules
+    /// anchored at `root` (`/build/`) match as in a whole scan. Throws when
+    /// `subtree` is not a directory (never followed) or cannot be listed.
+    public static func scan(root: String, subtree: String, ignore: IgnoreRules) throws -> ScanResult {
+        var walk = Walk(root: root, ignore: ignore, progressInterval: .max, progress: nil)
+        let top = try FileSystem.listDirectoryEntries(walk.root + "/" + subtree)
+        walk.visit(entries: top, relativeDirectory: subtree)
+        walk.entries.sort { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        return ScanResult(entries: walk.entries, skipped: walk.skipped)
+    }
+
     /// The mutable state of one scan; local to the scanning thread.
     private struct Walk {
         let root: String

@@ -31,7 +31,8 @@ final class EndToEndModeAndNotSyncedTests: ClusterTestCase {
     /// A directory the daemon cannot list (chmod 700 by another user) is
     /// listed by status as a scan finds it, and stays listed: the scan also
     /// looks at it (the manifest knows it, the walk did not see it), and
-    /// that look must not take it off the list.
+    /// that look must not take it off the list. Opened again, it is listed
+    /// and leaves the list.
     func testAnUnreadableDirectoryStaysListedAfterTheScan() throws {
         let cluster = try makeCluster(label: "unreadable-listed", unprivileged: true)
         try cluster.waitUntilConverged()
@@ -56,6 +57,18 @@ final class EndToEndModeAndNotSyncedTests: ClusterTestCase {
             XCTAssertEqual(status.notSyncedCount, 1, "sample \(sample): \(status.rendered())")
             usleep(300_000)
         }
+
+        // Written while the daemon could not list it, then opened again: the
+        // chmod's look lists it at once (not at the next hourly scan).
+        try cluster.write(0, "private/added.txt", "added while closed\n")
+        XCTAssertEqual(chmod(cluster.path(0, "private"), 0o755), 0)
+        try cluster.poll("private/added.txt on node2", timeout: 20, detail: { cluster.logTail(0) }) {
+            cluster.readText(1, "private/added.txt") == "added while closed\n" ? true : nil
+        }
+        try cluster.poll("node1's list without private", timeout: 10) {
+            try cluster.status(0).notSyncedCount == nil ? true : nil
+        }
+        XCTAssertEqual(cluster.readText(1, "private/secret.txt"), "secret\n", "nothing was taken for deleted")
     }
 
     /// A name that is not UTF-8 and matches an ignore rule (the default

@@ -55,4 +55,42 @@ final class ModeBitsTests: XCTestCase {
         XCTAssertEqual(try FileSystem.status(root + "/team").mode, 0o2750)
         XCTAssertEqual(local.mode, 0o750)
     }
+
+    /// A directory made by an install inside a setgid directory (a team's
+    /// shared folder) keeps the setgid bit the kernel gives it, as any
+    /// mkdir there has it (and as parents made on the way have it).
+    func testADirectoryInstalledInASetgidDirectoryKeepsTheBitItsParentGivesIt() throws {
+        let dir = try SyncScratchDirectory("modebits-setgid-child")
+        try dir.mkdir("root/.nsync/tmp")
+        try dir.mkdir("root/team")
+        let root = dir.url("root")
+        XCTAssertEqual(chmod(root + "/team", 0o2775), 0)
+        let record = FileRecord(path: "team/sub", version: 3, kind: .directory, mode: 0o775,
+                                mtime: 1_000_000_000_000_000_000, origin: "n1", holders: ["n1"])
+        let results = LocalDisk.install([.directory(record, expected: nil)], root: root, node: "n2", now: 0)
+        guard results.count == 1, case .installed = results[0] else { return XCTFail("\(results)") }
+        // As `mkdir team/sub` by anyone on this node would have it:
+        XCTAssertEqual(try FileSystem.status(root + "/team/sub").mode, 0o2775)
+    }
+
+    /// Any change from elsewhere (here a touch) leaves a file without its
+    /// local setuid bit, whether it is changed in place or, having other
+    /// names, replaced by a copy: as a new version would.
+    func testATouchFromElsewhereTakesALocalSetuidBitOffWithOrWithoutOtherNames() throws {
+        for hardLinked in [false, true] {
+            let dir = try SyncScratchDirectory("modebits-touch-setuid")
+            try dir.mkdir("root/.nsync/tmp")
+            let root = dir.url("root")
+            try dir.write("root/tool", "#!/bin/sh\nid\n", mode: 0o755)
+            XCTAssertEqual(chmod(root + "/tool", 0o4755), 0)
+            if hardLinked { XCTAssertEqual(link(root + "/tool", root + "/tool-link"), 0) }
+            guard case .found(let local?) = LocalDisk.look(root: root, path: "tool", known: nil) else { return XCTFail("look") }
+            let record = FileRecord(path: "tool", version: 9, kind: .file, size: local.size, mode: 0o755,
+                                    mtime: local.mtime + 5_000_000_000, hash: local.hash, origin: "n1", holders: ["n1"])
+            let results = LocalDisk.install([.modificationTime(record, expected: local)], root: root, node: "n2", now: 0)
+            guard results.count == 1, case .installed = results[0] else { return XCTFail("\(results)") }
+            XCTAssertEqual(try FileSystem.status(root + "/tool").mode, 0o755, "hard-linked: \(hardLinked)")
+            XCTAssertEqual(try FileSystem.status(root + "/tool").modificationTime, record.mtime)
+        }
+    }
 }

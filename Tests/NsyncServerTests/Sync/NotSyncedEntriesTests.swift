@@ -10,62 +10,70 @@ final class NotSyncedEntriesTests: XCTestCase {
 
     func testAnEntryIsNewOnceUntilItGoes() {
         var entries = NotSyncedEntries()
-        XCTAssertTrue(entries.insert(fifo("a"), now: 1))
-        XCTAssertFalse(entries.insert(fifo("a"), now: 2))
-        XCTAssertTrue(entries.insert(SkippedEntry(path: "a", reason: .invalidName), now: 3), "a new reason is news")
+        XCTAssertTrue(entries.insert(fifo("a")))
+        XCTAssertFalse(entries.insert(fifo("a")))
+        XCTAssertTrue(entries.insert(SkippedEntry(path: "a", reason: .invalidName)), "a new reason is news")
         XCTAssertEqual(entries["a"]?.reason, .invalidName)
-        entries.remove("a", now: 4)
+        entries.remove("a")
         XCTAssertTrue(entries.isEmpty)
-        XCTAssertTrue(entries.insert(fifo("a"), now: 5))
+        XCTAssertTrue(entries.insert(fifo("a")))
     }
 
     func testRemovingADirectoryRemovesWhatIsBelowItAndNotItsNeighbours() {
         var entries = NotSyncedEntries()
-        for path in ["d", "d/x", "d/e/y", "d2/z", "dz"] { entries.insert(fifo(path), now: 1) }
-        entries.remove("d", isDirectory: true, now: 2)
+        for path in ["d", "d/x", "d/e/y", "d2/z", "dz", "d/e/f/g"] { entries.insert(fifo(path)) }
+        entries.remove("d/e/f/g")
+        entries.remove("d/e", isDirectory: true)
+        XCTAssertEqual(paths(entries), ["d", "d/x", "d2/z", "dz"])
+        entries.remove("d", isDirectory: true)
         XCTAssertEqual(paths(entries), ["d2/z", "dz"])
+        // Counts below each directory followed every removal: "d" again is a no-op,
+        // and new entries under it are found by its next removal.
+        entries.remove("d", isDirectory: true)
+        entries.insert(fifo("d/new"))
+        entries.remove("d", isDirectory: true)
+        XCTAssertEqual(paths(entries), ["d2/z", "dz"])
+        entries.remove("d2", isDirectory: false)
+        XCTAssertEqual(paths(entries), ["d2/z", "dz"], "a file named d2 is not the folder")
     }
 
     func testALookClearsAnEntryButNotAnUnreadableDirectoryItCanStat() {
         var entries = NotSyncedEntries()
-        entries.insert(fifo("was-a-fifo"), now: 1)
-        entries.insert(unreadable("private"), now: 1)
-        entries.looked("was-a-fifo", isDirectory: false)
-        entries.looked("private", isDirectory: true)
-        XCTAssertEqual(paths(entries), ["private"], "stat works on an unlistable directory: still unreadable")
-        entries.looked("private", isDirectory: false)
+        entries.insert(fifo("was-a-fifo"))
+        entries.insert(unreadable("private"))
+        XCTAssertFalse(entries.looked("was-a-fifo", isDirectory: false))
+        XCTAssertTrue(entries.looked("private", isDirectory: true), "stat works on an unlistable directory")
+        XCTAssertEqual(paths(entries), ["private"])
+        XCTAssertFalse(entries.looked("private", isDirectory: false))
         XCTAssertTrue(entries.isEmpty, "replaced by a file")
     }
 
     func testAScanReplacesWhatItCoversAndNamesOnlyWhatIsNew() {
         var entries = NotSyncedEntries()
-        entries.insert(fifo("sub/old"), now: 1)
-        entries.insert(fifo("sub/kept"), now: 1)
-        entries.insert(fifo("other"), now: 1)
-        let new = entries.replace(below: "sub", with: [fifo("sub/kept"), fifo("sub/new")], startedAt: 10)
+        entries.insert(fifo("sub/old"))
+        entries.insert(fifo("sub/kept"))
+        entries.insert(fifo("other"))
+        let sub = entries.scanBegins()
+        let new = entries.replace(below: "sub", with: [fifo("sub/kept"), fifo("sub/new")], began: sub)
         XCTAssertEqual(new, [fifo("sub/new")])
         XCTAssertEqual(paths(entries), ["sub/kept", "sub/new", "other"])
 
-        let whole = entries.replace(below: "", with: [fifo("other"), SkippedEntry(path: "sub/kept", reason: .invalidName)],
-                                    startedAt: 20)
-        XCTAssertEqual(whole, [SkippedEntry(path: "sub/kept", reason: .invalidName)], "a new reason is news")
+        let whole = entries.scanBegins()
+        let changed = entries.replace(below: "", with: [fifo("other"), SkippedEntry(path: "sub/kept", reason: .invalidName)],
+                                      began: whole)
+        XCTAssertEqual(changed, [SkippedEntry(path: "sub/kept", reason: .invalidName)], "a new reason is news")
         XCTAssertEqual(paths(entries), ["other", "sub/kept"])
     }
 
-    func testWhatTheWatcherSawWhileAScanWalkedWinsOverTheWalk() {
+    /// Noted before the scan began (even within the same loop turn): the
+    /// walk decides; noted after: kept against the walk.
+    func testWhatWasNotedAfterAScanBeganWinsOverItsWalk() {
         var entries = NotSyncedEntries()
-        entries.insert(fifo("gone"), now: 1)
-        entries.insert(fifo("dir/inner"), now: 1)
-        // The scan starts at 10; meanwhile a FIFO arrives (after the walk
-        // passed its folder), one it walked past goes, and a folder goes.
-        entries.insert(fifo("arrived"), now: 12)
-        entries.remove("gone", now: 13)
-        entries.remove("dir", isDirectory: true, now: 14)
-        _ = entries.replace(below: "", with: [fifo("gone"), fifo("dir/inner"), fifo("still")], startedAt: 10)
+        entries.insert(fifo("before"))
+        let began = entries.scanBegins()
+        entries.insert(fifo("arrived"))
+        _ = entries.replace(below: "", with: [fifo("still")], began: began)
         XCTAssertEqual(paths(entries), ["arrived", "still"])
-        // The next scan, after those, sees the tree as it is.
-        _ = entries.replace(below: "", with: [fifo("gone")], startedAt: 20)
-        XCTAssertEqual(paths(entries), ["gone"])
     }
 
     func testAPathIsLoggedAtInfoOnceInAWhile() {
@@ -79,12 +87,12 @@ final class NotSyncedEntriesTests: XCTestCase {
     func testPastTheLimitEntriesAreCountedAsALowerBound() {
         var entries = NotSyncedEntries()
         let found = (0..<(NotSyncedEntries.limit + 5)).map { fifo("f\($0)") }
-        let new = entries.replace(below: "", with: found, startedAt: 1)
+        let new = entries.replace(below: "", with: found, began: entries.scanBegins())
         XCTAssertEqual(new.count, found.count, "each is news the first time")
         XCTAssertEqual(entries.count, NotSyncedEntries.limit)
         XCTAssertTrue(entries.isTruncated)
         XCTAssertEqual(entries.first(3).map(\.path), ["f0", "f1", "f10"])
-        _ = entries.replace(below: "", with: [fifo("only")], startedAt: 2)
+        _ = entries.replace(below: "", with: [fifo("only")], began: entries.scanBegins())
         XCTAssertFalse(entries.isTruncated, "a whole scan that finds fewer counts exactly again")
         XCTAssertEqual(entries.count, 1)
     }
