@@ -42,12 +42,18 @@ final class ModeBitsTests: XCTestCase {
         XCTAssertEqual(record("s", kind: .directory, mode: 0o1777).modeToInstall, 0o1777)
     }
 
-    func testADirectorysOwnSetgidBitStaysWhenItsModeSyncs() throws {
-        let dir = try SyncScratchDirectory("modebits-setgid")
+    /// A scratch PATH (kept alive by the returned directory) with a setgid `team` folder.
+    private func setgidTeam(_ label: String) throws -> (SyncScratchDirectory, String) {
+        let dir = try SyncScratchDirectory(label)
         try dir.mkdir("root/.nsync/tmp")
         try dir.mkdir("root/team")
-        let root = dir.url("root")
-        XCTAssertEqual(chmod(root + "/team", 0o2775), 0)
+        XCTAssertEqual(chmod(dir.url("root/team"), 0o2775), 0)
+        return (dir, dir.url("root"))
+    }
+
+    func testADirectorysOwnSetgidBitStaysWhenItsModeSyncs() throws {
+        let (dir, root) = try setgidTeam("modebits-setgid")
+        defer { _ = dir }
         guard case .found(let looked?) = LocalDisk.look(root: root, path: "team", known: nil) else { return XCTFail("look failed") }
         let results = LocalDisk.install([.directory(record("team", kind: .directory, mode: 0o750), expected: looked)],
                                         root: root, node: "n2", now: 0)
@@ -60,11 +66,8 @@ final class ModeBitsTests: XCTestCase {
     /// shared folder) keeps the setgid bit the kernel gives it, as any
     /// mkdir there has it (and as parents made on the way have it).
     func testADirectoryInstalledInASetgidDirectoryKeepsTheBitItsParentGivesIt() throws {
-        let dir = try SyncScratchDirectory("modebits-setgid-child")
-        try dir.mkdir("root/.nsync/tmp")
-        try dir.mkdir("root/team")
-        let root = dir.url("root")
-        XCTAssertEqual(chmod(root + "/team", 0o2775), 0)
+        let (dir, root) = try setgidTeam("modebits-setgid-child")
+        defer { _ = dir }
         let record = FileRecord(path: "team/sub", version: 3, kind: .directory, mode: 0o775,
                                 mtime: 1_000_000_000_000_000_000, origin: "n1", holders: ["n1"])
         let results = LocalDisk.install([.directory(record, expected: nil)], root: root, node: "n2", now: 0)
