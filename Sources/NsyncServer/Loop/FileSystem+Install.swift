@@ -100,4 +100,20 @@ extension FileDescriptor {
         let fd = try open(path, .readOnly)
         return try fd.closeAfter { try fd.readAll() }
     }
+
+    /// The content of a file that a user controls (`.nsyncignore`): only a
+    /// regular file of at most `limit` bytes, never followed through a
+    /// symlink, never blocking on a FIFO. Throws ELOOP for a symlink,
+    /// EINVAL for anything else that is not a regular file, EFBIG past `limit`.
+    public static func readRegularFile(_ path: String, limit: Int) throws -> [UInt8] {
+        let fd = try FileDescriptor(rawValue: valueOrErrno("open", path: path) {
+            Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        }, path: path)
+        return try fd.closeAfter {
+            let status = try FileSystem.status(descriptor: fd.rawValue, path: path)
+            guard status.kind == .regular else { throw SystemError(errno: EINVAL, operation: "read (not a regular file)", path: path) }
+            guard status.size <= limit else { throw SystemError(errno: EFBIG, operation: "read (larger than \(limit) bytes)", path: path) }
+            return try fd.read(upToCount: Int(status.size), at: 0)
+        }
+    }
 }

@@ -499,10 +499,21 @@ extension Node {
         recordError("fetch of \(path) failed on this node's disk: \(why)")
     }
 
+    /// The rules of PATH's `.nsyncignore`: the defaults when there is none,
+    /// or when it is not a regular file of at most `IgnoreRules.maxFileBytes`
+    /// (a symlink, a FIFO that would block the loop, a huge file), said as
+    /// an error.
     func loadIgnoreRules() -> IgnoreRules {
         let path = config.root + "/" + IgnoreRules.fileName
-        guard let bytes = try? FileDescriptor.readWholeFile(path) else { return .defaults }
-        return IgnoreRules(text: String(decoding: bytes, as: UTF8.self))
+        do {
+            let bytes = try FileDescriptor.readRegularFile(path, limit: IgnoreRules.maxFileBytes)
+            return IgnoreRules(text: String(decoding: bytes, as: UTF8.self))
+        } catch let error as SystemError where error.isNotFound {
+            return .defaults
+        } catch {
+            recordError("\(IgnoreRules.fileName) is not used, the default rules apply: \(error); make it a regular file of at most \(IgnoreRules.maxFileBytes / 1024) KiB")
+            return .defaults
+        }
     }
 
     // MARK: watching

@@ -23,6 +23,8 @@
 /// a user who really wants them synced can write `!*~`.
 public struct IgnoreRules: Sendable {
     public static let fileName = ".nsyncignore"
+    /// A larger `.nsyncignore` is not read (it is read on the event loop).
+    public static let maxFileBytes = 1 << 20
     public static let stateDirectoryName = ".nsync"
     public static let editorDefaults = [".*.swp", "*~", ".#*"]
 

@@ -354,6 +354,7 @@ final class TestCluster {
 
     /// Polls `condition` every 20 ms until it returns a value or the deadline
     /// passes; fails early if a node that should run has exited.
+    @discardableResult
     func poll<T>(_ what: String, timeout: TimeInterval, stopOnExit: Bool = true, detail: () -> String = { "" },
                  _ condition: () throws -> T?) throws -> T {
         let deadline = Date().addingTimeInterval(timeout)
