@@ -67,11 +67,12 @@ extension Node {
     /// Compares the whole tree with the manifest: what changed while the node
     /// was down (or while events were lost, or unreported) is observed. A
     /// `routine` scan (periodic, or for hard links) logs only what it found.
-    /// One asked for while another walks (events lost meanwhile, say) runs
-    /// once that one ends: its walk may have passed what they changed.
-    func rescan(reason: String, routine: Bool = false) {
+    /// One asked for while another walks is dropped, unless it is
+    /// `queued` (events were lost: the running walk may have passed what
+    /// they changed), then it runs once that one ends.
+    func rescan(reason: String, routine: Bool = false, queued: Bool = false) {
         guard !sync.scanning else {
-            if !routine { sync.rescanAfterScan = reason }
+            if queued { sync.rescanAfterScan = reason }
             return
         }
         sync.scanning = true
@@ -149,7 +150,7 @@ extension Node {
                         perform(reconciler.heldFetchReleased(fetch.path, version: fetch.version, index: index))
                     }
                 }
-                if let again = sync.rescanAfterScan {
+                if let again = sync.rescanAfterScan, !stopping {
                     sync.rescanAfterScan = nil
                     rescan(reason: again + ", asked for during the last scan")
                 }
@@ -219,8 +220,16 @@ extension Node {
     func noteNotSynced(below directory: String, _ found: [SkippedEntry], scanBegan: UInt64) {
         let root = config.root
         let limit = NotSyncedEntries.limit
-        let present = found.prefix(limit).filter {
-            $0.reason == .invalidName || (try? FileSystem.status(root + "/" + $0.path)) != nil
+        let present = found.prefix(limit).filter { entry in
+            if entry.reason == .invalidName { return true }
+            do {
+                let status = try FileSystem.status(root + "/" + entry.path)
+                return entry.reason != .specialFile || status.kind == .other  // not replaced by a file meanwhile
+            } catch let error as SystemError {
+                return !(error.isNotFound || error.isNotDirectory)  // cannot stat it either: still not synced
+            } catch {
+                return true
+            }
         } + found.dropFirst(limit)
         let new = sync.notSynced.replace(below: directory, with: present, began: scanBegan)
         for entry in new.prefix(Node.notSyncedLogLimit) {

@@ -555,7 +555,7 @@ extension Node {
                 // rm -rf overflows the queue): held back as a burst.
                 noteRemovals(Node.removalBurst)
                 logger.warning("rescanning: \(why)")
-                rescan(reason: why)
+                rescan(reason: why, queued: true)
             case .watchLimitReached(let message):
                 recordError(message)
                 startWatchLimitRescans()

@@ -301,7 +301,9 @@ enum LocalDisk {
             }
             // A directory's setgid bit (set here for its group, or given by
             // a setgid parent at mkdir) is local, as its owner is: kept.
-            let local = try FileSystem.status(full).localModeBits
+            let made = try FileSystem.status(full)
+            guard made.kind == .directory else { throw SystemError.notDirectory("install", path: full) }
+            let local = made.localModeBits
             try FileSystem.setMode(full, record.modeToInstall | local)
             try? FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
