@@ -103,9 +103,15 @@ extension FileDescriptor {
 
     /// The content of a file that a user controls (`.nsyncignore`): only a
     /// regular file of at most `limit` bytes, never followed through a
-    /// symlink, never blocking on a FIFO. Throws ELOOP for a symlink,
-    /// EINVAL for anything else that is not a regular file, EFBIG past `limit`.
+    /// symlink, never blocking on a FIFO, never opening a device. Throws
+    /// ELOOP for a symlink, EINVAL for anything else that is not a regular
+    /// file, EFBIG past `limit`.
     public static func readRegularFile(_ path: String, limit: Int) throws -> [UInt8] {
+        switch try FileSystem.status(path).kind {
+        case .regular: break
+        case .symlink: throw SystemError(errno: ELOOP, operation: "read (a symlink)", path: path)
+        default: throw SystemError(errno: EINVAL, operation: "read (not a regular file)", path: path)
+        }
         let fd = try FileDescriptor(rawValue: valueOrErrno("open", path: path) {
             Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         }, path: path)

@@ -80,6 +80,10 @@ struct SyncState {
     /// What is here and does not sync (special files, names that are not
     /// UTF-8, unreadable directories), for the log and status.
     var notSynced = NotSyncedEntries()
+    /// The `.nsyncignore` text in force ("" for none), and what is wrong
+    /// with the file when it cannot be used (said once).
+    var ignoreText = ""
+    var ignoreFileTrouble: String?
     /// Removals seen one after another, each within `Node.removalQuiet` of
     /// the last: how many, since when, the last one (loop ms).
     var removals = (count: 0, since: UInt64(0), last: UInt64(0))
@@ -499,20 +503,82 @@ extension Node {
         recordError("fetch of \(path) failed on this node's disk: \(why)")
     }
 
-    /// The rules of PATH's `.nsyncignore`: the defaults when there is none,
-    /// or when it is not a regular file of at most `IgnoreRules.maxFileBytes`
-    /// (a symlink, a FIFO that would block the loop, a huge file), said as
-    /// an error.
+    /// The rules of PATH's `.nsyncignore` at start-up (the defaults when
+    /// there is none). One that cannot be used (`readIgnoreFile`) is an
+    /// error, and the rules last used here (kept in `.nsync`) apply, so
+    /// that what they ignored does not start syncing.
     func loadIgnoreRules() -> IgnoreRules {
+        switch readIgnoreFile() {
+        case .success(let text):
+            useIgnoreText(text ?? "")
+        case .failure(let error):
+            reportIgnoreFileTrouble(error)
+            let kept = try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)
+            sync.ignoreText = kept.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        return IgnoreRules(text: sync.ignoreText)
+    }
+
+    /// `.nsyncignore` changed: its rules apply when they differ from those
+    /// in force; one that cannot be used leaves those in force (an error).
+    private func reloadIgnoreRules() {
+        switch readIgnoreFile() {
+        case .success(let text):
+            sync.ignoreFileTrouble = nil
+            guard (text ?? "") != sync.ignoreText else { return }
+            useIgnoreText(text ?? "")
+            sync.ignore = IgnoreRules(text: sync.ignoreText)
+            handle(sync.watcher?.updateIgnoreRules(sync.ignore) ?? [])
+        case .failure(let error):
+            reportIgnoreFileTrouble(error)
+        }
+    }
+
+    private var keptIgnoreRulesPath: String { config.root + "/.nsync/ignore-rules" }
+
+    /// The text of `.nsyncignore` (nil: there is none). It is written by
+    /// users and synced, and read on the loop: only a regular file of at
+    /// most `IgnoreRules.maxFileBytes`, never a FIFO (it would block), never
+    /// through a symlink (a change to its target would go unnoticed, and
+    /// it may lead anywhere).
+    private func readIgnoreFile() -> Result<String?, Error> {
         let path = config.root + "/" + IgnoreRules.fileName
         do {
             let bytes = try FileDescriptor.readRegularFile(path, limit: IgnoreRules.maxFileBytes)
-            return IgnoreRules(text: String(decoding: bytes, as: UTF8.self))
+            return .success(String(decoding: bytes, as: UTF8.self))
         } catch let error as SystemError where error.isNotFound {
-            return .defaults
+            return .success(nil)
         } catch {
-            recordError("\(IgnoreRules.fileName) is not used, the default rules apply: \(error); make it a regular file of at most \(IgnoreRules.maxFileBytes / 1024) KiB")
-            return .defaults
+            return .failure(error)
+        }
+    }
+
+    /// Puts `text` in force and keeps it in `.nsync` for a start-up that
+    /// finds `.nsyncignore` unusable.
+    private func useIgnoreText(_ text: String) {
+        sync.ignoreFileTrouble = nil
+        sync.ignoreText = text
+        let kept = try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)
+        guard kept.map({ String(decoding: $0, as: UTF8.self) }) != text else { return }
+        do {
+            let temporary = keptIgnoreRulesPath + ".new"
+            let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate], permissions: 0o600)
+            try fd.closeAfter { try fd.write(all: Array(text.utf8)) }
+            try FileSystem.rename(temporary, to: keptIgnoreRulesPath)
+        } catch {
+            logger.warning("cannot keep the ignore rules in \(keptIgnoreRulesPath): \(error)")
+        }
+    }
+
+    /// Said as an error once per kind of trouble (a rescan looks at an
+    /// unusable `.nsyncignore` again each time).
+    private func reportIgnoreFileTrouble(_ error: Error) {
+        let message = "\(IgnoreRules.fileName) is not used, the rules in force stay: \(error); make it a regular file of at most \(IgnoreRules.maxFileBytes / 1024) KiB, not a symlink"
+        if sync.ignoreFileTrouble == message {
+            logger.debug("\(message)")
+        } else {
+            sync.ignoreFileTrouble = message
+            recordError(message)
         }
     }
 
@@ -655,12 +721,6 @@ extension Node {
             sync.observeScheduled = false
             startObservations()
         }
-    }
-
-    private func reloadIgnoreRules() {
-        let rules = loadIgnoreRules()
-        sync.ignore = rules
-        handle(sync.watcher?.updateIgnoreRules(rules) ?? [])
     }
 
     /// Whether a look at `path` is queued or running (the start-up scan's,
