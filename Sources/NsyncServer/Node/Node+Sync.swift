@@ -80,9 +80,11 @@ struct SyncState {
     /// What is here and does not sync (special files, names that are not
     /// UTF-8, unreadable directories), for the log and status.
     var notSynced = NotSyncedEntries()
-    /// The `.nsyncignore` text in force ("" for none), and what is wrong
-    /// with the file when it cannot be used (said once).
-    var ignoreText = ""
+    /// The `.nsyncignore` bytes in force (empty for none), and what is
+    /// wrong with the file when it cannot be used (said once).
+    var ignoreText: [UInt8] = []
+    /// Looks for a `.nsyncignore` that went once more before the defaults apply.
+    var ignoreGoneCheck: LoopTimer?
     var ignoreFileTrouble: String?
     /// Removals seen one after another, each within `Node.removalQuiet` of
     /// the last: how many, since when, the last one (loop ms).
@@ -509,43 +511,56 @@ extension Node {
     /// that what they ignored does not start syncing.
     func loadIgnoreRules() -> IgnoreRules {
         switch readIgnoreFile() {
-        case .success(let text):
-            useIgnoreText(text ?? "")
+        case .success(let bytes):
+            useIgnoreText(bytes ?? [])
         case .failure(let error):
-            reportIgnoreFileTrouble(error)
             let kept = try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)
-            sync.ignoreText = kept.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            reportIgnoreFileTrouble(error, consequence: kept == nil
+                ? "the default rules apply (no rules were kept from an earlier run)"
+                : "the rules this node last used apply")
+            sync.ignoreText = kept ?? []
         }
-        return IgnoreRules(text: sync.ignoreText)
+        return IgnoreRules(text: String(decoding: sync.ignoreText, as: UTF8.self))
     }
 
     /// `.nsyncignore` changed: its rules apply when they differ from those
-    /// in force; one that cannot be used leaves those in force (an error).
-    private func reloadIgnoreRules() {
+    /// in force (by bytes: names are bytes, so are rules); one that cannot
+    /// be used leaves those in force (an error). Gone, it is looked for
+    /// again `ignoreFileGoneWait` later before the defaults apply: deleted
+    /// and made again (as a symlink, say), the defaults would be in force
+    /// meanwhile. Not while `.nsync` is being removed (`rm -rf PATH` takes
+    /// `.nsyncignore` first): its kept copy would be written into it.
+    private func reloadIgnoreRules(gone wasGone: Bool = false) {
         switch readIgnoreFile() {
-        case .success(let text):
+        case .success(nil) where !wasGone && !sync.ignoreText.isEmpty:
+            sync.ignoreGoneCheck?.close()
+            sync.ignoreGoneCheck = loop.schedule(after: Node.ignoreFileGoneWait) { [unowned self] in
+                sync.ignoreGoneCheck = nil
+                reloadIgnoreRules(gone: true)
+            }
+        case .success(let bytes):
             sync.ignoreFileTrouble = nil
-            guard (text ?? "") != sync.ignoreText else { return }
-            useIgnoreText(text ?? "")
-            sync.ignore = IgnoreRules(text: sync.ignoreText)
+            guard bytes ?? [] != sync.ignoreText, stateDirectoryIsIntact() else { return }
+            useIgnoreText(bytes ?? [])
+            sync.ignore = IgnoreRules(text: String(decoding: sync.ignoreText, as: UTF8.self))
             handle(sync.watcher?.updateIgnoreRules(sync.ignore) ?? [])
         case .failure(let error):
-            reportIgnoreFileTrouble(error)
+            reportIgnoreFileTrouble(error, consequence: "the rules in force stay")
         }
     }
 
     private var keptIgnoreRulesPath: String { config.root + "/.nsync/ignore-rules" }
+    static let ignoreFileGoneWait: UInt64 = 1_000
 
-    /// The text of `.nsyncignore` (nil: there is none). It is written by
+    /// The bytes of `.nsyncignore` (nil: there is none). It is written by
     /// users and synced, and read on the loop: only a regular file of at
     /// most `IgnoreRules.maxFileBytes`, never a FIFO (it would block), never
     /// through a symlink (a change to its target would go unnoticed, and
     /// it may lead anywhere).
-    private func readIgnoreFile() -> Result<String?, Error> {
-        let path = config.root + "/" + IgnoreRules.fileName
+    private func readIgnoreFile() -> Result<[UInt8]?, Error> {
         do {
-            let bytes = try FileDescriptor.readRegularFile(path, limit: IgnoreRules.maxFileBytes)
-            return .success(String(decoding: bytes, as: UTF8.self))
+            return .success(try FileDescriptor.readRegularFile(config.root + "/" + IgnoreRules.fileName,
+                                                               limit: IgnoreRules.maxFileBytes))
         } catch let error as SystemError where error.isNotFound {
             return .success(nil)
         } catch {
@@ -553,17 +568,19 @@ extension Node {
         }
     }
 
-    /// Puts `text` in force and keeps it in `.nsync` for a start-up that
-    /// finds `.nsyncignore` unusable.
-    private func useIgnoreText(_ text: String) {
+    /// Puts `bytes` in force and keeps them, durably, in `.nsync` for a
+    /// start-up that finds `.nsyncignore` unusable.
+    private func useIgnoreText(_ bytes: [UInt8]) {
         sync.ignoreFileTrouble = nil
-        sync.ignoreText = text
-        let kept = try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)
-        guard kept.map({ String(decoding: $0, as: UTF8.self) }) != text else { return }
+        sync.ignoreText = bytes
+        guard (try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)) != bytes else { return }
         do {
             let temporary = keptIgnoreRulesPath + ".new"
             let fd = try FileDescriptor.open(temporary, .writeOnly, options: [.create, .truncate], permissions: 0o600)
-            try fd.closeAfter { try fd.write(all: Array(text.utf8)) }
+            try fd.closeAfter {
+                try fd.write(all: bytes)
+                try fd.sync()
+            }
             try FileSystem.rename(temporary, to: keptIgnoreRulesPath)
         } catch {
             logger.warning("cannot keep the ignore rules in \(keptIgnoreRulesPath): \(error)")
@@ -572,8 +589,8 @@ extension Node {
 
     /// Said as an error once per kind of trouble (a rescan looks at an
     /// unusable `.nsyncignore` again each time).
-    private func reportIgnoreFileTrouble(_ error: Error) {
-        let message = "\(IgnoreRules.fileName) is not used, the rules in force stay: \(error); make it a regular file of at most \(IgnoreRules.maxFileBytes / 1024) KiB, not a symlink"
+    private func reportIgnoreFileTrouble(_ error: Error, consequence: String) {
+        let message = "\(IgnoreRules.fileName) is not used, \(consequence): \(error); make it a regular file of at most \(IgnoreRules.maxFileBytes / 1024) KiB, not a symlink"
         if sync.ignoreFileTrouble == message {
             logger.debug("\(message)")
         } else {

@@ -2,8 +2,10 @@ import Foundation
 import XCTest
 @testable import NsyncServer
 
-/// What a `.nsyncignore` that cannot be used does to a running node: said
-/// once, not at every rescan; the rules in force stay.
+/// What changes to `.nsyncignore` do to a running node: one that cannot be
+/// used is said once, not at every rescan, and the rules in force stay;
+/// new rules are new by their bytes; nothing is written into a `.nsync`
+/// being removed.
 final class EndToEndIgnoreFileRescanTests: ClusterTestCase {
     /// A FIFO renamed onto `.nsyncignore`: the manifest still says "a file",
     /// so every rescan finds it gone and looks at it again; the error is
@@ -48,5 +50,51 @@ final class EndToEndIgnoreFileRescanTests: ClusterTestCase {
         let deadline = Date().addingTimeInterval(3)
         while Date() < deadline && cluster.readText(1, "secret/b.txt") == nil { usleep(50_000) }
         XCTAssertNil(cluster.readText(1, "secret/b.txt"), "a file the rules in force ignored was synced")
+    }
+
+    /// Names are bytes here (see EndToEndUnicodeNameTests) and ignore rules
+    /// match by Unicode scalars, so a rule in NFC does not ignore an NFD
+    /// name. Mending the rule to NFD must put it in force (String == calls
+    /// the two texts equal: they are compared as bytes).
+    func testARuleRewrittenInAnotherUnicodeNormalizationIsPutInForce() throws {
+        let cluster = try makeCluster(label: "ignore-nfd")
+        let precomposed = "caf\u{E9}/\n"
+        let decomposed = "cafe\u{301}/\n"
+        try cluster.write(0, ".nsyncignore", precomposed)
+        try cluster.poll("the NFC rules on node2", timeout: 20) {
+            cluster.read(1, ".nsyncignore") == Array(precomposed.utf8) ? true : nil
+        }
+        try cluster.write(0, ".nsyncignore", decomposed)
+        try cluster.poll("the NFD rules on node2", timeout: 20) {
+            cluster.read(1, ".nsyncignore") == Array(decomposed.utf8) ? true : nil
+        }
+        try cluster.write(0, "cafe\u{301}/secret.txt", "ignored by the rules in the file\n")
+        try cluster.write(0, "marker.txt", "after\n")
+        try cluster.poll("marker.txt on node2", timeout: 20) { cluster.readText(1, "marker.txt") == "after\n" ? true : nil }
+        let deadline = Date().addingTimeInterval(3)
+        while Date() < deadline && cluster.read(1, "cafe\u{301}/secret.txt") == nil { usleep(50_000) }
+        XCTAssertNil(cluster.read(1, "cafe\u{301}/secret.txt"),
+                     "a file in the directory .nsyncignore now names was synced: the NFD rules were not put in force")
+        XCTAssertEqual(FileManager.default.contents(atPath: cluster.path(0, ".nsync/ignore-rules")).map { Array($0) },
+                       Array(decomposed.utf8), "the kept copy holds the rules of the file")
+    }
+
+    /// `rm -rf PATH` emptying `.nsync` (its lock gone) after it removed
+    /// `.nsyncignore`: the node must not write into `.nsync` any more (a
+    /// file there makes rmdir fail), as the manifest saver and the kept
+    /// directory sweep check with stateDirectoryIsIntact().
+    func testNoKeptRulesAreWrittenIntoAStateDirectoryBeingRemoved() throws {
+        let cluster = try makeCluster(nodes: 2, label: "ignore-rmrf")
+        try cluster.write(0, ".nsyncignore", "*.tmp\n")
+        let kept = cluster.path(0, ".nsync/ignore-rules")
+        try cluster.poll("the kept rules", timeout: 20) {
+            FileManager.default.contents(atPath: kept) == Data("*.tmp\n".utf8) ? true : nil
+        }
+        // What rm -rf has done by the time the node hears of .nsyncignore.
+        XCTAssertEqual(unlink(cluster.path(0, ".nsync/lock")), 0)
+        XCTAssertEqual(unlink(kept), 0)
+        XCTAssertEqual(unlink(cluster.path(0, ".nsyncignore")), 0)
+        usleep(1_500_000)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: kept), "written into .nsync while it was being removed")
     }
 }

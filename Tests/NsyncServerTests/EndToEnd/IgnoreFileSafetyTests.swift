@@ -61,4 +61,21 @@ final class EndToEndIgnoreFileSafetyTests: ClusterTestCase {
         }
         XCTAssertNil(cluster.readText(1, "ignored-\(round).tmp"), "the kept rules apply at start-up")
     }
+
+    /// Deleted, it is looked for once more a moment later; still gone, the
+    /// defaults apply (what it ignored syncs from then on).
+    func testDeletingTheIgnoreFileBringsTheDefaultsBack() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, ".nsyncignore", "*.tmp\n")
+        try cluster.waitUntilConverged()
+        try cluster.write(0, "before.tmp", "ignored\n")
+        XCTAssertEqual(unlink(cluster.path(0, ".nsyncignore")), 0)
+        try cluster.poll(".nsyncignore gone on node2", timeout: 20) {
+            FileManager.default.fileExists(atPath: cluster.path(1, ".nsyncignore")) ? nil : true
+        }
+        usleep(UInt32(Node.ignoreFileGoneWait) * 1_000 + 500_000)
+        try cluster.write(0, "after.tmp", "synced now\n")
+        try cluster.poll("after.tmp on node2", timeout: 20) { cluster.readText(1, "after.tmp") == "synced now\n" ? true : nil }
+        XCTAssertFalse(try cluster.status(0).recentErrors.contains { $0.contains(".nsyncignore") })
+    }
 }
