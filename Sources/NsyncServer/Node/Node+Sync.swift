@@ -82,7 +82,7 @@ struct SyncState {
     var notSynced = NotSyncedEntries()
     /// The `.nsyncignore` bytes in force (empty for none), and what is
     /// wrong with the file when it cannot be used (said once).
-    var ignoreText: [UInt8] = []
+    var ignoreBytes: [UInt8] = []
     /// Looks for a `.nsyncignore` that went once more before the defaults apply.
     var ignoreGoneCheck: LoopTimer?
     var ignoreFileTrouble: String?
@@ -512,15 +512,15 @@ extension Node {
     func loadIgnoreRules() -> IgnoreRules {
         switch readIgnoreFile() {
         case .success(let bytes):
-            useIgnoreText(bytes ?? [])
+            useIgnoreRules(bytes ?? [])
         case .failure(let error):
             let kept = try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)
             reportIgnoreFileTrouble(error, consequence: kept == nil
                 ? "the default rules apply (no rules were kept from an earlier run)"
                 : "the rules this node last used apply")
-            sync.ignoreText = kept ?? []
+            sync.ignoreBytes = kept ?? []
         }
-        return IgnoreRules(text: String(decoding: sync.ignoreText, as: UTF8.self))
+        return IgnoreRules(text: String(decoding: sync.ignoreBytes, as: UTF8.self))
     }
 
     /// `.nsyncignore` changed: its rules apply when they differ from those
@@ -532,7 +532,7 @@ extension Node {
     /// `.nsyncignore` first): its kept copy would be written into it.
     private func reloadIgnoreRules(gone wasGone: Bool = false) {
         switch readIgnoreFile() {
-        case .success(nil) where !wasGone && !sync.ignoreText.isEmpty:
+        case .success(nil) where !wasGone && !sync.ignoreBytes.isEmpty:
             sync.ignoreGoneCheck?.close()
             sync.ignoreGoneCheck = loop.schedule(after: Node.ignoreFileGoneWait) { [unowned self] in
                 sync.ignoreGoneCheck = nil
@@ -540,9 +540,9 @@ extension Node {
             }
         case .success(let bytes):
             sync.ignoreFileTrouble = nil
-            guard bytes ?? [] != sync.ignoreText, stateDirectoryIsIntact() else { return }
-            useIgnoreText(bytes ?? [])
-            sync.ignore = IgnoreRules(text: String(decoding: sync.ignoreText, as: UTF8.self))
+            guard bytes ?? [] != sync.ignoreBytes, stateDirectoryIsIntact() else { return }
+            useIgnoreRules(bytes ?? [])
+            sync.ignore = IgnoreRules(text: String(decoding: sync.ignoreBytes, as: UTF8.self))
             handle(sync.watcher?.updateIgnoreRules(sync.ignore) ?? [])
         case .failure(let error):
             reportIgnoreFileTrouble(error, consequence: "the rules in force stay")
@@ -570,9 +570,9 @@ extension Node {
 
     /// Puts `bytes` in force and keeps them, durably, in `.nsync` for a
     /// start-up that finds `.nsyncignore` unusable.
-    private func useIgnoreText(_ bytes: [UInt8]) {
+    private func useIgnoreRules(_ bytes: [UInt8]) {
         sync.ignoreFileTrouble = nil
-        sync.ignoreText = bytes
+        sync.ignoreBytes = bytes
         guard (try? FileDescriptor.readWholeFile(keptIgnoreRulesPath)) != bytes else { return }
         do {
             let temporary = keptIgnoreRulesPath + ".new"
