@@ -23,14 +23,7 @@ final class NodeNotSyncedScanTests: XCTestCase {
     func makeNode() throws -> (Node, String, EventLoop) {
         let root = NSTemporaryDirectory() + "notsynced-scan-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let certificates = TestCertificates.shared
-        let ports = try TestCluster.freePorts(6)
-        let config = NodeConfig(
-            root: root, name: "node1", listenHost: "127.0.0.1", clusterPort: ports[0], filePort: ports[1],
-            peers: [PeerAddress(name: "node2", host: "127.0.0.1", clusterPort: ports[2], filePort: ports[3]),
-                    PeerAddress(name: "node3", host: "127.0.0.1", clusterPort: ports[4], filePort: ports[5])],
-            caPath: certificates.caPath, certificatePath: certificates.certificatePath("node1"),
-            keyPath: certificates.keyPath("node1"))
+        let config = try NodeConfig.node1OfThree(root: root)
         let loop = try EventLoop()
         var logger = Logger(label: "notsynced-scan")
         logger.logLevel = .critical

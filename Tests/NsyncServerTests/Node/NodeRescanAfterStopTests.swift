@@ -34,14 +34,7 @@ final class NodeRescanAfterStopTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: root + "/tree", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         for i in 0..<200 { FileManager.default.createFile(atPath: root + "/tree/f\(i)", contents: Data("x".utf8)) }
-        let certificates = TestCertificates.shared
-        let ports = try TestCluster.freePorts(6)
-        let config = NodeConfig(
-            root: root, name: "node1", listenHost: "127.0.0.1", clusterPort: ports[0], filePort: ports[1],
-            peers: [PeerAddress(name: "node2", host: "127.0.0.1", clusterPort: ports[2], filePort: ports[3]),
-                    PeerAddress(name: "node3", host: "127.0.0.1", clusterPort: ports[4], filePort: ports[5])],
-            caPath: certificates.caPath, certificatePath: certificates.certificatePath("node1"),
-            keyPath: certificates.keyPath("node1"))
+        let config = try NodeConfig.node1OfThree(root: root)
         let lines = Lines()
         let logger = Logger(label: "rescan-stop") { _ in Capture(lines: lines) }
         let loop = try EventLoop()
