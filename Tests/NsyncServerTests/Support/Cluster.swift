@@ -169,7 +169,9 @@ final class TestCluster {
             guard let dead = lost else { return }
             let portTaken = log(dead).contains("already in use")
             guard portTaken, attempt < attempts else {
-                throw failure("\(members[dead].name) \(members[dead].process!.exitDescription) at start-up")
+                // The cluster was not made: no teardown prints its log.
+                throw failure("\(members[dead].name) \(members[dead].process!.exitDescription) at start-up; its log:\n"
+                              + logTail(dead, lines: 20))
             }
             for member in members { member.process?.stop(grace: 5); member.process = nil }
             let ports = try Self.portPicker(2 * members.count)
