@@ -112,9 +112,7 @@ extension FileDescriptor {
         case .symlink: throw SystemError(errno: ELOOP, operation: "read (a symlink)", path: path)
         default: throw SystemError(errno: EINVAL, operation: "read (not a regular file)", path: path)
         }
-        let fd = try FileDescriptor(rawValue: valueOrErrno("open", path: path) {
-            Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        }, path: path)
+        let fd = try open(path, .readOnly, options: Options(rawValue: O_NOFOLLOW | O_NONBLOCK))
         return try fd.closeAfter {
             let status = try FileSystem.status(descriptor: fd.rawValue, path: path)
             guard status.kind == .regular else { throw SystemError(errno: EINVAL, operation: "read (not a regular file)", path: path) }
