@@ -644,6 +644,10 @@ extension Node {
                 startWatchLimitRescans()
             case .notSynced(let entry):
                 noteNotSynced(entry)
+                // Renamed over a synced file: a look announces that file's deletion.
+                if entry.reason == .specialFile, (reconciler.manifest[entry.path]?.local ?? nil) != nil {
+                    observe(entry.path)
+                }
             case .notSyncedGone(let path):
                 sync.notSynced.remove(path)
             }
@@ -798,7 +802,15 @@ extension Node {
                            completion: { [unowned self] looks in
                 sync.observeJobs -= 1
                 var actions: [SyncAction] = []
-                for (path, look) in zip(batch, looks) {
+                for (path, found) in zip(batch, looks) {
+                    var look = found
+                    if case .skipped = look {
+                        noteNotSynced(SkippedEntry(path: path, reason: .specialFile))
+                        // A FIFO or socket where this node held a synced file:
+                        // that file is gone here (rm x; mkfifo x), a deletion to
+                        // announce. The special file itself stays, never replaced.
+                        if reconciler.manifest[path]?.local != nil { look = .found(nil) }
+                    }
                     sync.observing.remove(path)
                     if busy.contains(path) { busyWriterLooked(path) }
                     if sync.scanPending.remove(path) != nil {
@@ -806,7 +818,7 @@ extension Node {
                     }
                     // A directory listed as unreadable that a look can stat: its
                     // mode may have changed; a listing of it says.
-                    if case .found(let local) = look, sync.notSynced.looked(path, isDirectory: local?.kind == .directory) {
+                    if case .found(let local) = found, sync.notSynced.looked(path, isDirectory: local?.kind == .directory) {
                         scanSubtree(path)
                     }
                     switch look {
@@ -823,7 +835,7 @@ extension Node {
                     case .changing:
                         settle(path)
                     case .skipped:
-                        noteNotSynced(SkippedEntry(path: path, reason: .specialFile))
+                        break  // noted above
                     case .failed(let why):
                         recordError("cannot read \(path): \(why); skipped")
                     }

@@ -69,3 +69,61 @@ final class EndToEndNotSyncedTests: ClusterTestCase {
         }
     }
 }
+
+/// A synced file replaced by a FIFO (mv fifo x, or rm x; mkfifo x) is gone from that
+/// node's tree: its deletion reaches the others. The FIFO stays, never
+/// replaced by a later version from elsewhere, which arrives once it goes.
+final class EndToEndSpecialFileReplacesSyncedFileTests: ClusterTestCase {
+    func testAFileReplacedByAFIFOIsDeletedElsewhereAndTheFIFOIsNeverReplaced() throws {
+        let cluster = try makeCluster()
+        try cluster.write(0, "x.txt", "first\n")
+        try cluster.write(0, "gone-offline.txt", "second\n")
+        try cluster.waitUntilConverged()
+
+        // Made outside and renamed over it: no event but the FIFO's arrival.
+        let outside = cluster.path(1, "") + "/../x-fifo"
+        XCTAssertEqual(mkfifo(outside, 0o644), 0)
+        XCTAssertEqual(rename(outside, cluster.path(1, "x.txt")), 0)
+        for node in [0, 2] {
+            try cluster.poll("x.txt deleted on node\(node + 1)", timeout: 20, detail: { cluster.logTail(1) }) {
+                cluster.read(node, "x.txt") == nil ? true : nil
+            }
+        }
+        try cluster.poll("x.txt listed as not synced on node2", timeout: 15,
+                         detail: { (try? cluster.status(1).rendered()) ?? "" }) {
+            try cluster.status(1).notSynced == [SkippedEntry(path: "x.txt", reason: .specialFile).description] ? true : nil
+        }
+
+        // A new x.txt from node1: node3 gets it, node2's FIFO stays.
+        try cluster.write(0, "x.txt", "written again\n")
+        try cluster.write(0, "after.txt", "after\n")
+        for node in [1, 2] {
+            try cluster.poll("after.txt on node\(node + 1)", timeout: 20) {
+                cluster.readText(node, "after.txt") == "after\n" ? true : nil
+            }
+        }
+        try cluster.poll("x.txt written again on node3", timeout: 20) {
+            cluster.readText(2, "x.txt") == "written again\n" ? true : nil
+        }
+        XCTAssertEqual(try FileSystem.status(cluster.path(1, "x.txt")).kind, .other, "node2's FIFO is never replaced")
+        XCTAssertEqual(cluster.readText(0, "x.txt"), "written again\n", "node1 keeps its file: node2 announced no deletion of it")
+
+        // The FIFO goes: node2 fetches the file.
+        XCTAssertEqual(unlink(cluster.path(1, "x.txt")), 0)
+        try cluster.poll("x.txt on node2 once its FIFO is gone", timeout: 20, detail: { cluster.logTail(1) }) {
+            cluster.readText(1, "x.txt") == "written again\n" ? true : nil
+        }
+
+        // Replaced while the node was down: the start-up scan announces the deletion.
+        try cluster.kill(2, signal: SIGTERM)
+        XCTAssertEqual(unlink(cluster.path(2, "gone-offline.txt")), 0)
+        XCTAssertEqual(mkfifo(cluster.path(2, "gone-offline.txt"), 0o644), 0)
+        try cluster.restart(2)
+        for node in [0, 1] {
+            try cluster.poll("gone-offline.txt deleted on node\(node + 1)", timeout: 20, detail: { cluster.logTail(2) }) {
+                cluster.read(node, "gone-offline.txt") == nil ? true : nil
+            }
+        }
+        XCTAssertEqual(try FileSystem.status(cluster.path(2, "gone-offline.txt")).kind, .other)
+    }
+}
