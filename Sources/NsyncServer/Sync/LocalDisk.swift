@@ -272,6 +272,10 @@ enum LocalDisk {
             return .failed(path: record.path, version: record.version, .localChanged)
         }
         do {
+            // Stat'ed before the rename, which keeps it: a program that
+            // writes the file the moment it appears must not have its bytes
+            // taken for the fetched ones (same stat, the hash not read again).
+            let status = try FileSystem.status(fetched.temporaryPath)
             try makeParents(of: full, root: root)
             try inWritableDirectory(of: full, root: root) {
                 if let status = try? FileSystem.status(full), status.kind == .directory {
@@ -279,7 +283,6 @@ enum LocalDisk {
                 }
                 try FileSystem.rename(fetched.temporaryPath, to: full)
             }
-            let status = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
                 hash: record.hash, inode: status.inode))
@@ -307,6 +310,11 @@ enum LocalDisk {
             try FileSystem.setMode(full, record.modeToInstall | local)
             try? FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
+            guard after.kind == .directory, after.inode == made.inode, after.syncedMode == record.modeToInstall else {
+                // Changed by someone else since the chmod: that is what the
+                // directory is now, to be looked at, not held as the record.
+                return .failed(path: record.path, version: record.version, .localChanged)
+            }
             return .installed(path: record.path, version: record.version,
                               local: LocalFile(kind: .directory, mode: after.mode, mtime: after.modificationTime, inode: after.inode))
         } catch {
@@ -321,13 +329,13 @@ enum LocalDisk {
             try makeParents(of: full, root: root)
             try FileSystem.createSymlink(at: temporary, target: record.target)
             try? FileSystem.setModificationTime(temporary, record.mtime, noFollow: true)
+            let after = try FileSystem.status(temporary)  // before the rename, as a file's
             try inWritableDirectory(of: full, root: root) {
                 if let status = try? FileSystem.status(full), status.kind == .directory {
                     try FileSystem.removeDirectory(full)
                 }
                 try FileSystem.rename(temporary, to: full)
             }
-            let after = try FileSystem.status(full)
             return .installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .symlink, mode: 0, mtime: after.modificationTime, target: record.target, inode: after.inode))
         } catch {
@@ -360,12 +368,14 @@ enum LocalDisk {
                 kind: .symlink, mode: 0, mtime: after.modificationTime, target: expected.target, inode: after.inode))
         }
         do {
+            var inode = expected.inode
             if let status = try? FileSystem.status(full), status.linkCount > 1 {
                 let copy = root + "/.nsync/tmp/meta-\(expected.inode)-\(record.version)-\(UInt32.random(in: 0...UInt32.max))"
                 if let failure = copyVerified(root: root, from: record.path, to: copy, record: record) {
                     return .failed(path: record.path, version: record.version, .transient(failure))
                 }
                 do {
+                    inode = try FileSystem.status(copy).inode
                     try inWritableDirectory(of: full, root: root) { try FileSystem.rename(copy, to: full) }
                 } catch {
                     _ = try? FileDescriptor.removeIfPresent(copy)
@@ -380,12 +390,25 @@ enum LocalDisk {
             }
             try FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
+            guard after.kind == .regular, after.inode == inode, UInt64(after.size) == expected.size,
+                  after.syncedMode == record.modeToInstall, isSet(after.modificationTime, to: record.mtime) else {
+                // Written (or replaced) since the check: those are not the
+                // record's bytes under its time, but a change to look at.
+                return .failed(path: record.path, version: record.version, .localChanged)
+            }
             return .installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .file, size: UInt64(after.size), mode: after.mode, mtime: after.modificationTime,
                 hash: expected.hash, inode: after.inode))
         } catch {
             return .failed(path: record.path, version: record.version, .transient("\(error)"))
         }
+    }
+
+    /// Whether a file's mtime `found` after setting it to `mtime` is that
+    /// one: equal, or cut to a file system's coarser step (at most 2 s, as
+    /// FAT's); a write since then shows the time of the write instead.
+    static func isSet(_ found: Int64, to mtime: Int64) -> Bool {
+        found == mtime || (found < mtime && mtime - found < 2_000_000_000)
     }
 
     private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String, root: String) -> InstallResult {
@@ -482,6 +505,7 @@ enum LocalDisk {
         do {
             try FileSystem.setMode(staging, record.modeToInstall)
             try FileSystem.setModificationTime(staging, record.mtime)
+            let status = try FileSystem.status(staging)  // before the rename, as a fetched file's
             try makeParents(of: to, root: root)
             try inWritableDirectory(of: to, root: root) {
                 if let status = try? FileSystem.status(to), status.kind == .directory {
@@ -489,7 +513,6 @@ enum LocalDisk {
                 }
                 try FileSystem.rename(staging, to: to)
             }
-            let status = try FileSystem.status(to)
             return done + [.installed(path: record.path, version: record.version, local: LocalFile(
                 kind: .file, size: UInt64(status.size), mode: status.mode, mtime: status.modificationTime,
                 hash: record.hash, inode: status.inode))]

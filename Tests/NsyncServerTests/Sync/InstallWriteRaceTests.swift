@@ -1,0 +1,152 @@
+import Foundation
+import XCTest
+@testable import NsyncServer
+
+/// A program may rewrite a file the moment it appears (a config agent, a
+/// test's next round): what an install reports having put on disk must be
+/// the fetched file's stat, not whatever the path holds a moment after the
+/// rename. Else the node holds the program's bytes as the fetched version
+/// (a look with that same stat does not hash again) and never announces them.
+final class InstallWriteRaceTests: XCTestCase {
+    func testAWriteJustAfterTheRenameIsSeenByTheNextLook() throws {
+        let dir = try SyncScratchDirectory("install-race", inMemory: true)
+        try dir.mkdir("root/.nsync/tmp")
+        let root = dir.url("root")
+        let fetched = Array("fetched bytes\n".utf8)
+        let written = Array("written bytes\n".utf8)  // the same size: only the mtime tells
+        let mtime: Int64 = 1_600_000_000_123_456_789
+        var writerWon = 0
+        for round in 0..<1_000 {
+            let path = "f\(round)"
+            let temporary = root + "/.nsync/tmp/fetch-\(round)"
+            try Self.write(fetched, to: temporary, mtime: mtime)
+            let record = FileRecord(path: path, version: UInt64(round + 1), kind: .file, size: UInt64(fetched.count),
+                                    mode: 0o644, mtime: mtime, hash: SHA256.hash(fetched), origin: "n1", holders: ["n1"])
+            let full = root + "/" + path
+            let done = DispatchSemaphore(value: 0)
+            let writer = Thread {
+                // Opens the path as soon as it exists and writes over its bytes in place.
+                defer { done.signal() }
+                let deadline = Date().addingTimeInterval(2)
+                var fd: Int32 = -1
+                while fd < 0, Date() < deadline { fd = open(full, O_WRONLY | O_CLOEXEC) }
+                guard fd >= 0 else { return }
+                _ = written.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                close(fd)
+            }
+            writer.start()
+            let results = LocalDisk.install([.file(Fetcher.Fetched(record: record, expected: nil, temporaryPath: temporary))],
+                                            root: root, node: "n2", now: 0)
+            XCTAssertEqual(done.wait(timeout: .now() + 5), .success, "the writer ends")
+            guard results.count == 1, case .installed(_, _, let local?) = results[0] else {
+                return XCTFail("round \(round): not installed: \(results)")
+            }
+            guard case .found(let looked?) = LocalDisk.look(root: root, path: path, known: local) else {
+                return XCTFail("round \(round): the look failed")
+            }
+            XCTAssertEqual(String(decoding: try XCTUnwrap(FileManager.default.contents(atPath: full)), as: UTF8.self),
+                           "written bytes\n", "round \(round): the writer wrote after the rename")
+            if looked.hash != SHA256.hash(written) {
+                return XCTFail("round \(round): the look took the program's bytes for the fetched ones (install reported \(local))")
+            }
+            if (try FileSystem.status(full)).modificationTime != mtime { writerWon += 1 }
+        }
+        XCTAssertEqual(writerWon, 1_000, "every round's write came after the install's rename")
+    }
+
+    /// The same for a new mtime set in place (a touch from elsewhere): a
+    /// write the moment it is set is a change to look at, never held as
+    /// the record's bytes.
+    func testAWriteJustAfterATouchIsInstalledIsSeenByTheNextLook() throws {
+        let dir = try SyncScratchDirectory("touch-race", inMemory: true)
+        try dir.mkdir("root/.nsync/tmp")
+        let root = dir.url("root")
+        let bytes = Array("the bytes\n".utf8)
+        let written = Array("new bytes\n".utf8)
+        var refused = 0
+        for round in 0..<3_000 {
+            let path = "f\(round)", full = root + "/" + path
+            try Self.write(bytes, to: full, mtime: 1_500_000_000_000_000_000)
+            guard case .found(let expected?) = LocalDisk.look(root: root, path: path, known: nil) else {
+                return XCTFail("round \(round): the look failed")
+            }
+            let touched: Int64 = 1_600_000_000_000_000_000 + Int64(round)
+            let record = FileRecord(path: path, version: UInt64(round + 1), kind: .file, size: expected.size, mode: 0o644,
+                                    mtime: touched, hash: expected.hash, origin: "n1", holders: ["n1"])
+            let done = DispatchSemaphore(value: 0)
+            let writer = Thread {
+                // Writes over the bytes once the new time is set.
+                defer { done.signal() }
+                let deadline = Date().addingTimeInterval(2)
+                while Date() < deadline, (try? FileSystem.status(full))?.modificationTime != touched {}
+                let fd = open(full, O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { return }
+                _ = written.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                close(fd)
+            }
+            writer.start()
+            let results = LocalDisk.install([.modificationTime(record, expected: expected)], root: root, node: "n2", now: 0)
+            XCTAssertEqual(done.wait(timeout: .now() + 5), .success, "the writer ends")
+            guard results.count == 1 else { return XCTFail("round \(round): \(results)") }
+            switch results[0] {
+            case .installed(_, _, let local?):
+                guard case .found(let looked?) = LocalDisk.look(root: root, path: path, known: local) else {
+                    return XCTFail("round \(round): the look failed")
+                }
+                if looked.hash != SHA256.hash(written) {
+                    return XCTFail("round \(round): the look took the write for the record's bytes (install reported \(local))")
+                }
+            case .failed(_, _, .localChanged):
+                refused += 1  // the reconciler looks at it: the write is announced
+            default:
+                return XCTFail("round \(round): \(results)")
+            }
+        }
+        print("touch race: \(refused) of 3000 installs saw the write and left it to a look")
+    }
+
+    /// A directory's mode: a chmod the moment the record's mode is set is
+    /// not reported as the record's mode being there.
+    func testAChmodJustAfterADirectoryIsInstalledIsNotReportedAsTheRecordsMode() throws {
+        let dir = try SyncScratchDirectory("directory-race", inMemory: true)
+        try dir.mkdir("root/.nsync/tmp")
+        let root = dir.url("root")
+        for round in 0..<3_000 {
+            let path = "d\(round)", full = root + "/" + path
+            let record = FileRecord(path: path, version: UInt64(round + 1), kind: .directory, size: 0, mode: 0o750,
+                                    mtime: 1_600_000_000_000_000_000, hash: [], origin: "n1", holders: ["n1"])
+            let done = DispatchSemaphore(value: 0)
+            let writer = Thread {
+                defer { done.signal() }
+                let deadline = Date().addingTimeInterval(2)
+                // Once the install set its mode, then its time: right before it reports.
+                while Date() < deadline, (try? FileSystem.status(full))?.modificationTime != 1_600_000_000_000_000_000 {}
+                chmod(full, 0o700)
+            }
+            writer.start()
+            let results = LocalDisk.install([.directory(record, expected: nil)], root: root, node: "n2", now: 0)
+            XCTAssertEqual(done.wait(timeout: .now() + 5), .success, "the writer ends")
+            guard results.count == 1 else { return XCTFail("round \(round): \(results)") }
+            switch results[0] {
+            case .installed(_, _, let local?):
+                if local.mode != 0o750 {
+                    return XCTFail("round \(round): the user's chmod was reported as installed (\(local)): never announced")
+                }
+            case .failed(_, _, .localChanged):
+                break
+            default:
+                return XCTFail("round \(round): \(results)")
+            }
+        }
+    }
+
+    private static func write(_ bytes: [UInt8], to path: String, mtime: Int64) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemError(errno: errno, operation: "open", path: path) }
+        defer { close(fd) }
+        guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw SystemError(errno: errno, operation: "write", path: path)
+        }
+        try FileSystem.setModificationTime(descriptor: fd, mtime)
+    }
+}
