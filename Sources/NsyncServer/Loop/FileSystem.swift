@@ -280,6 +280,24 @@ public enum FileSystem {
         return hasher.finalize()
     }
 
+    /// Whether a file stamped `modifiedAt` (ns since the epoch) and just
+    /// read could be written again with the very same mtime: the kernel
+    /// stamps writes from a coarse clock (one tick: 1-10 ms), so a write in
+    /// the tick of the last one, after the read, changes no stat field when
+    /// the size stays. Two ticks of margin.
+    public static func mayChangeUnseen(modifiedAt: Int64) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &now)
+        return modifiedAt > Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - 2 * coarseTick
+    }
+
+    /// The coarse clock's resolution in ns (the kernel's tick).
+    static let coarseTick: Int64 = {
+        var resolution = timespec()
+        guard clock_getres(CLOCK_REALTIME_COARSE, &resolution) == 0 else { return 10_000_000 }
+        return max(Int64(resolution.tv_sec) * 1_000_000_000 + Int64(resolution.tv_nsec), 1_000_000)
+    }()
+
     /// Hashes a file until one pass sees it unchanged, at most `attempts`
     /// passes; the last result is returned either way and the caller treats
     /// an unstable one as "still being written" and tries again later.

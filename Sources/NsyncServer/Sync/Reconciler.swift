@@ -11,6 +11,11 @@ public struct LocalFile: Equatable, Sendable {
     public var target: String
     /// Inode number: a file replaced by rename has the same size/mtime but not the same inode.
     public var inode: UInt64
+    /// Hashed within a clock tick or two of its mtime: a write in that same
+    /// tick (the kernel stamps files from a coarse clock) leaves the stat as
+    /// it was, so the stat alone does not vouch for `hash` ("racy git").
+    /// Kept in memory only and not part of equality.
+    public var isRacy = false
 
     public init(kind: FileKind, size: UInt64 = 0, mode: UInt32, mtime: Int64, hash: [UInt8] = [],
                 target: String = "", inode: UInt64 = 0) {
@@ -21,6 +26,11 @@ public struct LocalFile: Equatable, Sendable {
         self.hash = hash
         self.target = target
         self.inode = inode
+    }
+
+    public static func == (a: LocalFile, b: LocalFile) -> Bool {
+        a.kind == b.kind && a.size == b.size && a.mode == b.mode && a.mtime == b.mtime && a.hash == b.hash
+            && a.target == b.target && a.inode == b.inode
     }
 
     /// Same content and permission bits as `record` (mtime and inode aside):

@@ -17,6 +17,8 @@ final class ModeBitsTests: XCTestCase {
         try dir.mkdir("shared")
         XCTAssertEqual(chmod(dir.url("tool"), 0o6755), 0)
         XCTAssertEqual(chmod(dir.url("shared"), 0o3777), 0)
+        // Written long ago: a hash in the tick of the write is not vouched for by a stat (RacyHashTests).
+        try FileSystem.setModificationTime(dir.url("tool"), 1_600_000_000_000_000_000)
         guard case .found(let tool?) = LocalDisk.look(root: dir.path, path: "tool", known: nil),
               case .found(let shared?) = LocalDisk.look(root: dir.path, path: "shared", known: nil) else {
             return XCTFail("looks failed")
