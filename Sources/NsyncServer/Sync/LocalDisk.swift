@@ -411,10 +411,11 @@ enum LocalDisk {
     }
 
     /// Whether a file's mtime `found` after setting it to `mtime` is that
-    /// one: equal, or cut to a file system's coarser step (at most 2 s, as
-    /// FAT's); a write since then shows the time of the write instead.
+    /// one: equal, or rounded to a file system's coarser step (at most 2 s,
+    /// as FAT's; either way, for times before 1970); a write since then
+    /// shows the time of the write instead.
     static func isSet(_ found: Int64, to mtime: Int64) -> Bool {
-        found == mtime || (found < mtime && mtime - found < 2_000_000_000)
+        found == mtime || (found - mtime).magnitude < 2_000_000_000
     }
 
     private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String, root: String) -> InstallResult {

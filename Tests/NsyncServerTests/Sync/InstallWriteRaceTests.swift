@@ -140,6 +140,18 @@ final class InstallWriteRaceTests: XCTestCase {
         }
     }
 
+    /// A file system with a coarser step than nanoseconds (FAT's 2 s, a
+    /// second on others) stores the set time rounded: that is no write, or
+    /// every touch would be refused and retried for ever.
+    func testATimeRoundedByTheFileSystemCountsAsSetAndAWritesTimeDoesNot() {
+        let set: Int64 = 1_600_000_000_123_456_789
+        XCTAssertTrue(LocalDisk.isSet(set, to: set))
+        XCTAssertTrue(LocalDisk.isSet(1_600_000_000_000_000_000, to: set), "cut to the second")
+        XCTAssertTrue(LocalDisk.isSet(1_600_000_001_000_000_000, to: set - 1_000_000_000 + 1), "up to FAT's 2 s")
+        XCTAssertTrue(LocalDisk.isSet(-1_000_000_000, to: -1_500_000_000), "before 1970, cut toward zero")
+        XCTAssertFalse(LocalDisk.isSet(Int64(Date().timeIntervalSince1970 * 1e9), to: set), "a write's time")
+    }
+
     private static func write(_ bytes: [UInt8], to path: String, mtime: Int64) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SystemError(errno: errno, operation: "open", path: path) }
