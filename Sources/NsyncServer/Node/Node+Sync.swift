@@ -645,9 +645,7 @@ extension Node {
             case .notSynced(let entry):
                 noteNotSynced(entry)
                 // Renamed over a synced file: a look announces that file's deletion.
-                if entry.reason == .specialFile, (reconciler.manifest[entry.path]?.local ?? nil) != nil {
-                    observe(entry.path)
-                }
+                if entry.reason == .specialFile, specialFileReplacesSynced(entry.path) { observe(entry.path) }
             case .notSyncedGone(let path):
                 sync.notSynced.remove(path)
             }
@@ -688,6 +686,14 @@ extension Node {
         busy.since = now
         busy.wait = max(min(busy.wait * 2, Node.busyWriterMaximumWait), 3 * (now - min(started, now)))
         sync.busyWriters[path] = busy
+    }
+
+    /// Whether a FIFO, socket or device found at `path` stands where this
+    /// node held, or is announcing, a synced entry. Not `.nsyncignore`: one
+    /// that cannot be read keeps the rules in force here, so it is no
+    /// deletion of the rules for the others either.
+    private func specialFileReplacesSynced(_ path: String) -> Bool {
+        path != IgnoreRules.fileName && ((reconciler.manifest[path]?.local ?? nil) != nil || reconciler.isAnnouncing(path))
     }
 
     /// `path` and everything the manifest knows below it (a removed or moved-away directory).
@@ -806,10 +812,9 @@ extension Node {
                     var look = found
                     if case .skipped = look {
                         noteNotSynced(SkippedEntry(path: path, reason: .specialFile))
-                        // A FIFO or socket where this node held a synced file:
-                        // that file is gone here (rm x; mkfifo x), a deletion to
+                        // That file is gone here (rm x; mkfifo x): a deletion to
                         // announce. The special file itself stays, never replaced.
-                        if reconciler.manifest[path]?.local != nil { look = .found(nil) }
+                        if specialFileReplacesSynced(path) { look = .found(nil) }
                     }
                     sync.observing.remove(path)
                     if busy.contains(path) { busyWriterLooked(path) }
