@@ -21,7 +21,7 @@ public struct FileStat: Equatable, Sendable {
     init(_ st: uv_stat_t) {
         size = Int64(st.st_size)
         mode = UInt32(st.st_mode)
-        modificationTime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        modificationTime = FileSystem.nanoseconds(Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec))
         inode = st.st_ino
         device = st.st_dev
     }
@@ -126,7 +126,7 @@ extension EventLoop {
         defer { uv_fs_req_cleanup(&request) }
         guard uv_fs_lstat(pointer, &request, path, nil) == 0 else { return nil }
         let born = request.statbuf.st_birthtim
-        return Int64(born.tv_sec) * 1_000_000_000 + Int64(born.tv_nsec)
+        return FileSystem.nanoseconds(Int(born.tv_sec), Int(born.tv_nsec))
     }
 
     public func statFile(_ fd: Int32, completion: @escaping (Result<FileStat, UVError>) -> Void) {

@@ -45,8 +45,8 @@ public struct FileStatus: Equatable, Sendable {
         }
         size = Int64(st.st_size)
         mode = UInt32(st.st_mode) & 0o7777
-        modificationTime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        changeTime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        modificationTime = FileSystem.nanoseconds(st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+        changeTime = FileSystem.nanoseconds(st.st_ctim.tv_sec, st.st_ctim.tv_nsec)
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)
         linkCount = UInt64(st.st_nlink)
@@ -215,8 +215,7 @@ public enum FileSystem {
     /// IN_MODIFY, which watchers would take for a write in progress. With
     /// `noFollow` the link itself is stamped, which is how symlinks are synced.
     public static func setModificationTime(_ path: String, _ nanoseconds: Int64, noFollow: Bool = false) throws {
-        let time = timespec(tv_sec: Int(nanoseconds.floorDiv(1_000_000_000)),
-                            tv_nsec: Int(nanoseconds.floorMod(1_000_000_000)))
+        let time = timeSpec(nanoseconds: nanoseconds)
         var times = [time, time]
         let flags = noFollow ? AT_SYMLINK_NOFOLLOW : 0
         _ = try valueOrErrno("utimensat", path: path) { utimensat(AT_FDCWD, path, &times, flags) }
@@ -280,22 +279,40 @@ public enum FileSystem {
         return hasher.finalize()
     }
 
+    /// Nanoseconds since the epoch of a time's parts, saturated at Int64's
+    /// range (1677-2262): ext4 keeps times up to 2446, and a file dated past
+    /// 2262 must not stop the daemon. Such a file reads as 2262 everywhere.
+    public static func nanoseconds(_ seconds: Int, _ nanoseconds: Int) -> Int64 {
+        let (product, overflow) = Int64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return seconds < 0 ? .min : .max }
+        let (sum, overflowed) = product.addingReportingOverflow(Int64(nanoseconds))
+        return overflowed ? .max : sum
+    }
+
     /// Whether a file stamped `modifiedAt` (ns since the epoch) and just
     /// read could be written again with the very same mtime: the kernel
-    /// stamps writes from a coarse clock (one tick: 1-10 ms), so a write in
-    /// the tick of the last one, after the read, changes no stat field when
-    /// the size stays. Two ticks of margin.
+    /// stamps a write with the coarse clock's time (one tick: 1-10 ms; a
+    /// fine-grained stamp, Linux 6.13 on, is within a tick past it), so a
+    /// write in the tick of the last one, after the read, changes no stat
+    /// field when the size stays. Two ticks of margin either side; a time
+    /// far from now (a file dated in the future) no write can give.
     public static func mayChangeUnseen(modifiedAt: Int64) -> Bool {
+        let now = coarseNow()
+        return modifiedAt >= now &- 2 * coarseTick && modifiedAt <= now &+ 2 * coarseTick
+    }
+
+    /// The coarse clock (what the kernel stamps files with), ns since the epoch.
+    public static func coarseNow() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME_COARSE, &now)
-        return modifiedAt > Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - 2 * coarseTick
+        return nanoseconds(now.tv_sec, now.tv_nsec)
     }
 
     /// The coarse clock's resolution in ns (the kernel's tick).
-    static let coarseTick: Int64 = {
+    public static let coarseTick: Int64 = {
         var resolution = timespec()
         guard clock_getres(CLOCK_REALTIME_COARSE, &resolution) == 0 else { return 10_000_000 }
-        return max(Int64(resolution.tv_sec) * 1_000_000_000 + Int64(resolution.tv_nsec), 1_000_000)
+        return max(nanoseconds(resolution.tv_sec, resolution.tv_nsec), 1_000_000)
     }()
 
     /// Hashes a file until one pass sees it unchanged, at most `attempts`

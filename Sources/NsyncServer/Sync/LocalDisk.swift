@@ -391,13 +391,15 @@ enum LocalDisk {
             // A file's setuid and setgid bits go with any change from
             // elsewhere, as with a copy (a directory's setgid bit stays:
             // `installDirectory`).
+            let started = FileSystem.coarseNow()
             if (try FileSystem.status(full)).mode != record.modeToInstall {
                 try FileSystem.setMode(full, record.modeToInstall)
             }
             try FileSystem.setModificationTime(full, record.mtime)
             let after = try FileSystem.status(full)
             guard after.kind == .regular, after.inode == inode, UInt64(after.size) == expected.size,
-                  after.syncedMode == record.modeToInstall, isSet(after.modificationTime, to: record.mtime) else {
+                  after.syncedMode == record.modeToInstall,
+                  isSet(after.modificationTime, to: record.mtime, window: writeWindow(since: started)) else {
                 // Written (or replaced) since the check: those are not the
                 // record's bytes under its time, but a change to look at.
                 return .failed(path: record.path, version: record.version, .localChanged)
@@ -410,12 +412,20 @@ enum LocalDisk {
         }
     }
 
-    /// Whether a file's mtime `found` after setting it to `mtime` is that
-    /// one: equal, or rounded to a file system's coarser step (at most 2 s,
-    /// as FAT's; either way, for times before 1970); a write since then
-    /// shows the time of the write instead.
-    static func isSet(_ found: Int64, to mtime: Int64) -> Bool {
-        found == mtime || (found - mtime).magnitude < 2_000_000_000
+    /// Whether a file's mtime `found`, read after setting it to `mtime`
+    /// while the coarse clock went through `window`, is that one. A write
+    /// since then stamps the clock's time, within the window; any other
+    /// value is how the file system stored `mtime`: rounded to its step,
+    /// or clamped to its range (ext4 keeps 1901-2446, FAT 1980-2107), the
+    /// same on every try, so it is held rather than set again for ever.
+    static func isSet(_ found: Int64, to mtime: Int64, window: ClosedRange<Int64>) -> Bool {
+        found == mtime || !window.contains(found)
+    }
+
+    /// The coarse clock's times a write stamps between `start` and now
+    /// (a fine-grained stamp is up to a tick past the coarse clock).
+    static func writeWindow(since start: Int64) -> ClosedRange<Int64> {
+        (start &- FileSystem.coarseTick)...(FileSystem.coarseNow() &+ 2 * FileSystem.coarseTick)
     }
 
     private static func remove(_ path: String, version: UInt64, expected: LocalFile, full: String, root: String) -> InstallResult {

@@ -240,6 +240,8 @@ public struct Reconciler {
         }
         if let local, let known = entry?.local, local.sameStat(as: known), local.sameContent(as: known) {
             // Unchanged since we last looked; the record may still need us.
+            // Read again past its write's tick, the stat vouches for it now.
+            if known.isRacy, !local.isRacy { manifest[path]?.local = local }
             return reconcile(path, index: index)
         }
         if let record, record.kind != .deleted, let local, local.sameContent(as: record) {

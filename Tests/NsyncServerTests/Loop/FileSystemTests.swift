@@ -28,6 +28,36 @@ final class FileSystemTests: XCTestCase {
         }
     }
 
+    /// ext4 and tmpfs keep times past 2262, the end of Int64 nanoseconds
+    /// (`touch -d 2300-01-01`), and ext4 before 1677: such a time reads as
+    /// the nearest end of the range, in a stat, a listing and a look, and
+    /// does not trap (it stopped the daemon at every start-up scan).
+    func testTimesBeyondInt64NanosecondsReadAsTheEndsOfTheRange() throws {
+        let dir = try SyncScratchDirectory("fs-far")
+        try dir.write("future", "2300\n")
+        try dir.write("past", "1600\n")
+        for (name, seconds) in [("future", 10_413_792_000), ("past", -11_676_096_000)] {
+            var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+            XCTAssertEqual(utimensat(AT_FDCWD, dir.url(name), &times, 0), 0, name)
+        }
+        let future = try FileSystem.status(dir.url("future")).modificationTime
+        XCTAssertEqual(future, .max)
+        let past = try FileSystem.status(dir.url("past")).modificationTime
+        XCTAssertTrue(past == .min || past == -2_147_483_648_000_000_000,
+                      "read as the start of the range, or clamped to 1901 by the file system (ext4): \(past)")
+        let listed = try DirectoryScanner.scan(root: dir.path, ignore: .defaults).entries
+        XCTAssertEqual(listed.first { $0.path == "future" }?.modificationTime, .max)
+        guard case .found(let looked?) = LocalDisk.look(root: dir.path, path: "future", known: nil) else {
+            return XCTFail("the look failed")
+        }
+        XCTAssertEqual(looked.mtime, .max)
+        XCTAssertFalse(looked.isRacy)
+        XCTAssertEqual(FileSystem.nanoseconds(-10_000_000_000_000, 0), .min)
+        XCTAssertEqual(FileSystem.nanoseconds(9_223_372_036, 854_775_807), .max)
+        XCTAssertEqual(FileSystem.nanoseconds(9_223_372_036, 854_775_808), .max)
+        XCTAssertEqual(FileSystem.nanoseconds(1, 5), 1_000_000_005)
+    }
+
     func testListDirectorySkipsDotEntriesAndEntriesCarryLstat() throws {
         let dir = try SyncScratchDirectory("fs")
         try dir.write("a", "1")

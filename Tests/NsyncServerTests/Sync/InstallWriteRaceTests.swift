@@ -140,16 +140,22 @@ final class InstallWriteRaceTests: XCTestCase {
         }
     }
 
-    /// A file system with a coarser step than nanoseconds (FAT's 2 s, a
-    /// second on others) stores the set time rounded: that is no write, or
-    /// every touch would be refused and retried for ever.
-    func testATimeRoundedByTheFileSystemCountsAsSetAndAWritesTimeDoesNot() {
+    /// What a file system stores for a time set is held as set: rounded to
+    /// its step, or clamped to its range (ext4 keeps 1901-2446), or every
+    /// such touch would be refused and retried for ever. A write's time,
+    /// the clock's while the set ran, is not the set time, even when the
+    /// set time is fresh (a touch elsewhere a moment ago).
+    func testWhatTheFileSystemStoresCountsAsSetAndAWritesTimeDoesNot() {
+        let now = FileSystem.coarseNow()
+        let window = LocalDisk.writeWindow(since: now)
         let set: Int64 = 1_600_000_000_123_456_789
-        XCTAssertTrue(LocalDisk.isSet(set, to: set))
-        XCTAssertTrue(LocalDisk.isSet(1_600_000_000_000_000_000, to: set), "cut to the second")
-        XCTAssertTrue(LocalDisk.isSet(1_600_000_001_000_000_000, to: set - 1_000_000_000 + 1), "up to FAT's 2 s")
-        XCTAssertTrue(LocalDisk.isSet(-1_000_000_000, to: -1_500_000_000), "before 1970, cut toward zero")
-        XCTAssertFalse(LocalDisk.isSet(Int64(Date().timeIntervalSince1970 * 1e9), to: set), "a write's time")
+        XCTAssertTrue(LocalDisk.isSet(set, to: set, window: window))
+        XCTAssertTrue(LocalDisk.isSet(1_600_000_000_000_000_000, to: set, window: window), "cut to the second")
+        XCTAssertTrue(LocalDisk.isSet(-2_147_483_648_000_000_000, to: -5_364_662_400_000_000_000, window: window),
+                      "1800 clamped to 1901")
+        XCTAssertFalse(LocalDisk.isSet(now, to: set, window: window), "a write's time")
+        XCTAssertFalse(LocalDisk.isSet(now, to: now - 300_000_000, window: window), "a write's time after a fresh touch")
+        XCTAssertTrue(LocalDisk.isSet(now - 300_000_000, to: now - 300_000_000, window: window), "a fresh touch set")
     }
 
     private static func write(_ bytes: [UInt8], to path: String, mtime: Int64) throws {
