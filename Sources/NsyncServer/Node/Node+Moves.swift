@@ -61,6 +61,10 @@ extension Node {
             guard let local = entry.local, local.kind == .file else { continue }
             sync.renameHints[to + path.dropFirst(from.count)] = (local, now)
         }
+        for (path, announced) in reconciler.announcing(under: prefix) {
+            guard let local = announced, local.kind == .file else { continue }
+            sync.renameHints[to + path.dropFirst(from.count)] = (local, now)
+        }
     }
 
     func takeRenameHint(_ path: String) -> LocalFile? {

@@ -204,6 +204,12 @@ public struct Reconciler {
     public var pendingPutCount: Int { pendingPuts.count }
     /// Whether a put of ours for `path` awaits its outcome.
     public func isAnnouncing(_ path: String) -> Bool { pendingPuts[path] != nil }
+    /// The paths under `prefix` (a directory's path and "/") with a put on
+    /// its way, and what each announces (nil: a deletion): known to the
+    /// cluster soon, to the manifest only once committed.
+    public func announcing(under prefix: String) -> [(path: String, local: LocalFile?)] {
+        pendingPuts.compactMap { $0.key.hasPrefix(prefix) ? ($0.key, $0.value) : nil }
+    }
     public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty || !copying.isEmpty }
 
     public mutating func markManifestSaved() { manifestDirty = false }
