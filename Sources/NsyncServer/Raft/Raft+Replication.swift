@@ -73,11 +73,17 @@ extension Raft {
         case let .rejected(rejectedIndex, hintIndex, hintTerm):
             switch progress[slot].state {
             case .replicate:
-                // A stale rejection (of something since acknowledged) means nothing.
-                guard rejectedIndex > progress[slot].match else { return }
+                // Even of something acknowledged (answers come in order, so
+                // it is no stale answer): the follower lost its log (its state
+                // removed, it rejoined empty). The probe from `match` says.
                 progress[slot].becomeProbe()
             case .probe:
                 guard rejectedIndex == progress[slot].next - 1 else { return }
+                if rejectedIndex <= progress[slot].match {
+                    // It acknowledged this index and lacks it now: its log was
+                    // lost. What it held counts for nothing; find what it has.
+                    progress[slot].match = 0
+                }
                 var probe = hintIndex
                 if hintTerm > 0 {
                     probe = log.lastIndex(atOrBelow: hintIndex, withTermAtMost: hintTerm).index
@@ -161,6 +167,14 @@ extension Raft {
     mutating func receiveHeartbeat(from leader: NodeName, commit: UInt64) {
         acceptLeader(leader)
         commitTo(min(commit, log.lastIndex))
+        guard commit <= log.lastIndex else {
+            // The leader knows this node held entries up to `commit` (it
+            // tells no one more than it acknowledged), and it does not: its
+            // log was lost, its state removed. A rejection makes the leader
+            // probe back to what is here; a heartbeat answer would not.
+            send(.appendResponse(.rejected(rejectedIndex: commit, hintIndex: log.lastIndex, hintTerm: 0)), to: leader)
+            return
+        }
         send(.heartbeatResponse, to: leader)
     }
 
