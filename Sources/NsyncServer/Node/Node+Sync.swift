@@ -80,6 +80,9 @@ struct SyncState {
     /// What is here and does not sync (special files, names that are not
     /// UTF-8, unreadable directories), for the log and status.
     var notSynced = NotSyncedEntries()
+    /// Install journal entries whose path held nothing at start-up
+    /// (`Node.restoreJournaledInstallsGone`).
+    var journaledInstallsGone: [InstallJournal.Entry] = []
     /// The `.nsyncignore` bytes in force (empty for none), and what is
     /// wrong with the file when it cannot be used (said once).
     var ignoreBytes: [UInt8] = []
@@ -229,7 +232,8 @@ extension Node {
                 logger.warning("ignoring unreadable \(manifestPath) (\(error)): local files will be compared by content")
             }
         }
-        let replayed = InstallJournal.replay(installJournalPath, root: config.root, onto: &manifest)
+        let replayed = InstallJournal.replay(installJournalPath, root: config.root, onto: &manifest,
+                                             gone: &sync.journaledInstallsGone)
         if replayed > 0 {
             logger.info("\(replayed) files installed after the last manifest save are known from \(installJournalPath)")
         }
@@ -237,6 +241,51 @@ extension Node {
     }
 
     var installJournalPath: String { stateDirectory + "/installs" }
+
+    /// Files installed after the last manifest save whose path holds
+    /// nothing now: those this node announced holding (the index says so)
+    /// were installed and then removed or renamed away by the user before
+    /// a crash (`mv doc docA` then kill -9, within the second before the
+    /// next save). Known to the manifest again, the start-up scan finds
+    /// them gone and announces it; unknown, they were fetched back and the
+    /// user's removal undone on every node. Before the scan; with the index
+    /// as replayed (a node that waits for its peers' names replays later,
+    /// and fetches them back as before).
+    func restoreJournaledInstallsGone() {
+        let gone = sync.journaledInstallsGone
+        sync.journaledInstallsGone.removeAll()
+        var restored = 0
+        var parents = Set<String>()
+        for entry in gone {
+            guard let record = index.record(at: entry.path), record.kind == .file, record.version == entry.version,
+                  record.holders.contains(config.name), reconciler.manifest[entry.path]?.version ?? 0 < entry.version
+            else { continue }
+            reconciler.knownInstalled(entry.path, ManifestEntry(version: entry.version, local: entry.local))
+            restored += 1
+            var parent = Substring(entry.path)
+            while let slash = parent.lastIndex(of: "/") {
+                parent = parent[..<slash]
+                guard parents.insert(String(parent)).inserted else { break }
+            }
+        }
+        // Their folders, made by those installs, are in no journal: those
+        // the index says this node held and that are gone went with them.
+        for directory in parents where reconciler.manifest[directory] == nil {
+            guard let record = index.record(at: directory), record.kind == .directory,
+                  record.holders.contains(config.name) else { continue }
+            do {
+                _ = try FileSystem.status(config.root + "/" + directory)
+            } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+                reconciler.knownInstalled(directory, ManifestEntry(version: record.version, local: LocalFile(
+                    kind: .directory, mode: record.mode, mtime: record.mtime)))
+            } catch {
+                continue
+            }
+        }
+        if restored > 0 {
+            logger.info("\(restored) files installed after the last manifest save are gone from their paths: the scan announces it")
+        }
+    }
 
     func startSync() throws {
         guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
@@ -273,6 +322,7 @@ extension Node {
         }
         sync.timers.append(saver)
         loadKeptDirectories()
+        restoreJournaledInstallsGone()
         rescan(reason: "start-up")
         startPeriodicRescans(every: config.tuning.rescanInterval)
     }

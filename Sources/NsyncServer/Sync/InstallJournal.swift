@@ -95,10 +95,28 @@ enum InstallJournal {
     /// each entry whose file is still exactly the one installed becomes that
     /// path's manifest entry. Returns how many did.
     static func replay(_ path: String, root: String, onto manifest: inout PathMap<ManifestEntry>) -> Int {
+        var gone: [Entry] = []
+        return replay(path, root: root, onto: &manifest, gone: &gone)
+    }
+
+    /// As above; `gone` gets the entries whose path holds nothing now:
+    /// never installed (a crash before the rename), or installed and then
+    /// removed or renamed away by the user. Only the index can tell (the
+    /// node announced holding each version it installed).
+    static func replay(_ path: String, root: String, onto manifest: inout PathMap<ManifestEntry>, gone: inout [Entry]) -> Int {
         guard let bytes = try? FileDescriptor.readWholeFile(path) else { return 0 }
         var replayed = 0
         for entry in decode(bytes) {
-            guard let status = try? FileSystem.status(root + "/" + entry.path), status.kind == .regular,
+            let status: FileStatus
+            do {
+                status = try FileSystem.status(root + "/" + entry.path)
+            } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+                gone.append(entry)
+                continue
+            } catch {
+                continue
+            }
+            guard status.kind == .regular,
                   status.inode == entry.local.inode, UInt64(status.size) == entry.local.size,
                   status.modificationTime == entry.local.mtime, status.syncedMode == entry.local.mode else { continue }
             if let known = manifest[entry.path], known.version > entry.version { continue }

@@ -214,6 +214,10 @@ public struct Reconciler {
 
     public mutating func markManifestSaved() { manifestDirty = false }
 
+    /// This node installed `entry` at `path` (its install journal and the
+    /// index agree), which the manifest did not know yet.
+    mutating func knownInstalled(_ path: String, _ entry: ManifestEntry) { setManifest(path, entry) }
+
     // MARK: local changes
 
     /// The node looked at `path` on disk and found `local` (nil: absent).

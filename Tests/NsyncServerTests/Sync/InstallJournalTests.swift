@@ -55,7 +55,9 @@ final class InstallJournalTests: XCTestCase {
         manifest["kept.txt"] = ManifestEntry(version: 3, local: nil)
         manifest["older.txt"] = ManifestEntry(version: 20, local: nil)
         manifest["edited.txt"] = ManifestEntry(version: 4, local: nil)
-        XCTAssertEqual(InstallJournal.replay(journal, root: root, onto: &manifest), 1)
+        var gone: [InstallJournal.Entry] = []
+        XCTAssertEqual(InstallJournal.replay(journal, root: root, onto: &manifest, gone: &gone), 1)
+        XCTAssertEqual(gone, [never], "a path with nothing is set aside for the index to judge (held there: removed since)")
 
         XCTAssertEqual(manifest["kept.txt"], ManifestEntry(version: 40, local: kept.local))
         XCTAssertEqual(manifest["edited.txt"], ManifestEntry(version: 4, local: nil), "a later edit is the user's")
