@@ -75,6 +75,13 @@ extension Node {
                     return
                 }
                 if link.name == nil {
+                    if let other = links.first(where: { $0 !== link && $0.name == peer }) {
+                        // Two members cannot share a name (a copy of another
+                        // node's name and certificate): Raft would refuse to start.
+                        recordError("\(link.address) presents itself as \(peer), the name of \(other.address); not talking to it until one is renamed")
+                        channel.close()
+                        return
+                    }
                     link.name = peer
                     saveKnownNames()
                 }

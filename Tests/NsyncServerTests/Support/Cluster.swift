@@ -79,7 +79,7 @@ final class TestCluster {
     /// know Raft is up.
     init(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e", running: [Int]? = nil,
          peerPorts: ((_ node: Int, _ peer: Int, _ ports: (cluster: Int, file: Int)) -> (cluster: Int, file: Int))? = nil,
-         unprivileged: Bool = false) throws {
+         unprivileged: Bool = false, namesPeers: Bool? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ClusterError("""
                 nsyncd is not built at \(Self.executable): end-to-end tests start the real daemon. \
@@ -103,7 +103,7 @@ final class TestCluster {
         let directory = String(cString: template)
         self.directory = directory
         self.extraArguments = extraArguments
-        namesPeers = running != nil
+        self.namesPeers = namesPeers ?? (running != nil)
         self.peerPorts = peerPorts
         members = names.enumerated().map { i, name in
             Member(name: name, root: "\(directory)/n\(i + 1)", logPath: "\(directory)/\(name).log",
@@ -224,6 +224,21 @@ final class TestCluster {
         for process in paused { process.signal(SIGSTOP) }
         defer { for process in paused { process.signal(SIGCONT) } }
         return try body()
+    }
+
+    /// Starts a daemon in node `node`'s place (its directory and ports) that
+    /// presents itself as node `impersonated`, with that node's name and
+    /// certificate: an operator's copy-paste slip. Stopped at shut-down.
+    func startImpostor(of impersonated: Int, at node: Int) throws {
+        var arguments = arguments(node)
+        for (flag, value) in [("--name", members[impersonated].name),
+                              ("--cert", certificates.certificatePath(members[impersonated].name)),
+                              ("--key", certificates.keyPath(members[impersonated].name))] {
+            if let i = arguments.firstIndex(of: flag) { arguments[i + 1] = value }
+        }
+        appendToLog(node, "==== harness: starting an impostor of \(members[impersonated].name) at \(Self.timestamp()) ====")
+        let process = try ClusterProcess(daemonExecutable, arguments, logPath: members[node].logPath, user: daemonUser)
+        members[node].processes.append(process)
     }
 
     /// Starts node `node` again (same directory, ports and arguments), or

@@ -10,13 +10,14 @@ class ClusterTestCase: XCTestCase {
     /// peer j at `peerPorts(i, j, ports)` instead of at j's own `ports`
     /// (a `HostileHolder` in its place, say).
     func makeCluster(nodes: Int = 3, extraArguments: [String] = [], label: String = "e2e",
-                     running: [Int]? = nil, unprivileged: Bool = false,
+                     running: [Int]? = nil, unprivileged: Bool = false, namesPeers: Bool? = nil,
                      peerPorts: ((_ node: Int, _ peer: Int, _ ports: (cluster: Int, file: Int)) -> (cluster: Int, file: Int))? = nil)
         throws -> TestCluster {
         let cluster = try TestCluster(nodes: nodes, extraArguments: extraArguments, label: label, running: running,
-                                      peerPorts: peerPorts, unprivileged: unprivileged)
+                                      peerPorts: peerPorts, unprivileged: unprivileged, namesPeers: namesPeers)
         shutDownAtTeardown(cluster)
-        if running?.isEmpty != true { try cluster.waitForLeader() }
+        // Without names in --cluster a new cluster votes once every member was reachable.
+        if running?.isEmpty != true, namesPeers != false || running == nil { try cluster.waitForLeader() }
         return cluster
     }
 
