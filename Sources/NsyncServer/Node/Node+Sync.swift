@@ -913,6 +913,13 @@ extension Node {
         // Before moves and local copies, which would put bytes at these paths too.
         var lookFirst: [(path: String, version: UInt64)] = []
         actions.removeAll { action in
+            if case let .makeDirectory(record, _) = action, sync.startupWalk, reconciler.manifest[record.path] == nil {
+                // As a fetch below: a folder the manifest does not know may be
+                // one this node had and the user removed just before a crash
+                // (`restoreJournaledInstallsGone`); decided after the walk.
+                sync.fetchesAfterWalk.append((record.path, record.version))
+                return true
+            }
             guard case let .fetch(record, _) = action else { return false }
             if sync.startupWalk, reconciler.manifest[record.path] == nil {
                 // What is on disk here is not known before the start-up walk

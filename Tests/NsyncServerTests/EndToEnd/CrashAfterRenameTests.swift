@@ -22,5 +22,6 @@ final class EndToEndCrashAfterRenameTests: ClusterTestCase {
         let files = tree.paths.filter { $0.hasSuffix(".txt") }
         XCTAssertEqual(files.count, 200)
         XCTAssertEqual(files.filter { $0.hasPrefix("docA/") }.count, 200, "the rename stands on every node: \(files.filter { !$0.hasPrefix("docA/") }.prefix(5))")
+        XCTAssertEqual(tree.paths.filter { $0 == "doc" || $0.hasPrefix("doc/") }, [], "and its folders")
     }
 }
