@@ -17,12 +17,18 @@ final class RaftLostLogTests: XCTestCase {
         cluster.applied[name] = []
     }
 
-    func testAFollowerThatLostItsLogCatchesUpFromHeartbeatsAlone() throws {
+    /// Leader a, and cmd1...cmd5 on every node.
+    private func replicatedFiveCommands() throws -> RaftTestCluster {
         var cluster = try RaftTestCluster(["a", "b", "c"])
         cluster.campaign("a")
         for i in 1...5 { cluster.propose("a", "cmd\(i)", id: UInt64(i)) }
         cluster.deliverAll()
         cluster.tickAll(2)
+        return cluster
+    }
+
+    func testAFollowerThatLostItsLogCatchesUpFromHeartbeatsAlone() throws {
+        var cluster = try replicatedFiveCommands()
         XCTAssertEqual(cluster.commands("c").count, 5)
 
         try wipe("c", in: &cluster)
@@ -34,11 +40,7 @@ final class RaftLostLogTests: XCTestCase {
     }
 
     func testAFollowerThatLostItsLogCatchesUpWhenTheNextEntryComes() throws {
-        var cluster = try RaftTestCluster(["a", "b", "c"])
-        cluster.campaign("a")
-        for i in 1...5 { cluster.propose("a", "cmd\(i)", id: UInt64(i)) }
-        cluster.deliverAll()
-        cluster.tickAll(2)
+        var cluster = try replicatedFiveCommands()
         try wipe("c", in: &cluster)
         cluster.propose("a", "cmd6", id: 6)  // before any heartbeat reaches c
         cluster.deliverAll()

@@ -58,19 +58,26 @@ final class InstallWriteRaceTests: XCTestCase {
     /// write the moment it is set is a change to look at, never held as
     /// the record's bytes.
     func testAWriteJustAfterATouchIsInstalledIsSeenByTheNextLook() throws {
-        let dir = try SyncScratchDirectory("touch-race", inMemory: true)
+        try Self.touchRace(rounds: 3_000, label: "touch-race") { round in 1_600_000_000_000_000_000 + Int64(round) }
+    }
+
+    /// `rounds` touches to `touched(round)`, each raced by a write the
+    /// moment the time is set: every install either reports what a look
+    /// then reads again (the write) or leaves it to a look (.localChanged).
+    static func touchRace(rounds: Int, label: String, touched: (Int) -> Int64) throws {
+        let dir = try SyncScratchDirectory(label, inMemory: true)
         try dir.mkdir("root/.nsync/tmp")
         let root = dir.url("root")
         let bytes = Array("the bytes\n".utf8)
         let written = Array("new bytes\n".utf8)
         var refused = 0
-        for round in 0..<3_000 {
+        for round in 0..<rounds {
             let path = "f\(round)", full = root + "/" + path
-            try Self.write(bytes, to: full, mtime: 1_500_000_000_000_000_000)
+            try write(bytes, to: full, mtime: 1_500_000_000_000_000_000)
             guard case .found(let expected?) = LocalDisk.look(root: root, path: path, known: nil) else {
                 return XCTFail("round \(round): the look failed")
             }
-            let touched: Int64 = 1_600_000_000_000_000_000 + Int64(round)
+            let touched = touched(round)
             let record = FileRecord(path: path, version: UInt64(round + 1), kind: .file, size: expected.size, mode: 0o644,
                                     mtime: touched, hash: expected.hash, origin: "n1", holders: ["n1"])
             let done = DispatchSemaphore(value: 0)
@@ -94,7 +101,7 @@ final class InstallWriteRaceTests: XCTestCase {
                     return XCTFail("round \(round): the look failed")
                 }
                 if looked.hash != SHA256.hash(written) {
-                    return XCTFail("round \(round): the look took the write for the record's bytes (install reported \(local))")
+                    return XCTFail("round \(round): the look took the write for the record's bytes (install reported \(local), \(local.mtime - touched) ns from the touch)")
                 }
             case .failed(_, _, .localChanged):
                 refused += 1  // the reconciler looks at it: the write is announced
@@ -102,7 +109,7 @@ final class InstallWriteRaceTests: XCTestCase {
                 return XCTFail("round \(round): \(results)")
             }
         }
-        print("touch race: \(refused) of 3000 installs saw the write and left it to a look")
+        print("\(label): \(refused) of \(rounds) installs saw the write and left it to a look")
     }
 
     /// A directory's mode: a chmod the moment the record's mode is set is
@@ -158,7 +165,7 @@ final class InstallWriteRaceTests: XCTestCase {
         XCTAssertTrue(LocalDisk.isSet(now - 300_000_000, to: now - 300_000_000, window: window), "a fresh touch set")
     }
 
-    private static func write(_ bytes: [UInt8], to path: String, mtime: Int64) throws {
+    static func write(_ bytes: [UInt8], to path: String, mtime: Int64) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SystemError(errno: errno, operation: "open", path: path) }
         defer { close(fd) }
