@@ -70,9 +70,17 @@ extension Node {
             }
             channel.onReady = { [self, unowned channel] peer in
                 if let expected = link.name, expected != peer {
-                    recordError("\(link.address) presents itself as \(peer), but this node knows it as \(expected); not talking to it")
-                    channel.close()
-                    return
+                    guard driver == nil, !links.contains(where: { $0 !== link && $0.name == peer }) else {
+                        recordError("\(link.address) presents itself as \(peer), but this node knows it as \(expected); not talking to it")
+                        channel.close()
+                        return
+                    }
+                    // Learned before Raft ever started here (from a daemon
+                    // started under another's name, since replaced): nothing
+                    // depends on it yet, and keeping it would keep the cluster
+                    // from ever forming.
+                    logger.notice("\(link.address) now presents itself as \(peer), not \(expected): learned again")
+                    link.name = nil
                 }
                 if link.name == nil {
                     if let other = links.first(where: { $0 !== link && $0.name == peer }) {

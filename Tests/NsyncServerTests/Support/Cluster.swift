@@ -229,7 +229,8 @@ final class TestCluster {
     /// Starts a daemon in node `node`'s place (its directory and ports) that
     /// presents itself as node `impersonated`, with that node's name and
     /// certificate: an operator's copy-paste slip. Stopped at shut-down.
-    func startImpostor(of impersonated: Int, at node: Int) throws {
+    @discardableResult
+    func startImpostor(of impersonated: Int, at node: Int) throws -> ClusterProcess {
         var arguments = arguments(node)
         for (flag, value) in [("--name", members[impersonated].name),
                               ("--cert", certificates.certificatePath(members[impersonated].name)),
@@ -239,6 +240,7 @@ final class TestCluster {
         appendToLog(node, "==== harness: starting an impostor of \(members[impersonated].name) at \(Self.timestamp()) ====")
         let process = try ClusterProcess(daemonExecutable, arguments, logPath: members[node].logPath, user: daemonUser)
         members[node].processes.append(process)
+        return process
     }
 
     /// Starts node `node` again (same directory, ports and arguments), or
