@@ -25,13 +25,15 @@ public enum RaftStorageError: Error, Equatable, CustomStringConvertible, Sendabl
                 + "this is not a torn write from a crash, so the node refuses to start rather than "
                 + "risk acknowledging entries it lost. To recover, stop nsyncd, move \(directory) "
                 + "aside (keep it for diagnosis) and restart: the node rejoins empty and catches up "
-                + "from the cluster. Do this on one node at a time, and only while a majority of the "
-                + "other members is healthy."
+                + "from the cluster. Do this on one node at a time, only while the other members "
+                + "are healthy, and keep them running until this node has caught up (its commit in "
+                + "`nsyncd status` at the leader's): until then it votes with an empty log, and "
+                + "losing another member meanwhile can lose committed changes."
         case let .gap(directory, reason):
             return "the Raft log at \(directory) is incomplete (\(reason)); a segment was removed or "
                 + "a foreign file was copied in. Stop nsyncd, move \(directory) aside and restart: "
                 + "the node rejoins empty and catches up from the cluster (one node at a time, "
-                + "with a healthy majority)."
+                + "with the others healthy and running until it has caught up)."
         case let .invalidAppend(reason):
             return "invalid Raft log append (a bug in the Raft driver): \(reason)"
         case let .unsupportedVersion(file, version):
