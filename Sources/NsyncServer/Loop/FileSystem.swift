@@ -343,13 +343,6 @@ extension SystemError {
     }
 }
 
-private extension Int64 {
-    /// Division rounding toward minus infinity, so times before 1970 split
-    /// into a second and a non-negative nanosecond part as timespec requires.
-    func floorDiv(_ d: Int64) -> Int64 { let q = self / d; return (self % d < 0) ? q - 1 : q }
-    func floorMod(_ d: Int64) -> Int64 { let r = self % d; return r < 0 ? r + d : r }
-}
-
 /// A directory read an entry at a time (for a listing spread over several
 /// turns of the loop), closed when released. Opened with O_NOFOLLOW unless
 /// `followLinks`, as `FileSystem.listDirectoryEntries`. One thread at a time.

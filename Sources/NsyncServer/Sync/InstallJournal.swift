@@ -93,16 +93,11 @@ enum InstallJournal {
 
     /// Brings `manifest` up to date with the journal at `path` under `root`:
     /// each entry whose file is still exactly the one installed becomes that
-    /// path's manifest entry. Returns how many did.
-    static func replay(_ path: String, root: String, onto manifest: inout PathMap<ManifestEntry>) -> Int {
-        var gone: [Entry] = []
-        return replay(path, root: root, onto: &manifest, gone: &gone)
-    }
-
-    /// As above; `gone` gets the entries whose path holds nothing now:
-    /// never installed (a crash before the rename), or installed and then
-    /// removed or renamed away by the user. Only the index can tell (the
-    /// node announced holding each version it installed).
+    /// path's manifest entry. Returns how many did. `gone` gets the entries
+    /// whose path holds nothing now: never installed (a crash before the
+    /// rename), or installed and then removed or renamed away by the user.
+    /// Only the index can tell (the node announced holding each version it
+    /// installed).
     static func replay(_ path: String, root: String, onto manifest: inout PathMap<ManifestEntry>, gone: inout [Entry]) -> Int {
         guard let bytes = try? FileDescriptor.readWholeFile(path) else { return 0 }
         var replayed = 0

@@ -65,6 +65,8 @@ final class InstallJournalTests: XCTestCase {
         XCTAssertEqual(manifest["older.txt"]?.version, 20, "a newer manifest entry stays")
 
         try InstallJournal.clear(journal)
-        XCTAssertEqual(InstallJournal.replay(journal, root: root, onto: &manifest), 0)
+        gone = []
+        XCTAssertEqual(InstallJournal.replay(journal, root: root, onto: &manifest, gone: &gone), 0)
+        XCTAssertEqual(gone, [], "an emptied journal sets nothing aside")
     }
 }
