@@ -254,6 +254,17 @@ public struct Reconciler {
             if known.isRacy, !local.isRacy { manifest[path]?.local = local }
             return reconcile(path, index: index)
         }
+        if let local, let entry, entry.version > 0, let known = entry.local, local.kind == .directory,
+           known.kind == .directory, local.inode == known.inode, local.sameContent(as: known) {
+            // The directory we hold, its mtime moved by entries made, removed
+            // or renamed in it (an install's as much as a user's): its mode is
+            // all a directory record carries, so nothing to announce. Were it
+            // announced, a folder whose deletion waits for its last entries to
+            // move out (`mv a tmp && mv tmp c` elsewhere) would be an edit
+            // beating that deletion: `tmp` back on every node.
+            setManifest(path, ManifestEntry(version: entry.version, local: local))
+            return reconcile(path, index: index)
+        }
         if let record, record.kind != .deleted, let local, local.sameContent(as: record) {
             if local.differsOnlyInMtime(from: record) {
                 if let entry, entry.version == record.version, entry.local?.mtime != local.mtime {

@@ -435,6 +435,33 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertFalse(reconciler.takeOutbox().contains { if case .put = $0 { true } else { false } }, "nothing revived")
     }
 
+    /// `mv d tmp && mv tmp c` on n2: d's deletion lands while its entries
+    /// are still here (they move out by the next entry), and moving them out
+    /// changes d's mtime. A look at d between the two saw an edit beating
+    /// the deletion and announced it: d came back on every node (the CI
+    /// failure of the rename-chain tests).
+    func testADirectoryWhoseDeletionWaitsIsNotAnnouncedWhenItsEntriesMovingOutChangeItsMtime() throws {
+        let vd = installRemote("d", directory())
+        let vx = installRemote("d/x", file(1))
+        let (_, first) = commit("n2", [put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        XCTAssertEqual(first, [.remove(path: "d", version: deletion, expected: directory())])
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .transient("directory not empty"), index: index),
+                       [.retryLater("d")])
+        XCTAssertEqual(commit("n2", [put("d/x", nil, base: vx)]).actions,
+                       [.remove(path: "d/x", version: deletion + 1, expected: file(1))])
+        XCTAssertEqual(reconciler.installed("d/x", version: deletion + 1, local: nil, index: index), [])
+        let emptied = directory(mtime: 300)
+        XCTAssertEqual(reconciler.observed("d", emptied, index: index),
+                       [.remove(path: "d", version: deletion, expected: emptied)])
+        XCTAssertFalse(reconciler.takeOutbox().contains { if case .put = $0 { true } else { false } }, "nothing revived")
+        // Another directory under the name (a new inode) is the user's: announced.
+        let other = directory(mtime: 400, inode: 51)
+        XCTAssertEqual(reconciler.installFailed("d", version: deletion, .localChanged, index: index), [.observe("d")])
+        XCTAssertEqual(reconciler.observed("d", other, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d", other, base: vd)])
+    }
+
     /// A file installed before its directory's record makes the directory
     /// as a parent (mode 0755); the record's install then finds it there.
     /// Before, the look announced 0755 over the cluster's 0555.
