@@ -134,6 +134,46 @@ public enum InstallFailure: Equatable, Sendable {
     case transient(String)
 }
 
+/// The installs a reconciler has in progress, by path (the version being
+/// installed), and how many of those that put something on disk (not
+/// removals, which go deepest first) are below each directory: such an
+/// install makes its parents if they are gone. A plain value.
+public struct InstallsInFlight {
+    private var versions = PathMap<UInt64>()
+    private var adding = PathSet()
+    private var below = PathMap<Int>()
+
+    public init() {}
+
+    /// Setting a version starts an install that puts something at `path`.
+    public subscript(path: String) -> UInt64? {
+        get { versions[path] }
+        set { set(path, newValue, adds: true) }
+    }
+
+    /// Starts the removal of `path` at `version`.
+    mutating func startRemoval(_ path: String, version: UInt64) { set(path, version, adds: false) }
+
+    public var isEmpty: Bool { versions.isEmpty }
+    public var count: Int { versions.count }
+
+    /// Whether an install that puts something below the directory `path` is in progress.
+    public func hasAdditions(under path: String) -> Bool { below[path] != nil }
+
+    private mutating func set(_ path: String, _ version: UInt64?, adds: Bool) {
+        versions[path] = version
+        let now = version != nil && adds
+        let was = now ? !adding.insert(path).inserted : adding.remove(path) != nil
+        guard was != now else { return }
+        var ancestor = Substring(path)
+        while let slash = ancestor.lastIndex(of: "/") {
+            ancestor = ancestor[..<slash]
+            let count = below[String(ancestor), default: 0] + (now ? 1 : -1)
+            below[String(ancestor)] = count > 0 ? count : nil
+        }
+    }
+}
+
 /// Drives this node's directory toward the index and announces local changes
 /// (DESIGN.md, "The reconciler"). Pure: events in, actions and index changes
 /// out; the node executes them on the loop and thread pool. Loop thread only.
@@ -155,7 +195,7 @@ public struct Reconciler {
     /// with no install or put in the way (`observed(_:_:index:renamed:)`).
     private var renamedHere = PathSet()
     /// Installs in progress: path -> version being installed.
-    public private(set) var installing = PathMap<UInt64>()
+    public private(set) var installing = InstallsInFlight()
     /// Changes to propose in the next batch.
     private var outbox: [IndexChange] = []
     /// Holds already in the outbox, so one batch says each once.
@@ -303,7 +343,7 @@ public struct Reconciler {
             // a file the user moved here: it has those bytes because the
             // deleted file and the moved one are the same content, and its
             // old name's deletion is going out too.)
-            installing[path] = record.version
+            installing.startRemoval(path, version: record.version)
             return [.remove(path: path, version: record.version, expected: local)]
         }
         if local == nil && entry?.local == nil {
@@ -606,7 +646,16 @@ public struct Reconciler {
                 propose(path, local, base: record.version)
                 return []
             }
-            installing[path] = record.version
+            if local.kind == .directory, installing.hasAdditions(under: path) {
+                // A fetch under it is still on its way (started before the
+                // deletion, its bytes not in the directory yet): removed now,
+                // the directory would be made again as the fetch's parent,
+                // and a look would find it unknown here on a deleted name and
+                // announce it: back, empty, on every node. Once it landed
+                // (and its own deletion removed it) the removal goes.
+                return [.retryLater(path)]
+            }
+            installing.startRemoval(path, version: record.version)
             return [.remove(path: path, version: record.version, expected: local)]
         }
         if let local, local.sameContent(as: record) {

@@ -462,6 +462,41 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertEqual(reconciler.takeOutbox(), [put("d", other, base: vd)])
     }
 
+    /// `rm -rf d` on n2 while n1 still fetches d/x (n2 had it open for the
+    /// transfer): d's removal here finds d empty (the bytes are still under
+    /// .nsync/tmp) and goes; the fetch then lands, its install makes d again
+    /// as a parent, d/x's deletion removes d/x, and the watcher's look at
+    /// the new d found a directory unknown here on a deleted name: announced,
+    /// an empty d back on every node. The removal waits for installs under it.
+    func testAFetchUnderADeletedDirectoryLandingLateDoesNotBringTheDirectoryBack() throws {
+        let vd = installRemote("d", directory())
+        let x = file(1, inode: 2)
+        let (_, fetch) = commit("n2", [put("d/x", x, base: 0)])
+        let vx = nextEntry - 1
+        XCTAssertEqual(fetch, [.fetch(index.record(at: "d/x")!, expected: nil)])
+        // rm -rf d on n2, in one entry, while the fetch runs.
+        let (_, removal) = commit("n2", [put("d/x", nil, base: vx), put("d", nil, base: vd)])
+        let deletion = nextEntry - 1
+        // The disk as the node would leave it: d removed now if asked.
+        var dHere: LocalFile? = directory()
+        for action in removal {
+            if case .remove(path: "d", let version, _) = action {
+                dHere = nil
+                XCTAssertEqual(reconciler.installed("d", version: version, local: nil, index: index), [])
+            }
+        }
+        // The fetch lands: d made again as a parent if it had gone.
+        if dHere == nil { dHere = directory(mtime: 300, inode: 51) } else { dHere!.mtime = 300 }
+        var actions = reconciler.installed("d/x", version: vx, local: x, index: index)
+        XCTAssertEqual(actions, [.remove(path: "d/x", version: deletion, expected: x)])
+        actions = reconciler.installed("d/x", version: deletion, local: nil, index: index)
+        // The watcher's look at d (made, or its entries changed), then the retry.
+        actions += reconciler.observed("d", dHere, index: index)
+        actions += reconciler.reconcile("d", index: index)
+        XCTAssertFalse(reconciler.takeOutbox().contains { if case .put = $0 { true } else { false } }, "d not revived")
+        XCTAssertTrue(actions.contains(.remove(path: "d", version: deletion, expected: dHere!)), "\(actions)")
+    }
+
     /// A file installed before its directory's record makes the directory
     /// as a parent (mode 0755); the record's install then finds it there.
     /// Before, the look announced 0755 over the cluster's 0555.
