@@ -823,10 +823,11 @@ extension Node {
                 batch.append(path)
                 if batch.count == Node.observeBatch { break }
             }
-            if batch.isEmpty, !sync.toObserveAfter.isEmpty,
-               sync.observeJobs == 0 || loop.now >= sync.toObserveAfterSince + Node.observeAfterWait {
+            if !sync.toObserveAfter.isEmpty, batch.isEmpty && sync.observeJobs == 0
+                || loop.now >= sync.toObserveAfterSince + Node.observeAfterWait {
                 // The first paths are all looked at (and their changes
-                // proposed), or have had their time: the later ones now.
+                // proposed), or the later ones have had their time (a
+                // watcher that keeps queueing looks must not starve them).
                 for path in sync.toObserveAfter { sync.toObserve.insert(path) }
                 sync.toObserveAfter.removeAll()
                 continue
@@ -834,6 +835,13 @@ extension Node {
             guard !batch.isEmpty else { return }
             for path in batch {
                 sync.toObserve.remove(path)
+                // Queued for later too: this look is that look. Left there,
+                // the path stayed `lookPending` after this look, so a fetch
+                // it decided was held back for a look again, queued at once
+                // ahead of the later paths: the same paths stat'ed for ever
+                // (100,000 times in 2 s, a probe's find) and the later ones,
+                // a renamed folder's new names, never looked at or announced.
+                sync.toObserveAfter.remove(path)
                 sync.observing.insert(path)
             }
             sync.observeJobs += 1
