@@ -446,6 +446,11 @@ extension Node {
         transferServer.knownBlocksPending = { [unowned self] hash, blockSize in
             fetcher.ownBlocksPending(for: hash, blockSize: blockSize)
         }
+        transferServer.heldFileNotAsKnown = { [unowned self] path in
+            guard !lookPending(path) else { return }
+            logger.debug("\(path) is not on disk as this node announced it: looking at it again")
+            observe(path)
+        }
     }
 
     /// A `.part` is resumed when its version is fetched again; one of a

@@ -275,7 +275,7 @@ extension TransferServer {
                     let status = try FileSystem.status(descriptor: fd.rawValue, path: request.path)
                     guard status.kind == .regular, UInt64(status.size) == expected else {
                         try? fd.close()
-                        return .refused(Refusal(status: .versionNotHeld, message: "changed on disk since it was announced"))
+                        return .refused(Refusal(status: .versionNotHeld, message: TransferServer.changedOnDisk))
                     }
                     if let digest = request.prefixDigest,
                        try request.offset > expected || FileSystem.hashPrefix(of: fd, count: request.offset) != digest {
@@ -303,6 +303,10 @@ extension TransferServer {
                     return
                 }
                 item.state = state
+                if case .refused(let refusal) = state, item.request.version != 0,
+                   refusal.status == .readError || refusal.message == TransferServer.changedOnDisk {
+                    server.heldFileNotAsKnown(item.request.path)
+                }
                 pump()
                 prepareMore()
             })

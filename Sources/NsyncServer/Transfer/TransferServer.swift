@@ -99,6 +99,13 @@ final class TransferServer {
     /// same blocks meanwhile. (Its fetcher's stall limit, 60 s, is far longer.)
     var knownBlocksPending: (_ hash: [UInt8], _ blockSize: UInt32) -> Bool = { _, _ in false }
     var maxWaitForKnownBlocks: UInt64 = 5_000
+    /// A version this node serves as held was not on disk as the manifest
+    /// says (gone, or another file there): the watcher missed a change, and
+    /// the node looks at the path again, or every fetcher would ask for it
+    /// forever and the change here never be announced. On the loop.
+    var heldFileNotAsKnown: (_ path: String) -> Void = { _ in }
+    /// The refusal's message when the file served is not the one announced.
+    static let changedOnDisk = "changed on disk since it was announced"
 
     init(loop: EventLoop, root: String, chunkSize: Int, logger: Logger, resolve: @escaping Resolver) {
         self.loop = loop

@@ -16,6 +16,9 @@ final class KnownBlocksServer {
     private var loop: EventLoop?
     private var server: TransferServer?
     private var stopping = false
+    private var notAsKnown: [String] = []
+    /// The paths the server said were not on disk as announced (`heldFileNotAsKnown`).
+    var pathsNotAsKnown: [String] { lock.withLock { notAsKnown } }
     private let done = DispatchSemaphore(value: 0)
 
     init(root: String, size: UInt64, hash: [UInt8], certificates: TestCertificates, pending: Bool,
@@ -41,6 +44,7 @@ final class KnownBlocksServer {
                     lock.withLock { theirs == hash && self.known?.blockSize == blockSize ? self.known : nil }
                 }
                 server.knownBlocksPending = { [self] theirs, _ in lock.withLock { theirs == hash && self.pending } }
+                server.heldFileNotAsKnown = { [self] path in lock.withLock { notAsKnown.append(path) } }
                 let listener = TCPListener(loop: loop)
                 try listener.bind(host: "127.0.0.1", port: 0)
                 try listener.listen { stream in
