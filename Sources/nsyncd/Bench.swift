@@ -253,7 +253,8 @@ struct BenchSync: ParsableCommand {
         }
         print("edits (\(result.edits)): p50 " + figure(result.editP50Ms, "%.1f ms") + ", p99 " + figure(result.editP99Ms, "%.1f ms"))
         print("peak RSS: " + result.peakRssMibPerNode.sorted { $0.key < $1.key }
-            .map { "\($0.key) " + String(format: "%.0f MiB", $0.value) }.joined(separator: ", "))
+            .map { "\($0.key) " + String(format: "%.0f MiB", $0.value) }.joined(separator: ", ")
+            + (result.largePeakRssMib.map { String(format: " (at most %.0f MiB up to the large file's edit)", $0) } ?? ""))
         print("references: TLS transport " + figure(result.tlsMbPerS, "%.0f MB/s")
             + ", disk floor (written twice, fsync) " + figure(result.diskFloorMbPerS, "%.0f MB/s"))
         if keep { print("trees and logs kept in \(result.directory)") }

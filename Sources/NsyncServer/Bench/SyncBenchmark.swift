@@ -59,6 +59,10 @@ public enum SyncBenchmark {
         /// The largest daemon's peak resident memory, and each one's.
         public var peakRssMib: Double
         public var peakRssMibPerNode: [String: Double]
+        /// The largest daemon's peak resident memory once the large file and
+        /// its edit have synced, before the small files (whose 10,000 paths,
+        /// and their deletions after the rename, the index then holds).
+        public var largePeakRssMib: Double?
         public var tlsMbPerS: Double?
         public var diskFloorMbPerS: Double?
         /// Where the daemons' trees were.
@@ -99,6 +103,7 @@ public enum SyncBenchmark {
                 let patch: (seconds: Double, received: UInt64?)
                 (result.largeMbPerS, result.largeSentByOrigin, patch) = try run.largeFile(size: options.largeBytes)
                 (result.largeEditS, result.largeEditBytesReceived) = patch
+                result.largePeakRssMib = names.indices.compactMap { cluster.peakResidentMiB($0) }.max()
             }
             if options.smallFiles > 0 {
                 (result.smallFilesS, result.smallWriteS) = try run.smallFiles(

@@ -37,12 +37,15 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertLessThanOrEqual(p50, try XCTUnwrap(result.editP99Ms))
         XCTAssertEqual(Set(result.peakRssMibPerNode.keys), ["n1", "n2", "n3"])
         XCTAssertGreaterThan(result.peakRssMib, 1)
+        let largePeak = try XCTUnwrap(result.largePeakRssMib)
+        XCTAssertGreaterThan(largePeak, 1)
+        XCTAssertLessThanOrEqual(largePeak, result.peakRssMib, "a peak part-way is at most the whole run's")
         XCTAssertGreaterThan(try XCTUnwrap(result.tlsMbPerS), 0)
         XCTAssertGreaterThan(try XCTUnwrap(result.diskFloorMbPerS), 0)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), [], "the scratch directory is removed")
 
         let json = try BenchSupport.json(result)
-        for key in ["large_mb_per_s", "large_sent_by_origin", "large_edit_s", "large_edit_bytes_received", "small_files_s", "rename_s", "rename_bytes_received", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "tls_mb_per_s",
+        for key in ["large_mb_per_s", "large_sent_by_origin", "large_edit_s", "large_edit_bytes_received", "small_files_s", "rename_s", "rename_bytes_received", "edit_p50_ms", "edit_p99_ms", "peak_rss_mib", "large_peak_rss_mib", "tls_mb_per_s",
                     "disk_floor_mb_per_s"] {
             XCTAssertTrue(json.contains("\"\(key)\""), "\(key) in \(json)")
         }
@@ -65,6 +68,7 @@ final class SyncBenchmarkTests: XCTestCase {
         XCTAssertNil(result.renameS, "the rename is of the small files' folder")
         XCTAssertNil(result.tlsMbPerS)
         XCTAssertNil(result.diskFloorMbPerS, "the disk floor is measured with the large file's size")
+        XCTAssertNil(result.largePeakRssMib, "no large file, no peak read after it")
         XCTAssertNotNil(result.editP50Ms)
     }
 }
