@@ -756,11 +756,7 @@ extension Node {
         observe(path)
         // Nothing can be known below a file or a link: no walk of the manifest.
         if let local = reconciler.manifest[path]?.local, local.kind != .directory { return }
-        let prefix = path + "/"
-        for known in reconciler.manifest.keys where known.hasPrefix(prefix) { observe(known) }
-        // And what is still being announced: a tree moved in and away again
-        // at once (mv a tmp && mv tmp c) has its files in no manifest yet.
-        for (announced, _) in reconciler.announcing(under: prefix) { observe(announced) }
+        for known in reconciler.pathsKnown(under: path) { observe(known) }
     }
 
     /// A directory that appeared by rename (or became readable):

@@ -160,6 +160,13 @@ public struct InstallsInFlight {
     /// Whether an install that puts something below the directory `path` is in progress.
     public func hasAdditions(under path: String) -> Bool { below[path] != nil }
 
+    /// The paths below the directory `path` that an install in progress puts something at.
+    public func additions(under path: String) -> [String] {
+        guard hasAdditions(under: path) else { return [] }
+        let prefix = path + "/"
+        return adding.filter { $0.hasPrefix(prefix) }
+    }
+
     private mutating func set(_ path: String, _ version: UInt64?, adds: Bool) {
         versions[path] = version
         let now = version != nil && adds
@@ -249,6 +256,19 @@ public struct Reconciler {
     /// cluster soon, to the manifest only once committed.
     public func announcing(under prefix: String) -> [(path: String, local: LocalFile?)] {
         pendingPuts.compactMap { $0.key.hasPrefix(prefix) ? ($0.key, $0.value) : nil }
+    }
+    /// Every path below the directory `path` that this node holds, is
+    /// announcing or is installing: what a look must cover when the
+    /// directory is removed or moved away here. The announced ones (a tree
+    /// moved in and away again at once, `mv a tmp && mv tmp c`) are in no
+    /// manifest yet; nor is a fetch whose file may already be in place,
+    /// its manifest entry set only when the install reports back.
+    public func pathsKnown(under path: String) -> [String] {
+        let prefix = path + "/"
+        var paths = manifest.compactMap { $0.key.hasPrefix(prefix) ? $0.key : nil }
+        paths += pendingPuts.compactMap { $0.key.hasPrefix(prefix) ? $0.key : nil }
+        paths += installing.additions(under: path)
+        return paths
     }
     public var hasPendingWork: Bool { !pendingPuts.isEmpty || !installing.isEmpty || !outbox.isEmpty || !copying.isEmpty }
 

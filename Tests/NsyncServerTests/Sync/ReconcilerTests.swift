@@ -497,6 +497,36 @@ final class ReconcilerTests: ReconcilerTestCase {
         XCTAssertTrue(actions.contains(.remove(path: "d", version: deletion, expected: dHere!)), "\(actions)")
     }
 
+    /// A directory moved away here while a fetch into it runs: the look the
+    /// move asks for covers the fetched path too. Its file may already be
+    /// in place (moved along with the directory) while the install's report
+    /// is still on its way: only then does the manifest say it is held.
+    /// Before, the move's looks covered the manifest and the puts in flight
+    /// only, so nothing looked at d/x again: this node stayed a holder of
+    /// d/x for good, without it on disk (others asking for it were refused),
+    /// and d/x was never deleted although the user moved d away here.
+    func testADirectoryMovedAwayDuringAFetchIntoItHasThatPathLookedAtToo() throws {
+        installRemote("d", directory())
+        installRemote("d/a", file(1))
+        let x = file(2, inode: 3)
+        let (_, fetch) = commit("n2", [put("d/x", x, base: 0)])
+        let vx = nextEntry - 1
+        XCTAssertEqual(fetch, [.fetch(index.record(at: "d/x")!, expected: nil)])
+        XCTAssertNil(reconciler.manifest["d/x"])
+        XCTAssertFalse(reconciler.isAnnouncing("d/x"))
+        // mv d e here: the watcher's event asks for looks at all of d.
+        XCTAssertEqual(Set(reconciler.pathsKnown(under: "d")), ["d/a", "d/x"])
+        XCTAssertEqual(reconciler.pathsKnown(under: "d/a"), [], "nothing below a file")
+        XCTAssertEqual(reconciler.pathsKnown(under: "e"), [])
+        // The looks find d/x gone while its install is still out: held over.
+        XCTAssertEqual(reconciler.observed("d/x", nil, index: index), [])
+        // The install reports it put x at d/x (before the move took it to e).
+        XCTAssertEqual(reconciler.installed("d/x", version: vx, local: x, index: index), [.observe("d/x")])
+        XCTAssertEqual(reconciler.takeOutbox(), [.hold(path: "d/x", version: vx)])
+        XCTAssertEqual(reconciler.observed("d/x", nil, index: index), [])
+        XCTAssertEqual(reconciler.takeOutbox(), [put("d/x", nil, base: vx)], "the move's deletion of d/x goes out")
+    }
+
     /// A file installed before its directory's record makes the directory
     /// as a parent (mode 0755); the record's install then finds it there.
     /// Before, the look announced 0755 over the cluster's 0555.
