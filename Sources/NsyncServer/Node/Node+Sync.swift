@@ -199,6 +199,9 @@ enum InstallResult {
     case failed(path: String, version: UInt64, InstallFailure)
     case conflictCopied(path: String, copy: String, local: LocalFile?)
     case conflictFailed(path: String, String)
+    /// The file changed again after the look that found the conflict: no
+    /// copy is made now; the look its change asks for decides again.
+    case conflictChangedAgain(path: String)
     /// A file deleted as the index says, its bytes kept at `at` (under
     /// `.nsync/tmp`) for a while: `content` is what it held, `stamp` its
     /// status there (a move from it checks that nothing changed it since).
@@ -1121,6 +1124,10 @@ extension Node {
                     actions += reconciler.conflictCopied(path, to: copy, local: local, index: index)
                 case let .conflictFailed(path, why):
                     recordError("cannot keep a conflict copy of \(path): \(why)")
+                    actions += reconciler.conflictCopyFailed(path, index: index)
+                case let .conflictChangedAgain(path):
+                    // A writer still at work: routine, not an error to show in status.
+                    logger.info("conflict copy of \(path) put off: it changed again; looking at it again")
                     actions += reconciler.conflictCopyFailed(path, index: index)
                 }
             }

@@ -605,7 +605,7 @@ enum LocalDisk {
 
     private static func conflictCopy(_ path: String, expected: LocalFile, root: String, node: NodeName, now: Int64) -> InstallResult {
         let full = root + "/" + path
-        guard matches(full, expected) else { return .conflictFailed(path: path, "it changed again") }
+        guard matches(full, expected) else { return .conflictChangedAgain(path: path) }
         var copy = ConflictName.conflictCopyName(for: path, secondsSinceEpoch: now, node: node)
         var attempt = 1
         while (try? FileSystem.status(root + "/" + copy)) != nil, attempt < 100 {

@@ -235,6 +235,28 @@ final class LocalDiskMoveTests: XCTestCase {
         XCTAssertNil(contents("b/moved.bin"))
     }
 
+    /// A conflict copy renames the very bytes the look saw; a file written
+    /// since is left where it is, reported as changed again (routine: its
+    /// look decides again), not as a failure to show in status.
+    func testAConflictCopyTakesTheBytesSeenAndLeavesAFileChangedSinceInPlace() throws {
+        let mine = try file("docs/a.txt", "my edit")
+        let results = install([.conflict(path: "docs/a.txt", expected: mine)])
+        guard case let .conflictCopied("docs/a.txt", copy, local?)? = results.first, results.count == 1 else {
+            return XCTFail("\(results)")
+        }
+        XCTAssertTrue(copy.hasPrefix("docs/a.sync-conflict-") && copy.hasSuffix("-n2.txt"), copy)
+        XCTAssertEqual(contents(copy), "my edit")
+        XCTAssertNil(contents("docs/a.txt"))
+        XCTAssertEqual(local.hash, mine.hash)
+
+        let seen = try file("docs/b.txt", "what the look saw")
+        try scratch.write("docs/b.txt", "written again since, longer")
+        let again = install([.conflict(path: "docs/b.txt", expected: seen)])
+        guard case .conflictChangedAgain("docs/b.txt")? = again.first, again.count == 1 else { return XCTFail("\(again)") }
+        XCTAssertEqual(contents("docs/b.txt"), "written again since, longer", "the newer bytes stay in place")
+        XCTAssertEqual(try FileDescriptor.listDirectory(root + "/docs").sorted(), [copy.dropFirst(5).description, "b.txt"])
+    }
+
     func testAKeptCopyThatIsGoneFailsAsTransient() throws {
         let old = try file("a.bin", "bytes")
         let target = record("b.bin", old, version: 3)
@@ -249,7 +271,7 @@ private extension InstallResult {
     var path: String {
         switch self {
         case .installed(let path, _, _), .failed(let path, _, _), .conflictCopied(let path, _, _),
-             .conflictFailed(let path, _), .kept(let path, _, _, _, _): path
+             .conflictFailed(let path, _), .conflictChangedAgain(let path), .kept(let path, _, _, _, _): path
         }
     }
 }
