@@ -21,6 +21,11 @@ extension Node {
                 name: name, address: link.address.description, connected: link.raft != nil, matchIndex: match,
                 behindEntries: behind, filesBehind: files, bytesBehind: bytes))
         }
+        var notHeld = (files: 0, bytes: UInt64(0))
+        for record in index where record.kind != .deleted && !record.holders.contains(config.name) {
+            notHeld.files += 1
+            notHeld.bytes += record.size
+        }
         let now = loop.now
         let unavailable = unavailableFiles(limit: NodeStatus.unavailableListLimit)
         var transfers = (fetcher?.activeTransfers ?? []).filter { $0.total > 0 }.map { t in
@@ -42,6 +47,7 @@ extension Node {
                 NodeStatus.Sending(path: $0.path, to: $0.to, bytesDone: $0.done, bytesTotal: $0.total, relayed: $0.relayed)
             }, pendingFiles: backlog.files, pendingBytes: backlog.bytes,
             pendingAnnouncements: reconciler.pendingPutCount + sync.toObserve.count + sync.toObserveAfter.count,
+            notHeldFiles: notHeld.files, notHeldBytes: notHeld.bytes,
             unavailable: unavailable.files, unavailableFiles: unavailable.count,
             bytesSent: transferServer?.bytesServed, bytesReceived: fetcher?.bytesReceived,
             bytesReused: fetcher?.bytesReused, bytesZeros: fetcher?.bytesZeros, scan: sync.scanProgress,

@@ -21,6 +21,12 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var pendingBytes: UInt64
     /// Local changes not yet committed.
     public var pendingAnnouncements: Int
+    /// Versions in the index (files, directories, links) this node does
+    /// not hold yet, and their bytes: more than `pendingFiles` while
+    /// fetches wait for looks at their paths or for a holder. Optional,
+    /// as below.
+    public var notHeldFiles: Int? = nil
+    public var notHeldBytes: UInt64? = nil
     /// Files this node cannot fetch now (oldest first, at most
     /// `unavailableListLimit` listed), and how many there are in all.
     /// Optional so that a newer `nsyncd status` still reads an older daemon.
@@ -140,7 +146,11 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         if let scan {
             out += "scanning: \(scan.filesDone)/\(scan.filesTotal) files, \(Self.bytes(scan.bytesHashed)) hashed\n"
         }
-        out += "to fetch: \(pendingFiles) files (\(Self.bytes(pendingBytes))); local changes not yet committed: \(pendingAnnouncements)\n"
+        out += "to fetch: \(pendingFiles) files (\(Self.bytes(pendingBytes)))"
+        if let notHeld = notHeldFiles, notHeld > pendingFiles {
+            out += ", not held here yet: \(notHeld) versions (\(Self.bytes(notHeldBytes ?? 0)))"
+        }
+        out += "; local changes not yet committed: \(pendingAnnouncements)\n"
         if let count = unavailableFiles, count > 0 {
             let listed = unavailable ?? []
             out += "cannot fetch now: \(count) files (they arrive once a node holding them is reachable)\n"

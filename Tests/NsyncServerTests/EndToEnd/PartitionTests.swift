@@ -191,6 +191,9 @@ final class EndToEndPartitionTests: ClusterTestCase {
             return s.unavailable?.first { $0.path == "big.bin" }
         }
         XCTAssertEqual(stuck.holders, ["node1"])
+        let behind = try cluster.status(2)
+        XCTAssertEqual(behind.notHeldFiles, 1, "node3's status counts big.bin as not held here")
+        XCTAssertEqual(behind.notHeldBytes, UInt64(bytes.count))
         XCTAssertTrue(stuck.reason.contains("no connection to a node holding it"), stuck.reason)
         XCTAssertTrue(cluster.log(2).contains("heard nothing from node1"), "node3 closed its silent channel to node1")
         let rendered = try cluster.runCommand(["status", cluster.path(2)], timeout: 10).output
@@ -214,6 +217,7 @@ final class EndToEndPartitionTests: ClusterTestCase {
                        "not a byte of node1's file port reached node3: it fetched from node2")
         try proxy.heal()
         try cluster.waitUntilConverged()
+        for node in 0..<cluster.count { XCTAssertEqual(try cluster.status(node).notHeldFiles, 0, "node\(node + 1)") }
     }
 
     /// What a node logs (debug) when a proposal it appended as leader

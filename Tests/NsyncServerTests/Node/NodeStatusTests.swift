@@ -51,6 +51,29 @@ final class NodeStatusTests: XCTestCase {
         XCTAssertFalse(older.rendered().contains("copied from versions"))
     }
 
+    /// Versions the index has and this node does not are shown when the
+    /// fetcher's queue holds fewer (fetches waiting for looks or holders),
+    /// so "to fetch: 0" never hides a node that is behind; an older
+    /// daemon's status (no such field) shows the queue alone.
+    func testVersionsNotHeldHereAreShownWhenTheQueueHoldsFewer() throws {
+        var reported = status(kept: [], count: 0)
+        reported.pendingFiles = 3
+        reported.pendingBytes = 12 << 10
+        reported.notHeldFiles = 731
+        reported.notHeldBytes = 3 << 20
+        XCTAssertEqual(try NodeStatus.decode(reported.jsonData()), reported)
+        XCTAssertTrue(reported.rendered().contains("to fetch: 3 files (12.0 KiB), not held here yet: 731 versions (3.0 MiB); "),
+                      reported.rendered())
+        reported.notHeldFiles = 3
+        XCTAssertTrue(reported.rendered().contains("to fetch: 3 files (12.0 KiB); local changes"), reported.rendered())
+        var json = try JSONSerialization.jsonObject(with: reported.jsonData()) as! [String: Any]
+        json["notHeldFiles"] = nil
+        json["notHeldBytes"] = nil
+        let older = try NodeStatus.decode(try JSONSerialization.data(withJSONObject: json))
+        XCTAssertNil(older.notHeldFiles)
+        XCTAssertFalse(older.rendered().contains("not held"))
+    }
+
     /// The disk line: room left, and when downloads stop for the raft log's
     /// reserve; an older daemon's status (no disk) shows none.
     func testTheDiskLineSaysWhatIsFreeAndWhenDownloadsStop() throws {

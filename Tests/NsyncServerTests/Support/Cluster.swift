@@ -404,7 +404,7 @@ final class TestCluster {
             text += "---- \(member.name) (\(member.process.map { $0.isRunning ? "running, pid \($0.pid)" : $0.exitDescription } ?? "stopped"))"
             if member.isRunning, let s = try? status(i, timeout: 1) {
                 text += ": \(s.role), term \(s.term), leader \(s.leader ?? "-"), commit \(s.commitIndex), applied \(s.appliedIndex)"
-                text += ", files \(s.files), to fetch \(s.pendingFiles), uncommitted \(s.pendingAnnouncements)"
+                text += ", files \(s.files), to fetch \(s.pendingFiles), not held \(s.notHeldFiles ?? 0), uncommitted \(s.pendingAnnouncements)"
                 if !s.recentErrors.isEmpty { text += "\n  errors: \(s.recentErrors.suffix(5))" }
             }
             text += "\n" + (logLines > 0 ? logTail(i, lines: logLines) + "\n" : "")
