@@ -57,6 +57,14 @@ enum LocalDisk {
             do {
                 let hashed = try FileSystem.hashStableFile(full, into: SHA256())
                 guard hashed.isStable else { return .changing }
+                // Moved away (its folder renamed) or replaced while it was
+                // hashed: these bytes are no longer at `path`.
+                do {
+                    let now = try FileSystem.status(full)
+                    guard now.kind == .regular, now.inode == hashed.after.inode else { return .changing }
+                } catch let error as SystemError where error.isNotFound || error.isNotDirectory {
+                    return .found(nil)
+                }
                 local.size = UInt64(hashed.after.size)
                 local.mtime = hashed.after.modificationTime
                 local.mode = hashed.after.syncedMode
