@@ -293,6 +293,36 @@ extension Node {
         }
     }
 
+    /// Directories and symlinks this node made for the cluster after its
+    /// last manifest save (no journal holds them): those on disk as the
+    /// index, as replayed, has them become known to the manifest at that
+    /// version (`Reconciler+UnsavedInstalls`).
+    /// Before the scan and before any entry from the others is applied:
+    /// after it, a deletion of one of them made while the node was down
+    /// would find it unknown and announce it back. A few stats on the loop
+    /// (a manifest lags by about a second), as `restoreJournaledInstallsGone`.
+    func restoreUnsavedInstalls() {
+        var adopted = 0
+        for record in reconciler.unsavedInstallCandidates(in: index) {
+            let full = config.root + "/" + record.path
+            guard let status = try? FileSystem.status(full) else { continue }
+            let found: LocalFile
+            switch status.kind {
+            case .directory:
+                found = LocalFile(kind: .directory, mode: status.mode, mtime: status.modificationTime, inode: status.inode)
+            case .symlink:
+                guard let target = try? FileSystem.readLink(full) else { continue }
+                found = LocalFile(kind: .symlink, mode: 0, mtime: status.modificationTime, target: target, inode: status.inode)
+            case .regular, .other:
+                continue
+            }
+            if reconciler.adoptUnsavedInstall(record, found: found) { adopted += 1 }
+        }
+        if adopted > 0 {
+            logger.info("\(adopted) directories or symlinks installed after the last manifest save are known from the index")
+        }
+    }
+
     func startSync() throws {
         guard let watcher = sync.watcher else { throw StartupError.state("cannot watch \(config.root): no watcher") }
         do {
@@ -329,6 +359,7 @@ extension Node {
         sync.timers.append(saver)
         loadKeptDirectories()
         restoreJournaledInstallsGone()
+        restoreUnsavedInstalls()
         rescan(reason: "start-up")
         startPeriodicRescans(every: config.tuning.rescanInterval)
     }
